@@ -1,0 +1,190 @@
+"""Per-image optimisation of latent codes, channel/feature-map weights and generator parameters."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import torch
+
+from .losses import LossWeights, MaskedReconstructionLoss
+from .multi_latent import MultiLatentConfig, MultiLatentGenerator
+from .network import PGGANConfig, PGGANGenerator
+from .perceptual import VGG16Features
+
+PRECISIONS = ("fp32", "bf16")
+SCHEDULES = ("constant", "cosine")
+PRESET_NAMES = ("paper", "mganprior", "single-z")
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    steps: int = 3000
+    lr_latent: float = 0.05
+    lr_alpha: float = 0.01
+    lr_beta: float = 0.01
+    lr_generator: float = 1e-4
+    schedule: str = "cosine"  # constant, or cosine decay to 0 over `steps`
+    mse_weight: float = 1.0
+    perceptual_weight: float = 0.1
+    precision: str = "bf16"  # bf16 autocast for the networks; parameters and loss stay fp32
+    preview_every: int = 50  # progress carries loss and preview image every this many steps
+
+    def validate(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        rates = (self.lr_latent, self.lr_alpha, self.lr_beta, self.lr_generator)
+        if min(rates) < 0 or min(self.mse_weight, self.perceptual_weight) < 0:
+            raise ValueError("learning rates and loss weights must not be negative")
+        if self.preview_every < 1:
+            raise ValueError(f"preview_every must be at least 1, got {self.preview_every}")
+
+
+def split_for_feature_resolution(generator_config: PGGANConfig, feature_resolution: int) -> int:
+    """The split k whose G1 ends with the block at `feature_resolution` (at least 4x4)."""
+    block = max(0, int(math.log2(max(feature_resolution, 4))) - 2)
+    block = min(block, len(generator_config.channels) - 1)
+    return 2 * block + 2
+
+
+def preset(name: str, generator_config: PGGANConfig) -> tuple[MultiLatentConfig, OptimizerConfig]:
+    """Named configurations. Split layers scale with the resolution: at 256x256 `paper` fuses at
+    k=8 (32x32 features) and `mganprior` at k=4 (8x8), as in the paper and mGANprior."""
+    resolution = generator_config.resolution
+    if name == "paper":
+        model = MultiLatentConfig(num_codes=30,
+                                  split_layer=split_for_feature_resolution(generator_config, resolution // 8),
+                                  use_alpha=True, use_beta=True, finetune="all")
+        return model, OptimizerConfig()
+    if name == "mganprior":
+        model = MultiLatentConfig(num_codes=30,
+                                  split_layer=split_for_feature_resolution(generator_config, resolution // 32),
+                                  use_alpha=True, use_beta=False, finetune="none")
+        return model, OptimizerConfig(lr_generator=0.0)
+    if name == "single-z":
+        model = MultiLatentConfig(num_codes=1, split_layer=generator_config.num_layers,
+                                  use_alpha=False, use_beta=False, finetune="none")
+        return model, OptimizerConfig(lr_generator=0.0)
+    raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESET_NAMES)}")
+
+
+@dataclass
+class Progress:
+    step: int  # optimisation steps completed
+    total: int
+    loss: float | None = None  # loss of the latest step, only every preview_every steps
+    preview: torch.Tensor | None = None  # [3, R, R] in [0, 1], only every preview_every steps
+
+
+@dataclass
+class InpaintResult:
+    output: torch.Tensor  # [3, R, R] in [0, 1]: the generator's image
+    composite: torch.Tensor  # [3, R, R]: known pixels of the input, hole from `output`
+    loss_history: list[float]
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+def _to_generator_range(image: torch.Tensor) -> torch.Tensor:
+    return image * 2 - 1
+
+
+def _to_unit_range(image: torch.Tensor) -> torch.Tensor:
+    return ((image + 1) / 2).clamp(0, 1)
+
+
+def _build_optimizer(model: MultiLatentGenerator, config: OptimizerConfig) -> torch.optim.Adam:
+    groups = [([model.latents], config.lr_latent),
+              ([model.alpha], config.lr_alpha),
+              ([model.beta], config.lr_beta),
+              (model.generator_parameters(), config.lr_generator)]
+    param_groups = [{"params": params, "lr": lr} for params, lr in groups
+                    if lr > 0 and params and all(p.requires_grad for p in params)]
+    if not param_groups:
+        raise ValueError("nothing to optimise: every parameter group is frozen or has learning rate 0")
+    return torch.optim.Adam(param_groups, betas=(0.9, 0.999))
+
+
+def _schedule(optimizer: torch.optim.Optimizer, config: OptimizerConfig):
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / config.steps)))
+    return None
+
+
+def inpaint(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor | None,
+            model_config: MultiLatentConfig, optimizer_config: OptimizerConfig, seed: int,
+            device: str | torch.device = "cpu", perceptual: VGG16Features | None = None,
+            callback: Callable[[Progress], None] | None = None) -> InpaintResult:
+    """Fit the multi-latent generator to the known pixels of `image` and fill the hole.
+
+    image: [3, R, R] in [0, 1] at the prior's resolution R; hole_mask: [R, R] with 1 = hole,
+    or None to reconstruct the whole image. `prior` is never modified. `callback` is called after
+    every step; raising from it cancels the run (the exception propagates).
+    """
+    optimizer_config.validate()
+    resolution = prior.config.resolution
+    if image.shape != (3, resolution, resolution):
+        raise ValueError(f"image must be [3, {resolution}, {resolution}] for this prior, "
+                         f"got {list(image.shape)}; resize or pad it first (imaging.fit_to_resolution)")
+    if hole_mask is not None and hole_mask.shape != (resolution, resolution):
+        raise ValueError(f"hole mask must be [{resolution}, {resolution}], got {list(hole_mask.shape)}")
+    started = time.perf_counter()
+    device = torch.device(device)
+    notes: list[str] = []
+
+    image = image.detach().to(device, torch.float32)
+    hole = (torch.zeros(resolution, resolution, device=device) if hole_mask is None
+            else (hole_mask.detach().to(device, torch.float32) > 0.5).float())
+    known = (1 - hole)[None, None]
+    if not known.any():
+        notes.append("the mask covers the whole image: nothing is known, so the result is an "
+                     "unconditional sample from the prior")
+
+    if optimizer_config.perceptual_weight > 0 and perceptual is None:
+        notes.append(f"perceptual weight {optimizer_config.perceptual_weight} ignored: no VGG16 "
+                     f"weights given, so only the MSE term is used")
+        optimizer_config = replace(optimizer_config, perceptual_weight=0.0)
+    if perceptual is not None and optimizer_config.perceptual_weight > 0:
+        perceptual = perceptual.to(device)
+
+    model = MultiLatentGenerator(prior, model_config, seed, device)
+    model.train()
+    weights = LossWeights(mse=optimizer_config.mse_weight, perceptual=optimizer_config.perceptual_weight)
+    use_bf16 = optimizer_config.precision == "bf16"
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        loss_fn = MaskedReconstructionLoss(_to_generator_range(image)[None], known, weights, perceptual)
+    optimizer = _build_optimizer(model, optimizer_config)
+    scheduler = _schedule(optimizer, optimizer_config)
+
+    steps = optimizer_config.steps
+    losses = torch.empty(steps, device=device)  # kept on device: no host sync inside the loop
+    for step in range(steps):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            output = model()
+            loss = loss_fn(output)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        losses[step] = loss.detach()
+        if callback is not None:
+            done = step + 1
+            if done % optimizer_config.preview_every == 0 or done == steps:
+                callback(Progress(done, steps, float(loss.detach()),
+                                  _to_unit_range(output.detach()[0].float())))
+            else:
+                callback(Progress(done, steps))
+
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        final = _to_unit_range(model()[0].float())
+    composite = image * (1 - hole) + final * hole
+    return InpaintResult(output=final.cpu(), composite=composite.cpu(),
+                         loss_history=losses.cpu().tolist(),
+                         seconds=time.perf_counter() - started, notes=notes)
