@@ -8,6 +8,7 @@ from typing import Callable
 
 import torch
 
+from . import imaging
 from .losses import LossWeights, MaskedReconstructionLoss
 from .multi_latent import MultiLatentConfig, MultiLatentGenerator
 from .network import PGGANConfig, PGGANGenerator
@@ -184,7 +185,7 @@ def inpaint(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor 
 
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
         final = _to_unit_range(model()[0].float())
-    composite = image * (1 - hole) + final * hole
+    composite = imaging.composite(image, final, hole)
     return InpaintResult(output=final.cpu(), composite=composite.cpu(),
                          loss_history=losses.cpu().tolist(),
                          seconds=time.perf_counter() - started, notes=notes)

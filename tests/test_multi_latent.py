@@ -1,0 +1,72 @@
+import pytest
+import torch
+
+from ganprior_core.losses import LossWeights, MaskedReconstructionLoss
+from ganprior_core.multi_latent import MultiLatentConfig, MultiLatentGenerator
+
+
+def test_fusion_is_beta_weighted_sum_of_alpha_weighted_features(tiny_generator):
+    config = MultiLatentConfig(num_codes=4, split_layer=3)
+    model = MultiLatentGenerator(tiny_generator, config, seed=0)
+    with torch.no_grad():
+        model.alpha.uniform_(0.5, 1.5)
+        model.beta.copy_(torch.tensor([0.1, 0.2, 0.3, 0.4]))
+        expected = sum(model.beta[n] * tiny_generator.features(model.latents[n:n + 1], 3)
+                       * model.alpha[n][None, :, None, None] for n in range(4))
+        torch.testing.assert_close(model.fused_features(), expected, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(model(), tiny_generator.synthesize(expected, 3), rtol=1e-5, atol=1e-6)
+
+
+def test_initial_fusion_is_the_plain_mean(tiny_generator):
+    model = MultiLatentGenerator(tiny_generator, MultiLatentConfig(num_codes=5, split_layer=4), seed=3)
+    with torch.no_grad():
+        mean = tiny_generator.features(model.latents, 4).mean(dim=0, keepdim=True)
+        torch.testing.assert_close(model.fused_features(), mean, rtol=1e-5, atol=1e-6)
+
+
+def test_building_copies_the_prior_and_sets_the_finetune_scope(tiny_generator):
+    tiny_generator.layers[0].requires_grad_(False)
+    flags_before = [p.requires_grad for p in tiny_generator.parameters()]
+    model = MultiLatentGenerator(tiny_generator, MultiLatentConfig(num_codes=2, split_layer=2,
+                                                                   finetune="g2"), seed=0)
+    assert [p.requires_grad for p in tiny_generator.parameters()] == flags_before
+    assert model.generator is not tiny_generator
+    trainable = {name for name, p in model.generator.named_parameters() if p.requires_grad}
+    assert trainable == {name for name, _ in model.generator.named_parameters()
+                         if name.startswith("to_rgb") or int(name.split(".")[1]) >= 2}
+
+
+def test_seed_fixes_the_latents(tiny_generator):
+    config = MultiLatentConfig(num_codes=3, split_layer=2)
+    first = MultiLatentGenerator(tiny_generator, config, seed=7).latents
+    assert torch.equal(first, MultiLatentGenerator(tiny_generator, config, seed=7).latents)
+    assert not torch.equal(first, MultiLatentGenerator(tiny_generator, config, seed=8).latents)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("split_layer", 0, "between 1 and 6"), ("split_layer", 7, "between 1 and 6"),
+    ("num_codes", 0, "at least 1"), ("finetune", "g1", "none, g2, all")])
+def test_invalid_configs_are_refused_with_the_accepted_values(tiny_generator, field, value, message):
+    config = MultiLatentConfig(**{field: value, **({} if field == "split_layer" else {"split_layer": 2})})
+    with pytest.raises(ValueError, match=message):
+        MultiLatentGenerator(tiny_generator, config, seed=0)
+
+
+def test_masked_loss_has_no_gradient_in_the_hole(tiny_generator):
+    from ganprior_core.perceptual import VGG16Features
+    torch.manual_seed(0)
+    target = torch.rand(1, 3, 16, 16) * 2 - 1
+    known = torch.ones(1, 1, 16, 16)
+    known[..., 4:10, 5:12] = 0
+    vgg = VGG16Features(depth=9)  # random weights are fine for a gradient-support check
+    loss_fn = MaskedReconstructionLoss(target, known, LossWeights(mse=1.0, perceptual=0.5), vgg)
+    image = (torch.rand(1, 3, 16, 16) * 2 - 1).requires_grad_(True)
+    loss_fn(image).backward()
+    hole = known[0, 0] == 0
+    assert torch.all(image.grad[0][:, hole] == 0)
+    assert torch.all(image.grad[0][:, ~hole].abs().sum(0) > 0)
+    # Changing only hole pixels leaves the loss unchanged.
+    with torch.no_grad():
+        altered = image.clone()
+        altered[..., hole] = torch.rand(3, int(hole.sum())) * 2 - 1
+        assert loss_fn(altered).item() == pytest.approx(loss_fn(image).item(), abs=1e-7)

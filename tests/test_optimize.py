@@ -1,0 +1,183 @@
+from dataclasses import replace
+
+import pytest
+import torch
+
+from ganprior_core.multi_latent import MultiLatentConfig, MultiLatentGenerator
+from ganprior_core.optimize import OptimizerConfig, Progress, inpaint, preset
+
+FAST = OptimizerConfig(steps=6, lr_latent=0.05, lr_alpha=0.05, lr_beta=0.05, lr_generator=1e-3,
+                       schedule="constant", perceptual_weight=0.0, precision="fp32", preview_every=3)
+
+
+def _problem(generator, seed=0):
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        image = ((generator(torch.randn(1, generator.config.latent_dim))[0] + 1) / 2).clamp(0, 1)
+    hole = torch.zeros(16, 16)
+    hole[4:12, 3:9] = 1
+    return image, hole
+
+
+def _state(module):
+    return {name: value.clone() for name, value in module.state_dict().items()}
+
+
+def test_finetuning_changes_the_copy_never_the_prior(tiny_generator):
+    image, hole = _problem(tiny_generator)
+    before = _state(tiny_generator)
+    config = MultiLatentConfig(num_codes=3, split_layer=2, finetune="all")
+    captured = {}
+    original_init = MultiLatentGenerator.__init__
+
+    def spy(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        captured["model"] = self
+    MultiLatentGenerator.__init__ = spy
+    try:
+        inpaint(tiny_generator, image, hole, config, FAST, seed=0)
+    finally:
+        MultiLatentGenerator.__init__ = original_init
+    after = _state(tiny_generator)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    tuned = captured["model"].generator.state_dict()
+    assert not torch.equal(tuned["layers.0.conv.weight"], before["layers.0.conv.weight"])
+    assert not torch.equal(tuned["to_rgb.weight"], before["to_rgb.weight"])
+
+
+@pytest.mark.parametrize("use_alpha, use_beta, finetune", [
+    (False, False, "none"), (True, False, "none"), (False, True, "g2"), (True, True, "all")])
+def test_parameters_move_only_when_enabled(tiny_generator, use_alpha, use_beta, finetune):
+    image, hole = _problem(tiny_generator)
+    config = MultiLatentConfig(num_codes=3, split_layer=2, use_alpha=use_alpha, use_beta=use_beta,
+                               finetune=finetune)
+    model = MultiLatentGenerator(tiny_generator, config, seed=0)
+    start = _state(model)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.05)
+    target = image[None] * 2 - 1
+    for _ in range(3):
+        optimizer.zero_grad()
+        ((model() - target) ** 2 * (1 - hole)).mean().backward()
+        optimizer.step()
+    end = _state(model)
+    assert torch.equal(start["alpha"], end["alpha"]) != use_alpha
+    assert torch.equal(start["beta"], end["beta"]) != use_beta
+    assert not torch.equal(start["latents"], end["latents"])
+    g1_weight, g2_weight = "generator.layers.0.conv.weight", "generator.layers.4.conv.weight"
+    assert torch.equal(start[g1_weight], end[g1_weight]) == (finetune != "all")
+    assert torch.equal(start[g2_weight], end[g2_weight]) == (finetune == "none")
+
+
+def test_mganprior_preset_is_mean_fusion_of_alpha_weighted_codes(tiny_generator):
+    model_config, optimizer_config = preset("mganprior", tiny_generator.config)
+    assert (model_config.use_alpha, model_config.use_beta, model_config.finetune) == (True, False, "none")
+    model = MultiLatentGenerator(tiny_generator, replace(model_config, num_codes=4), seed=0)
+    image, hole = _problem(tiny_generator)
+    optimizer = torch.optim.Adam([model.latents, model.alpha], lr=0.1)
+    for _ in range(3):  # move alpha away from 1 so the check is not trivial
+        optimizer.zero_grad()
+        ((model() - (image[None] * 2 - 1)) ** 2).mean().backward()
+        optimizer.step()
+    with torch.no_grad():
+        k = model_config.split_layer
+        features = tiny_generator.features(model.latents, k) * model.alpha[:, :, None, None]
+        expected = tiny_generator.synthesize(features.mean(dim=0, keepdim=True), k)
+        torch.testing.assert_close(model(), expected, rtol=1e-5, atol=1e-6)
+    assert torch.all(model.beta == 0.25)
+
+
+def test_presets_scale_the_split_with_resolution():
+    from ganprior_core.network import PGGANConfig
+    official = PGGANConfig.official(256)
+    assert preset("paper", official)[0].split_layer == 8
+    assert official.feature_shape(8) == (512, 32, 32)
+    assert preset("mganprior", official)[0].split_layer == 4
+    assert official.feature_shape(4) == (512, 8, 8)
+    small = PGGANConfig(64, (32, 32, 32, 16, 8))
+    assert small.feature_shape(preset("paper", small)[0].split_layer)[1] == 8
+    with pytest.raises(ValueError, match="paper, mganprior, single-z"):
+        preset("dip", official)
+
+
+def test_same_seed_same_result_and_seed_matters(tiny_generator):
+    image, hole = _problem(tiny_generator)
+    config = MultiLatentConfig(num_codes=3, split_layer=2)
+    first = inpaint(tiny_generator, image, hole, config, FAST, seed=5)
+    second = inpaint(tiny_generator, image, hole, config, FAST, seed=5)
+    other = inpaint(tiny_generator, image, hole, config, FAST, seed=6)
+    assert torch.equal(first.output, second.output)
+    assert first.loss_history == second.loss_history
+    assert not torch.equal(first.output, other.output)
+
+
+def test_optimisation_fits_known_pixels_and_composite_keeps_them(tiny_generator):
+    image, hole = _problem(tiny_generator, seed=1)
+    config = MultiLatentConfig(num_codes=4, split_layer=2, finetune="all")
+    result = inpaint(tiny_generator, image, hole, config, replace(FAST, steps=60), seed=0)
+    assert result.loss_history[-1] < 0.5 * result.loss_history[0]
+    known = hole == 0
+    assert torch.equal(result.composite[:, known], image[:, known])
+    assert torch.equal(result.composite[:, ~known], result.output[:, ~known])
+    assert len(result.loss_history) == 60
+
+
+def test_reconstruction_and_full_hole(tiny_generator):
+    image, _ = _problem(tiny_generator)
+    config = MultiLatentConfig(num_codes=2, split_layer=2)
+    rebuilt = inpaint(tiny_generator, image, None, config, FAST, seed=0)
+    assert torch.equal(rebuilt.composite, image)  # no hole: every pixel is known and kept
+    assert rebuilt.loss_history[-1] < rebuilt.loss_history[0]
+    assert rebuilt.notes == []
+    blind = inpaint(tiny_generator, image, torch.ones(16, 16), config, FAST, seed=0)
+    assert any("whole image" in note for note in blind.notes)
+
+
+def test_progress_every_step_with_preview_and_cancel_leaves_prior_untouched(tiny_generator):
+    image, hole = _problem(tiny_generator)
+    before = _state(tiny_generator)
+    seen: list[Progress] = []
+
+    def callback(progress):
+        seen.append(progress)
+        if progress.step == 4:
+            raise KeyboardInterrupt("cancelled")
+
+    with pytest.raises(KeyboardInterrupt):
+        inpaint(tiny_generator, image, hole, MultiLatentConfig(num_codes=2, split_layer=2),
+                FAST, seed=0, callback=callback)
+    assert [p.step for p in seen] == [1, 2, 3, 4]
+    assert [p.loss is not None for p in seen] == [False, False, True, False]
+    assert seen[2].preview.shape == (3, 16, 16) and 0 <= seen[2].preview.min() <= seen[2].preview.max() <= 1
+    after = _state(tiny_generator)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_perceptual_weight_without_model_is_reported(tiny_generator):
+    image, hole = _problem(tiny_generator)
+    result = inpaint(tiny_generator, image, hole, MultiLatentConfig(num_codes=2, split_layer=2),
+                     replace(FAST, perceptual_weight=0.1), seed=0)
+    assert any("no VGG16 weights" in note for note in result.notes)
+
+
+def test_bf16_runs_and_stays_close_to_fp32(tiny_generator):
+    image, hole = _problem(tiny_generator)
+    config = MultiLatentConfig(num_codes=3, split_layer=2)
+    fp32 = inpaint(tiny_generator, image, hole, config, replace(FAST, steps=30), seed=0)
+    bf16 = inpaint(tiny_generator, image, hole, config, replace(FAST, steps=30, precision="bf16"), seed=0)
+    assert bf16.output.dtype == torch.float32
+    assert abs(bf16.loss_history[-1] - fp32.loss_history[-1]) < 0.2 * fp32.loss_history[0]
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"steps": 0}, "steps"), ({"precision": "fp16"}, "fp32, bf16"), ({"schedule": "linear"}, "constant, cosine")])
+def test_bad_optimizer_config_is_refused(tiny_generator, bad, message):
+    image, hole = _problem(tiny_generator)
+    with pytest.raises(ValueError, match=message):
+        inpaint(tiny_generator, image, hole, MultiLatentConfig(num_codes=2, split_layer=2),
+                replace(FAST, **bad), seed=0)
+
+
+def test_wrong_image_size_names_the_fix(tiny_generator):
+    with pytest.raises(ValueError, match="fit_to_resolution"):
+        inpaint(tiny_generator, torch.rand(3, 20, 16), None, MultiLatentConfig(num_codes=1, split_layer=2),
+                FAST, seed=0)
