@@ -1,0 +1,191 @@
+"""Command line: `python -m ganprior_core <command> ...` (see `--help` of each command)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import imaging, metrics
+from .checkpoints import CheckpointError, convert_checkpoint, load_generator
+from .generate import generate, image_grid, sample_images
+from .optimize import PRECISIONS, PRESET_NAMES, SCHEDULES, Progress, inpaint, preset
+from .perceptual import PerceptualModelError, load_vgg16_features
+
+
+class CommandError(Exception):
+    """A user mistake the CLI reports as one line, without a traceback."""
+
+
+def _generate_command(args: argparse.Namespace) -> None:
+    generator = load_generator(args.checkpoint)
+    out = Path(args.out)
+    if args.latents is not None:
+        latents = np.load(args.latents)
+        if latents.ndim != 2:
+            raise CommandError(f"{args.latents}: latents must be a 2-D array [N, "
+                               f"{generator.config.latent_dim}], got shape {latents.shape}")
+        images = generate(generator, torch.from_numpy(latents.astype(np.float32)), args.device)
+        if out.suffix == ".npy":
+            np.save(out, images.numpy())
+        else:
+            imaging.save_image(image_grid(((images + 1) / 2).clamp(0, 1), args.columns), out)
+    else:
+        images = sample_images(generator, args.count, args.seed, args.device)
+        if out.suffix == ".npy":
+            raise CommandError("--out .npy holds raw outputs of given --latents; "
+                               "for --seed/--count samples write an image (.png)")
+        imaging.save_image(image_grid(images, args.columns), out)
+    print(f"wrote {out} ({len(images)} image(s), {generator.config.resolution}x"
+          f"{generator.config.resolution})")
+
+
+def _print_progress(every: int):
+    def report(progress: Progress) -> None:
+        if progress.loss is not None and (progress.step % every == 0 or progress.step == progress.total):
+            print(f"step {progress.step}/{progress.total}  loss {progress.loss:.5f}", flush=True)
+    return report
+
+
+def _inpaint_command(args: argparse.Namespace) -> None:
+    generator = load_generator(args.checkpoint)
+    image = imaging.load_image(args.image)
+    hole = imaging.load_mask(args.mask) if args.mask else torch.zeros(image.shape[1:])
+    model_config, optimizer_config = preset(args.preset, generator.config)
+    overrides = {name: getattr(args, name) for name in
+                 ("steps", "precision", "schedule", "lr_latent", "lr_alpha", "lr_beta",
+                  "lr_generator", "mse_weight", "perceptual_weight")
+                 if getattr(args, name) is not None}
+    optimizer_config = replace(optimizer_config, preview_every=args.log_every, **overrides)
+    if args.codes is not None or args.split is not None:
+        model_config = replace(model_config,
+                               num_codes=args.codes if args.codes is not None else model_config.num_codes,
+                               split_layer=args.split if args.split is not None else model_config.split_layer)
+    perceptual = load_vgg16_features(args.vgg) if args.vgg else None
+
+    fitted_image, fitted_hole, restore = imaging.fit_to_resolution(
+        image, hole, generator.config.resolution, args.fit)
+    result = inpaint(generator, fitted_image, fitted_hole if args.mask else None, model_config,
+                     optimizer_config, args.seed, args.device, perceptual,
+                     _print_progress(args.log_every))
+    for note in result.notes:
+        print(f"note: {note}")
+    final = imaging.composite(image, restore(result.output), imaging.resize_mask(hole, image.shape[1:]))
+    imaging.save_image(final, args.out)
+    print(f"wrote {args.out} ({result.seconds:.1f} s, {optimizer_config.steps} steps, preset "
+          f"{args.preset}, final loss {result.loss_history[-1]:.5f})")
+    if args.raw_out:
+        imaging.save_image(result.output, args.raw_out)
+        print(f"wrote {args.raw_out} (generator output at {generator.config.resolution}x"
+              f"{generator.config.resolution})")
+
+
+def _metrics_command(args: argparse.Namespace) -> None:
+    image, reference = imaging.load_image(args.image), imaging.load_image(args.reference)
+    if image.shape != reference.shape:
+        raise CommandError(f"images differ in size: {args.image} is {tuple(image.shape[1:])}, "
+                           f"{args.reference} is {tuple(reference.shape[1:])}")
+    hole = imaging.resize_mask(imaging.load_mask(args.mask), image.shape[1:]) if args.mask else None
+    print(metrics.measure(image, reference, hole).multi_line())
+
+
+def _convert_command(args: argparse.Namespace) -> None:
+    convert_checkpoint(args.source, args.destination)
+    print(f"wrote {args.destination}")
+
+
+def _demo_command(args: argparse.Namespace) -> None:
+    from .demo import DemoConfig, run_demo
+    config = DemoConfig(out_dir=Path(args.out), steps=args.steps, seed=args.seed,
+                        preset=args.preset, device=args.device)
+    print(f"inpainting a bundled facade with the bundled prior ({config.steps} steps, preset "
+          f"{config.preset})", flush=True)
+    outcome = run_demo(config, _print_progress(args.log_every))
+    print(f"GAN prior      {outcome.result.one_line()}")
+    print(f"diffusion fill {outcome.diffusion.one_line()}")
+    print(f"wrote {', '.join(str(path) for path in outcome.files)} ({outcome.seconds:.1f} s)")
+
+
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ganprior_core", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    gen = commands.add_parser("generate", help="sample images from a PGGAN checkpoint",
+                              description="Raw outputs for given latents (--latents Z.npy --out X.npy: "
+                                          "float32 NCHW in [-1, 1], unclamped) or a grid of seeded "
+                                          "samples (--seed S --count N --out grid.png).")
+    gen.add_argument("checkpoint", help="generator checkpoint (.pth, .pkl, .safetensors)")
+    gen.add_argument("--latents", help="a .npy array [N, latent_dim] of latent codes")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--count", type=int, default=16)
+    gen.add_argument("--columns", type=int, default=8, help="grid width in images")
+    gen.add_argument("--out", required=True, help=".npy (raw outputs of --latents) or an image file")
+    _add_device(gen)
+    gen.set_defaults(run=_generate_command)
+
+    inp = commands.add_parser("inpaint", help="fill the hole of an image with the GAN prior",
+                              description="Inpaint (with --mask, white = hole) or reconstruct "
+                                          "(without) an image of any size.")
+    inp.add_argument("--checkpoint", required=True)
+    inp.add_argument("--image", required=True)
+    inp.add_argument("--mask", help="mask image, white = hole; omit to reconstruct the whole image")
+    inp.add_argument("--out", required=True, help="the composite at the input's size")
+    inp.add_argument("--raw-out", help="also write the generator's own output at its resolution")
+    inp.add_argument("--preset", choices=PRESET_NAMES, default="paper")
+    inp.add_argument("--steps", type=int)
+    inp.add_argument("--seed", type=int, default=0)
+    inp.add_argument("--vgg", help="torchvision vgg16-*.pth or .safetensors for the perceptual loss")
+    inp.add_argument("--codes", type=int, help="number of latent codes N (preset's otherwise)")
+    inp.add_argument("--split", type=int, help="split layer k (preset's otherwise)")
+    inp.add_argument("--precision", choices=PRECISIONS)
+    inp.add_argument("--schedule", choices=SCHEDULES)
+    for group in ("latent", "alpha", "beta", "generator"):
+        inp.add_argument(f"--lr-{group}", type=float, help=f"learning rate of the {group} parameters")
+    inp.add_argument("--mse-weight", type=float)
+    inp.add_argument("--perceptual-weight", type=float)
+    inp.add_argument("--fit", choices=imaging.FIT_MODES, default="resize",
+                     help="how a non-square or differently sized image meets the generator")
+    inp.add_argument("--log-every", type=int, default=100, help="print the loss every this many steps")
+    _add_device(inp)
+    inp.set_defaults(run=_inpaint_command)
+
+    met = commands.add_parser("metrics", help="PSNR and SSIM of an image against a reference")
+    met.add_argument("image")
+    met.add_argument("reference")
+    met.add_argument("--mask", help="also score inside this hole mask (white = hole)")
+    met.set_defaults(run=_metrics_command)
+
+    demo = commands.add_parser("demo", help="inpaint a bundled facade with the bundled prior",
+                               description="The main job with nothing to download: fills a box "
+                                           "over a facade the prior never saw and writes input, "
+                                           "mask, result, truth, a side-by-side figure and metrics.")
+    demo.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    demo.add_argument("--steps", type=int, default=1000)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--preset", choices=PRESET_NAMES, default="paper")
+    demo.add_argument("--log-every", type=int, default=100, help="print the loss every this many steps")
+    _add_device(demo)
+    demo.set_defaults(run=_demo_command)
+
+    conv = commands.add_parser("convert", help="convert any supported checkpoint to .safetensors")
+    conv.add_argument("source")
+    conv.add_argument("destination")
+    conv.set_defaults(run=_convert_command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (CommandError, CheckpointError, PerceptualModelError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
