@@ -134,8 +134,9 @@ class FusedUpConvLayer(nn.Module):
     """"Conv0_up" of fused_scale models: upsample + 3x3 conv as one stride-2 transposed conv.
 
     The 3x3 kernel is stored unscaled in conv_transpose layout [in, out, 3, 3]; the 4x4
-    transposed kernel is the sum of its four one-pixel shifts (what nearest upsampling followed
-    by a 3x3 conv amounts to).
+    transposed kernel is the sum of its four one-pixel shifts, as in NVIDIA's upscale2d_conv2d.
+    That equals nearest upsampling followed by a 3x3 conv with the spatially flipped kernel
+    (a transposed conv applies its kernel reversed).
     """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
