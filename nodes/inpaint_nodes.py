@@ -1,0 +1,152 @@
+"""The inpainting node and the metrics node."""
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from ..ganprior_core.generate import sample_images
+from ..ganprior_core.imaging import FIT_MODES, HOLE_THRESHOLD, composite, fit_to_resolution
+from ..ganprior_core.metrics import measure
+from ..ganprior_core.optimize import OptimizerConfig, inpaint
+from . import host, tensors
+from .model_nodes import CATEGORY, seed_input
+
+log = logging.getLogger(__name__)
+
+
+class GANPriorInpaint:
+    DESCRIPTION = ("Fills the masked area (mask 1 = inpaint) with what the GAN prior can generate: "
+                   "latent codes, weights and generator are optimised per image until the generator "
+                   "reproduces the known pixels. Any size and aspect; known pixels are kept exactly. "
+                   "An empty mask reconstructs the whole image (GAN inversion).")
+    CATEGORY = CATEGORY
+    FUNCTION = "inpaint"
+    RETURN_TYPES = ("IMAGE", "IMAGE", "MASK", "STRING")
+    RETURN_NAMES = ("image", "generated", "mask", "info")
+    OUTPUT_TOOLTIPS = (
+        "The input with the masked area filled, at the input's size.",
+        "The generator's whole image, brought back to the input's size (not composited): "
+        "with an empty mask, the reconstruction.",
+        "The mask used for compositing: resized to the image, one per image.",
+        "Time, final loss and notes per image.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "image": ("IMAGE", {"tooltip": "Images to inpaint; a batch runs one optimisation "
+                                               "per image."}),
+                "mask": ("MASK", {"tooltip": "1 = fill, 0 = keep (LoadImage's mask from the alpha "
+                                             "channel works as is). Resized to the image; a batch of "
+                                             "1 applies to every image. Empty: reconstruction."}),
+                "generator": ("MULTI_LATENT_GENERATOR",),
+                "seed": seed_input("Seed of the random latent codes the optimisation starts from. "
+                                   "Image i of a batch uses seed + i."),
+                "fit": (list(FIT_MODES), {"default": FIT_MODES[0],
+                                          "tooltip": "How an image that is not the prior's square "
+                                                     "resolution gets there: resize (stretch) or pad "
+                                                     "(keep the aspect; the padding is generated "
+                                                     "freely and cropped away)."}),
+            },
+            "optional": {
+                "optimizer": ("GANPRIOR_OPTIMIZER", {"tooltip": "Optimisation settings; default: "
+                                                                "the GAN-Prior Optimizer node's defaults."}),
+                "perceptual_model": ("PERCEPTUAL_MODEL", {"tooltip": "VGG16 for the perceptual loss; "
+                                                                     "without it only the pixel loss "
+                                                                     "is used."}),
+            },
+        }
+
+    def inpaint(self, image, mask, generator, seed, fit, optimizer=None, perceptual_model=None):
+        optimizer = optimizer or OptimizerConfig()
+        device = host.torch_device()
+        # ComfyUI runs nodes under inference_mode; the optimisation needs autograd, and tensors
+        # made in inference mode cannot take part in it: clone inside.
+        with torch.inference_mode(False), torch.enable_grad():
+            images = tensors.to_core_images(image).clone()
+            masks = tensors.to_core_masks(mask, images.shape[-2:]).clone()
+            images, masks = tensors.match_batch_sizes(images, masks)
+            progress = host.ProgressBar(optimizer.steps * len(images))
+            filled, generated, info = [], [], []
+            for index, (original, hole) in enumerate(zip(images, masks)):
+                image_r, hole_r, restore = fit_to_resolution(original, hole,
+                                                             generator.prior.config.resolution, fit)
+                seed_i = (seed + index) % 2 ** 64
+                if bool((hole_r >= HOLE_THRESHOLD).all()):
+                    output, notes = self.sample(generator, seed_i, device)
+                    progress.update(optimizer.steps * (index + 1))
+                    line = f"image {index + 1}: unconditional sample"
+                else:
+                    result = inpaint(generator.prior, image_r, hole_r, generator.config, optimizer,
+                                     seed_i, device, perceptual_model,
+                                     callback=self.reporter(progress, optimizer.steps * index))
+                    output, notes = result.output, result.notes
+                    line = (f"image {index + 1}: {result.seconds:.1f} s, "
+                            f"final loss {result.loss_history[-1]:.5f}")
+                for note in notes:
+                    log.warning("GAN-Prior Inpaint, image %d: %s", index + 1, note)
+                output = restore(output)
+                generated.append(output)
+                filled.append(composite(original, output, hole))
+                info.append("; ".join([line, *notes]))
+        return (tensors.to_comfy_images(torch.stack(filled)),
+                tensors.to_comfy_images(torch.stack(generated)),
+                masks.contiguous(), "\n".join(info))
+
+    @staticmethod
+    def sample(generator, seed, device):
+        note = "the mask covers the whole image, so nothing is known: returned a random sample"
+        return sample_images(generator.prior, 1, seed, device)[0].cpu(), [note]
+
+    @staticmethod
+    def reporter(progress, steps_before):
+        def report(step):
+            host.throw_if_interrupted()
+            preview = None if step.preview is None else tensors.to_pil(step.preview)
+            progress.update(steps_before + step.step, preview)
+        return report
+
+
+class GANPriorMetrics:
+    DESCRIPTION = ("PSNR and SSIM of an image against a reference (the paper's metrics), over the "
+                   "whole image; with a mask, the report adds the scores inside the masked area.")
+    CATEGORY = CATEGORY
+    FUNCTION = "measure"
+    RETURN_TYPES = ("FLOAT", "FLOAT", "STRING")
+    RETURN_NAMES = ("psnr", "ssim", "report")
+    OUTPUT_TOOLTIPS = ("PSNR in dB of the whole image (mean over a batch; inf if identical).",
+                       "SSIM of the whole image (mean over a batch).",
+                       "Whole-image and in-mask scores per image, for Preview as Text.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "image": ("IMAGE", {"tooltip": "The result to score."}),
+                "reference": ("IMAGE", {"tooltip": "The ground truth, same size as the image."}),
+            },
+            "optional": {
+                "mask": ("MASK", {"tooltip": "The inpainted area (1 = inpainted), resized to the "
+                                             "image: adds scores inside it."}),
+            },
+        }
+
+    def measure(self, image, reference, mask=None):
+        images, references = tensors.match_batch_sizes(tensors.to_core_images(image),
+                                                       tensors.to_core_images(reference))
+        if images.shape != references.shape:
+            raise ValueError(f"image {tuple(image.shape[1:3])} and reference "
+                             f"{tuple(reference.shape[1:3])} (height, width) must be the same size")
+        holes = [None] * len(images)
+        if mask is not None:
+            _, holes = tensors.match_batch_sizes(images, tensors.to_core_masks(mask, images.shape[-2:]))
+        reports = [measure(result, truth, hole if hole is not None and bool((hole >= HOLE_THRESHOLD).any())
+                           else None)
+                   for result, truth, hole in zip(images, references, holes)]
+        text = "\n".join(report.multi_line() if len(reports) == 1
+                         else f"image {index + 1}: {report.one_line()}"
+                         for index, report in enumerate(reports))
+        return (sum(r.psnr for r in reports) / len(reports),
+                sum(r.ssim for r in reports) / len(reports), text)

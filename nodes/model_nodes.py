@@ -1,0 +1,228 @@
+"""Nodes that load and configure models: prior, multi-latent generator, optimiser, VGG16."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from ..ganprior_core.checkpoints import CHECKPOINT_EXTENSIONS, load_generator
+from ..ganprior_core.generate import sample_images
+from ..ganprior_core.multi_latent import FINETUNE_SCOPES, MultiLatentConfig
+from ..ganprior_core.network import PGGANGenerator
+from ..ganprior_core import optimize
+from ..ganprior_core.optimize import PRECISIONS, PRESET_NAMES, SCHEDULES, OptimizerConfig
+from ..ganprior_core.perceptual import VGG_EXTENSIONS, load_vgg16_features
+from ..ganprior_core.priors import PRIORS_DIR
+from . import host, tensors
+
+CATEGORY = "inpaint/GAN prior"
+
+
+def seed_input(tooltip: str):
+    return ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
+                    "tooltip": tooltip})
+
+
+host.register_model_folder("pggan", CHECKPOINT_EXTENSIONS, PRIORS_DIR)
+host.register_model_folder("vgg", VGG_EXTENSIONS)
+
+
+@dataclass(frozen=True)
+class MultiLatentSpec:
+    """What flows along a MULTI_LATENT_GENERATOR link: the (shared, read-only) prior and the
+    configuration. GAN-Prior Inpaint builds a private working copy from it on every run."""
+
+    prior: PGGANGenerator
+    config: MultiLatentConfig
+
+
+def describe_prior(name: str, prior: PGGANGenerator) -> str:
+    config = prior.config
+    lines = [f"{name}: {config.resolution}x{config.resolution} PGGAN, latent {config.latent_dim}, "
+             f"{config.num_layers} conv layers",
+             "split layer k -> fused feature maps (channels x height x width):"]
+    lines += [f"  k={k}: {'x'.join(map(str, config.feature_shape(k)))}"
+              for k in range(1, config.num_layers + 1)]
+    return "\n".join(lines)
+
+
+class LoadPGGANPrior:
+    DESCRIPTION = ("Loads a pretrained PGGAN generator from ComfyUI/models/pggan: genforce/mGANprior "
+                   ".pth, NVIDIA .pkl or this pack's .safetensors. The bundled 64x64 facades prior is "
+                   "always listed.")
+    CATEGORY = CATEGORY
+    FUNCTION = "load"
+    RETURN_TYPES = ("PGGAN_PRIOR", "STRING")
+    RETURN_NAMES = ("prior", "info")
+    OUTPUT_TOOLTIPS = ("The generator. Shared and cached: nodes downstream never change it.",
+                       "Resolution, layer count, and the feature shape each split layer k gives.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        names = host.model_names("pggan", CHECKPOINT_EXTENSIONS)
+        return {"required": {"prior_name": (names, {"tooltip": "A file in models/pggan."})}}
+
+    def load(self, prior_name):
+        # Loaded outside inference mode: the optimisation copies these weights into autograd.
+        with torch.inference_mode(False):
+            prior = load_generator(host.model_path("pggan", prior_name)).eval()
+        return (prior, describe_prior(prior_name, prior))
+
+
+class SamplePGGANPrior:
+    DESCRIPTION = "Random images from the prior: what it can generate, hence what it can fill in."
+    CATEGORY = CATEGORY
+    FUNCTION = "sample"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("images",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "prior": ("PGGAN_PRIOR",),
+            "count": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": "Number of images."}),
+            "seed": seed_input("Seed of the latent codes."),
+        }}
+
+    def sample(self, prior, count, seed):
+        images = sample_images(prior, count, seed, host.torch_device())
+        return (tensors.to_comfy_images(images),)
+
+
+class BuildMultiLatentGenerator:
+    DESCRIPTION = ("The paper's generator: N latent codes pass the prior's first k layers (G1), their "
+                   "feature maps are weighted per channel (alpha) and per code (beta), summed, and "
+                   "finished by the remaining layers (G2).")
+    CATEGORY = CATEGORY
+    FUNCTION = "build"
+    RETURN_TYPES = ("MULTI_LATENT_GENERATOR",)
+    RETURN_NAMES = ("generator",)
+    OUTPUT_TOOLTIPS = ("The prior with this configuration. GAN-Prior Inpaint optimises a private copy.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        defaults = MultiLatentConfig()
+        return {"required": {
+            "prior": ("PGGAN_PRIOR",),
+            "num_codes": ("INT", {"default": defaults.num_codes, "min": 1, "max": 256,
+                                  "tooltip": "N, the number of latent codes (paper: 30; 1 = plain "
+                                             "single-code GAN inversion)."}),
+            "split_layer": ("INT", {"default": defaults.split_layer, "min": 1, "max": 18,
+                                    "tooltip": "k: the codes' feature maps are fused after layer k "
+                                               "(1..number of conv layers; each resolution has two). "
+                                               "256x256 PGGAN: k=4 -> 512x8x8 (mGANprior), k=6 -> "
+                                               "512x16x16, k=8 -> 512x32x32 (paper). 64x64 prior: "
+                                               "k=6 -> 16x16, k=8 -> 32x32. Load PGGAN Prior's info "
+                                               "lists the shape of every k."}),
+            "use_alpha": ("BOOLEAN", {"default": defaults.use_alpha,
+                                      "tooltip": "Learn a weight per channel for each code (alpha). "
+                                                 "Off: all 1."}),
+            "use_beta": ("BOOLEAN", {"default": defaults.use_beta,
+                                     "tooltip": "Learn a weight per code's feature map (beta, the "
+                                                "paper's addition). Off: the plain mean, as mGANprior."}),
+            "finetune": (list(FINETUNE_SCOPES), {"default": defaults.finetune,
+                                                 "tooltip": "Generator weights optimised with the "
+                                                            "codes: all layers, only G2 (after k), or "
+                                                            "none (frozen prior)."}),
+        }}
+
+    def build(self, prior, num_codes, split_layer, use_alpha, use_beta, finetune):
+        config = MultiLatentConfig(num_codes, split_layer, use_alpha, use_beta, finetune)
+        config.validate(prior.config)
+        return (MultiLatentSpec(prior, config),)
+
+
+class GANPriorOptimizer:
+    DESCRIPTION = ("Settings of the per-image optimisation (Adam): steps, learning rate per parameter "
+                   "group, loss weights, precision. Without this node GAN-Prior Inpaint uses these "
+                   "defaults.")
+    CATEGORY = CATEGORY
+    FUNCTION = "configure"
+    RETURN_TYPES = ("GANPRIOR_OPTIMIZER",)
+    RETURN_NAMES = ("optimizer",)
+
+    TOOLTIPS = {
+        "steps": "Optimisation steps per image (paper: 3000). Time grows linearly.",
+        "lr_latent": "Learning rate of the latent codes z.",
+        "lr_alpha": "Learning rate of the channel weights alpha.",
+        "lr_beta": "Learning rate of the feature-map weights beta.",
+        "lr_generator": "Learning rate of the fine-tuned generator weights (0 = frozen).",
+        "schedule": "constant, or cosine decay of all learning rates to 0 at the last step.",
+        "mse_weight": "Weight of the pixel loss on the known pixels.",
+        "perceptual_weight": "Weight of the VGG16 perceptual loss (paper's choice: 0.1 for "
+                             "inpainting, 1 for reconstruction). Needs Load Perceptual Model; "
+                             "ignored without it.",
+        "precision": "bf16 runs the networks in bfloat16 autocast (faster on recent hardware); "
+                     "fp32 is exact and often faster on older CPUs.",
+        "preview_every": "Show the current image in the progress preview every this many steps.",
+    }
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        defaults = OptimizerConfig()
+        spec = {
+            "steps": ("INT", {"default": defaults.steps, "min": 1, "max": 100000}),
+            "lr_latent": ("FLOAT", {"default": defaults.lr_latent, "min": 0.0, "max": 10.0, "step": 0.001}),
+            "lr_alpha": ("FLOAT", {"default": defaults.lr_alpha, "min": 0.0, "max": 10.0, "step": 0.001}),
+            "lr_beta": ("FLOAT", {"default": defaults.lr_beta, "min": 0.0, "max": 10.0, "step": 0.001}),
+            "lr_generator": ("FLOAT", {"default": defaults.lr_generator, "min": 0.0, "max": 1.0,
+                                       "step": 0.00001, "round": False}),
+            "schedule": (list(SCHEDULES), {"default": defaults.schedule}),
+            "mse_weight": ("FLOAT", {"default": defaults.mse_weight, "min": 0.0, "max": 100.0, "step": 0.01}),
+            "perceptual_weight": ("FLOAT", {"default": defaults.perceptual_weight, "min": 0.0,
+                                            "max": 100.0, "step": 0.01}),
+            "precision": (list(PRECISIONS), {"default": defaults.precision}),
+            "preview_every": ("INT", {"default": defaults.preview_every, "min": 1, "max": 10000}),
+        }
+        return {"required": {name: (kind, {**options, "tooltip": cls.TOOLTIPS[name]})
+                             for name, (kind, options) in spec.items()}}
+
+    def configure(self, **settings):
+        config = OptimizerConfig(**settings)
+        config.validate()
+        return (config,)
+
+
+class GANPriorPreset:
+    DESCRIPTION = ("A named configuration for the prior: 'paper' (30 codes fused at 1/8 of the "
+                   "resolution, alpha + beta, full fine-tuning), 'mganprior' (30 codes at 1/32, "
+                   "alpha only, frozen generator) or 'single-z' (one code, plain GAN inversion).")
+    CATEGORY = CATEGORY
+    FUNCTION = "choose"
+    RETURN_TYPES = ("MULTI_LATENT_GENERATOR", "GANPRIOR_OPTIMIZER")
+    RETURN_NAMES = ("generator", "optimizer")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "prior": ("PGGAN_PRIOR",),
+            "preset": (list(PRESET_NAMES), {"default": PRESET_NAMES[0]}),
+            "steps": ("INT", {"default": 0, "min": 0, "max": 100000,
+                              "tooltip": "Optimisation steps per image; 0 keeps the preset's "
+                                         f"({OptimizerConfig().steps})."}),
+        }}
+
+    def choose(self, prior, preset, steps):
+        model_config, optimizer_config = optimize.preset(preset, prior.config)
+        if steps:
+            optimizer_config = replace(optimizer_config, steps=steps)
+        return (MultiLatentSpec(prior, model_config), optimizer_config)
+
+
+class LoadPerceptualModel:
+    DESCRIPTION = ("Loads torchvision's VGG16 weights (vgg16-397923af.pth or a .safetensors copy) "
+                   "from ComfyUI/models/vgg for the perceptual loss. Nothing is downloaded.")
+    CATEGORY = CATEGORY
+    FUNCTION = "load"
+    RETURN_TYPES = ("PERCEPTUAL_MODEL",)
+    RETURN_NAMES = ("perceptual_model",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        names = host.model_names("vgg", VGG_EXTENSIONS)
+        return {"required": {"vgg_name": (names, {"tooltip": "A file in models/vgg."})}}
+
+    def load(self, vgg_name):
+        # Outside inference mode: the loss back-propagates through these weights.
+        with torch.inference_mode(False):
+            return (load_vgg16_features(host.model_path("vgg", vgg_name)),)
