@@ -75,7 +75,7 @@ class GANPriorInpaint:
                                                              generator.prior.config.resolution, fit)
                 seed_i = (seed + index) % 2 ** 64
                 if bool((hole_r >= HOLE_THRESHOLD).all()):
-                    output, notes = self.sample(generator, seed_i, device)
+                    output, notes = self.sample(generator, seed_i)
                     progress.update(optimizer.steps * (index + 1))
                     line = f"image {index + 1}: unconditional sample"
                 else:
@@ -96,9 +96,9 @@ class GANPriorInpaint:
                 masks.contiguous(), "\n".join(info))
 
     @staticmethod
-    def sample(generator, seed, device):
+    def sample(generator, seed):
         note = "the mask covers the whole image, so nothing is known: returned a random sample"
-        return sample_images(generator.prior, 1, seed, device)[0].cpu(), [note]
+        return sample_images(generator.prior, 1, seed)[0], [note]
 
     @staticmethod
     def reporter(progress, steps_before):

@@ -85,8 +85,9 @@ class SamplePGGANPrior:
         }}
 
     def sample(self, prior, count, seed):
-        images = sample_images(prior, count, seed, host.torch_device())
-        return (tensors.to_comfy_images(images),)
+        # On the prior's own device (the CPU): sampling is one forward pass, and moving the
+        # cached prior would change a shared object.
+        return (tensors.to_comfy_images(sample_images(prior, count, seed)),)
 
 
 class BuildMultiLatentGenerator:
@@ -196,7 +197,10 @@ class GANPriorPreset:
     def INPUT_TYPES(cls):
         return {"required": {
             "prior": ("PGGAN_PRIOR",),
-            "preset": (list(PRESET_NAMES), {"default": PRESET_NAMES[0]}),
+            "preset": (list(PRESET_NAMES), {"default": PRESET_NAMES[0],
+                                            "tooltip": "paper: this paper's method; mganprior: "
+                                                       "the mGANprior baseline; single-z: one "
+                                                       "latent code, frozen generator."}),
             "steps": ("INT", {"default": 0, "min": 0, "max": 100000,
                               "tooltip": "Optimisation steps per image; 0 keeps the preset's "
                                          f"({OptimizerConfig().steps})."}),
