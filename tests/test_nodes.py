@@ -1,0 +1,322 @@
+"""Every node run the way ComfyUI runs it: keyword inputs as INPUT_TYPES names them, ComfyUI-shaped
+tensors (IMAGE [B, H, W, C], MASK [B, H, W], 1 = inpaint), inside torch.inference_mode(), on a tiny
+generator loaded from a models folder. ComfyUI itself is not installed: where a test needs its
+services (device, progress bar, cancel) it puts stand-ins where the pack looks for them."""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from pack_under_test import load_pack, pack_module
+
+RESOLUTION = 16
+STEPS = 4
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small tensors: one thread is faster than two fighting over shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    network = pack_module("ganprior_core.network")
+    checkpoints = pack_module("ganprior_core.checkpoints")
+    root = tmp_path_factory.mktemp("models")
+    (root / "pggan").mkdir()
+    torch.manual_seed(0)
+    generator = network.PGGANGenerator(network.PGGANConfig(RESOLUTION, (16, 16, 8), latent_dim=16))
+    checkpoints.save_generator(generator, root / "pggan" / "tiny16.safetensors")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(pack_module("nodes.host").MODELS_DIR_ENV, str(root))
+        yield root
+
+
+def run(node_type: str, **inputs):
+    """Call a node as ComfyUI's executor does, checking the inputs against INPUT_TYPES first."""
+    cls = load_pack().NODE_CLASS_MAPPINGS[node_type]
+    declared = cls.INPUT_TYPES()
+    assert set(declared["required"]) <= set(inputs), f"missing inputs of {node_type}"
+    assert set(inputs) <= set(declared["required"]) | set(declared.get("optional", {}))
+    with torch.inference_mode():
+        outputs = getattr(cls(), cls.FUNCTION)(**inputs)
+    assert len(outputs) == len(cls.RETURN_TYPES)
+    return outputs
+
+
+@pytest.fixture(scope="module")
+def prior(models_dir):
+    prior, _ = run("LoadPGGANPrior", prior_name="tiny16.safetensors")
+    return prior
+
+
+@pytest.fixture
+def unchanged_prior(prior):
+    """The cached prior, asserted to be bit-for-bit the same after the test."""
+    before = {name: value.clone() for name, value in prior.state_dict().items()}
+    yield prior
+    after = prior.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[name], after[name]) for name in before), "the cached prior changed"
+
+
+def fast_optimizer(**changes):
+    settings = dict(steps=STEPS, lr_latent=0.05, lr_alpha=0.01, lr_beta=0.01, lr_generator=1e-3,
+                    schedule="constant", mse_weight=1.0, perceptual_weight=0.0, precision="fp32",
+                    preview_every=2)
+    (optimizer,) = run("GANPriorOptimizer", **{**settings, **changes})
+    return optimizer
+
+
+def build(prior, **changes):
+    settings = dict(num_codes=3, split_layer=4, use_alpha=True, use_beta=True, finetune="all")
+    (generator,) = run("BuildMultiLatentGenerator", prior=prior, **{**settings, **changes})
+    return generator
+
+
+def inpaint(generator, image, mask, seed=0, fit="resize", **optional):
+    optional.setdefault("optimizer", fast_optimizer())
+    return run("GANPriorInpaint", image=image, mask=mask, generator=generator, seed=seed, fit=fit,
+               **optional)
+
+
+def photo(batch, height, width, seed=0):
+    return torch.rand(batch, height, width, 3, generator=torch.Generator().manual_seed(seed))
+
+
+def box_mask(batch, height, width, top, bottom, left, right):
+    mask = torch.zeros(batch, height, width)
+    mask[:, top:bottom, left:right] = 1.0
+    return mask
+
+
+def test_pack_registers_every_node_with_labels_and_tooltips():
+    pack = load_pack()
+    assert set(pack.NODE_DISPLAY_NAME_MAPPINGS.values()) == {
+        "Load PGGAN Prior", "Sample PGGAN Prior", "Build Multi-Latent Generator",
+        "GAN-Prior Optimizer", "GAN-Prior Preset", "Load Perceptual Model (VGG16)",
+        "GAN-Prior Inpaint", "GAN-Prior Metrics"}
+    assert pack.NODE_CLASS_MAPPINGS.keys() == pack.NODE_DISPLAY_NAME_MAPPINGS.keys()
+    for cls in pack.NODE_CLASS_MAPPINGS.values():
+        assert callable(getattr(cls(), cls.FUNCTION)) and cls.CATEGORY and cls.DESCRIPTION
+        assert len(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)) == len(cls.RETURN_TYPES)
+        for section in cls.INPUT_TYPES().values():
+            for name, declaration in section.items():
+                if not isinstance(declaration[0], str) or declaration[0] in {"INT", "FLOAT", "BOOLEAN"}:
+                    assert declaration[1].get("tooltip"), f"{cls.__name__}.{name} has no tooltip"
+    host = pack_module("nodes.host")
+    assert host.folder_paths is None and host.model_management is None  # the fallbacks ran
+
+
+def test_load_prior_lists_the_models_folder_and_describes_the_split(models_dir, prior):
+    names = load_pack().NODE_CLASS_MAPPINGS["LoadPGGANPrior"].INPUT_TYPES()["required"]["prior_name"][0]
+    assert "tiny16.safetensors" in names
+    _, info = run("LoadPGGANPrior", prior_name="tiny16.safetensors")
+    assert "16x16 PGGAN" in info and "6 conv layers" in info and "k=4: 16x8x8" in info
+    saved = pack_module("ganprior_core.checkpoints").load_generator(models_dir / "pggan" / "tiny16.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(prior.state_dict().values(), saved.state_dict().values()))
+    # Loaded inside ComfyUI's inference mode, yet usable for autograd later.
+    assert not any(parameter.is_inference() for parameter in prior.parameters())
+
+
+def test_build_checks_the_split_layer_against_the_prior(prior):
+    generator = build(prior, split_layer=6)
+    assert generator.prior is prior and generator.config.split_layer == 6
+    with pytest.raises(ValueError, match="between 1 and 6"):
+        build(prior, split_layer=7)
+
+
+def test_optimizer_node_defaults_are_the_library_defaults_and_values_pass_through():
+    config_class = pack_module("ganprior_core.optimize").OptimizerConfig
+    declared = load_pack().NODE_CLASS_MAPPINGS["GANPriorOptimizer"].INPUT_TYPES()["required"]
+    assert {name: options["default"] for name, (_, options) in declared.items()} == vars(config_class())
+    assert fast_optimizer(steps=7, lr_beta=0.5) == config_class(
+        steps=7, lr_latent=0.05, lr_alpha=0.01, lr_beta=0.5, lr_generator=1e-3, schedule="constant",
+        mse_weight=1.0, perceptual_weight=0.0, precision="fp32", preview_every=2)
+    with pytest.raises(ValueError):
+        fast_optimizer(preview_every=0)
+
+
+def test_preset_node_matches_the_library_preset_and_overrides_steps(prior):
+    optimize = pack_module("ganprior_core.optimize")
+    generator, optimizer = run("GANPriorPreset", prior=prior, preset="mganprior", steps=0)
+    assert (generator.config, optimizer) == optimize.preset("mganprior", prior.config)
+    _, optimizer = run("GANPriorPreset", prior=prior, preset="mganprior", steps=9)
+    assert optimizer.steps == 9
+
+
+def test_inpaint_fills_only_the_mask_at_the_input_size(unchanged_prior):
+    image = photo(1, 24, 40)
+    alpha = 1.0 - box_mask(1, 12, 20, 3, 9, 5, 12)  # an RGBA file's alpha at half size
+    mask = 1.0 - alpha  # what LoadImage gives: 1 = transparent = inpaint
+    filled, generated, used_mask, info = inpaint(build(unchanged_prior), image, mask)
+
+    assert filled.shape == generated.shape == image.shape
+    expected_mask = torch.nn.functional.interpolate(mask[:, None], size=(24, 40), mode="bilinear")[:, 0]
+    assert torch.equal(used_mask, expected_mask)
+    known, hole = used_mask == 0, used_mask == 1
+    assert torch.equal(filled[known], image[known])  # bit-exact
+    assert torch.equal(filled[hole], generated[hole])
+    assert not torch.equal(filled[hole], image[hole])
+    soft = (used_mask > 0) & (used_mask < 1)
+    blend = image * (1 - used_mask[..., None]) + generated * used_mask[..., None]
+    assert torch.allclose(filled[soft], blend[soft])
+    assert info.startswith("image 1:") and "final loss" in info
+
+
+def test_pad_mode_keeps_the_aspect_and_the_known_pixels(unchanged_prior):
+    image = photo(1, 12, 30)
+    mask = box_mask(1, 12, 30, 2, 8, 20, 28)
+    filled, generated, used_mask, _ = inpaint(build(unchanged_prior), image, mask, fit="pad")
+    assert filled.shape == generated.shape == image.shape
+    assert torch.equal(filled[used_mask == 0], image[used_mask == 0])
+    assert not torch.equal(filled[used_mask == 1], image[used_mask == 1])
+
+
+def test_one_mask_serves_a_batch_and_each_image_gets_its_own_seed(unchanged_prior):
+    image = photo(1, RESOLUTION, RESOLUTION).expand(2, -1, -1, -1)
+    mask = box_mask(1, RESOLUTION, RESOLUTION, 4, 12, 4, 12)
+    filled, generated, used_mask, info = inpaint(build(unchanged_prior), image, mask)
+    assert filled.shape == (2, RESOLUTION, RESOLUTION, 3) and used_mask.shape == (2, RESOLUTION, RESOLUTION)
+    assert torch.equal(filled[used_mask == 0], image[used_mask == 0])
+    assert not torch.equal(generated[0], generated[1])  # seed, seed + 1
+    assert info.count("\n") == 1
+
+
+def test_many_masks_for_one_image_and_mismatched_batches(unchanged_prior):
+    image = photo(1, RESOLUTION, RESOLUTION)
+    masks = torch.cat([box_mask(1, RESOLUTION, RESOLUTION, 0, 8, 0, 16),
+                       box_mask(1, RESOLUTION, RESOLUTION, 8, 16, 0, 16)])
+    filled, _, used_mask, _ = inpaint(build(unchanged_prior), image, masks)
+    assert filled.shape[0] == 2
+    assert torch.equal(filled[0, 8:], image[0, 8:]) and torch.equal(filled[1, :8], image[0, :8])
+    with pytest.raises(ValueError, match="do not match"):
+        inpaint(build(unchanged_prior), photo(2, 16, 16), masks.repeat(2, 1, 1)[:3])
+
+
+def test_empty_mask_reconstructs_and_returns_the_input_untouched(unchanged_prior):
+    image = photo(1, RESOLUTION, RESOLUTION)
+    empty = torch.zeros(1, 64, 64)  # LoadImage's mask for a file without alpha
+    filled, generated, used_mask, _ = inpaint(build(unchanged_prior), image, empty)
+    assert torch.equal(filled, image) and not used_mask.any()
+    assert not torch.equal(generated, image)
+
+
+def test_full_mask_warns_and_returns_a_sample_from_the_prior(unchanged_prior):
+    image = photo(1, RESOLUTION, RESOLUTION)
+    full = torch.ones(1, RESOLUTION, RESOLUTION)
+    filled, generated, _, info = inpaint(build(unchanged_prior), image, full, seed=5)
+    sample = pack_module("ganprior_core.generate").sample_images(unchanged_prior, 1, 5)
+    assert torch.equal(generated[0], sample[0].permute(1, 2, 0))
+    assert torch.equal(filled, generated)
+    assert "random sample" in info
+
+
+class FakeComfy:
+    """Stand-ins for comfy.model_management and comfy.utils that record what the node does."""
+
+    def __init__(self, cancel_after_checks=None):
+        self.updates, self.checks, self.devices = [], 0, 0
+        self.cancel_after_checks = cancel_after_checks
+        fake = self
+
+        class ProgressBar:
+            def __init__(self, total):
+                self.total = total
+
+            def update_absolute(self, value, total=None, preview=None):
+                fake.updates.append((value, self.total, preview))
+
+        self.utils = SimpleNamespace(ProgressBar=ProgressBar)
+        self.model_management = SimpleNamespace(get_torch_device=self.get_torch_device,
+                                                throw_exception_if_processing_interrupted=self.check)
+
+    def get_torch_device(self):
+        self.devices += 1
+        return torch.device("cpu")
+
+    def check(self):
+        self.checks += 1
+        if self.cancel_after_checks is not None and self.checks > self.cancel_after_checks:
+            raise InterruptedError("cancelled by the user")
+
+
+@pytest.fixture
+def fake_comfy(monkeypatch):
+    def install(**options):
+        comfy = FakeComfy(**options)
+        host = pack_module("nodes.host")
+        monkeypatch.setattr(host, "comfy_utils", comfy.utils)
+        monkeypatch.setattr(host, "model_management", comfy.model_management)
+        return comfy
+    return install
+
+
+def test_progress_bar_counts_every_step_of_the_batch_with_previews(unchanged_prior, fake_comfy):
+    comfy = fake_comfy()
+    inpaint(build(unchanged_prior), photo(2, 20, 20), box_mask(1, 20, 20, 5, 15, 5, 15))
+    total = 2 * STEPS
+    assert [value for value, _, _ in comfy.updates] == list(range(1, total + 1))
+    assert {bar_total for _, bar_total, _ in comfy.updates} == {total}
+    previews = [preview for _, _, preview in comfy.updates]
+    assert [preview is not None for preview in previews[:STEPS]] == [False, True, False, True]
+    kind, picture, max_size = previews[1]
+    assert (kind, picture.size, picture.mode, max_size) == ("JPEG", (RESOLUTION, RESOLUTION), "RGB", 512)
+    assert comfy.devices == 1 and comfy.checks == total
+
+
+def test_cancel_stops_within_a_step_and_leaves_the_cached_prior_alone(unchanged_prior, fake_comfy):
+    comfy = fake_comfy(cancel_after_checks=2)
+    generator = build(unchanged_prior)
+    with pytest.raises(InterruptedError):
+        inpaint(generator, photo(1, RESOLUTION, RESOLUTION), box_mask(1, 16, 16, 4, 12, 4, 12),
+                optimizer=fast_optimizer(steps=50))
+    assert comfy.checks == 3 and len(comfy.updates) == 2
+    assert generator.prior is unchanged_prior
+
+
+def test_perceptual_model_loads_from_the_vgg_folder_and_trains_under_inference_mode(
+        models_dir, unchanged_prior):
+    perceptual = pack_module("ganprior_core.perceptual")
+    state = {f"features.{index}.{name}": value for index, layer in enumerate(perceptual.VGG16Features())
+             if isinstance(layer, torch.nn.Conv2d) for name, value in layer.state_dict().items()}
+    (models_dir / "vgg").mkdir(exist_ok=True)
+    torch.save(state, models_dir / "vgg" / "vgg16-test.pth")
+    declared = load_pack().NODE_CLASS_MAPPINGS["LoadPerceptualModelVGG16"].INPUT_TYPES()
+    assert declared["required"]["vgg_name"][0] == ["vgg16-test.pth"]
+
+    (vgg,) = run("LoadPerceptualModelVGG16", vgg_name="vgg16-test.pth")
+    optimizer = fast_optimizer(perceptual_weight=0.5)
+    image, mask = photo(1, RESOLUTION, RESOLUTION), box_mask(1, 16, 16, 4, 12, 4, 12)
+    *_, with_vgg = inpaint(build(unchanged_prior), image, mask, optimizer=optimizer, perceptual_model=vgg)
+    *_, without_vgg = inpaint(build(unchanged_prior), image, mask, optimizer=optimizer)
+    assert "perceptual" not in with_vgg and "perceptual weight 0.5 ignored" in without_vgg
+
+
+def test_sample_node_returns_comfy_images_from_the_prior(prior):
+    (images,) = run("SamplePGGANPrior", prior=prior, count=3, seed=2)
+    expected = pack_module("ganprior_core.generate").sample_images(prior, 3, 2)
+    assert torch.equal(images, expected.permute(0, 2, 3, 1))
+
+
+def test_metrics_node_scores_whole_image_and_masked_area():
+    reference = photo(1, 20, 20).clamp(0.2, 0.8)
+    psnr, ssim, report = run("GANPriorMetrics", image=reference, reference=reference)
+    assert math.isinf(psnr) and ssim == pytest.approx(1.0) and "hole only" not in report
+
+    shifted = reference.clone()
+    shifted[:, :10] += 0.1  # error 0.1 on half of the pixels: MSE 0.005
+    mask = box_mask(1, 10, 10, 0, 5, 0, 10)  # the top half, at half size
+    psnr, _, report = run("GANPriorMetrics", image=shifted, reference=reference, mask=mask)
+    assert psnr == pytest.approx(10 * math.log10(1 / 0.005), abs=1e-3)
+    assert "hole only:   PSNR 20.00 dB" in report
+
+    batch_psnr, _, report = run("GANPriorMetrics", image=torch.cat([reference, shifted]), reference=reference)
+    assert math.isinf(batch_psnr) and report.count("image ") == 2
