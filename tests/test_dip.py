@@ -1,0 +1,92 @@
+from dataclasses import replace
+
+import pytest
+import torch
+
+from ganprior_core.dip import DIPConfig, HourglassNet, dip_inpaint
+from ganprior_core.optimize import Progress
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tensors this small gain nothing from threads, and on a busy machine the hand-offs between
+    # threads cost far more than the work.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+FAST = DIPConfig(steps=25, channels=16, preview_every=10)
+
+
+def _problem(height=16, width=16):
+    rows = torch.linspace(0, 1, height)[:, None].expand(height, width)
+    cols = torch.linspace(0, 1, width)[None, :].expand(height, width)
+    image = torch.stack([rows, cols, 0.5 * (rows + cols)])
+    hole = torch.zeros(height, width)
+    hole[4:10, 5:11] = 1
+    return image, hole
+
+
+def test_fits_known_pixels_and_keeps_them_in_the_composite():
+    image, hole = _problem()
+    result = dip_inpaint(image, hole, FAST, seed=0)
+    assert len(result.loss_history) == FAST.steps
+    assert result.loss_history[-1] < 0.3 * result.loss_history[0]
+    assert result.output.shape == (3, 16, 16)
+    assert result.output.min() >= 0 and result.output.max() <= 1
+    known = hole == 0
+    assert torch.equal(result.composite[:, known], image[:, known])
+    assert torch.equal(result.composite[:, ~known], result.output[:, ~known])
+
+
+def test_same_seed_same_result_other_seed_differs_and_global_rng_untouched():
+    image, hole = _problem()
+    config = replace(FAST, steps=4)
+    rng_before = torch.random.get_rng_state()
+    first = dip_inpaint(image, hole, config, seed=3)
+    assert torch.equal(torch.random.get_rng_state(), rng_before)
+    second = dip_inpaint(image, hole, config, seed=3)
+    other = dip_inpaint(image, hole, config, seed=4)
+    assert torch.equal(first.output, second.output)
+    assert first.loss_history == second.loss_history
+    assert not torch.equal(first.output, other.output)
+
+
+def test_progress_every_step_with_previews_and_cancel():
+    image, hole = _problem()
+    seen: list[Progress] = []
+    dip_inpaint(image, hole, replace(FAST, steps=10, preview_every=4), seed=0, callback=seen.append)
+    assert [p.step for p in seen] == list(range(1, 11))
+    assert [p.step for p in seen if p.preview is not None] == [4, 8, 10]
+    assert all(p.preview.shape == (3, 16, 16) for p in seen if p.preview is not None)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_three(progress):
+        if progress.step == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        dip_inpaint(image, hole, replace(FAST, steps=50), seed=0, callback=stop_at_three)
+
+
+def test_odd_sizes_reconstruction_and_bf16():
+    image, _ = _problem(15, 13)
+    result = dip_inpaint(image, None, replace(FAST, steps=3, precision="bf16"), seed=0)
+    assert result.output.shape == (3, 15, 13)
+    assert torch.equal(result.composite, image)  # nothing is a hole: every pixel is the input's
+
+
+def test_size_scaling_and_network_shape():
+    config = DIPConfig()
+    assert config.channels_for(512, 512) == 128  # Ulyanov et al.'s own setting
+    assert config.channels_for(64, 64) == 32
+    assert config.levels_for(64, 64) == 5
+    assert config.levels_for(16, 16) == 3  # the deepest map stays at least 2x2
+    net = HourglassNet(32, 8, 4, levels=3, upsample="bilinear")
+    assert net(torch.rand(1, 32, 16, 16)).shape == (1, 3, 16, 16)
+    with pytest.raises(ValueError, match="upsample"):
+        dip_inpaint(*_problem(), replace(FAST, upsample="cubic"))
