@@ -109,6 +109,66 @@ def _demo_command(args: argparse.Namespace) -> None:
     print(f"wrote {', '.join(str(path) for path in outcome.files)} ({outcome.seconds:.1f} s)")
 
 
+def _add_bench_command(commands) -> None:
+    """`bench`: the paper's comparison table (METHOD.md Tables 1-2, ablations) as one command."""
+    from .bench import ABLATIONS, METHODS, TASKS, BenchConfig, run_bench
+    from .masks import MASK_KINDS
+
+    def names(text: str) -> tuple[str, ...]:
+        return tuple(item.strip() for item in text.split(",") if item.strip())
+
+    def numbers(text: str) -> tuple[int, ...]:
+        return tuple(int(item) for item in names(text))
+
+    bench = commands.add_parser(
+        "bench", help="benchmark methods on many images: report.md, results.csv, summary.json",
+        description="Runs every method (and ablation variant) on every image, scores PSNR/SSIM "
+                    "of the whole image and the hole, and writes report.md, results.csv, "
+                    "summary.json, figure.png and the seeded masks into --out. Rerun the same "
+                    "command to resume an interrupted run.")
+    bench.add_argument("--checkpoint", required=True, help="the prior (.pth, .pkl, .safetensors)")
+    source = bench.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", help="a directory of images (stretched to the prior's size)")
+    source.add_argument("--procedural", type=int, metavar="N",
+                        help="N procedural evaluation facades (seeds never used in training)")
+    bench.add_argument("--task", choices=TASKS, default="inpaint")
+    bench.add_argument("--masks", choices=MASK_KINDS, default="box")
+    bench.add_argument("--methods", type=names, default=METHODS,
+                       help=f"comma-separated, from {','.join(METHODS)} (default all)")
+    bench.add_argument("--ablations", "--ablation", type=names, default=(),
+                       help=f"comma-separated variants of `paper`: {','.join(ABLATIONS)}")
+    bench.add_argument("--codes", type=numbers, default=(), help="N sweep of `paper`, e.g. 1,10,30")
+    bench.add_argument("--splits", type=numbers, default=(), help="k sweep of `paper`, e.g. 2,4,6")
+    bench.add_argument("--steps", type=int, help="steps of every optimising method (default 3000)")
+    bench.add_argument("--dip-steps", type=int, help="steps of DIP only (default --steps)")
+    bench.add_argument("--seed", type=int, default=0, help="image i uses seed + i for mask and start")
+    bench.add_argument("--precision", choices=PRECISIONS, help="default: each method's own")
+    bench.add_argument("--vgg", help="VGG16 weights for the perceptual loss; without: MSE only")
+    bench.add_argument("--threads", type=int, help="CPU threads (default torch's; 1 is often "
+                                                  "fastest on a busy machine)")
+    bench.add_argument("--figure-images", type=int, default=4, help="images shown in figure.png")
+    bench.add_argument("--log-every", type=int, default=100, help="progress line every this many steps")
+    bench.add_argument("--out", required=True, help="output directory (reused to resume)")
+    _add_device(bench)
+
+    def run(args: argparse.Namespace) -> None:
+        config = BenchConfig(
+            checkpoint=args.checkpoint, out=args.out, images=args.images,
+            procedural=args.procedural or 0, task=args.task, masks=args.masks,
+            methods=args.methods, ablations=args.ablations, codes=args.codes, splits=args.splits,
+            steps=args.steps, dip_steps=args.dip_steps, seed=args.seed, precision=args.precision,
+            vgg=args.vgg, device=args.device, threads=args.threads, figure_images=args.figure_images,
+            log_every=args.log_every)
+        try:
+            run_bench(config, lambda line: print(line, flush=True))
+        except KeyboardInterrupt:
+            print(f"interrupted: finished rows are in {args.out}/results.csv; rerun the same "
+                  f"command to continue", file=sys.stderr)
+            raise SystemExit(130)
+
+    bench.set_defaults(run=run)
+
+
 def _add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
 
@@ -173,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--log-every", type=int, default=100, help="print the loss every this many steps")
     _add_device(demo)
     demo.set_defaults(run=_demo_command)
+    _add_bench_command(commands)
 
     conv = commands.add_parser("convert", help="convert any supported checkpoint to .safetensors")
     conv.add_argument("source")

@@ -1,0 +1,679 @@
+"""Benchmark runner: the paper's comparison (METHOD.md Tables 1-2 and the ablations) on any prior
+and image set, as `python -m ganprior_core bench ...`.
+
+A run writes into one directory:
+- `report.md`: mean ± std per method of PSNR / SSIM (whole image and inside the hole), the fit
+  of the known pixels, time per image and steps/s, plus the setup needed to repeat it;
+- `results.csv`: one row per image x method, appended as soon as the row is done;
+- `summary.json`: the same aggregates and the setup, for scripts;
+- `figure.png`: input / mask / each method / ground truth for the first few images;
+- `images/`, `masks/`: the ground truth and hole masks exactly as scored (PNG, white = hole);
+- `results/<image>/<method>.png`: every method's composite.
+
+Rerunning the same command resumes: finished image x method rows are read back from
+results.csv and skipped, and the report is regenerated after every image, so an interrupted run
+leaves usable partial results.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from . import baselines, imaging, masks, metrics, procedural
+from .checkpoints import load_generator
+from .dip import DIPConfig, dip_inpaint
+from .multi_latent import MultiLatentConfig
+from .network import PGGANConfig, PGGANGenerator
+from .optimize import PRECISIONS, PRESET_NAMES, OptimizerConfig, Progress, inpaint, preset
+from .perceptual import VGG16Features, load_vgg16_features
+
+TASKS = ("inpaint", "reconstruct")
+FILL_METHODS = ("mean-fill", "diffusion-fill")
+METHODS = (*PRESET_NAMES, "dip", *FILL_METHODS)
+ABLATIONS = ("random-init", "frozen", "alpha-only")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+RECONSTRUCTION_PERCEPTUAL_WEIGHT = 1.0  # mGANprior's weight for inversion (0.1 for inpainting)
+FIGURE_PANEL_SIZE = 128  # small priors' images are enlarged so the labels fit above them
+
+CSV_FIELDS = ("image", "image_seed", "mask_seed", "method", "steps", "seconds", "steps_per_second",
+              "psnr", "ssim", "psnr_hole", "ssim_hole", "psnr_fit_known", "final_loss")
+METRIC_FIELDS = ("psnr", "ssim", "psnr_hole", "ssim_hole", "psnr_fit_known", "seconds",
+                 "steps_per_second")
+INTEGER_FIELDS = ("image_seed", "mask_seed", "steps")
+RUN_FILE = "run.json"
+
+IDINVERT_NOTE = ("idinvert (the paper's encoder-based Table 1 row) is left out: it inverts an "
+                 "image with an encoder trained jointly with the generator (In-Domain GAN "
+                 "Inversion), and no such encoder exists for PGGAN; training one is a project of "
+                 "its own, so there is nothing faithful to run.")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    checkpoint: str
+    out: str
+    images: str | None = None  # a directory of images, resized to the prior's resolution
+    procedural: int = 0  # or this many procedural evaluation facades (seeds never trained on)
+    task: str = "inpaint"
+    masks: str = "box"
+    methods: tuple[str, ...] = METHODS
+    ablations: tuple[str, ...] = ()  # variants of `paper`, see ABLATIONS
+    codes: tuple[int, ...] = ()  # N sweep: one `paper` variant per number of codes
+    splits: tuple[int, ...] = ()  # k sweep: one `paper` variant per split layer
+    steps: int | None = None  # every optimising method; None = each method's default
+    dip_steps: int | None = None  # DIP only, overriding `steps`
+    seed: int = 0  # image i uses seed + i for its mask and its optimisation
+    precision: str | None = None  # None = each method's default
+    vgg: str | None = None  # VGG16 weights for the perceptual loss; None = MSE only
+    device: str = "cpu"
+    threads: int | None = None  # CPU threads for torch; None = torch's default
+    figure_images: int = 4
+    log_every: int = 100  # progress line every this many optimisation steps
+
+    def validate(self) -> None:
+        if (self.images is None) == (self.procedural < 1):
+            raise ValueError("give exactly one image source: a directory of images or a number "
+                             "of procedural images (at least 1)")
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.masks not in masks.MASK_KINDS:
+            raise ValueError(f"masks must be one of {', '.join(masks.MASK_KINDS)}, got {self.masks!r}")
+        _check_choices("method", self.methods, METHODS)
+        _check_choices("ablation", self.ablations, ABLATIONS)
+        if not self.methods and not (self.ablations or self.codes or self.splits):
+            raise ValueError("nothing to run: no methods and no ablations")
+        for name, value in (("steps", self.steps), ("dip steps", self.dip_steps)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if any(n < 1 for n in self.codes):
+            raise ValueError(f"numbers of codes must be at least 1, got {list(self.codes)}")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be at least 1, got {self.threads}")
+        if self.figure_images < 0 or self.log_every < 1:
+            raise ValueError("figure images must not be negative and log_every must be positive")
+
+    def settings_that_change_results(self, checkpoint_digest: str) -> dict:
+        """What must match for rows of an earlier run to be reused. Methods and the number of
+        procedural images may differ: rows are per image x method, and procedural seeds of a
+        smaller run are a prefix of a larger one."""
+        return {"checkpoint_sha256": checkpoint_digest,
+                "images": str(Path(self.images).resolve()) if self.images else "procedural",
+                "task": self.task, "masks": self.masks, "steps": self.steps,
+                "dip_steps": self.dip_steps, "seed": self.seed, "precision": self.precision,
+                "vgg": str(Path(self.vgg).resolve()) if self.vgg else None}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the table: a method with its full configuration."""
+
+    name: str  # file-name safe key, e.g. "paper", "paper-frozen", "paper-N10"
+    description: str
+    kind: str  # "gan", "dip" or "fill"
+    model: MultiLatentConfig | None = None
+    optimizer: OptimizerConfig | None = None
+    dip: DIPConfig | None = None
+    random_generator: bool = False  # same architecture as the prior, freshly initialised
+    ablation: bool = False
+
+
+@dataclass
+class Case:
+    """One benchmark image with its hole, as scored."""
+
+    name: str
+    image: torch.Tensor  # [3, R, R] in [0, 1], exactly the saved PNG
+    hole: torch.Tensor | None  # [R, R], 1 = hole; None when reconstructing
+    image_seed: int | None
+    mask_seed: int
+
+
+@dataclass
+class BenchSummary:
+    out: Path
+    new_rows: int
+    skipped_rows: int
+    complete: bool
+    aggregates: dict = field(default_factory=dict)
+
+
+def _check_choices(kind: str, chosen: tuple[str, ...], allowed: tuple[str, ...]) -> None:
+    unknown = [name for name in chosen if name not in allowed]
+    if unknown:
+        raise ValueError(f"unknown {kind}(s) {', '.join(unknown)}; choose from {', '.join(allowed)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Variants
+
+def _describe_gan(model: MultiLatentConfig, optimizer: OptimizerConfig, prior: PGGANConfig) -> str:
+    channels, height, width = prior.feature_shape(model.split_layer)
+    alpha = "α learnt" if model.use_alpha else "no α"
+    beta = "β learnt" if model.use_beta else ("β = 1/N (mean fusion)" if model.num_codes > 1 else "no β")
+    rates = f"lr z {optimizer.lr_latent:g}"
+    if model.use_alpha:
+        rates += f", α {optimizer.lr_alpha:g}"
+    if model.use_beta:
+        rates += f", β {optimizer.lr_beta:g}"
+    if model.finetune != "none":
+        rates += f", θ {optimizer.lr_generator:g}"
+    tuning = "frozen generator" if model.finetune == "none" else f"fine-tunes generator ({model.finetune})"
+    loss = f"MSE × {optimizer.mse_weight:g}"
+    if optimizer.perceptual_weight > 0:
+        loss += f" + perceptual × {optimizer.perceptual_weight:g}"
+    return (f"N={model.num_codes}, k={model.split_layer} ({channels}×{height}×{width} features), "
+            f"{alpha}, {beta}, {tuning}; {loss}; Adam {rates}, {optimizer.schedule} schedule, "
+            f"{optimizer.steps} steps, {optimizer.precision}")
+
+
+def build_variants(config: BenchConfig, prior: PGGANConfig, has_vgg: bool) -> tuple[list[Variant], list[str]]:
+    """The rows to run, in table order, and notes on rows left out."""
+    notes: list[str] = []
+
+    def gan_variant(name: str, base: str, ablation: bool, random_generator: bool = False,
+                    **model_changes) -> Variant:
+        model, optimizer = preset(base, prior)
+        model = replace(model, **model_changes)
+        model.validate(prior)
+        if config.task == "reconstruct" and has_vgg:
+            optimizer = replace(optimizer, perceptual_weight=RECONSTRUCTION_PERCEPTUAL_WEIGHT)
+        if not has_vgg:
+            optimizer = replace(optimizer, perceptual_weight=0.0)
+        optimizer = replace(optimizer, preview_every=config.log_every,
+                            **({"steps": config.steps} if config.steps else {}),
+                            **({"precision": config.precision} if config.precision else {}))
+        description = _describe_gan(model, optimizer, prior)
+        if random_generator:
+            description = f"randomly initialised generator (seed {config.seed}); " + description
+        return Variant(name, description, "gan", model, optimizer,
+                       random_generator=random_generator, ablation=ablation)
+
+    variants: list[Variant] = []
+    for method in config.methods:
+        if method in PRESET_NAMES:
+            variants.append(gan_variant(method, method, ablation=False))
+        elif method == "dip":
+            dip = DIPConfig(preview_every=config.log_every)
+            steps = config.dip_steps or config.steps
+            dip = replace(dip, **({"steps": steps} if steps else {}),
+                          **({"precision": config.precision} if config.precision else {}))
+            size = prior.resolution
+            variants.append(Variant("dip", "Deep Image Prior: " + dip.describe(size, size), "dip", dip=dip))
+        elif config.task == "reconstruct":
+            notes.append(f"`{method}` left out: reconstruction has no hole to fill")
+        else:
+            description = {"mean-fill": "hole filled with the mean colour of the known pixels",
+                           "diffusion-fill": "harmonic (Laplace) fill from the hole's border"}[method]
+            variants.append(Variant(method, description, "fill"))
+
+    ablations = [("paper-random-init", {"random_generator": True}, "random-init"),
+                 ("paper-frozen", {"finetune": "none"}, "frozen"),
+                 ("paper-alpha-only", {"use_beta": False}, "alpha-only")]
+    for name, changes, flag in ablations:
+        if flag in config.ablations:
+            variants.append(gan_variant(name, "paper", ablation=True, **changes))
+    for count in config.codes:
+        variants.append(gan_variant(f"paper-N{count}", "paper", ablation=True, num_codes=count))
+    for split in config.splits:
+        variants.append(gan_variant(f"paper-k{split}", "paper", ablation=True, split_layer=split))
+
+    # A sweep value equal to the preset (e.g. N=30) would repeat the `paper` row at full cost.
+    unique: dict[tuple, Variant] = {}
+    for variant in variants:
+        key = (variant.kind, variant.model, variant.optimizer, variant.dip, variant.random_generator,
+               variant.name if variant.kind == "fill" else None)
+        if key in unique:
+            notes.append(f"`{variant.name}` is the same configuration as `{unique[key].name}`: "
+                         f"not run twice, see that row")
+        else:
+            unique[key] = variant
+    return list(unique.values()), notes
+
+
+# ---------------------------------------------------------------------------------------------
+# Images and masks
+
+def _file_digest(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _source_images(config: BenchConfig, resolution: int) -> list[tuple[str, torch.Tensor, int | None]]:
+    """(name, image at the prior's resolution, procedural seed or None) per benchmark image."""
+    if config.images is None:
+        seeds = procedural.evaluation_seeds(config.procedural)
+        return [(f"{index:03d}-seed{seed}",
+                 imaging.resize_image(procedural.facade_image(seed), (resolution, resolution)), seed)
+                for index, seed in enumerate(seeds)]
+    folder = Path(config.images)
+    if not folder.is_dir():
+        raise ValueError(f"image directory not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    # Stretched to the prior's square: every method then sees exactly the pixels that are scored.
+    return [(f"{index:03d}-{path.stem}",
+             imaging.resize_image(imaging.load_image(path), (resolution, resolution)), None)
+            for index, path in enumerate(files)]
+
+
+def prepare_cases(config: BenchConfig, resolution: int, out: Path) -> list[Case]:
+    """Build, save and reload every image and mask, so what is scored is what the files hold."""
+    cases = []
+    for index, (name, image, image_seed) in enumerate(_source_images(config, resolution)):
+        image_path = out / "images" / f"{name}.png"
+        imaging.save_image(image, image_path)
+        mask_seed = config.seed + index
+        hole = None
+        if config.task == "inpaint":
+            hole = masks.make_mask(config.masks, resolution, mask_seed)
+            imaging.save_mask(hole, out / "masks" / f"{name}.png")
+        cases.append(Case(name, imaging.load_image(image_path), hole, image_seed, mask_seed))
+    return cases
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+def _random_generator(prior: PGGANGenerator, seed: int) -> PGGANGenerator:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return PGGANGenerator(prior.config).eval()
+
+
+def _run_variant(variant: Variant, case: Case, prior: PGGANGenerator, random_prior: Callable[[], PGGANGenerator],
+                 perceptual: VGG16Features | None, config: BenchConfig,
+                 log: Callable[[str], None], prefix: str) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """(composite, raw output, timing/loss fields of the CSV row)."""
+    if variant.kind == "fill":
+        started = time.perf_counter()
+        fill = baselines.mean_fill if variant.name == "mean-fill" else baselines.diffusion_fill
+        filled = fill(case.image, case.hole)
+        return filled, filled, {"seconds": time.perf_counter() - started}
+
+    started = time.perf_counter()
+
+    def report(progress: Progress) -> None:
+        if progress.step % config.log_every == 0 and progress.step < progress.total:
+            rate = progress.step / (time.perf_counter() - started)
+            loss = f", loss {progress.loss:.5f}" if progress.loss is not None else ""
+            log(f"{prefix} step {progress.step}/{progress.total}, {rate:.2f} steps/s{loss}")
+
+    seed = case.mask_seed  # the per-image seed: every method of one image starts from the same
+    if variant.kind == "dip":
+        result = dip_inpaint(case.image, case.hole, variant.dip, seed, config.device, report)
+        steps = variant.dip.steps
+    else:
+        generator = random_prior() if variant.random_generator else prior
+        result = inpaint(generator, case.image, case.hole, variant.model, variant.optimizer, seed,
+                         config.device, perceptual, report)
+        steps = variant.optimizer.steps
+    return result.composite, result.output, {
+        "seconds": result.seconds, "steps": steps, "steps_per_second": steps / result.seconds,
+        "final_loss": result.loss_history[-1], "notes": result.notes}
+
+
+def _score(case: Case, composite: torch.Tensor, output: torch.Tensor) -> dict:
+    """Composite vs ground truth (whole image and hole), and the raw output on the known pixels:
+    how well a method fits what it was given."""
+    report = metrics.measure(composite, case.image, case.hole)
+    scores = {"psnr": report.psnr, "ssim": report.ssim,
+              "psnr_hole": report.psnr_hole, "ssim_hole": report.ssim_hole}
+    known = None if case.hole is None else 1 - case.hole
+    if known is None or known.any():
+        scores["psnr_fit_known"] = metrics.psnr(output, case.image, known)
+    return scores
+
+
+def _warm_up_optimiser() -> None:
+    """The first Adam step of a process pays seconds of lazy imports; pay them here, untimed,
+    rather than billing them to whichever method happens to run first."""
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.Adam([parameter])
+    parameter.sum().backward()
+    optimizer.step()
+
+
+def run_bench(config: BenchConfig, log: Callable[[str], None] = print) -> BenchSummary:
+    config.validate()
+    threads = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        return _run_bench(config, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_bench(config: BenchConfig, log: Callable[[str], None]) -> BenchSummary:
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint_digest = _file_digest(config.checkpoint)
+    _claim_directory(out, config.settings_that_change_results(checkpoint_digest))
+    prior = load_generator(config.checkpoint)
+    perceptual = load_vgg16_features(config.vgg) if config.vgg else None
+    variants, notes = build_variants(config, prior.config, perceptual is not None)
+    cases = prepare_cases(config, prior.config.resolution, out)
+    results_csv = out / "results.csv"
+    rows = read_rows(results_csv)
+    setup = _setup(config, prior, checkpoint_digest, cases, variants, notes)
+
+    random_prior_cache: list[PGGANGenerator] = []
+
+    def random_prior() -> PGGANGenerator:
+        if not random_prior_cache:
+            random_prior_cache.append(_random_generator(prior, config.seed))
+        return random_prior_cache[0]
+
+    if any(v.kind != "fill" for v in variants):
+        _warm_up_optimiser()
+    new_rows = skipped = 0
+    for number, case in enumerate(cases, start=1):
+        for variant in variants:
+            if (case.name, variant.name) in rows:
+                skipped += 1
+                continue
+            prefix = f"[image {number}/{len(cases)} {case.name}] {variant.name}:"
+            log(f"{prefix} running")
+            composite, output, run = _run_variant(variant, case, prior, random_prior, perceptual,
+                                                  config, log, prefix)
+            imaging.save_image(composite, out / "results" / case.name / f"{variant.name}.png")
+            row = {"image": case.name, "image_seed": case.image_seed, "mask_seed": case.mask_seed,
+                   "method": variant.name, **_score(case, composite, output),
+                   **{key: value for key, value in run.items() if key != "notes"}}
+            append_row(results_csv, row)
+            rows[(case.name, variant.name)] = parse_row(_csv_text(row))
+            for note in run.get("notes", []):
+                setup["notes"].append(f"`{variant.name}` on {case.name}: {note}")
+            new_rows += 1
+            log(f"{prefix} done in {run['seconds']:.1f} s: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}"
+                + (f", hole PSNR {row['psnr_hole']:.2f} dB" if row.get("psnr_hole") is not None else ""))
+        _write_outputs(out, setup, cases, variants, rows)
+    if skipped:
+        log(f"skipped {skipped} image x method row(s) already in {results_csv}")
+    aggregates = _write_outputs(out, setup, cases, variants, rows)
+    log(f"wrote {out / 'report.md'}, {results_csv.name}, summary.json, figure.png")
+    return BenchSummary(out, new_rows, skipped, _count_done(cases, variants, rows) == len(cases) * len(variants),
+                        aggregates)
+
+
+def _claim_directory(out: Path, settings: dict) -> None:
+    """Refuse to mix rows of runs whose settings would give different numbers."""
+    run_file = out / RUN_FILE
+    if run_file.exists():
+        previous = json.loads(run_file.read_text())
+        differing = sorted(key for key in settings.keys() | previous.keys()
+                           if settings.get(key) != previous.get(key))
+        if differing:
+            raise ValueError(f"{out} holds results of a run with other settings "
+                             f"(differs in: {', '.join(differing)}); choose another --out or delete it")
+    else:
+        run_file.write_text(json.dumps(settings, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV rows
+
+def _csv_text(row: dict) -> dict:
+    # repr keeps every digit, so numbers read back from the CSV equal the ones computed.
+    return {name: "" if row.get(name) is None else repr(row[name]) if isinstance(row[name], float)
+            else str(row[name]) for name in CSV_FIELDS}
+
+
+def append_row(path: Path, row: dict) -> None:
+    new_file = not path.exists()
+    with open(path, "a", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=CSV_FIELDS)
+        if new_file:
+            writer.writeheader()
+        writer.writerow(_csv_text(row))
+
+
+def parse_row(text: dict) -> dict:
+    row = {"image": text["image"], "method": text["method"]}
+    for name in CSV_FIELDS:
+        if name in row:
+            continue
+        value = text.get(name) or ""
+        row[name] = None if value == "" else int(value) if name in INTEGER_FIELDS else float(value)
+    return row
+
+
+def read_rows(path: Path) -> dict[tuple[str, str], dict]:
+    """Finished rows by (image, method). A line cut short by a killed run is dropped (and the
+    file rewritten without it) so that row simply runs again."""
+    if not path.exists():
+        return {}
+    with open(path, newline="") as stream:
+        reader = csv.DictReader(stream)
+        if tuple(reader.fieldnames or ()) != CSV_FIELDS:
+            raise ValueError(f"{path} has columns {reader.fieldnames}, expected {list(CSV_FIELDS)}")
+        texts = list(reader)
+    complete = [text for text in texts if None not in text.values() and text.get("psnr")]
+    if len(complete) != len(texts):
+        path.unlink()
+        for text in complete:
+            append_row(path, parse_row(text))
+    return {(text["image"], text["method"]): parse_row(text) for text in complete}
+
+
+# ---------------------------------------------------------------------------------------------
+# Aggregates, report, summary, figure
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    if any(math.isinf(v) for v in values):
+        return math.inf, None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def aggregate(rows: dict, cases: list[Case], variants: list[Variant]) -> dict[str, dict]:
+    """Per method: number of images and mean / sample std of every metric over them."""
+    names = [case.name for case in cases]
+    result = {}
+    for variant in variants:
+        done = [rows[(name, variant.name)] for name in names if (name, variant.name) in rows]
+        stats = {"images": len(done)}
+        for metric in METRIC_FIELDS:
+            mean, std = _mean_std([row[metric] for row in done if row[metric] is not None])
+            stats[metric] = {"mean": mean, "std": std}
+        result[variant.name] = stats
+    return result
+
+
+def _count_done(cases: list[Case], variants: list[Variant], rows: dict) -> int:
+    return sum((case.name, variant.name) in rows for case in cases for variant in variants)
+
+
+def _setup(config: BenchConfig, prior: PGGANGenerator, digest: str, cases: list[Case],
+           variants: list[Variant], notes: list[str]) -> dict:
+    resolution = prior.config.resolution
+    if config.images is None:
+        source = (f"{len(cases)} procedural evaluation facades (seeds {cases[0].image_seed}–"
+                  f"{cases[-1].image_seed}, never used in training), resized to {resolution}×{resolution}"
+                  if resolution != procedural.IMAGE_SIZE else
+                  f"{len(cases)} procedural evaluation facades (seeds {cases[0].image_seed}–"
+                  f"{cases[-1].image_seed}, never used in training)")
+    else:
+        source = f"{len(cases)} images from `{config.images}`, stretched to {resolution}×{resolution}"
+    if config.vgg:
+        loss = (f"MSE + VGG16 perceptual loss (relu3_3 features, weights `{config.vgg}`; weight in "
+                f"each method's line) for the GAN methods; DIP uses MSE only, as in Ulyanov et al.")
+    else:
+        loss = ("MSE only: no VGG16 weights were given (--vgg), so the paper's perceptual term is "
+                "off for every method")
+    return {"config": asdict(config), "checkpoint_sha256": digest, "resolution": resolution,
+            "source": source, "loss": loss, "notes": list(notes),
+            "images": [{"name": c.name, "image_seed": c.image_seed, "mask_seed": c.mask_seed} for c in cases],
+            "methods": {v.name: v.description for v in variants}}
+
+
+def _format(stats: dict, digits: int) -> str:
+    mean, std = stats["mean"], stats["std"]
+    if mean is None:
+        return "–"
+    if math.isinf(mean):
+        return "inf (exact)"
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+
+
+TABLE_COLUMNS = (("PSNR (dB)", "psnr", 2), ("SSIM", "ssim", 4), ("PSNR hole", "psnr_hole", 2),
+                 ("SSIM hole", "ssim_hole", 4), ("fit PSNR known", "psnr_fit_known", 2),
+                 ("s / image", "seconds", 2), ("steps/s", "steps_per_second", 2))
+
+
+def _table(variants: list[Variant], aggregates: dict) -> list[str]:
+    lines = ["| method | images | " + " | ".join(title for title, _, _ in TABLE_COLUMNS) + " |",
+             "|---|---:|" + "---:|" * len(TABLE_COLUMNS)]
+    for variant in variants:
+        stats = aggregates[variant.name]
+        cells = [_format(stats[key], digits) for _, key, digits in TABLE_COLUMNS]
+        lines.append(f"| `{variant.name}` | {stats['images']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _ordering(variants: list[Variant], aggregates: dict, key: str) -> str:
+    ranked = sorted((v.name for v in variants if aggregates[v.name][key]["mean"] is not None),
+                    key=lambda name: -aggregates[name][key]["mean"])
+    return " > ".join(f"`{name}`" for name in ranked)
+
+
+def _paper_comparison(task: str, variants: list[Variant], aggregates: dict) -> list[str]:
+    """The paper's ordering next to this run's, so the reader sees at once whether it holds."""
+    compared = [v for v in variants if v.name in ("paper", "mganprior", "dip")]
+    if len(compared) < 2:
+        return []
+    if task == "inpaint":
+        claim = ("Paper, Table 2 (inpainting, LSUN 256×256): `paper` > `dip` > `mganprior` on "
+                 "SSIM for both datasets and on PSNR for bedrooms; on church PSNR `mganprior` "
+                 "edges out `dip` (19.55 vs 19.17).")
+    else:
+        claim = "Paper, Table 1 (reconstruction, LSUN 256×256): `paper` > `mganprior` on PSNR and SSIM."
+    lines = [claim, "", "This run, by mean over images:"]
+    for title, key in (("PSNR", "psnr"), ("SSIM", "ssim"), ("PSNR hole", "psnr_hole"), ("SSIM hole", "ssim_hole")):
+        ordering = _ordering(compared, aggregates, key)
+        if ordering:
+            lines.append(f"- {title}: {ordering}")
+    return lines
+
+
+def _report(setup: dict, cases: list[Case], variants: list[Variant], rows: dict, aggregates: dict) -> str:
+    config = setup["config"]
+    done = _count_done(cases, variants, rows)
+    total = len(cases) * len(variants)
+    images_done = sum(all((c.name, v.name) in rows for v in variants) for c in cases)
+    status = ("complete" if done == total else
+              f"partial: {images_done} of {len(cases)} images done ({done} of {total} rows); "
+              f"rerun the same command to continue")
+    mask_line = ("none (reconstruction: every pixel is known)" if config["task"] == "reconstruct" else
+                 f"`{config['masks']}`, seeded: image *i* uses mask seed {config['seed']} + *i* "
+                 f"({cases[0].mask_seed}–{cases[-1].mask_seed}); saved as `masks/<image>.png`, white = hole")
+    lines = [f"# Benchmark: {config['task']}, {len(cases)} images, {len(variants)} methods", "",
+             f"Status: {status}.", "",
+             "## Setup", "",
+             f"- Prior: `{config['checkpoint']}` ({setup['resolution']}×{setup['resolution']}, "
+             f"sha256 {setup['checkpoint_sha256'][:16]}…)",
+             f"- Images: {setup['source']}; saved as `images/<image>.png`, exactly the pixels scored",
+             f"- Masks: {mask_line}",
+             f"- Loss: {setup['loss']}",
+             f"- Seeds: run seed {config['seed']}; image *i* also starts every optimisation from seed "
+             f"{config['seed']} + *i*, so methods on one image share their start",
+             f"- Device: {config['device']}, {torch.get_num_threads()} CPU threads; times are wall "
+             f"clock and include any load from other processes",
+             "- Scores: PSNR and SSIM (11×11 Gaussian window, σ 1.5, channel mean) of the "
+             "composite (known pixels from the input, hole from the method) against the ground "
+             "truth, over the whole image and inside the hole only; *fit PSNR known* is the raw "
+             "output on the known pixels (how well the method matches what it was given; "
+             "the naive fills keep them exactly). Mean ± sample std over images.", "",
+             "## Results", ""]
+    main = [v for v in variants if not v.ablation]
+    ablations = [v for v in variants if v.ablation]
+    if main:
+        lines += _table(main, aggregates) + [""]
+    if ablations:
+        lines += ["## Ablations (variants of `paper`)", ""] + _table(ablations, aggregates) + [""]
+    comparison = _paper_comparison(config["task"], variants, aggregates)
+    if comparison:
+        lines += ["## Against the paper's ordering", "",
+                  "The paper's numbers (LSUN, 256×256 PGGAN, 100 images) are not comparable "
+                  "with these; only the ordering is.", ""] + comparison + [""]
+    lines += ["## Methods", ""]
+    lines += [f"- `{name}`: {description}" for name, description in setup["methods"].items()]
+    lines += [f"- idinvert: {IDINVERT_NOTE}", ""]
+    if setup["notes"]:
+        lines += ["## Notes", ""] + [f"- {note}" for note in dict.fromkeys(setup["notes"])] + [""]
+    lines += ["## Figure", "", "![input, mask, every method, ground truth](figure.png)", "",
+              f"Rows: the first {min(config['figure_images'], len(cases))} images. Columns: input "
+              "(hole in gray), mask, each method's composite, ground truth.", "",
+              "## Files", "",
+              "- `results.csv`: one row per image × method (seeds, steps, seconds, steps/s, "
+              "every score, final loss)",
+              "- `summary.json`: this table's numbers and the setup",
+              "- `images/`, `masks/`: ground truth and holes as scored; `results/<image>/<method>.png`: composites",
+              "- `run.json`: the settings a resumed run must match", ""]
+    return "\n".join(lines)
+
+
+def _finite_or_none(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no infinity; the report says "inf (exact)"
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    return value
+
+
+def _figure(out: Path, cases: list[Case], variants: list[Variant], rows: dict, figure_images: int) -> torch.Tensor | None:
+    shown = [c for c in cases[:figure_images] if all((c.name, v.name) in rows for v in variants)]
+    if not shown:
+        return None
+    scale = max(1, math.ceil(FIGURE_PANEL_SIZE / shown[0].image.shape[-1]))
+
+    def enlarge(picture: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(picture[None], scale_factor=scale, mode="nearest")[0]
+
+    figure_rows = []
+    for index, case in enumerate(shown):
+        panels, labels = [], []
+        if case.hole is not None:
+            panels += [imaging.composite(case.image, torch.full_like(case.image, 0.5), case.hole),
+                       case.hole.expand(3, *case.hole.shape)]
+            labels += ["input", "mask"]
+        for variant in variants:
+            panels.append(imaging.load_image(out / "results" / case.name / f"{variant.name}.png"))
+            labels.append(variant.name)
+        panels.append(case.image)
+        labels.append("ground truth")
+        figure_rows.append(imaging.side_by_side([enlarge(p) for p in panels], labels if index == 0 else None))
+    gap = torch.ones(3, 4, figure_rows[0].shape[-1])
+    pieces = [figure_rows[0]]
+    for row in figure_rows[1:]:
+        pieces += [gap, row]
+    return torch.cat(pieces, dim=1)
+
+
+def _write_outputs(out: Path, setup: dict, cases: list[Case], variants: list[Variant], rows: dict) -> dict:
+    aggregates = aggregate(rows, cases, variants)
+    (out / "report.md").write_text(_report(setup, cases, variants, rows, aggregates))
+    summary = {**setup, "complete": _count_done(cases, variants, rows) == len(cases) * len(variants),
+               "aggregates": aggregates, "idinvert": IDINVERT_NOTE}
+    (out / "summary.json").write_text(json.dumps(_finite_or_none(summary), indent=2, allow_nan=False) + "\n")
+    figure = _figure(out, cases, variants, rows, setup["config"]["figure_images"])
+    if figure is not None:
+        imaging.save_image(figure, out / "figure.png")
+    return aggregates

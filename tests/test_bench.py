@@ -1,0 +1,199 @@
+import contextlib
+import csv
+import io
+import json
+import shutil
+import statistics
+
+import pytest
+import torch
+from PIL import Image
+
+from ganprior_core import baselines, imaging, masks, metrics, procedural
+from ganprior_core.checkpoints import save_generator
+from ganprior_core.cli import main
+from ganprior_core.network import PGGANConfig, PGGANGenerator
+
+METHODS = ["paper", "mganprior", "single-z", "dip", "mean-fill", "diffusion-fill"]
+ABLATION_ROWS = ["paper-random-init", "paper-N1"]
+SEED = 7
+
+
+def _run(arguments):
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(["bench", *arguments])
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(1234)
+    path = tmp_path_factory.mktemp("prior") / "tiny.safetensors"
+    save_generator(PGGANGenerator(PGGANConfig(16, (32, 32, 16), latent_dim=32)), path)
+    return path
+
+
+def _arguments(checkpoint, out):
+    return ["--checkpoint", str(checkpoint), "--procedural", "2", "--steps", "3",
+            "--precision", "fp32", "--seed", str(SEED), "--ablation", "random-init",
+            "--codes", "1,30", "--log-every", "2", "--threads", "1", "--out", str(out)]
+
+
+@pytest.fixture(scope="module")
+def run(checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "out"
+    code, stdout, stderr = _run(_arguments(checkpoint, out))
+    assert code == 0, stderr
+    return out, stdout
+
+
+def _csv_rows(out):
+    with open(out / "results.csv", newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def _table_rows(report):
+    """{method: [cells]} of every table row in report.md."""
+    rows = {}
+    for line in report.splitlines():
+        if line.startswith("| `"):
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            rows[cells[0].strip("`")] = cells[1:]
+    return rows
+
+
+def test_progress_lines_name_image_method_and_rate(run):
+    _, stdout = run
+    assert "[image 1/2 000-seed10000000] paper: step 2/3" in stdout
+    assert "steps/s" in stdout
+    assert "[image 2/2 001-seed10000001] diffusion-fill: done" in stdout
+
+
+def test_report_has_a_row_per_method_with_the_image_count(run):
+    out, _ = run
+    report = (out / "report.md").read_text()
+    table = _table_rows(report)
+    assert list(table) == METHODS + ABLATION_ROWS
+    assert all(cells[0] == "2" for cells in table.values())
+    assert "Status: complete." in report
+    assert "## Ablations (variants of `paper`)" in report
+    assert "`paper-N30` is the same configuration as `paper`" in report
+    assert "idinvert" in report and "no such encoder exists for PGGAN" in report
+    assert "MSE only" in report
+    assert "## Against the paper's ordering" in report
+    csv_rows = _csv_rows(out)
+    assert len(csv_rows) == 2 * len(table)
+    assert {(row["image"], row["method"]) for row in csv_rows} == {
+        (image, method) for image in ("000-seed10000000", "001-seed10000001") for method in table}
+
+
+def test_report_and_summary_numbers_are_the_csv_mean_and_std(run):
+    out, _ = run
+    table = _table_rows((out / "report.md").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    columns = [("psnr", 2), ("ssim", 4), ("psnr_hole", 2), ("ssim_hole", 4)]
+    for method, cells in table.items():
+        rows = [row for row in _csv_rows(out) if row["method"] == method]
+        for position, (metric, digits) in enumerate(columns, start=1):
+            values = [float(row[metric]) for row in rows]
+            mean, std = statistics.fmean(values), statistics.stdev(values)
+            assert cells[position] == f"{mean:.{digits}f} ± {std:.{digits}f}", (method, metric)
+            assert summary["aggregates"][method][metric] == {"mean": mean, "std": std}
+        seconds = [float(row["seconds"]) for row in rows]
+        assert summary["aggregates"][method]["seconds"]["mean"] == statistics.fmean(seconds)
+    assert summary["complete"] is True
+
+
+def test_masks_and_images_are_saved_as_scored_and_regenerate_from_their_seeds(run):
+    out, _ = run
+    summary = json.loads((out / "summary.json").read_text())
+    assert [entry["mask_seed"] for entry in summary["images"]] == [SEED, SEED + 1]
+    assert [entry["image_seed"] for entry in summary["images"]] == procedural.evaluation_seeds(2)
+    for entry in summary["images"]:
+        saved_mask = imaging.load_mask(out / "masks" / f"{entry['name']}.png")
+        assert torch.equal(saved_mask, masks.make_mask("box", 16, entry["mask_seed"]))
+        saved_image = imaging.load_image(out / "images" / f"{entry['name']}.png")
+        regenerated = imaging.resize_image(procedural.facade_image(entry["image_seed"]), (16, 16))
+        assert (saved_image - regenerated).abs().max() <= 0.5 / 255 + 1e-6
+
+
+def test_naive_fills_score_what_the_metrics_give_directly(run):
+    out, _ = run
+    rows = {(row["image"], row["method"]): row for row in _csv_rows(out)}
+    for index, name in enumerate(("000-seed10000000", "001-seed10000001")):
+        image = imaging.load_image(out / "images" / f"{name}.png")
+        hole = masks.make_mask("box", 16, SEED + index)
+        for method, fill in (("mean-fill", baselines.mean_fill), ("diffusion-fill", baselines.diffusion_fill)):
+            expected = metrics.measure(fill(image, hole), image, hole)
+            row = rows[(name, method)]
+            assert float(row["psnr"]) == expected.psnr
+            assert float(row["ssim"]) == expected.ssim
+            assert float(row["psnr_hole"]) == expected.psnr_hole
+            assert float(row["ssim_hole"]) == expected.ssim_hole
+            assert row["psnr_fit_known"] == "inf"  # fills keep the known pixels exactly
+
+
+def test_random_init_is_a_different_generator(run):
+    out, _ = run
+    rows = {(row["image"], row["method"]): row for row in _csv_rows(out)}
+    key = "000-seed10000000"
+    assert rows[(key, "paper-random-init")]["final_loss"] != rows[(key, "paper")]["final_loss"]
+
+
+def test_figure_has_input_mask_every_method_and_truth(run):
+    out, _ = run
+    with Image.open(out / "figure.png") as figure:
+        width, height = figure.size
+    panels = 2 + len(METHODS + ABLATION_ROWS) + 1  # input, mask, methods, ground truth
+    panel = 16 * 8  # 16-pixel images are enlarged to 128 for legible labels
+    assert width == panels * panel + (panels - 1) * 4
+    assert height > 2 * panel + 4  # two image rows and a caption strip
+
+
+def test_rerun_does_no_new_work_and_a_lost_row_repeats_exactly(run, checkpoint, tmp_path):
+    original, _ = run
+    out = tmp_path / "out"
+    shutil.copytree(original, out)
+    before = (out / "results.csv").read_bytes()
+    code, stdout, _ = _run(_arguments(checkpoint, out))
+    assert code == 0
+    assert "running" not in stdout and "skipped 16" in stdout
+    assert (out / "results.csv").read_bytes() == before
+
+    # Drop one finished row and leave a line cut short, as a run killed mid-write would.
+    lines = before.decode().splitlines(keepends=True)
+    lost = next(line for line in lines if line.startswith("001-seed10000001,") and ",paper," in line)
+    lines.remove(lost)
+    (out / "results.csv").write_text("".join(lines) + lost[:30])
+    code, stdout, _ = _run(_arguments(checkpoint, out))
+    assert code == 0
+    assert stdout.count("running") == 1 and "001-seed10000001] paper: running" in stdout
+    rows = _csv_rows(out)
+    assert len(rows) == 16
+    again = next(row for row in rows if row["image"] == "001-seed10000001" and row["method"] == "paper")
+    lost_row = dict(zip(rows[0].keys(), next(csv.reader([lost]))))
+    for field in ("psnr", "ssim", "psnr_hole", "ssim_hole", "psnr_fit_known", "final_loss", "mask_seed"):
+        assert again[field] == lost_row[field], field
+
+
+def test_other_settings_refuse_to_reuse_the_directory(run, checkpoint):
+    out, _ = run
+    arguments = _arguments(checkpoint, out)
+    arguments[arguments.index("--steps") + 1] = "4"
+    code, _, stderr = _run(arguments)
+    assert code == 2 and "differs in: steps" in stderr
+
+
+def test_reconstruction_leaves_the_fills_out_and_has_no_hole_scores(checkpoint, tmp_path):
+    out = tmp_path / "rec"
+    code, _, stderr = _run(["--checkpoint", str(checkpoint), "--procedural", "1", "--task", "reconstruct",
+                            "--methods", "single-z,mean-fill", "--steps", "2", "--precision", "fp32",
+                            "--threads", "1", "--out", str(out)])
+    assert code == 0, stderr
+    report = (out / "report.md").read_text()
+    table = _table_rows(report)
+    assert list(table) == ["single-z"]
+    assert table["single-z"][3] == "–" and table["single-z"][4] == "–"  # PSNR / SSIM hole
+    assert "`mean-fill` left out: reconstruction has no hole to fill" in report
+    assert not (out / "masks").exists()
