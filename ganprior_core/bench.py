@@ -20,6 +20,7 @@ import csv
 import hashlib
 import json
 import math
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -45,11 +46,11 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 RECONSTRUCTION_PERCEPTUAL_WEIGHT = 1.0  # mGANprior's weight for inversion (0.1 for inpainting)
 FIGURE_PANEL_SIZE = 128  # small priors' images are enlarged so the labels fit above them
 
-CSV_FIELDS = ("image", "image_seed", "mask_seed", "method", "steps", "seconds", "steps_per_second",
+CSV_FIELDS = ("image", "image_seed", "seed", "method", "steps", "seconds", "steps_per_second",
               "psnr", "ssim", "psnr_hole", "ssim_hole", "psnr_fit_known", "final_loss")
 METRIC_FIELDS = ("psnr", "ssim", "psnr_hole", "ssim_hole", "psnr_fit_known", "seconds",
                  "steps_per_second")
-INTEGER_FIELDS = ("image_seed", "mask_seed", "steps")
+INTEGER_FIELDS = ("image_seed", "seed", "steps")
 RUN_FILE = "run.json"
 
 IDINVERT_NOTE = ("idinvert (the paper's encoder-based Table 1 row) is left out: it inverts an "
@@ -136,8 +137,8 @@ class Case:
     name: str
     image: torch.Tensor  # [3, R, R] in [0, 1], exactly the saved PNG
     hole: torch.Tensor | None  # [R, R], 1 = hole; None when reconstructing
-    image_seed: int | None
-    mask_seed: int
+    image_seed: int | None  # the procedural facade's seed; None for images from a directory
+    seed: int  # run seed + index: this image's mask and every method's starting point
 
 
 @dataclass
@@ -278,12 +279,12 @@ def prepare_cases(config: BenchConfig, resolution: int, out: Path) -> list[Case]
     for index, (name, image, image_seed) in enumerate(_source_images(config, resolution)):
         image_path = out / "images" / f"{name}.png"
         imaging.save_image(image, image_path)
-        mask_seed = config.seed + index
+        seed = config.seed + index
         hole = None
         if config.task == "inpaint":
-            hole = masks.make_mask(config.masks, resolution, mask_seed)
+            hole = masks.make_mask(config.masks, resolution, seed)
             imaging.save_mask(hole, out / "masks" / f"{name}.png")
-        cases.append(Case(name, imaging.load_image(image_path), hole, image_seed, mask_seed))
+        cases.append(Case(name, imaging.load_image(image_path), hole, image_seed, seed))
     return cases
 
 
@@ -314,13 +315,12 @@ def _run_variant(variant: Variant, case: Case, prior: PGGANGenerator, random_pri
             loss = f", loss {progress.loss:.5f}" if progress.loss is not None else ""
             log(f"{prefix} step {progress.step}/{progress.total}, {rate:.2f} steps/s{loss}")
 
-    seed = case.mask_seed  # the per-image seed: every method of one image starts from the same
     if variant.kind == "dip":
-        result = dip_inpaint(case.image, case.hole, variant.dip, seed, config.device, report)
+        result = dip_inpaint(case.image, case.hole, variant.dip, case.seed, config.device, report)
         steps = variant.dip.steps
     else:
         generator = random_prior() if variant.random_generator else prior
-        result = inpaint(generator, case.image, case.hole, variant.model, variant.optimizer, seed,
+        result = inpaint(generator, case.image, case.hole, variant.model, variant.optimizer, case.seed,
                          config.device, perceptual, report)
         steps = variant.optimizer.steps
     return result.composite, result.output, {
@@ -364,10 +364,11 @@ def _run_bench(config: BenchConfig, log: Callable[[str], None]) -> BenchSummary:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint_digest = _file_digest(config.checkpoint)
-    _claim_directory(out, config.settings_that_change_results(checkpoint_digest))
     prior = load_generator(config.checkpoint)
     perceptual = load_vgg16_features(config.vgg) if config.vgg else None
     variants, notes = build_variants(config, prior.config, perceptual is not None)
+    # Claimed only once the inputs proved usable, so fixing a typo never locks the directory.
+    _claim_directory(out, config.settings_that_change_results(checkpoint_digest))
     cases = prepare_cases(config, prior.config.resolution, out)
     results_csv = out / "results.csv"
     rows = read_rows(results_csv)
@@ -393,13 +394,13 @@ def _run_bench(config: BenchConfig, log: Callable[[str], None]) -> BenchSummary:
             composite, output, run = _run_variant(variant, case, prior, random_prior, perceptual,
                                                   config, log, prefix)
             imaging.save_image(composite, out / "results" / case.name / f"{variant.name}.png")
-            row = {"image": case.name, "image_seed": case.image_seed, "mask_seed": case.mask_seed,
+            row = {"image": case.name, "image_seed": case.image_seed, "seed": case.seed,
                    "method": variant.name, **_score(case, composite, output),
                    **{key: value for key, value in run.items() if key != "notes"}}
             append_row(results_csv, row)
             rows[(case.name, variant.name)] = parse_row(_csv_text(row))
             for note in run.get("notes", []):
-                setup["notes"].append(f"`{variant.name}` on {case.name}: {note}")
+                setup["notes"].append(f"`{variant.name}`: {note}")
             new_rows += 1
             log(f"{prefix} done in {run['seconds']:.1f} s: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}"
                 + (f", hole PSNR {row['psnr_hole']:.2f} dB" if row.get("psnr_hole") is not None else ""))
@@ -466,9 +467,12 @@ def read_rows(path: Path) -> dict[tuple[str, str], dict]:
         texts = list(reader)
     complete = [text for text in texts if None not in text.values() and text.get("psnr")]
     if len(complete) != len(texts):
-        path.unlink()
-        for text in complete:
-            append_row(path, parse_row(text))
+        partial = path.with_name(path.name + ".partial")
+        with open(partial, "w", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=CSV_FIELDS)
+            writer.writeheader()
+            writer.writerows(complete)
+        os.replace(partial, path)  # never a moment without the finished rows on disk
     return {(text["image"], text["method"]): parse_row(text) for text in complete}
 
 
@@ -506,10 +510,9 @@ def _setup(config: BenchConfig, prior: PGGANGenerator, digest: str, cases: list[
     resolution = prior.config.resolution
     if config.images is None:
         source = (f"{len(cases)} procedural evaluation facades (seeds {cases[0].image_seed}–"
-                  f"{cases[-1].image_seed}, never used in training), resized to {resolution}×{resolution}"
-                  if resolution != procedural.IMAGE_SIZE else
-                  f"{len(cases)} procedural evaluation facades (seeds {cases[0].image_seed}–"
                   f"{cases[-1].image_seed}, never used in training)")
+        if resolution != procedural.IMAGE_SIZE:
+            source += f", resized to {resolution}×{resolution}"
     else:
         source = f"{len(cases)} images from `{config.images}`, stretched to {resolution}×{resolution}"
     if config.vgg:
@@ -520,7 +523,7 @@ def _setup(config: BenchConfig, prior: PGGANGenerator, digest: str, cases: list[
                 "off for every method")
     return {"config": asdict(config), "checkpoint_sha256": digest, "resolution": resolution,
             "source": source, "loss": loss, "notes": list(notes),
-            "images": [{"name": c.name, "image_seed": c.image_seed, "mask_seed": c.mask_seed} for c in cases],
+            "images": [{"name": c.name, "image_seed": c.image_seed, "seed": c.seed} for c in cases],
             "methods": {v.name: v.description for v in variants}}
 
 
@@ -583,7 +586,7 @@ def _report(setup: dict, cases: list[Case], variants: list[Variant], rows: dict,
               f"rerun the same command to continue")
     mask_line = ("none (reconstruction: every pixel is known)" if config["task"] == "reconstruct" else
                  f"`{config['masks']}`, seeded: image *i* uses mask seed {config['seed']} + *i* "
-                 f"({cases[0].mask_seed}–{cases[-1].mask_seed}); saved as `masks/<image>.png`, white = hole")
+                 f"({cases[0].seed}–{cases[-1].seed}); saved as `masks/<image>.png`, white = hole")
     lines = [f"# Benchmark: {config['task']}, {len(cases)} images, {len(variants)} methods", "",
              f"Status: {status}.", "",
              "## Setup", "",

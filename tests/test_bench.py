@@ -108,11 +108,11 @@ def test_report_and_summary_numbers_are_the_csv_mean_and_std(run):
 def test_masks_and_images_are_saved_as_scored_and_regenerate_from_their_seeds(run):
     out, _ = run
     summary = json.loads((out / "summary.json").read_text())
-    assert [entry["mask_seed"] for entry in summary["images"]] == [SEED, SEED + 1]
+    assert [entry["seed"] for entry in summary["images"]] == [SEED, SEED + 1]
     assert [entry["image_seed"] for entry in summary["images"]] == procedural.evaluation_seeds(2)
     for entry in summary["images"]:
         saved_mask = imaging.load_mask(out / "masks" / f"{entry['name']}.png")
-        assert torch.equal(saved_mask, masks.make_mask("box", 16, entry["mask_seed"]))
+        assert torch.equal(saved_mask, masks.make_mask("box", 16, entry["seed"]))
         saved_image = imaging.load_image(out / "images" / f"{entry['name']}.png")
         regenerated = imaging.resize_image(procedural.facade_image(entry["image_seed"]), (16, 16))
         assert (saved_image - regenerated).abs().max() <= 0.5 / 255 + 1e-6
@@ -173,7 +173,7 @@ def test_rerun_does_no_new_work_and_a_lost_row_repeats_exactly(run, checkpoint, 
     assert len(rows) == 16
     again = next(row for row in rows if row["image"] == "001-seed10000001" and row["method"] == "paper")
     lost_row = dict(zip(rows[0].keys(), next(csv.reader([lost]))))
-    for field in ("psnr", "ssim", "psnr_hole", "ssim_hole", "psnr_fit_known", "final_loss", "mask_seed"):
+    for field in ("psnr", "ssim", "psnr_hole", "ssim_hole", "psnr_fit_known", "final_loss", "seed"):
         assert again[field] == lost_row[field], field
 
 
