@@ -267,10 +267,12 @@ def _source_images(config: BenchConfig, resolution: int) -> list[tuple[str, torc
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    stems = [path.stem for path in files]
+    # a.png beside a.jpg: keep the suffix so results of one never overwrite the other's
+    names = [path.stem if stems.count(path.stem) == 1 else path.name for path in files]
     # Stretched to the prior's square: every method then sees exactly the pixels that are scored.
-    return [(f"{index:03d}-{path.stem}",
-             imaging.resize_image(imaging.load_image(path), (resolution, resolution)), None)
-            for index, path in enumerate(files)]
+    return [(name, imaging.resize_image(imaging.load_image(path), (resolution, resolution)), None)
+            for name, path in zip(names, files)]
 
 
 def prepare_cases(config: BenchConfig, resolution: int, out: Path) -> list[Case]:
