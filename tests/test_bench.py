@@ -82,6 +82,7 @@ def test_report_has_a_row_per_method_with_the_image_count(run):
     assert "idinvert" in report and "no such encoder exists for PGGAN" in report
     assert "MSE only" in report
     assert "## Against the paper's ordering" in report
+    assert "- pretrained weights beat a randomly initialised generator" in report
     csv_rows = _csv_rows(out)
     assert len(csv_rows) == 2 * len(table)
     assert {(row["image"], row["method"]) for row in csv_rows} == {
