@@ -28,7 +28,12 @@ CORE_NODES = {
     "SolidMask": ({"required": {"value": ("FLOAT", {"min": 0.0, "max": 1.0}),
                                 "width": ("INT", {"min": 1, "max": 16384}),
                                 "height": ("INT", {"min": 1, "max": 16384})}}, ("MASK",), ("MASK",)),
-    "ImageBatch": ({"required": {"image1": ("IMAGE",), "image2": ("IMAGE",)}}, ("IMAGE",), ("IMAGE",)),
+    "ImageStitch": ({"required": {"image1": ("IMAGE",),
+                                  "direction": (["right", "down", "left", "up"], {}),
+                                  "match_image_size": ("BOOLEAN", {}),
+                                  "spacing_width": ("INT", {"min": 0, "max": 1024}),
+                                  "spacing_color": (["white", "black", "red", "green", "blue"], {})},
+                     "optional": {"image2": ("IMAGE",)}}, ("IMAGE",), ("IMAGE",)),
 }
 # Widgets the frontend adds by itself and saves in widgets_values (PreviewAny's text display,
 # e.g. [null, null, false]); it also sends them to /prompt, where ComfyUI does not need them.
