@@ -25,7 +25,7 @@ MODELS_DIR_ENV = "GANPRIOR_MODELS_DIR"
 PACK_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 PREVIEW_MAX_SIZE = 512  # what ComfyUI's own previews use by default
 
-_extra_dirs: dict[str, list[Path]] = {}
+_registered: dict[str, tuple[tuple[str, ...], list[Path]]] = {}  # name -> (extensions, extra dirs)
 
 
 def register_model_folder(name: str, extensions: tuple[str, ...], *extra_dirs: Path) -> None:
@@ -33,7 +33,7 @@ def register_model_folder(name: str, extensions: tuple[str, ...], *extra_dirs: P
 
     Folders the user adds under the same name in extra_model_paths.yaml are kept.
     """
-    _extra_dirs[name] = list(extra_dirs)
+    _registered[name] = (extensions, list(extra_dirs))
     if folder_paths is None:
         return
     folder_paths.add_model_folder_path(name, os.path.join(folder_paths.models_dir, name))
@@ -43,10 +43,11 @@ def register_model_folder(name: str, extensions: tuple[str, ...], *extra_dirs: P
     folder_paths.folder_names_and_paths[name] = (paths, set(known_extensions) | set(extensions))
 
 
-def model_names(name: str, extensions: tuple[str, ...]) -> list[str]:
+def model_names(name: str) -> list[str]:
     """File names for a model combo, relative to their folder."""
     if folder_paths is not None:
         return folder_paths.get_filename_list(name)
+    extensions = _registered[name][0]
     names = set()
     for folder in _fallback_dirs(name):
         if folder.is_dir():
@@ -67,7 +68,7 @@ def model_path(name: str, filename: str) -> str:
 
 def _fallback_dirs(name: str) -> list[Path]:
     root = Path(os.environ.get(MODELS_DIR_ENV) or PACK_MODELS_DIR)
-    return [root / name, *_extra_dirs.get(name, [])]
+    return [root / name, *_registered[name][1]]
 
 
 def torch_device() -> torch.device:

@@ -59,7 +59,7 @@ class LoadPGGANPrior:
 
     @classmethod
     def INPUT_TYPES(cls):
-        names = host.model_names("pggan", CHECKPOINT_EXTENSIONS)
+        names = host.model_names("pggan")
         return {"required": {"prior_name": (names, {"tooltip": "A file in models/pggan."})}}
 
     def load(self, prior_name):
@@ -223,7 +223,7 @@ class LoadPerceptualModel:
 
     @classmethod
     def INPUT_TYPES(cls):
-        names = host.model_names("vgg", VGG_EXTENSIONS)
+        names = host.model_names("vgg")
         return {"required": {"vgg_name": (names, {"tooltip": "A file in models/vgg."})}}
 
     def load(self, vgg_name):
