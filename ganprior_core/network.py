@@ -126,8 +126,25 @@ class ConvLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.upsample:
-            x = F.interpolate(x, scale_factor=2, mode="nearest")
-        return pixel_norm(F.leaky_relu(self.conv(x), LEAKY_SLOPE))
+            x = upsample_conv3x3(x, self.conv.weight * self.conv.scale, self.conv.bias)
+        else:
+            x = self.conv(x)
+        return pixel_norm(F.leaky_relu(x, LEAKY_SLOPE))
+
+
+def upsample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """2x nearest upsampling then a 3x3 conv (padding 1), as one stride-2 transposed 4x4 conv.
+
+    Same result as `conv2d(interpolate(x, scale_factor=2), weight, bias, padding=1)` up to float
+    rounding, with 16 instead of 36 multiply-adds per input pixel and channel pair, and no
+    upsampled copy of x. An output pixel sees each input pixel through the sum of the 3x3 taps
+    that land on that pixel's 2x2 copy, so the 4x4 kernel is the sum of the four one-pixel
+    shifts of the flipped 3x3 kernel (flipped because a transposed conv scatters).
+    """
+    flipped = F.pad(weight.flip(2, 3).transpose(0, 1), (1, 1, 1, 1))  # [in, out, 5, 5]
+    kernel = (flipped[:, :, 1:, 1:] + flipped[:, :, :-1, 1:]
+              + flipped[:, :, 1:, :-1] + flipped[:, :, :-1, :-1])  # [in, out, 4, 4]
+    return F.conv_transpose2d(x, kernel, bias, stride=2, padding=1)
 
 
 class FusedUpConvLayer(nn.Module):
