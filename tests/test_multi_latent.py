@@ -14,7 +14,8 @@ def test_fusion_is_beta_weighted_sum_of_alpha_weighted_features(tiny_generator):
         expected = sum(model.beta[n] * tiny_generator.features(model.latents[n:n + 1], 3)
                        * model.alpha[n][None, :, None, None] for n in range(4))
         torch.testing.assert_close(model.fused_features(), expected, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(model(), tiny_generator.synthesize(expected, 3), rtol=1e-5, atol=1e-6)
+        # G2 amplifies the float rounding between the two fusions (einsum vs this loop).
+        torch.testing.assert_close(model(), tiny_generator.synthesize(expected, 3), rtol=1e-4, atol=1e-5)
 
 
 def test_initial_fusion_is_the_plain_mean(tiny_generator):
