@@ -293,11 +293,13 @@ def test_perceptual_model_loads_from_the_vgg_folder_and_trains_under_inference_m
     assert declared["required"]["vgg_name"][0] == ["vgg16-test.pth"]
 
     (vgg,) = run("LoadPerceptualModelVGG16", vgg_name="vgg16-test.pth")
+    assert all(torch.equal(vgg.state_dict()[key], value) for key, value in state.items())
     optimizer = fast_optimizer(perceptual_weight=0.5)
     image, mask = photo(1, RESOLUTION, RESOLUTION), box_mask(1, 16, 16, 4, 12, 4, 12)
     *_, with_vgg = inpaint(build(unchanged_prior), image, mask, optimizer=optimizer, perceptual_model=vgg)
     *_, without_vgg = inpaint(build(unchanged_prior), image, mask, optimizer=optimizer)
     assert "perceptual" not in with_vgg and "perceptual weight 0.5 ignored" in without_vgg
+    assert all(torch.equal(vgg.state_dict()[key], value) for key, value in state.items())  # cached too
 
 
 def test_sample_node_returns_comfy_images_from_the_prior(prior):
