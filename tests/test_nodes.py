@@ -285,21 +285,22 @@ def test_cancel_stops_within_a_step_and_leaves_the_cached_prior_alone(unchanged_
 def test_perceptual_model_loads_from_the_vgg_folder_and_trains_under_inference_mode(
         models_dir, unchanged_prior):
     perceptual = pack_module("ganprior_core.perceptual")
-    state = {f"features.{index}.{name}": value for index, layer in enumerate(perceptual.VGG16Features())
-             if isinstance(layer, torch.nn.Conv2d) for name, value in layer.state_dict().items()}
+    weights = {name: value for name, value in perceptual.VGG16Features().named_parameters()}
     (models_dir / "vgg").mkdir(exist_ok=True)
-    torch.save(state, models_dir / "vgg" / "vgg16-test.pth")
+    # torchvision's layout: vgg16().state_dict() names them features.<index>.weight / .bias
+    torch.save({f"features.{name}": value for name, value in weights.items()},
+               models_dir / "vgg" / "vgg16-test.pth")
     declared = load_pack().NODE_CLASS_MAPPINGS["LoadPerceptualModelVGG16"].INPUT_TYPES()
     assert declared["required"]["vgg_name"][0] == ["vgg16-test.pth"]
 
     (vgg,) = run("LoadPerceptualModelVGG16", vgg_name="vgg16-test.pth")
-    assert all(torch.equal(vgg.state_dict()[key], value) for key, value in state.items())
+    assert all(torch.equal(vgg.state_dict()[name], value) for name, value in weights.items())
     optimizer = fast_optimizer(perceptual_weight=0.5)
     image, mask = photo(1, RESOLUTION, RESOLUTION), box_mask(1, 16, 16, 4, 12, 4, 12)
     *_, with_vgg = inpaint(build(unchanged_prior), image, mask, optimizer=optimizer, perceptual_model=vgg)
     *_, without_vgg = inpaint(build(unchanged_prior), image, mask, optimizer=optimizer)
     assert "perceptual" not in with_vgg and "perceptual weight 0.5 ignored" in without_vgg
-    assert all(torch.equal(vgg.state_dict()[key], value) for key, value in state.items())  # cached too
+    assert all(torch.equal(vgg.state_dict()[name], value) for name, value in weights.items())
 
 
 def test_sample_node_returns_comfy_images_from_the_prior(prior):
