@@ -4,7 +4,9 @@ generator loaded from a models folder. ComfyUI itself is not installed: where a 
 services (device, progress bar, cancel) it puts stand-ins where the pack looks for them."""
 from __future__ import annotations
 
+import ast
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -323,3 +325,34 @@ def test_metrics_node_scores_whole_image_and_masked_area():
 
     batch_psnr, _, report = run("GANPriorMetrics", image=torch.cat([reference, shifted]), reference=reference)
     assert math.isinf(batch_psnr) and report.count("image ") == 2
+
+
+def test_model_folders_join_comfyui_folder_paths_keeping_the_users_own(monkeypatch, tmp_path):
+    table = {"pggan": (["/from/extra_model_paths.yaml"], set())}  # the user's yaml came first
+
+    def add_model_folder_path(name, path, is_default=False):
+        paths, extensions = table.setdefault(name, ([], set()))
+        if path not in paths:
+            paths.append(path)
+
+    fake = SimpleNamespace(models_dir=str(tmp_path), folder_names_and_paths=table,
+                           add_model_folder_path=add_model_folder_path)
+    host = pack_module("nodes.host")
+    monkeypatch.setattr(host, "folder_paths", fake)
+    monkeypatch.setattr(host, "_registered", {})
+    bundled = pack_module("ganprior_core.priors").PRIORS_DIR
+    host.register_model_folder("pggan", (".pth", ".safetensors"), bundled)
+    host.register_model_folder("vgg", (".pth",))
+    assert table["pggan"] == (["/from/extra_model_paths.yaml", str(tmp_path / "pggan"), str(bundled)],
+                              {".pth", ".safetensors"})
+    assert table["vgg"] == ([str(tmp_path / "vgg")], {".pth"})
+
+
+def test_the_core_never_imports_comfyui():
+    core = Path(pack_module("ganprior_core").__path__[0])
+    for path in sorted(core.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(name.split(".")[0] in {"comfy", "folder_paths", "comfy_api"}
+                           for name in names), f"{path.name} imports {names}"
