@@ -1,0 +1,491 @@
+"""Progressive-growing PGGAN training (Karras et al. 2018) for small CPU-sized priors.
+
+What follows the paper / official code: resolutions grow 4x4 -> R with a fade-in phase (alpha
+rises 0 -> 1 while the upsampled output of the previous toRGB is blended with the new one in G,
+and the downsampled input through the previous fromRGB with the new block in D; real images are
+blended the same way) and a stabilise phase per resolution; WGAN-GP loss with lambda 10 and drift
+0.001; minibatch stddev in D; equalised learning rate and pixel norm; Adam(beta1 0, beta2 0.99),
+reset when a new resolution starts; a moving-average generator Gs (beta 0.999), which is what
+gets saved.
+
+The trainer's generator wraps the network.PGGANGenerator that is finally saved and keeps the
+toRGB layers of the lower resolutions beside it, because fade-in needs them; the saved model is
+a plain PGGANGenerator with only the final toRGB.
+"""
+from __future__ import annotations
+
+import copy
+import contextlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from . import procedural
+from .checkpoints import save_generator
+from .network import LEAKY_SLOPE, EqualizedConv2d, PGGANConfig, PGGANGenerator
+
+PROCEDURAL = "procedural"
+CHECKPOINT_NAME = "checkpoint.pt"
+FINAL_NAME = "generator.safetensors"
+TRAINED_FORMAT = "ganprior-train"
+
+
+@dataclass
+class TrainConfig:
+    # The defaults are the bundled prior's recipe (priors/MODEL_CARD.md), sized for about an
+    # hour on one shared CPU core; the official models use 600k images per phase.
+    resolution: int = 64
+    channels: tuple[int, ...] = (128, 128, 64, 32, 16)  # per resolution 4, 8, ..., resolution
+    latent_dim: int = 128
+    # Images shown per phase, per resolution 4, 8, ..., resolution: 4x4 has one stabilise
+    # phase, every higher resolution a fade-in phase and then a stabilise phase of this length.
+    images_per_phase: tuple[int, ...] = (20_000, 20_000, 20_000, 15_000, 16_000)
+    batch_sizes: tuple[int, ...] = (16, 16, 16, 16, 16)  # per resolution 4, 8, ..., resolution
+    learning_rate_g: float = 1e-3
+    learning_rate_d: float = 1e-3
+    adam_betas: tuple[float, float] = (0.0, 0.99)
+    adam_eps: float = 1e-8
+    gradient_penalty_weight: float = 10.0
+    drift_weight: float = 1e-3
+    # The official 0.999 assumes ~37k steps per phase; with ~1k steps per phase Gs would still
+    # carry a visible share of the new layers' random initial weights at the end.
+    ema_beta: float = 0.995
+    minibatch_group: int = 4
+    seed: int = 2026
+    precision: str = "bf16"  # "bf16" autocasts convolutions on CPU; "fp32" does not
+    data: str = PROCEDURAL  # "procedural" or a folder of images
+    output_dir: str = "runs/train"
+    log_every: int = 2_000  # images
+    sample_every: int = 20_000  # images
+    checkpoint_every: int = 20_000  # images
+    # None keeps torch's default. On a CPU shared with other busy processes one thread is
+    # several times faster than two: every parallel region waits for a descheduled thread.
+    num_threads: int | None = None
+    resume: bool = True  # continue from output_dir/checkpoint.pt when it exists
+    metadata: dict = field(default_factory=dict)  # copied into the saved generator's metadata
+
+    def __post_init__(self) -> None:
+        self.channels = tuple(int(c) for c in self.channels)
+        self.batch_sizes = tuple(int(b) for b in self.batch_sizes)
+        self.images_per_phase = tuple(int(n) for n in self.images_per_phase)
+        self.adam_betas = tuple(float(b) for b in self.adam_betas)
+        levels = len(self.network_config().channels)
+        for name in ("batch_sizes", "images_per_phase"):
+            if len(getattr(self, name)) != levels:
+                raise ValueError(f"{name} needs one entry per resolution 4..{self.resolution} "
+                                 f"({levels}), got {len(getattr(self, name))}")
+        for batch in self.batch_sizes:
+            if batch % min(batch, self.minibatch_group):
+                raise ValueError(f"batch size {batch} is not a multiple of the minibatch "
+                                 f"stddev group {self.minibatch_group}")
+        if self.precision not in ("bf16", "fp32"):
+            raise ValueError(f"precision must be 'bf16' or 'fp32', got {self.precision!r}")
+
+    def network_config(self) -> PGGANConfig:
+        return PGGANConfig(self.resolution, self.channels, self.latent_dim)
+
+    @property
+    def levels(self) -> int:
+        return len(self.channels)
+
+    def phases(self) -> list[tuple[int, bool, int]]:
+        """(level, fading, images) per phase; level l trains resolution 4 * 2**l."""
+        phases = [(0, False, self.images_per_phase[0])]
+        for level in range(1, self.levels):
+            images = self.images_per_phase[level]
+            phases += [(level, True, images), (level, False, images)]
+        return phases
+
+    @property
+    def total_images(self) -> int:
+        return sum(images for _, _, images in self.phases())
+
+
+class GrowingGenerator(nn.Module):
+    """A PGGANGenerator plus the toRGB layers of the lower resolutions, for fade-in."""
+
+    def __init__(self, config: PGGANConfig) -> None:
+        super().__init__()
+        self.generator = PGGANGenerator(config)
+        self.lower_to_rgb = nn.ModuleList(
+            EqualizedConv2d(channels, 3, 1, gain=1.0, padding=0) for channels in config.channels[:-1])
+
+    def to_rgb(self, level: int) -> nn.Module:
+        return self.lower_to_rgb[level] if level < len(self.lower_to_rgb) else self.generator.to_rgb
+
+    def forward(self, z: torch.Tensor, level: int, alpha: float = 1.0) -> torch.Tensor:
+        layers = self.generator.layers
+        x = z
+        for layer in layers[:2 * level]:
+            x = layer(x)
+        lower_features = x
+        for layer in layers[2 * level:2 * level + 2]:
+            x = layer(x)
+        image = self.to_rgb(level)(x)
+        if level > 0 and alpha < 1.0:
+            lower = F.interpolate(self.to_rgb(level - 1)(lower_features), scale_factor=2,
+                                  mode="nearest")
+            image = torch.lerp(lower, image.to(lower.dtype), alpha)
+        return image
+
+
+def minibatch_stddev(x: torch.Tensor, group: int) -> torch.Tensor:
+    """Appends the mean stddev over groups of samples as one more feature map (official code)."""
+    batch, channels, height, width = x.shape
+    group = min(group, batch)
+    y = x.float().reshape(group, -1, channels, height, width)
+    y = y - y.mean(dim=0)
+    std = (y.pow(2).mean(dim=0) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # [batch / group]
+    std = std.reshape(1, -1, 1, 1, 1).expand(group, -1, 1, height, width).reshape(batch, 1, height, width)
+    return torch.cat([x, std.to(x.dtype)], dim=1)
+
+
+class Discriminator(nn.Module):
+    """PGGAN discriminator mirroring the generator's channels, growing with it."""
+
+    def __init__(self, config: PGGANConfig, minibatch_group: int = 4) -> None:
+        super().__init__()
+        gain = math.sqrt(2)
+        channels = config.channels
+        self.minibatch_group = minibatch_group
+        self.from_rgb = nn.ModuleList(EqualizedConv2d(3, c, 1, gain, padding=0) for c in channels)
+        # blocks[l] takes level l (resolution 4 * 2**l) down to level l - 1; blocks[0] is unused.
+        self.blocks = nn.ModuleList([nn.Identity()] + [
+            nn.ModuleList([EqualizedConv2d(channels[level], channels[level], 3, gain, padding=1),
+                           EqualizedConv2d(channels[level], channels[level - 1], 3, gain, padding=1)])
+            for level in range(1, len(channels))])
+        self.final_conv = EqualizedConv2d(channels[0] + 1, channels[0], 3, gain, padding=1)
+        self.final_dense = EqualizedConv2d(channels[0], channels[0], 4, gain, padding=0)
+        self.output = EqualizedConv2d(channels[0], 1, 1, gain=1.0, padding=0)
+
+    def _from_rgb(self, images: torch.Tensor, level: int) -> torch.Tensor:
+        return F.leaky_relu(self.from_rgb[level](images), LEAKY_SLOPE)
+
+    def _block(self, x: torch.Tensor, level: int) -> torch.Tensor:
+        for conv in self.blocks[level]:
+            x = F.leaky_relu(conv(x), LEAKY_SLOPE)
+        return F.avg_pool2d(x, 2)
+
+    def forward(self, images: torch.Tensor, level: int, alpha: float = 1.0) -> torch.Tensor:
+        x = self._from_rgb(images, level)
+        if level > 0:
+            x = self._block(x, level)
+            if alpha < 1.0:
+                lower = self._from_rgb(F.avg_pool2d(images, 2), level - 1)
+                x = torch.lerp(lower, x.to(lower.dtype), alpha)
+            for lower_level in range(level - 1, 0, -1):
+                x = self._block(x, lower_level)
+        x = minibatch_stddev(x, self.minibatch_group)
+        x = F.leaky_relu(self.final_conv(x), LEAKY_SLOPE)
+        x = F.leaky_relu(self.final_dense(x), LEAKY_SLOPE)
+        return self.output(x).reshape(-1)
+
+
+class ImageSource(Protocol):
+    def sample(self, rng: np.random.Generator, batch_size: int) -> torch.Tensor:
+        """Real images [B, 3, resolution, resolution] in [0, 1]."""
+
+
+class ProceduralSource:
+    """Fresh procedural facades from the training seed range, area-downsampled if needed."""
+
+    def __init__(self, resolution: int) -> None:
+        if procedural.IMAGE_SIZE % resolution:
+            raise ValueError(f"procedural images are {procedural.IMAGE_SIZE}x"
+                             f"{procedural.IMAGE_SIZE}; resolution {resolution} does not divide it")
+        self.factor = procedural.IMAGE_SIZE // resolution
+
+    def sample(self, rng: np.random.Generator, batch_size: int) -> torch.Tensor:
+        seeds = rng.integers(procedural.TRAIN_SEED_START, procedural.TRAIN_SEED_STOP, batch_size)
+        images = procedural.facade_batch(seeds)
+        return F.avg_pool2d(images, self.factor) if self.factor > 1 else images
+
+
+class FolderSource:
+    """Every image in a folder, centre-cropped to a square and resized, held in memory."""
+
+    EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+
+    def __init__(self, folder: str, resolution: int) -> None:
+        paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in self.EXTENSIONS)
+        if not paths:
+            raise ValueError(f"no images ({', '.join(sorted(self.EXTENSIONS))}) in {folder}")
+        arrays = []
+        for path in paths:
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+                side = min(image.size)
+                left, top = (image.width - side) // 2, (image.height - side) // 2
+                image = image.crop((left, top, left + side, top + side))
+                image = image.resize((resolution, resolution), Image.Resampling.LANCZOS)
+                arrays.append(np.asarray(image).transpose(2, 0, 1))
+        self.images = torch.from_numpy(np.stack(arrays))  # uint8 keeps large folders in memory
+
+    def sample(self, rng: np.random.Generator, batch_size: int) -> torch.Tensor:
+        index = torch.from_numpy(rng.integers(0, len(self.images), batch_size))
+        return self.images[index].float() / 255.0
+
+
+def make_source(config: TrainConfig) -> ImageSource:
+    if config.data == PROCEDURAL:
+        return ProceduralSource(config.resolution)
+    return FolderSource(config.data, config.resolution)
+
+
+def image_grid(images: torch.Tensor, columns: int, display_size: int) -> Image.Image:
+    """[B, 3, r, r] in [-1, 1] -> one PIL grid, each image nearest-upscaled to display_size."""
+    images = F.interpolate(images.float(), size=display_size, mode="nearest")
+    images = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    batch = images.shape[0]
+    rows = math.ceil(batch / columns)
+    grid = torch.zeros(3, rows * display_size, columns * display_size, dtype=torch.uint8)
+    for index in range(batch):
+        row, col = divmod(index, columns)
+        grid[:, row * display_size:(row + 1) * display_size,
+             col * display_size:(col + 1) * display_size] = images[index]
+    return Image.fromarray(grid.permute(1, 2, 0).numpy())
+
+
+class Trainer:
+    """Training state and one step at a time; `run` loops, logs, samples and checkpoints."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        net_config = config.network_config()
+        torch.manual_seed(config.seed)  # only for reproducible weight initialisation
+        # oneDNN convolutions run about twice as fast on channels-last (NHWC) tensors on CPU;
+        # channels-last weights make every activation follow.
+        self.generator = GrowingGenerator(net_config).to(memory_format=torch.channels_last)
+        self.discriminator = Discriminator(net_config, config.minibatch_group).to(
+            memory_format=torch.channels_last)
+        self.smoothed_generator = copy.deepcopy(self.generator).requires_grad_(False)
+        self.torch_rng = torch.Generator().manual_seed(config.seed)
+        self.data_rng = np.random.default_rng(config.seed)
+        self.source = make_source(config)
+        self.phase_index = 0
+        self.phase_images = 0
+        self.images_seen = 0
+        self.elapsed_seconds = 0.0
+        self._make_optimizers()
+        self.sample_latents = torch.randn(
+            64, config.latent_dim, generator=torch.Generator().manual_seed(config.seed + 1))
+
+    def _make_optimizers(self) -> None:
+        c = self.config
+        self.optimizer_g = torch.optim.Adam(self.generator.parameters(), c.learning_rate_g,
+                                            betas=c.adam_betas, eps=c.adam_eps)
+        self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), c.learning_rate_d,
+                                            betas=c.adam_betas, eps=c.adam_eps)
+
+    @property
+    def finished(self) -> bool:
+        return self.phase_index >= len(self.config.phases())
+
+    @property
+    def level(self) -> int:
+        return self.config.phases()[min(self.phase_index, len(self.config.phases()) - 1)][0]
+
+    @property
+    def alpha(self) -> float:
+        if self.finished:
+            return 1.0
+        _, fading, images = self.config.phases()[self.phase_index]
+        return min(self.phase_images / images, 1.0) if fading else 1.0
+
+    @property
+    def batch_size(self) -> int:
+        return self.config.batch_sizes[self.level]
+
+    def _autocast(self):
+        if self.config.precision == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _real_batch(self, level: int, alpha: float) -> torch.Tensor:
+        images = self.source.sample(self.data_rng, self.batch_size) * 2 - 1
+        images = F.avg_pool2d(images, self.config.resolution // (4 * 2 ** level))
+        if level > 0 and alpha < 1.0:
+            # Real images fade in like generated ones, so D never sees a sharper real set.
+            lower = F.interpolate(F.avg_pool2d(images, 2), scale_factor=2, mode="nearest")
+            images = torch.lerp(lower, images, alpha)
+        return images.contiguous(memory_format=torch.channels_last)
+
+    def _latents(self) -> torch.Tensor:
+        return torch.randn(self.batch_size, self.config.latent_dim, generator=self.torch_rng)
+
+    def train_step(self) -> dict[str, float]:
+        """One discriminator and one generator update on one minibatch."""
+        c = self.config
+        level, alpha = self.level, self.alpha
+        G, D = self.generator, self.discriminator
+
+        reals = self._real_batch(level, alpha)
+        with torch.no_grad(), self._autocast():
+            fakes = G(self._latents(), level, alpha).float()
+        mix = torch.rand(reals.shape[0], 1, 1, 1, generator=self.torch_rng)
+        mixed = torch.lerp(reals, fakes, mix).requires_grad_(True)
+        with self._autocast():
+            d_real = D(reals, level, alpha).float()
+            d_fake = D(fakes, level, alpha).float()
+            d_mixed = D(mixed, level, alpha).float()
+        # Reductions, the penalty and the drift stay in fp32 even when the convs run in bf16.
+        (grad,) = torch.autograd.grad(d_mixed.sum(), mixed, create_graph=True)
+        penalty = (grad.float().flatten(1).norm(dim=1) - 1).pow(2)
+        loss_d = (d_fake - d_real + c.gradient_penalty_weight * penalty
+                  + c.drift_weight * d_real.pow(2)).mean()
+        self.optimizer_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.optimizer_d.step()
+
+        D.requires_grad_(False)
+        with self._autocast():
+            loss_g = -D(G(self._latents(), level, alpha), level, alpha).float().mean()
+        self.optimizer_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.optimizer_g.step()
+        D.requires_grad_(True)
+
+        self._update_smoothed_generator()
+        self._advance(reals.shape[0])
+        return {"loss_d": loss_d.item(), "loss_g": loss_g.item(),
+                "penalty": penalty.mean().item(), "wasserstein": (d_real - d_fake).mean().item()}
+
+    @torch.no_grad()
+    def _update_smoothed_generator(self) -> None:
+        for smoothed, current in zip(self.smoothed_generator.parameters(),
+                                     self.generator.parameters()):
+            smoothed.lerp_(current, 1.0 - self.config.ema_beta)
+
+    def _advance(self, images: int) -> None:
+        self.phase_images += images
+        self.images_seen += images
+        if self.phase_images >= self.config.phases()[self.phase_index][2]:
+            previous_level = self.level
+            self.phase_index += 1
+            self.phase_images = 0
+            if not self.finished and self.level != previous_level:
+                # As in the official code: Adam's moments of the old resolution do not fit the
+                # new layers, so a new resolution starts with fresh optimiser state.
+                self._make_optimizers()
+
+    @torch.no_grad()
+    def samples(self) -> torch.Tensor:
+        """Gs on the fixed sample latents at the current resolution and alpha, in [-1, 1]."""
+        return self.smoothed_generator(self.sample_latents, self.level, self.alpha)
+
+    def final_generator(self) -> PGGANGenerator:
+        return copy.deepcopy(self.smoothed_generator.generator)
+
+    def state_dict(self) -> dict:
+        return {
+            "config": asdict(self.config),
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "smoothed_generator": self.smoothed_generator.state_dict(),
+            "optimizer_g": self.optimizer_g.state_dict(),
+            "optimizer_d": self.optimizer_d.state_dict(),
+            "phase_index": self.phase_index,
+            "phase_images": self.phase_images,
+            "images_seen": self.images_seen,
+            "elapsed_seconds": self.elapsed_seconds,
+            "torch_rng": self.torch_rng.get_state(),
+            "data_rng": self.data_rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.smoothed_generator.load_state_dict(state["smoothed_generator"])
+        self.optimizer_g.load_state_dict(state["optimizer_g"])
+        self.optimizer_d.load_state_dict(state["optimizer_d"])
+        self.phase_index = state["phase_index"]
+        self.phase_images = state["phase_images"]
+        self.images_seen = state["images_seen"]
+        self.elapsed_seconds = state["elapsed_seconds"]
+        self.torch_rng.set_state(state["torch_rng"])
+        self.data_rng.bit_generator.state = state["data_rng"]
+
+    def save_checkpoint(self, path: Path) -> None:
+        temporary = path.with_suffix(".tmp")
+        torch.save(self.state_dict(), temporary)
+        os.replace(temporary, path)  # a crash mid-save never leaves a broken checkpoint
+
+    def load_checkpoint(self, path: Path) -> None:
+        self.load_state_dict(torch.load(path, weights_only=False))
+
+    def describe_phase(self) -> str:
+        resolution = 4 * 2 ** self.level
+        fading = not self.finished and self.config.phases()[self.phase_index][1]
+        kind = f"fade-in alpha {self.alpha:.2f}" if fading else "stabilise"
+        return (f"phase {min(self.phase_index + 1, len(self.config.phases()))}/"
+                f"{len(self.config.phases())} {resolution}x{resolution} {kind}")
+
+    def run(self, stop_at_images: int | None = None) -> None:
+        """Trains until the schedule ends (or `stop_at_images`), logging, sampling, saving."""
+        c = self.config
+        output = Path(c.output_dir)
+        output.mkdir(parents=True, exist_ok=True)
+        checkpoint_path = output / CHECKPOINT_NAME
+        window_start, window_images = time.perf_counter(), 0
+        last_time = time.perf_counter()
+        losses: dict[str, float] = {}
+        while not self.finished and (stop_at_images is None or self.images_seen < stop_at_images):
+            before = self.images_seen
+            losses = self.train_step()
+            now = time.perf_counter()
+            self.elapsed_seconds += now - last_time
+            last_time = now
+            window_images += self.images_seen - before
+            if self.images_seen // c.log_every != before // c.log_every:
+                rate = window_images / (now - window_start)
+                remaining = c.total_images - self.images_seen
+                print(f"kimg {self.images_seen / 1000:8.1f}/{c.total_images / 1000:.0f} | "
+                      f"{self.describe_phase()} | {rate:6.1f} img/s | ETA at this rate "
+                      f"{remaining / rate / 60:6.1f} min | elapsed {self.elapsed_seconds / 60:6.1f}"
+                      f" min | " + " ".join(f"{k} {v:+.3f}" for k, v in losses.items()),
+                      flush=True)
+                window_start, window_images = now, 0
+            if self.images_seen // c.sample_every != before // c.sample_every:
+                image_grid(self.samples(), 8, c.resolution).save(
+                    output / f"samples_{self.images_seen // 1000:06d}kimg.png")
+            if self.images_seen // c.checkpoint_every != before // c.checkpoint_every:
+                self.save_checkpoint(checkpoint_path)
+        self.save_checkpoint(checkpoint_path)
+
+
+def train(config: TrainConfig) -> Path:
+    """Runs (or resumes) a whole training run; returns the path of the saved Gs."""
+    if config.num_threads is not None:
+        torch.set_num_threads(config.num_threads)
+    trainer = Trainer(config)
+    output = Path(config.output_dir)
+    checkpoint_path = output / CHECKPOINT_NAME
+    if config.resume and checkpoint_path.exists():
+        trainer.load_checkpoint(checkpoint_path)
+        print(f"resumed from {checkpoint_path} at kimg {trainer.images_seen / 1000:.1f}",
+              flush=True)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
+    trainer.run()
+    final_path = output / FINAL_NAME
+    image_grid(trainer.samples(), 8, config.resolution).save(output / "samples_final.png")
+    save_generator(trainer.final_generator(), final_path, source_format=TRAINED_FORMAT,
+                   extra_metadata={"training": {"data": config.data, "images_seen": trainer.images_seen,
+                     "wall_seconds": round(trainer.elapsed_seconds),
+                     "images_per_phase": list(config.images_per_phase),
+                     "batch_sizes": list(config.batch_sizes), "seed": config.seed,
+                     "precision": config.precision},
+                   **config.metadata})
+    print(f"saved {final_path} after {trainer.images_seen} images, "
+          f"{trainer.elapsed_seconds / 60:.1f} min", flush=True)
+    return final_path
