@@ -169,6 +169,64 @@ def _add_bench_command(commands) -> None:
     bench.set_defaults(run=run)
 
 
+def _add_train_command(commands) -> None:
+    """`train`: a PGGAN from a folder of images or the procedural facades (ganprior_core.train)."""
+    from .train import PROCEDURAL, TrainConfig, train
+
+    defaults = TrainConfig()
+
+    def numbers(text: str) -> tuple[int, ...]:
+        return tuple(int(item) for item in text.split(",") if item.strip())
+
+    def listed(values: tuple) -> str:
+        return ",".join(str(value) for value in values)
+
+    parser = commands.add_parser(
+        "train", help="train a PGGAN prior (progressive growing, WGAN-GP)",
+        description="Progressive-growing PGGAN training with fade-in, WGAN-GP and a moving-average "
+                    "generator; writes progress lines, sample grids, a resumable checkpoint.pt "
+                    "and finally generator.safetensors into --out. Rerun the same command to "
+                    "resume. Lists are per resolution 4, 8, ..., --resolution.")
+    parser.add_argument("--data", required=True,
+                        help=f"a folder of images (centre-cropped, resized) or '{PROCEDURAL}'")
+    parser.add_argument("--resolution", type=int, default=defaults.resolution)
+    parser.add_argument("--channels", type=numbers, default=defaults.channels,
+                        help=f"feature channels per resolution (default {listed(defaults.channels)})")
+    parser.add_argument("--latent-dim", type=int, default=defaults.latent_dim)
+    parser.add_argument("--images-per-phase", type=numbers, default=defaults.images_per_phase,
+                        help="images per fade-in and per stabilise phase, per resolution "
+                             f"(default {listed(defaults.images_per_phase)})")
+    parser.add_argument("--batch-sizes", type=numbers, default=defaults.batch_sizes,
+                        help=f"minibatch per resolution (default {listed(defaults.batch_sizes)})")
+    parser.add_argument("--lr-g", type=float, default=defaults.learning_rate_g)
+    parser.add_argument("--lr-d", type=float, default=defaults.learning_rate_d)
+    parser.add_argument("--ema-beta", type=float, default=defaults.ema_beta)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--precision", choices=("bf16", "fp32"), default=defaults.precision)
+    parser.add_argument("--out", default=defaults.output_dir, help="output directory (reused to resume)")
+    parser.add_argument("--log-every", type=int, default=defaults.log_every, help="images")
+    parser.add_argument("--sample-every", type=int, default=defaults.sample_every, help="images")
+    parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every,
+                        help="images")
+    parser.add_argument("--threads", type=int, help="CPU threads (default torch's; 1 is often "
+                                                  "fastest on a busy machine)")
+    parser.add_argument("--restart", action="store_true",
+                        help="ignore a checkpoint in --out and start from scratch")
+
+    def run(args: argparse.Namespace) -> None:
+        config = TrainConfig(
+            resolution=args.resolution, channels=args.channels, latent_dim=args.latent_dim,
+            images_per_phase=args.images_per_phase, batch_sizes=args.batch_sizes,
+            learning_rate_g=args.lr_g, learning_rate_d=args.lr_d, ema_beta=args.ema_beta,
+            seed=args.seed, precision=args.precision, data=args.data, output_dir=args.out,
+            log_every=args.log_every, sample_every=args.sample_every,
+            checkpoint_every=args.checkpoint_every, num_threads=args.threads,
+            resume=not args.restart)
+        print(f"wrote {train(config)}")
+
+    parser.set_defaults(run=run)
+
+
 def _add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
 
@@ -234,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(demo)
     demo.set_defaults(run=_demo_command)
     _add_bench_command(commands)
+    _add_train_command(commands)
 
     conv = commands.add_parser("convert", help="convert any supported checkpoint to .safetensors")
     conv.add_argument("source")

@@ -1,4 +1,5 @@
 import copy
+import json
 from pathlib import Path
 
 import numpy as np
@@ -6,9 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from safetensors import safe_open
 
 from ganprior_core.checkpoints import load_generator
-from ganprior_core.network import PGGANGenerator
+from ganprior_core.network import PGGANConfig, PGGANGenerator
 from ganprior_core.train import (FolderSource, GrowingGenerator, TrainConfig, Trainer,
                                  minibatch_stddev, train)
 
@@ -175,3 +177,16 @@ def test_trainer_generator_without_lower_to_rgb_is_the_saved_network():
     z = torch.randn(2, 8)
     with torch.no_grad():
         assert torch.equal(grown(z, 1), plain(z))
+
+
+def test_cli_train_command_builds_the_config_and_trains(tmp_path):
+    from ganprior_core.cli import main
+
+    out = tmp_path / "cli_run"
+    assert main(["train", "--data", "procedural", "--resolution", "8", "--channels", "8,8",
+                 "--latent-dim", "8", "--images-per-phase", "8,4", "--batch-sizes", "4,4",
+                 "--precision", "fp32", "--seed", "3", "--out", str(out)]) == 0
+    assert load_generator(out / "generator.safetensors").config == PGGANConfig(8, (8, 8), 8)
+    with safe_open(str(out / "generator.safetensors"), "pt") as file:
+        header = json.loads(file.metadata()["ganprior"])
+    assert header["training"]["images_seen"] == 16 and header["training"]["seed"] == 3
