@@ -67,8 +67,11 @@ class MultiLatentGenerator(nn.Module):
 
     def fused_features(self) -> torch.Tensor:
         features = self.generator.features(self.latents, self.config.split_layer)  # [N, M, H, W]
-        weighted = features * self.alpha[:, :, None, None]
-        return torch.einsum("n,nmhw->mhw", self.beta.to(weighted.dtype), weighted)[None]
+        # beta_n * alpha_n folded into one small [N, M] weight, so the large feature tensor is
+        # read once, stays in its memory format (an einsum copies channels_last features into
+        # its own layout) and keeps the autocast dtype instead of being promoted to fp32.
+        weights = (self.beta[:, None] * self.alpha).to(features.dtype)
+        return (features * weights[:, :, None, None]).sum(dim=0, keepdim=True)
 
     def forward(self) -> torch.Tensor:
         """The current image [1, 3, R, R] in about [-1, 1]."""
