@@ -198,6 +198,9 @@ def _add_train_command(commands) -> None:
                              f"(default {listed(defaults.images_per_phase)})")
     parser.add_argument("--batch-sizes", type=numbers, default=defaults.batch_sizes,
                         help=f"minibatch per resolution (default {listed(defaults.batch_sizes)})")
+    parser.add_argument("--final-stable-images", type=int, default=defaults.final_stable_images,
+                        help="length of the last phase at full resolution (default "
+                             f"{defaults.final_stable_images}; 0 means the last --images-per-phase)")
     parser.add_argument("--lr-g", type=float, default=defaults.learning_rate_g)
     parser.add_argument("--lr-d", type=float, default=defaults.learning_rate_d)
     parser.add_argument("--ema-beta", type=float, default=defaults.ema_beta)
@@ -217,6 +220,7 @@ def _add_train_command(commands) -> None:
         config = TrainConfig(
             resolution=args.resolution, channels=args.channels, latent_dim=args.latent_dim,
             images_per_phase=args.images_per_phase, batch_sizes=args.batch_sizes,
+            final_stable_images=args.final_stable_images or None,
             learning_rate_g=args.lr_g, learning_rate_d=args.lr_d, ema_beta=args.ema_beta,
             seed=args.seed, precision=args.precision, data=args.data, output_dir=args.out,
             log_every=args.log_every, sample_every=args.sample_every,

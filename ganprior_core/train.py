@@ -49,8 +49,11 @@ class TrainConfig:
     latent_dim: int = 128
     # Images shown per phase, per resolution 4, 8, ..., resolution: 4x4 has one stabilise
     # phase, every higher resolution a fade-in phase and then a stabilise phase of this length.
-    images_per_phase: tuple[int, ...] = (20_000, 20_000, 20_000, 15_000, 16_000)
+    images_per_phase: tuple[int, ...] = (20_000, 20_000, 10_000, 8_000, 16_000)
     batch_sizes: tuple[int, ...] = (16, 16, 16, 16, 16)  # per resolution 4, 8, ..., resolution
+    # Length of the last phase (stabilising the final resolution) when it should differ from
+    # images_per_phase[-1]: like the official total_kimg, it lets training go on at full size.
+    final_stable_images: int | None = 40_000
     learning_rate_g: float = 1e-3
     learning_rate_d: float = 1e-3
     adam_betas: tuple[float, float] = (0.0, 0.99)
@@ -104,6 +107,8 @@ class TrainConfig:
         for level in range(1, self.levels):
             images = self.images_per_phase[level]
             phases += [(level, True, images), (level, False, images)]
+        if self.final_stable_images is not None:
+            phases[-1] = (phases[-1][0], False, self.final_stable_images)
         return phases
 
     @property
@@ -483,6 +488,7 @@ def train(config: TrainConfig) -> Path:
                    extra_metadata={"training": {"data": config.data, "images_seen": trainer.images_seen,
                      "wall_seconds": round(trainer.elapsed_seconds),
                      "images_per_phase": list(config.images_per_phase),
+                     "final_stable_images": config.final_stable_images,
                      "batch_sizes": list(config.batch_sizes), "seed": config.seed,
                      "precision": config.precision},
                    **config.metadata})
