@@ -181,3 +181,15 @@ def test_wrong_image_size_names_the_fix(tiny_generator):
     with pytest.raises(ValueError, match="fit_to_resolution"):
         inpaint(tiny_generator, torch.rand(3, 20, 16), None, MultiLatentConfig(num_codes=1, split_layer=2),
                 FAST, seed=0)
+
+
+def test_compiled_run_matches_eager_and_reuses_nothing_from_the_previous_image(tiny_generator):
+    # The second call reuses the first call's compiled graph: it must see the new image.
+    config = MultiLatentConfig(num_codes=3, split_layer=3)
+    for seed in (0, 1):
+        image, hole = _problem(tiny_generator, seed=seed)
+        eager = inpaint(tiny_generator, image, hole, config, replace(FAST, steps=3), seed=seed)
+        compiled = inpaint(tiny_generator, image, hole, config, replace(FAST, steps=3, compile=True),
+                           seed=seed)
+        assert compiled.loss_history == pytest.approx(eager.loss_history, rel=1e-5)
+        torch.testing.assert_close(compiled.output, eager.output, atol=1e-5, rtol=0)
