@@ -169,6 +169,16 @@ def _add_bench_command(commands) -> None:
     bench.set_defaults(run=run)
 
 
+def _add_bench_speed_command(commands) -> None:
+    """`bench-speed`: steps/s of the optimisation, reference implementation vs the project's."""
+    from . import speed
+    parser = commands.add_parser(
+        "bench-speed", help="time optimisation steps: reference implementation vs the project's",
+        description=speed.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    speed.add_arguments(parser)
+    parser.set_defaults(run=speed.run_command)
+
+
 def _add_train_command(commands) -> None:
     """`train`: a PGGAN from a folder of images or the procedural facades (ganprior_core.train)."""
     from .train import PROCEDURAL, TrainConfig, train
@@ -297,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo_command)
     _add_bench_command(commands)
     _add_train_command(commands)
+    _add_bench_speed_command(commands)
 
     conv = commands.add_parser("convert", help="convert any supported checkpoint to .safetensors")
     conv.add_argument("source")

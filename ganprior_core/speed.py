@@ -1,0 +1,614 @@
+"""Speed of the optimisation loop, measured side by side: `python -m ganprior_core bench-speed`.
+
+Two implementations of the same maths (METHOD.md eqs. 5-8, 12) run the same optimisation:
+
+(a) `ReferenceInpainting`, kept here as the yardstick: written the straightforward way, as
+    mGANprior's code does it: fp32, one G1 call per latent code in a Python loop, nearest
+    upsampling materialised before each 3x3 conv, per-parameter Adam, the loss read back to the
+    host every step;
+(b) the project's `optimize.inpaint` with its default settings, which are its fastest.
+
+Each variant runs in a subprocess of its own, so the peak memory reported is its own, and the
+variants alternate in rounds so that load from other processes on a shared machine hits both.
+Convolution FLOPs per step are counted with `FlopCounterMode` on the meta device (shapes only)
+and set against the machine's conv throughput, measured in the same run.
+
+`--time-to-quality` inpaints a procedural evaluation facade with the bundled 64x64 prior and
+reports the steps and seconds until the PSNR gets within 0.5 dB of the final (3000-step) PSNR,
+in bf16 and fp32 (the PSNR difference between them is the precision check).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from . import imaging, masks, metrics, procedural
+from .losses import LossWeights, MaskedReconstructionLoss
+from .multi_latent import MultiLatentConfig, MultiLatentGenerator
+from .network import LEAKY_SLOPE, ConvLayer, PGGANConfig, PGGANGenerator, pixel_norm
+from .optimize import OptimizerConfig, Progress, inpaint, preset
+from .perceptual import DEFAULT_DEPTH, VGG16Features
+
+try:
+    import resource
+except ImportError:  # Windows: peak memory of CPU runs is then reported as unknown
+    resource = None
+
+# Shape of the bundled prior as `python -m ganprior_core train` makes it by default; used when
+# the file itself is not there (its weights do not matter for speed).
+BUNDLED_PRIOR_SHAPE = PGGANConfig(64, (128, 128, 128, 64, 32), latent_dim=128)
+QUALITY_MARGIN_DB = 0.5
+REFERENCE = "reference"
+PROJECT = "project"
+PROJECT_COMPILED = "project+compile"
+VARIANT_LABELS = {REFERENCE: "(a) reference, fp32 per-code loop",
+                  PROJECT: "(b) project optimize.inpaint     ",
+                  PROJECT_COMPILED: "(c) (b) with compile=True        "}
+
+
+# ---------------------------------------------------------------------------------------------
+# (a) the reference implementation
+
+def _reference_layer(layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """One generator layer as the official code writes it (upsample, then conv)."""
+    if isinstance(layer, ConvLayer) and layer.upsample:
+        x = F.interpolate(x, scale_factor=2, mode="nearest")
+        x = F.conv2d(x, layer.conv.weight * layer.conv.scale, layer.conv.bias, padding=1)
+        return pixel_norm(F.leaky_relu(x, LEAKY_SLOPE))
+    return layer(x)
+
+
+class ReferenceInpainting:
+    """The optimisation of `optimize.inpaint`, written without any speed work (variant (a))."""
+
+    def __init__(self, prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor,
+                 model_config: MultiLatentConfig, optimizer_config: OptimizerConfig, seed: int,
+                 perceptual: VGG16Features | None, device: str | torch.device = "cpu") -> None:
+        device = torch.device(device)
+        self.config = model_config
+        self.generator = copy.deepcopy(prior).to(device).requires_grad_(False)
+        layers = list(self.generator.layers)
+        finetuned = {"all": [*layers, self.generator.to_rgb],
+                     "g2": [*layers[model_config.split_layer:], self.generator.to_rgb],
+                     "none": []}[model_config.finetune]
+        for module in finetuned:
+            module.requires_grad_(True)
+
+        # Same initial values as MultiLatentGenerator, so both variants start from one point.
+        codes = model_config.num_codes
+        noise = torch.Generator().manual_seed(seed)
+        self.latents = torch.randn(codes, prior.config.latent_dim, generator=noise).to(device)
+        self.latents.requires_grad_(True)
+        channels = prior.config.feature_shape(model_config.split_layer)[0]
+        self.alpha = torch.ones(codes, channels, device=device, requires_grad=model_config.use_alpha)
+        self.beta = torch.full((codes,), 1.0 / codes, device=device,
+                               requires_grad=model_config.use_beta)
+
+        self.known = (1 - (hole_mask.to(device) > 0.5).float())[None, None]
+        self.target = (image.to(device)[None] * 2 - 1) * self.known
+        self.mse_weight = optimizer_config.mse_weight
+        self.perceptual_weight = optimizer_config.perceptual_weight if perceptual is not None else 0.0
+        self.perceptual = perceptual.to(device) if self.perceptual_weight > 0 else None
+        if self.perceptual is not None:
+            with torch.no_grad():
+                self.target_features = self.perceptual(self.target)
+
+        groups = [([self.latents], optimizer_config.lr_latent),
+                  ([self.alpha], optimizer_config.lr_alpha),
+                  ([self.beta], optimizer_config.lr_beta),
+                  ([p for m in finetuned for p in m.parameters()], optimizer_config.lr_generator)]
+        self.optimizer = torch.optim.Adam(
+            [{"params": params, "lr": lr} for params, lr in groups
+             if lr > 0 and params and params[0].requires_grad],
+            betas=(0.9, 0.999), foreach=False)
+        total = optimizer_config.steps
+        self.scheduler = (torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
+            if optimizer_config.schedule == "cosine" else None)
+
+    def image(self) -> torch.Tensor:
+        split = self.config.split_layer
+        layers = self.generator.layers
+        fused = 0
+        for n in range(self.config.num_codes):
+            x = self.latents[n:n + 1]
+            for layer in layers[:split]:
+                x = _reference_layer(layer, x)
+            fused = fused + self.beta[n] * self.alpha[n][None, :, None, None] * x
+        x = fused
+        for layer in layers[split:]:
+            x = _reference_layer(layer, x)
+        return self.generator.to_rgb(x)
+
+    def loss(self, image: torch.Tensor) -> torch.Tensor:
+        masked = image * self.known
+        loss = self.mse_weight * ((masked - self.target) ** 2).mean()
+        if self.perceptual is not None:
+            difference = self.perceptual(masked) - self.target_features
+            loss = loss + self.perceptual_weight * difference.abs().mean()
+        return loss
+
+    def step(self) -> float:
+        loss = self.loss(self.image())
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return loss.item()
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases and their workloads
+
+@dataclass(frozen=True)
+class SpeedCase:
+    name: str
+    generator: PGGANConfig
+    preset: str
+    perceptual_depth: int = DEFAULT_DEPTH
+    num_codes: int | None = None  # None: the preset's
+    reference_steps: int = 1  # timed steps per round, after one warm-up step
+    project_steps: int = 2
+
+    def configs(self) -> tuple[MultiLatentConfig, OptimizerConfig]:
+        model, optimizer = preset(self.preset, self.generator)
+        if self.num_codes is not None:
+            model = replace(model, num_codes=self.num_codes)
+        return model, optimizer
+
+    def describe(self) -> str:
+        model, _ = self.configs()
+        weights = "+".join(name for name, used in (("alpha", model.use_alpha), ("beta", model.use_beta))
+                           if used) or "no weights"
+        resolution = self.generator.resolution
+        return (f"{self.name}: {resolution}x{resolution} PGGAN {list(self.generator.channels)}, "
+                f"N={model.num_codes}, k={model.split_layer}, {weights}, fine-tune {model.finetune}, "
+                f"MSE + VGG16 features[:{self.perceptual_depth}] at {resolution}x{resolution}")
+
+
+def bundled_prior_shape() -> tuple[PGGANConfig, str]:
+    """The bundled prior's architecture (from its file's metadata when the file is there)."""
+    from .checkpoints import load_generator
+    from .priors import bundled_prior_path
+    try:
+        path = bundled_prior_path()
+    except FileNotFoundError:
+        return BUNDLED_PRIOR_SHAPE, "bundled prior file not present: random weights in its default shape"
+    return load_generator(path).config, f"shape read from {path.name}"
+
+
+def full_cases() -> tuple[list[SpeedCase], list[str]]:
+    paper_generator = PGGANConfig.official(256)
+    bundled, note = bundled_prior_shape()
+    cases = [SpeedCase("paper", paper_generator, "paper"),
+             SpeedCase("mganprior", paper_generator, "mganprior", reference_steps=2, project_steps=4),
+             SpeedCase("bundled-paper", bundled, "paper", reference_steps=10, project_steps=20),
+             SpeedCase("bundled-mganprior", bundled, "mganprior", reference_steps=10, project_steps=20)]
+    return cases, [f"bundled-*: {note}"]
+
+
+def quick_cases() -> list[SpeedCase]:
+    tiny = PGGANConfig(16, (32, 32, 16), latent_dim=32)
+    return [SpeedCase("tiny-paper", tiny, "paper", perceptual_depth=9, num_codes=4,
+                      reference_steps=2, project_steps=2)]
+
+
+def build_workload(case: SpeedCase, device: str | torch.device = "cpu", weights_seed: int = 0):
+    """Prior, perceptual network (random weights: speed does not depend on them), image, hole."""
+    torch.manual_seed(weights_seed)
+    prior = PGGANGenerator(case.generator).eval()
+    perceptual = VGG16Features(case.perceptual_depth).to(device)
+    resolution = case.generator.resolution
+    image = torch.rand(3, resolution, resolution, generator=torch.Generator().manual_seed(weights_seed))
+    return prior, perceptual, image, masks.box_mask(resolution)
+
+
+def step_flops(case: SpeedCase, variant: str) -> int:
+    """Conv (and matmul) FLOPs of one optimisation step, counted on the meta device."""
+    model_config, optimizer_config = case.configs()
+    resolution = case.generator.resolution
+    with torch.device("meta"):
+        prior = PGGANGenerator(case.generator)
+        perceptual = VGG16Features(case.perceptual_depth)
+        image = torch.zeros(3, resolution, resolution)
+        known = torch.ones(1, 1, resolution, resolution)
+    with FlopCounterMode(display=False) as counter:
+        if variant == REFERENCE:
+            reference = ReferenceInpainting(prior, image, 1 - known[0, 0], model_config,
+                                            optimizer_config, 0, perceptual, "meta")
+            reference.loss(reference.image()).backward()
+        else:
+            model = MultiLatentGenerator(prior, model_config, 0, "meta")
+            loss_fn = MaskedReconstructionLoss(image[None] * 2 - 1, known,
+                                               LossWeights(optimizer_config.mse_weight,
+                                                           optimizer_config.perceptual_weight),
+                                               perceptual)
+            loss_fn(model()).backward()
+    return counter.get_total_flops()
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring one variant (runs inside a worker subprocess)
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_memory_bytes(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    if resource is None:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # macOS reports bytes, Linux KiB
+
+
+def measure_variant(case: SpeedCase, variant: str, timed_steps: int, device: str = "cpu",
+                    warmup_steps: int = 1, seed: int = 0) -> dict:
+    """Steps/s, the step-0 loss and the peak memory growth of one variant on one case.
+
+    The warm-up steps' seconds include setting up (and for PROJECT_COMPILED, compiling).
+    """
+    device = torch.device(device)
+    prior, perceptual, image, hole = build_workload(case, device)
+    model_config, optimizer_config = case.configs()
+    total = warmup_steps + timed_steps
+    optimizer_config = replace(optimizer_config, steps=total, preview_every=total,
+                               compile=variant == PROJECT_COMPILED)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    memory_before = _peak_memory_bytes(device)
+
+    started = time.perf_counter()
+    if variant == REFERENCE:
+        reference = ReferenceInpainting(prior, image, hole, model_config, optimizer_config, seed,
+                                        perceptual, device)
+        losses = [reference.step() for _ in range(warmup_steps)]
+        warmed_up = time.perf_counter()
+        losses += [reference.step() for _ in range(timed_steps)]
+        finished = time.perf_counter()
+    else:
+        stamps: dict[int, float] = {}
+
+        def stamp(progress: Progress) -> None:
+            if progress.step in (warmup_steps, total):
+                _synchronize(device)
+                stamps[progress.step] = time.perf_counter()
+        result = inpaint(prior, image, hole, model_config, optimizer_config, seed, device,
+                         perceptual, stamp)
+        losses = result.loss_history
+        warmed_up, finished = stamps[warmup_steps], stamps[total]
+
+    memory_after = _peak_memory_bytes(device)
+    return {"variant": variant, "steps": timed_steps, "seconds": finished - warmed_up,
+            "warmup_seconds": warmed_up - started, "losses": losses,
+            "peak_memory_growth": (None if memory_before is None
+                                   else memory_after - (0 if device.type == "cuda" else memory_before))}
+
+
+def _run_worker(case: SpeedCase, variant: str, timed_steps: int, device: str, threads: int) -> dict:
+    job = {"case": {**asdict(case), "generator": case.generator.to_dict()},
+           "variant": variant, "timed_steps": timed_steps, "device": device, "threads": threads}
+    package_root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    completed = subprocess.run([sys.executable, "-m", "ganprior_core.speed", "worker", json.dumps(job)],
+                               capture_output=True, text=True, env=env, check=False)
+    if completed.returncode != 0:
+        raise RuntimeError(f"speed worker for {case.name}/{variant} failed:\n{completed.stderr[-3000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def _worker_main(job_text: str) -> None:
+    job = json.loads(job_text)
+    case_fields = job["case"]
+    case = SpeedCase(**{**case_fields, "generator": PGGANConfig.from_dict(case_fields["generator"])})
+    torch.set_num_threads(job["threads"])
+    print(json.dumps(measure_variant(case, job["variant"], job["timed_steps"], job["device"])))
+
+
+# ---------------------------------------------------------------------------------------------
+# The machine's own conv throughput
+
+def measure_conv_throughput(device: str | torch.device = "cpu", batch: int = 8, channels: int = 512,
+                            size: int = 32, repeats: int = 3) -> dict[str, float]:
+    """FLOP/s of a 3x3 conv like the paper's G1 layers, fp32 and bf16 autocast, channels_last."""
+    device = torch.device(device)
+    x = torch.randn(batch, channels, size, size, device=device).to(memory_format=torch.channels_last)
+    weight = torch.randn(channels, channels, 3, 3, device=device).to(memory_format=torch.channels_last)
+    flops = 2 * batch * channels * channels * 9 * size * size
+    best = {"fp32": math.inf, "bf16": math.inf}
+    for _ in range(repeats + 1):  # the first round is warm-up
+        for precision in best:
+            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16,
+                                                 enabled=precision == "bf16"):
+                _synchronize(device)
+                started = time.perf_counter()
+                F.conv2d(x, weight, padding=1)
+                _synchronize(device)
+                elapsed = time.perf_counter() - started
+            if _ > 0:
+                best[precision] = min(best[precision], elapsed)
+    return {precision: flops / seconds for precision, seconds in best.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark
+
+@dataclass
+class VariantReport:
+    variant: str
+    steps_per_second: float
+    step_seconds: float
+    warmup_seconds: float  # the first step with set-up (and compilation), mean over rounds
+    first_loss: float
+    peak_memory_growth: int | None  # bytes above the worker's peak before the optimisation
+    flops_per_step: int  # conv FLOPs this variant executes per step
+    effective_flops_per_second: float  # the reference's FLOPs per step (the maths) x steps/s
+    executed_flops_per_second: float
+
+
+@dataclass
+class CaseReport:
+    name: str
+    description: str
+    variants: list[VariantReport]  # the reference first
+
+    def speedup(self, variant: VariantReport) -> float:
+        return variant.steps_per_second / self.variants[0].steps_per_second
+
+
+@dataclass
+class SpeedReport:
+    device: str
+    threads: int
+    conv_flops_per_second: dict[str, float]
+    cases: list[CaseReport]
+    load_before: tuple[float, float, float] | None
+    load_after: tuple[float, float, float] | None
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _load_average() -> tuple[float, float, float] | None:
+    try:
+        return os.getloadavg()
+    except (AttributeError, OSError):
+        return None
+
+
+def _variant_report(case: SpeedCase, variant: str, runs: list[dict], reference_flops: int) -> VariantReport:
+    steps = sum(run["steps"] for run in runs)
+    seconds = sum(run["seconds"] for run in runs)
+    memory = [run["peak_memory_growth"] for run in runs]
+    flops = step_flops(case, variant)
+    rate = steps / seconds
+    return VariantReport(variant=variant, steps_per_second=rate, step_seconds=seconds / steps,
+                         warmup_seconds=sum(run["warmup_seconds"] for run in runs) / len(runs),
+                         first_loss=runs[0]["losses"][0],
+                         peak_memory_growth=None if None in memory else max(memory),
+                         flops_per_step=flops, effective_flops_per_second=reference_flops * rate,
+                         executed_flops_per_second=flops * rate)
+
+
+def run_benchmark(quick: bool = False, rounds: int | None = None, device: str = "cpu",
+                  case_names: list[str] | None = None, threads: int | None = None,
+                  compiled: bool = False, log: Callable[[str], None] = print) -> SpeedReport:
+    started = time.perf_counter()
+    threads = threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    notes: list[str] = []
+    if quick:
+        cases = quick_cases()
+    else:
+        cases, notes = full_cases()
+    if case_names:
+        unknown = sorted(set(case_names) - {case.name for case in cases})
+        if unknown:
+            raise ValueError(f"unknown case(s) {', '.join(unknown)}; choose from "
+                             f"{', '.join(case.name for case in cases)}")
+        cases = [case for case in cases if case.name in case_names]
+    rounds = rounds or (1 if quick else 2)
+    load_before = _load_average()
+    throughput = (measure_conv_throughput(device, batch=2, channels=64, size=16) if quick
+                  else measure_conv_throughput(device))
+    log(f"conv throughput: fp32 {throughput['fp32'] / 1e9:.0f} GFLOP/s, "
+        f"bf16 {throughput['bf16'] / 1e9:.0f} GFLOP/s")
+    variants = [REFERENCE, PROJECT] + ([PROJECT_COMPILED] if compiled else [])
+    reports = []
+    for case in cases:
+        log(case.describe())
+        runs: dict[str, list[dict]] = {variant: [] for variant in variants}
+        for round_index in range(rounds):
+            for variant in variants:
+                steps = case.reference_steps if variant == REFERENCE else case.project_steps
+                run = _run_worker(case, variant, steps, device, threads)
+                runs[variant].append(run)
+                log(f"  round {round_index + 1}/{rounds} {variant}: "
+                    f"{run['steps'] / run['seconds']:.3f} steps/s, first step "
+                    f"{run['warmup_seconds']:.1f} s")
+        reference_flops = step_flops(case, REFERENCE)
+        reports.append(CaseReport(case.name, case.describe(),
+                                  [_variant_report(case, variant, runs[variant], reference_flops)
+                                   for variant in variants]))
+    return SpeedReport(device=device, threads=threads,
+                       conv_flops_per_second=throughput, cases=reports, load_before=load_before,
+                       load_after=_load_average(), notes=notes,
+                       seconds=time.perf_counter() - started)
+
+
+def _format_bytes(count: int | None) -> str:
+    return "unknown" if count is None else f"{count / 2 ** 20:.0f} MiB"
+
+
+def format_report(report: SpeedReport) -> list[str]:
+    peak = report.conv_flops_per_second
+    load = lambda values: "unknown" if values is None else " ".join(f"{v:.2f}" for v in values)  # noqa: E731
+    lines = [f"device {report.device}, {report.threads} threads, torch {torch.__version__}, "
+             f"{platform.processor() or platform.machine()}",
+             f"load average (1/5/15 min) before {load(report.load_before)}, "
+             f"after {load(report.load_after)}",
+             f"measured conv throughput (3x3 conv, channels_last): fp32 {peak['fp32'] / 1e9:.0f} "
+             f"GFLOP/s, bf16 {peak['bf16'] / 1e9:.0f} GFLOP/s"]
+    for case in report.cases:
+        lines += ["", case.description]
+        for variant in case.variants:
+            lines.append(
+                f"  {VARIANT_LABELS[variant.variant]}  {variant.steps_per_second:8.3f} steps/s "
+                f"({variant.step_seconds:.3f} s/step; first step with set-up "
+                f"{variant.warmup_seconds:.1f} s)  peak memory "
+                f"+{_format_bytes(variant.peak_memory_growth)}  step-0 loss {variant.first_loss:.5f}")
+            lines.append(
+                f"      {variant.flops_per_step / 1e9:.1f} GFLOP/step executed "
+                f"({variant.executed_flops_per_second / 1e9:.0f} GFLOP/s); effective "
+                f"{variant.effective_flops_per_second / 1e9:.0f} GFLOP/s = "
+                f"{variant.effective_flops_per_second / peak['fp32']:.0%} of fp32 / "
+                f"{variant.effective_flops_per_second / peak['bf16']:.0%} of bf16 conv throughput")
+        lines.append("  speed-up over (a): " + ", ".join(
+            f"{VARIANT_LABELS[variant.variant][:3]} {case.speedup(variant):.2f}x"
+            for variant in case.variants[1:]))
+    lines += [f"note: {note}" for note in report.notes]
+    lines.append(f"benchmark took {report.seconds:.0f} s")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# Time to quality with the bundled prior
+
+@dataclass
+class QualityRun:
+    precision: str
+    image_seed: int
+    steps: int
+    seconds: float  # the whole inpaint() call
+    final_psnr: float
+    steps_to_quality: int  # first checked step whose PSNR is within the margin of final_psnr
+    seconds_to_quality: float
+    curve: list[tuple[int, float, float]]  # (step, seconds since the call began, PSNR)
+
+
+def time_to_quality(prior: PGGANGenerator, steps: int = 3000, precisions: tuple[str, ...] = ("bf16", "fp32"),
+                    image_seeds: list[int] | None = None, every: int = 25, device: str = "cpu",
+                    perceptual: VGG16Features | None = None,
+                    log: Callable[[str], None] = print) -> list[QualityRun]:
+    """Inpaint procedural evaluation facades (centred box hole, a quarter of the image)."""
+    if prior.config.resolution != procedural.IMAGE_SIZE:
+        raise ValueError(f"time to quality uses {procedural.IMAGE_SIZE}x{procedural.IMAGE_SIZE} "
+                         f"facades; this prior is {prior.config.resolution}x{prior.config.resolution}")
+    model_config, base_config = preset("paper", prior.config)
+    hole = masks.box_mask(procedural.IMAGE_SIZE)
+    runs = []
+    for image_seed in image_seeds or procedural.evaluation_seeds(1):
+        truth = procedural.facade_image(image_seed)
+        for precision in precisions:
+            curve: list[tuple[int, float, float]] = []
+            started = time.perf_counter()
+
+            def record(progress: Progress) -> None:
+                if progress.preview is not None:
+                    filled = imaging.composite(truth, progress.preview.cpu(), hole)
+                    curve.append((progress.step, time.perf_counter() - started,
+                                  metrics.psnr(filled, truth)))
+            config = replace(base_config, steps=steps, precision=precision, preview_every=every)
+            result = inpaint(prior, truth, hole, model_config, config, seed=0, device=device,
+                             perceptual=perceptual, callback=record)
+            final = metrics.psnr(result.composite, truth)
+            reached = next(point for point in curve + [(steps, result.seconds, final)]
+                           if point[2] >= final - QUALITY_MARGIN_DB)
+            runs.append(QualityRun(precision, image_seed, steps, result.seconds, final,
+                                   reached[0], reached[1], curve))
+            log(f"image {image_seed} {precision}: final PSNR {final:.2f} dB after {steps} steps "
+                f"({result.seconds:.0f} s); within {QUALITY_MARGIN_DB} dB from step {reached[0]} "
+                f"({reached[1]:.0f} s)")
+    return runs
+
+
+def format_quality(runs: list[QualityRun]) -> list[str]:
+    lines = []
+    by_precision: dict[str, list[QualityRun]] = {}
+    for run in runs:
+        by_precision.setdefault(run.precision, []).append(run)
+    for precision, group in by_precision.items():
+        count = len(group)
+        lines.append(
+            f"{precision}: mean final PSNR {sum(r.final_psnr for r in group) / count:.2f} dB over "
+            f"{count} image(s); {sum(r.seconds / r.steps for r in group) / count * 1e3:.1f} ms/step; "
+            f"within {QUALITY_MARGIN_DB} dB after {sum(r.steps_to_quality for r in group) / count:.0f} "
+            f"steps / {sum(r.seconds_to_quality for r in group) / count:.0f} s (mean)")
+    if {"bf16", "fp32"} <= by_precision.keys():
+        pairs = [(b.final_psnr - f.final_psnr) for b in by_precision["bf16"] for f in by_precision["fp32"]
+                 if b.image_seed == f.image_seed]
+        lines.append(f"bf16 - fp32 final PSNR: mean {sum(pairs) / len(pairs):+.3f} dB "
+                     f"(per image: {', '.join(f'{d:+.3f}' for d in pairs)})")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run (a few seconds)")
+    parser.add_argument("--cases", help="comma-separated subset of: paper, mganprior, "
+                                        "bundled-paper, bundled-mganprior")
+    parser.add_argument("--rounds", type=int, help="alternating rounds per case (default 2, quick 1)")
+    parser.add_argument("--json", help="also write the report as JSON to this file")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads (default torch's: all cores). On a machine other jobs "
+                             "load, 1 thread gives far steadier timings than 2")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time (c): the project with compile=True (compiling takes "
+                             "tens of seconds per case)")
+    parser.add_argument("--time-to-quality", action="store_true",
+                        help="instead: steps and seconds until bundled-prior inpainting is within "
+                             f"{QUALITY_MARGIN_DB} dB of its final PSNR, bf16 and fp32")
+    parser.add_argument("--prior", help="prior for --time-to-quality (default: the bundled one)")
+    parser.add_argument("--vgg", help="VGG16 weights for --time-to-quality's perceptual term "
+                                      "(without: MSE only)")
+    parser.add_argument("--steps", type=int, default=3000, help="--time-to-quality steps (default 3000)")
+    parser.add_argument("--images", type=int, default=1, help="--time-to-quality evaluation images")
+    parser.add_argument("--precisions", default="bf16,fp32", help="--time-to-quality precisions")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+
+
+def run_command(args: argparse.Namespace) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.time_to_quality:
+        from .checkpoints import load_generator
+        from .perceptual import load_vgg16_features
+        from .priors import bundled_prior_path
+        prior = load_generator(args.prior or bundled_prior_path())
+        runs = time_to_quality(prior, args.steps, tuple(args.precisions.split(",")),
+                               procedural.evaluation_seeds(args.images), device=args.device,
+                               perceptual=load_vgg16_features(args.vgg) if args.vgg else None)
+        lines = format_quality(runs)
+        payload = [asdict(run) for run in runs]
+    else:
+        report = run_benchmark(args.quick, args.rounds, args.device,
+                               args.cases.split(",") if args.cases else None, args.threads,
+                               args.compile)
+        lines = format_report(report)
+        payload = asdict(report)
+    print("\n".join(lines))
+    if args.json:
+        Path(args.json).write_text(json.dumps(payload, indent=1))
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
+    _worker_main(sys.argv[2])

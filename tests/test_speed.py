@@ -1,0 +1,71 @@
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from ganprior_core import speed
+from ganprior_core.multi_latent import MultiLatentConfig
+from ganprior_core.optimize import OptimizerConfig, inpaint
+from ganprior_core.perceptual import VGG16Features
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("finetune, use_beta", [("all", True), ("none", False)])
+def test_reference_and_project_compute_the_same_optimisation_in_fp32(tiny_generator, finetune, use_beta):
+    torch.manual_seed(3)
+    image = torch.rand(3, 16, 16)
+    hole = torch.zeros(16, 16)
+    hole[4:11, 5:12] = 1
+    model_config = MultiLatentConfig(num_codes=3, split_layer=3, use_beta=use_beta, finetune=finetune)
+    optimizer_config = OptimizerConfig(steps=5, precision="fp32", perceptual_weight=0.1,
+                                       lr_generator=1e-3 if finetune != "none" else 0.0)
+    perceptual = VGG16Features(depth=4)
+    reference = speed.ReferenceInpainting(tiny_generator, image, hole, model_config, optimizer_config,
+                                          seed=2, perceptual=perceptual)
+    reference_losses = [reference.step() for _ in range(optimizer_config.steps)]
+    project = inpaint(tiny_generator, image, hole, model_config, optimizer_config, seed=2,
+                      perceptual=perceptual)
+    assert reference_losses[0] == pytest.approx(project.loss_history[0], rel=1e-5)
+    assert reference_losses == pytest.approx(project.loss_history, rel=1e-5)
+    assert reference_losses[-1] < reference_losses[0]  # it optimises, so the agreement means something
+    with torch.no_grad():
+        reference_image = ((reference.image()[0] + 1) / 2).clamp(0, 1)
+    torch.testing.assert_close(reference_image, project.output, atol=1e-5, rtol=0)
+
+
+def test_flop_counts_show_the_cheaper_upsampling_convolution():
+    case = replace(speed.quick_cases()[0], generator=speed.BUNDLED_PRIOR_SHAPE, perceptual_depth=4)
+    reference, project = speed.step_flops(case, speed.REFERENCE), speed.step_flops(case, speed.PROJECT)
+    assert 0 < project < reference
+    # Only the upsampling convs differ, so the project cannot save more than 20/36 of all FLOPs.
+    assert project > reference * 16 / 36
+
+
+def test_quick_benchmark_report(tmp_path):
+    out = tmp_path / "speed.json"
+    completed = subprocess.run([sys.executable, "-m", "ganprior_core", "bench-speed", "--quick",
+                                "--json", str(out)], cwd=ROOT, capture_output=True, text=True,
+                               timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert "speed-up over (a): (b)" in completed.stdout and "GFLOP/s" in completed.stdout
+    report = json.loads(out.read_text())
+    assert report["conv_flops_per_second"]["fp32"] > 0 and report["conv_flops_per_second"]["bf16"] > 0
+    (case,) = report["cases"]
+    reference, project = case["variants"]
+    assert reference["variant"] == "reference" and project["variant"] == "project"
+    # Same maths from the same seed: the step-0 losses differ only by the project's bf16 rounding.
+    assert project["first_loss"] == pytest.approx(reference["first_loss"], rel=0.02)
+    for variant in (reference, project):
+        assert variant["steps_per_second"] > 0
+        assert variant["step_seconds"] == pytest.approx(1 / variant["steps_per_second"])
+        assert variant["flops_per_step"] > 0
+        assert variant["effective_flops_per_second"] == pytest.approx(
+            reference["flops_per_step"] * variant["steps_per_second"])
+        assert variant["peak_memory_growth"] is None or variant["peak_memory_growth"] >= 0
+        assert variant["warmup_seconds"] > 0
+    assert project["flops_per_step"] <= reference["flops_per_step"]
