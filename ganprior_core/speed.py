@@ -48,9 +48,9 @@ try:
 except ImportError:  # Windows: peak memory of CPU runs is then reported as unknown
     resource = None
 
-# Shape of the bundled prior as `python -m ganprior_core train` makes it by default; used when
-# the file itself is not there (its weights do not matter for speed).
-BUNDLED_PRIOR_SHAPE = PGGANConfig(64, (128, 128, 128, 64, 32), latent_dim=128)
+# Shape of the bundled prior (facades64.safetensors, as it is being trained); used only when the
+# file is not there, since its weights do not matter for speed.
+BUNDLED_PRIOR_SHAPE = PGGANConfig(64, (128, 128, 64, 32, 16), latent_dim=128)
 QUALITY_MARGIN_DB = 0.5
 REFERENCE = "reference"
 PROJECT = "project"
@@ -539,8 +539,19 @@ def time_to_quality(prior: PGGANGenerator, steps: int = 3000, precisions: tuple[
     return runs
 
 
+CURVE_STEPS = (25, 50, 100, 200, 500, 1000, 2000, 3000)
+
+
 def format_quality(runs: list[QualityRun]) -> list[str]:
     lines = []
+    for run in runs:
+        # The PSNR is not monotonic (the fill can peak and then drift while the known pixels keep
+        # improving), so the curve and its best point are shown, not only the first crossing.
+        shown = [(step, psnr) for step, _, psnr in run.curve if step in CURVE_STEPS]
+        best_step, _, best_psnr = max(run.curve, key=lambda point: point[2])
+        lines.append(f"image {run.image_seed} {run.precision}: PSNR by step "
+                     + ", ".join(f"{step}: {psnr:.2f}" for step, psnr in shown)
+                     + f"; best {best_psnr:.2f} dB at step {best_step}")
     by_precision: dict[str, list[QualityRun]] = {}
     for run in runs:
         by_precision.setdefault(run.precision, []).append(run)
