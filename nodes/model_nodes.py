@@ -156,6 +156,8 @@ class GANPriorOptimizer:
         "precision": "bf16 runs the networks in bfloat16 autocast (faster on recent hardware); "
                      "fp32 is exact and often faster on older CPUs.",
         "preview_every": "Show the current image in the progress preview every this many steps.",
+        "compile": "torch.compile the forward pass and loss: about 15 % faster steps on large "
+                   "priors, but every run first compiles for tens of seconds. For long runs.",
     }
 
     @classmethod
@@ -174,6 +176,7 @@ class GANPriorOptimizer:
                                             "max": 100.0, "step": 0.01}),
             "precision": (list(PRECISIONS), {"default": defaults.precision}),
             "preview_every": ("INT", {"default": defaults.preview_every, "min": 1, "max": 10000}),
+            "compile": ("BOOLEAN", {"default": defaults.compile}),
         }
         return {"required": {name: (kind, {**options, "tooltip": cls.TOOLTIPS[name]})
                              for name, (kind, options) in spec.items()}}

@@ -72,7 +72,7 @@ def unchanged_prior(prior):
 def fast_optimizer(**changes):
     settings = dict(steps=STEPS, lr_latent=0.05, lr_alpha=0.01, lr_beta=0.01, lr_generator=1e-3,
                     schedule="constant", mse_weight=1.0, perceptual_weight=0.0, precision="fp32",
-                    preview_every=2)
+                    preview_every=2, compile=False)
     (optimizer,) = run("GANPriorOptimizer", **{**settings, **changes})
     return optimizer
 
@@ -141,7 +141,7 @@ def test_optimizer_node_defaults_are_the_library_defaults_and_values_pass_throug
     assert {name: options["default"] for name, (_, options) in declared.items()} == vars(config_class())
     assert fast_optimizer(steps=7, lr_beta=0.5) == config_class(
         steps=7, lr_latent=0.05, lr_alpha=0.01, lr_beta=0.5, lr_generator=1e-3, schedule="constant",
-        mse_weight=1.0, perceptual_weight=0.0, precision="fp32", preview_every=2)
+        mse_weight=1.0, perceptual_weight=0.0, precision="fp32", preview_every=2, compile=False)
     with pytest.raises(ValueError):
         fast_optimizer(preview_every=0)
 
