@@ -6,7 +6,9 @@ Two implementations of the same maths (METHOD.md eqs. 5-8, 12) run the same opti
     mGANprior's code does it: fp32, one G1 call per latent code in a Python loop, nearest
     upsampling materialised before each 3x3 conv, per-parameter Adam, the loss read back to the
     host every step;
-(b) the project's `optimize.inpaint` with its default settings, which are its fastest.
+(b) the project's `optimize.inpaint` with its default settings: bf16 autocast, channels_last,
+    batched G1, transposed-conv upsampling, fused Adam, no host sync inside the loop;
+(c) with `--compile`: (b) with `compile=True`, whose first step includes the compilation.
 
 Each variant runs in a subprocess of its own, so the peak memory reported is its own, and the
 variants alternate in rounds so that load from other processes on a shared machine hits both.

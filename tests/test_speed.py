@@ -9,6 +9,7 @@ import torch
 
 from ganprior_core import speed
 from ganprior_core.multi_latent import MultiLatentConfig
+from ganprior_core.network import PGGANGenerator
 from ganprior_core.optimize import OptimizerConfig, inpaint
 from ganprior_core.perceptual import VGG16Features
 
@@ -69,3 +70,24 @@ def test_quick_benchmark_report(tmp_path):
         assert variant["peak_memory_growth"] is None or variant["peak_memory_growth"] >= 0
         assert variant["warmup_seconds"] > 0
     assert project["flops_per_step"] <= reference["flops_per_step"]
+
+
+def test_time_to_quality_reports_the_first_step_within_the_margin_of_the_final_psnr():
+    torch.manual_seed(0)
+    prior = PGGANGenerator(speed.BUNDLED_PRIOR_SHAPE).eval()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # many small ops: 2 threads crawl when other jobs load the machine
+    try:
+        runs = speed.time_to_quality(prior, steps=30, precisions=("bf16", "fp32"), every=10,
+                                     log=lambda line: None)
+    finally:
+        torch.set_num_threads(threads)
+    assert [run.precision for run in runs] == ["bf16", "fp32"]
+    for run in runs:
+        assert [step for step, _, _ in run.curve] == [10, 20, 30]
+        first = next(step for step, _, psnr in run.curve
+                     if psnr >= run.final_psnr - speed.QUALITY_MARGIN_DB)
+        assert run.steps_to_quality == first
+        assert 0 < run.seconds_to_quality <= run.seconds
+    lines = speed.format_quality(runs)
+    assert any(line.startswith("bf16 - fp32 final PSNR") for line in lines)
