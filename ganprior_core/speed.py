@@ -461,7 +461,10 @@ def _format_bytes(count: int | None) -> str:
 
 def format_report(report: SpeedReport) -> list[str]:
     peak = report.conv_flops_per_second
-    load = lambda values: "unknown" if values is None else " ".join(f"{v:.2f}" for v in values)  # noqa: E731
+
+    def load(values: tuple[float, float, float] | None) -> str:
+        return "unknown" if values is None else " ".join(f"{value:.2f}" for value in values)
+
     lines = [f"device {report.device}, {report.threads} threads, torch {torch.__version__}, "
              f"{platform.processor() or platform.machine()}",
              f"load average (1/5/15 min) before {load(report.load_before)}, "
@@ -595,6 +598,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                       "(without: MSE only)")
     parser.add_argument("--steps", type=int, default=3000, help="--time-to-quality steps (default 3000)")
     parser.add_argument("--images", type=int, default=1, help="--time-to-quality evaluation images")
+    parser.add_argument("--image-offset", type=int, default=0,
+                        help="--time-to-quality starts at this evaluation seed offset (to split "
+                             "images across processes)")
     parser.add_argument("--precisions", default="bf16,fp32", help="--time-to-quality precisions")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
 
@@ -608,7 +614,8 @@ def run_command(args: argparse.Namespace) -> None:
         from .priors import bundled_prior_path
         prior = load_generator(args.prior or bundled_prior_path())
         runs = time_to_quality(prior, args.steps, tuple(args.precisions.split(",")),
-                               procedural.evaluation_seeds(args.images), device=args.device,
+                               procedural.evaluation_seeds(args.images, args.image_offset),
+                               device=args.device,
                                perceptual=load_vgg16_features(args.vgg) if args.vgg else None)
         lines = format_quality(runs)
         payload = [asdict(run) for run in runs]

@@ -59,9 +59,9 @@ def test_flop_counts_show_the_cheaper_upsampling_convolution():
 
 def test_quick_benchmark_report(tmp_path):
     out = tmp_path / "speed.json"
-    completed = subprocess.run([sys.executable, "-m", "ganprior_core", "bench-speed", "--quick",
-                                "--threads", "1", "--json", str(out)], cwd=ROOT, capture_output=True, text=True,
-                               timeout=120)
+    command = [sys.executable, "-m", "ganprior_core", "bench-speed", "--quick", "--threads", "1",
+               "--json", str(out)]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr
     assert "speed-up over (a): (b)" in completed.stdout and "GFLOP/s" in completed.stdout
     report = json.loads(out.read_text())
