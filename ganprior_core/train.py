@@ -53,7 +53,7 @@ class TrainConfig:
     batch_sizes: tuple[int, ...] = (16, 16, 16, 16, 16)  # per resolution 4, 8, ..., resolution
     # Length of the last phase (stabilising the final resolution) when it should differ from
     # images_per_phase[-1]: like the official total_kimg, it lets training go on at full size.
-    final_stable_images: int | None = 40_000
+    final_stable_images: int | None = 36_000
     learning_rate_g: float = 1e-3
     learning_rate_d: float = 1e-3
     adam_betas: tuple[float, float] = (0.0, 0.99)
