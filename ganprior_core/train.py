@@ -20,7 +20,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -75,7 +75,6 @@ class TrainConfig:
     # several times faster than two: every parallel region waits for a descheduled thread.
     num_threads: int | None = None
     resume: bool = True  # continue from output_dir/checkpoint.pt when it exists
-    metadata: dict = field(default_factory=dict)  # copied into the saved generator's metadata
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
@@ -484,14 +483,14 @@ def train(config: TrainConfig) -> Path:
     trainer.run()
     final_path = output / FINAL_NAME
     image_grid(trainer.samples(), 8, config.resolution).save(output / "samples_final.png")
+    training = {"data": config.data, "images_seen": trainer.images_seen,
+                "wall_seconds": round(trainer.elapsed_seconds),
+                "images_per_phase": list(config.images_per_phase),
+                "final_stable_images": config.final_stable_images,
+                "batch_sizes": list(config.batch_sizes), "seed": config.seed,
+                "precision": config.precision}
     save_generator(trainer.final_generator(), final_path, source_format=TRAINED_FORMAT,
-                   extra_metadata={"training": {"data": config.data, "images_seen": trainer.images_seen,
-                     "wall_seconds": round(trainer.elapsed_seconds),
-                     "images_per_phase": list(config.images_per_phase),
-                     "final_stable_images": config.final_stable_images,
-                     "batch_sizes": list(config.batch_sizes), "seed": config.seed,
-                     "precision": config.precision},
-                   **config.metadata})
+                   extra_metadata={"training": training})
     print(f"saved {final_path} after {trainer.images_seen} images, "
           f"{trainer.elapsed_seconds / 60:.1f} min", flush=True)
     return final_path
