@@ -67,6 +67,8 @@ class BenchConfig:
     procedural: int = 0  # or this many procedural evaluation facades (seeds never trained on)
     task: str = "inpaint"
     masks: str = "box"
+    mask_area: float | None = None  # box: fraction of the image; None = masks.box_mask's default
+    mask_centred: bool = False  # box: centred (the demo's "box over the facade") instead of seeded
     methods: tuple[str, ...] = METHODS
     ablations: tuple[str, ...] = ()  # variants of `paper`, see ABLATIONS
     codes: tuple[int, ...] = ()  # N sweep: one `paper` variant per number of codes
@@ -87,6 +89,8 @@ class BenchConfig:
                              "of procedural images (at least 1)")
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if (self.mask_area is not None or self.mask_centred) and self.masks != "box":
+            raise ValueError("--mask-area and --mask-centred apply to box masks only")
         if self.masks not in masks.MASK_KINDS:
             raise ValueError(f"masks must be one of {', '.join(masks.MASK_KINDS)}, got {self.masks!r}")
         _check_choices("method", self.methods, METHODS)
@@ -111,7 +115,8 @@ class BenchConfig:
         smaller run are a prefix of a larger one."""
         return {"checkpoint_sha256": checkpoint_digest,
                 "images": str(Path(self.images).resolve()) if self.images else "procedural",
-                "task": self.task, "masks": self.masks, "steps": self.steps,
+                "task": self.task, "masks": self.masks, "mask_area": self.mask_area,
+                "mask_centred": self.mask_centred, "steps": self.steps,
                 "dip_steps": self.dip_steps, "seed": self.seed, "precision": self.precision,
                 "vgg": str(Path(self.vgg).resolve()) if self.vgg else None}
 
@@ -275,6 +280,17 @@ def _source_images(config: BenchConfig, resolution: int) -> list[tuple[str, torc
             for name, path in zip(names, files)]
 
 
+def _mask_options(config: BenchConfig) -> dict:
+    options = {} if config.mask_area is None else {"area_fraction": config.mask_area}
+    return {**options, "centred": True} if config.mask_centred else options
+
+
+def _box_description(config: dict) -> str:
+    details = ([f"{config['mask_area']:.0%} of the image"] if config.get("mask_area") else []) + \
+              (["centred"] if config.get("mask_centred") else [])
+    return f" ({', '.join(details)})" if details else ""
+
+
 def prepare_cases(config: BenchConfig, resolution: int, out: Path) -> list[Case]:
     """Build, save and reload every image and mask, so what is scored is what the files hold."""
     cases = []
@@ -284,7 +300,7 @@ def prepare_cases(config: BenchConfig, resolution: int, out: Path) -> list[Case]
         seed = config.seed + index
         hole = None
         if config.task == "inpaint":
-            hole = masks.make_mask(config.masks, resolution, seed)
+            hole = masks.make_mask(config.masks, resolution, seed, **_mask_options(config))
             imaging.save_mask(hole, out / "masks" / f"{name}.png")
         cases.append(Case(name, imaging.load_image(image_path), hole, image_seed, seed))
     return cases
@@ -611,8 +627,9 @@ def _report(setup: dict, cases: list[Case], variants: list[Variant], rows: dict,
               f"partial: {images_done} of {len(cases)} images done ({done} of {total} rows); "
               f"rerun the same command to continue")
     mask_line = ("none (reconstruction: every pixel is known)" if config["task"] == "reconstruct" else
-                 f"`{config['masks']}`, seeded: image *i* uses mask seed {config['seed']} + *i* "
-                 f"({cases[0].seed}–{cases[-1].seed}); saved as `masks/<image>.png`, white = hole")
+                 f"`{config['masks']}`{_box_description(config)}, seeded: image *i* uses mask seed "
+                 f"{config['seed']} + *i* ({cases[0].seed}–{cases[-1].seed}); saved as "
+                 f"`masks/<image>.png`, white = hole")
     lines = [f"# Benchmark: {config['task']}, {len(cases)} images, {len(variants)} methods", "",
              f"Status: {status}.", "",
              "## Setup", "",

@@ -133,6 +133,9 @@ def _add_bench_command(commands) -> None:
                         help="N procedural evaluation facades (seeds never used in training)")
     bench.add_argument("--task", choices=TASKS, default="inpaint")
     bench.add_argument("--masks", choices=MASK_KINDS, default="box")
+    bench.add_argument("--mask-area", type=float, help="box masks: fraction of the image covered")
+    bench.add_argument("--mask-centred", action="store_true",
+                       help="box masks: centred on the image (the demo's box) instead of seeded")
     bench.add_argument("--methods", type=names, default=METHODS,
                        help=f"comma-separated, from {','.join(METHODS)} (default all)")
     bench.add_argument("--ablations", "--ablation", type=names, default=(),
@@ -155,6 +158,7 @@ def _add_bench_command(commands) -> None:
         config = BenchConfig(
             checkpoint=args.checkpoint, out=args.out, images=args.images,
             procedural=args.procedural or 0, task=args.task, masks=args.masks,
+            mask_area=args.mask_area, mask_centred=args.mask_centred,
             methods=args.methods, ablations=args.ablations, codes=args.codes, splits=args.splits,
             steps=args.steps, dip_steps=args.dip_steps, seed=args.seed, precision=args.precision,
             vgg=args.vgg, device=args.device, threads=args.threads, figure_images=args.figure_images,

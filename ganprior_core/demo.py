@@ -38,7 +38,8 @@ class DemoOutcome:
 def demo_problem(image_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The ground-truth facade [3, 64, 64] and the demo's hole mask [64, 64]."""
     truth = procedural.facade_image(image_seed)
-    return truth, masks.box_mask(truth.shape[1:], DEMO_HOLE_FRACTION)
+    return truth, masks.make_mask("box", truth.shape[1:], seed=0, area_fraction=DEMO_HOLE_FRACTION,
+                                  centred=True)
 
 
 def run_demo(config: DemoConfig, callback: Callable[[Progress], None] | None = None) -> DemoOutcome:
