@@ -505,12 +505,17 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
+def _finished_images(cases: list[Case], variants: list[Variant], rows: dict) -> list[str]:
+    return [case.name for case in cases if all((case.name, v.name) in rows for v in variants)]
+
+
 def aggregate(rows: dict, cases: list[Case], variants: list[Variant]) -> dict[str, dict]:
-    """Per method: number of images and mean / sample std of every metric over them."""
-    names = [case.name for case in cases]
+    """Per method: number of images and mean / sample std of every metric over them. Only images
+    every method has finished count, so a partial run still compares methods on the same images."""
+    names = _finished_images(cases, variants, rows)
     result = {}
     for variant in variants:
-        done = [rows[(name, variant.name)] for name in names if (name, variant.name) in rows]
+        done = [rows[(name, variant.name)] for name in names]
         stats = {"images": len(done)}
         for metric in METRIC_FIELDS:
             mean, std = _mean_std([row[metric] for row in done if row[metric] is not None])
@@ -622,10 +627,10 @@ def _report(setup: dict, cases: list[Case], variants: list[Variant], rows: dict,
     config = setup["config"]
     done = _count_done(cases, variants, rows)
     total = len(cases) * len(variants)
-    images_done = sum(all((c.name, v.name) in rows for v in variants) for c in cases)
+    images_done = len(_finished_images(cases, variants, rows))
     status = ("complete" if done == total else
-              f"partial: {images_done} of {len(cases)} images done ({done} of {total} rows); "
-              f"rerun the same command to continue")
+              f"partial: {images_done} of {len(cases)} images done ({done} of {total} rows); the "
+              f"tables cover the finished images only; rerun the same command to continue")
     mask_line = ("none (reconstruction: every pixel is known)" if config["task"] == "reconstruct" else
                  f"`{config['masks']}`{_box_description(config)}, seeded: image *i* uses mask seed "
                  f"{config['seed']} + *i* ({cases[0].seed}–{cases[-1].seed}); saved as "

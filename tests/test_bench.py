@@ -213,3 +213,14 @@ def test_saved_images_rerun_from_a_directory_give_the_same_rows(run, checkpoint,
         first = before[(row["image"], row["method"])]
         assert [row[k] for k in ("seed", "psnr", "ssim", "psnr_hole", "ssim_hole")] == \
                [first[k] for k in ("seed", "psnr", "ssim", "psnr_hole", "ssim_hole")]
+
+
+def test_partial_runs_compare_methods_on_the_images_all_of_them_finished():
+    from ganprior_core.bench import METRIC_FIELDS, Case, Variant, aggregate
+    cases = [Case(name, torch.zeros(3, 16, 16), None, None, index) for index, name in enumerate("ab")]
+    variants = [Variant("fast", "", "fill"), Variant("slow", "", "fill")]
+    row = {metric: 1.0 for metric in METRIC_FIELDS}
+    rows = {("a", "fast"): row, ("a", "slow"): row, ("b", "fast"): {**row, "psnr": 3.0}}
+    stats = aggregate(rows, cases, variants)
+    assert stats["fast"]["images"] == stats["slow"]["images"] == 1  # image b is not finished
+    assert stats["fast"]["psnr"] == {"mean": 1.0, "std": None}
