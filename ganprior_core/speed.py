@@ -570,7 +570,14 @@ def format_quality(runs: list[QualityRun]) -> list[str]:
     if {"bf16", "fp32"} <= by_precision.keys():
         pairs = [(b.final_psnr - f.final_psnr) for b in by_precision["bf16"] for f in by_precision["fp32"]
                  if b.image_seed == f.image_seed]
-        lines.append(f"bf16 - fp32 final PSNR: mean {sum(pairs) / len(pairs):+.3f} dB "
+        mean = sum(pairs) / len(pairs)
+        # Rounding changes the optimisation's path: single images differ by about a dB either
+        # way, so only the mean over many images says anything at the 0.1 dB level.
+        spread = ""
+        if len(pairs) > 1:
+            variance = sum((d - mean) ** 2 for d in pairs) / (len(pairs) - 1)
+            spread = f" +- {math.sqrt(variance / len(pairs)):.3f} (standard error)"
+        lines.append(f"bf16 - fp32 final PSNR: mean {mean:+.3f}{spread} dB "
                      f"(per image: {', '.join(f'{d:+.3f}' for d in pairs)})")
     return lines
 
