@@ -113,12 +113,17 @@ class BenchConfig:
         """What must match for rows of an earlier run to be reused. Methods and the number of
         procedural images may differ: rows are per image x method, and procedural seeds of a
         smaller run are a prefix of a larger one."""
-        return {"checkpoint_sha256": checkpoint_digest,
-                "images": str(Path(self.images).resolve()) if self.images else "procedural",
-                "task": self.task, "masks": self.masks, "mask_area": self.mask_area,
-                "mask_centred": self.mask_centred, "steps": self.steps,
-                "dip_steps": self.dip_steps, "seed": self.seed, "precision": self.precision,
-                "vgg": str(Path(self.vgg).resolve()) if self.vgg else None}
+        settings = {"checkpoint_sha256": checkpoint_digest,
+                    "images": str(Path(self.images).resolve()) if self.images else "procedural",
+                    "task": self.task, "masks": self.masks, "steps": self.steps,
+                    "dip_steps": self.dip_steps, "seed": self.seed, "precision": self.precision,
+                    "vgg": str(Path(self.vgg).resolve()) if self.vgg else None}
+        # Mask options join only when set, so run directories from before they existed resume.
+        if self.mask_area is not None:
+            settings["mask_area"] = self.mask_area
+        if self.mask_centred:
+            settings["mask_centred"] = True
+        return settings
 
 
 @dataclass(frozen=True)
