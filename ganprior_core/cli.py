@@ -75,8 +75,9 @@ def _inpaint_command(args: argparse.Namespace) -> None:
         print(f"note: {note}")
     final = imaging.composite(image, restore(result.output), imaging.resize_mask(hole, image.shape[1:]))
     imaging.save_image(final, args.out)
-    print(f"wrote {args.out} ({result.seconds:.1f} s, {optimizer_config.steps} steps, preset "
-          f"{args.preset}, final loss {result.loss_history[-1]:.5f})")
+    fit = (f"{len(result.loss_history)} steps, final loss {result.loss_history[-1]:.5f}"
+           if result.loss_history else "no steps: nothing was known")
+    print(f"wrote {args.out} ({result.seconds:.1f} s, preset {args.preset}, {fit})")
     if args.raw_out:
         imaging.save_image(result.output, args.raw_out)
         print(f"wrote {args.raw_out} (generator output at {generator.config.resolution}x"

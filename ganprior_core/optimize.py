@@ -1,6 +1,7 @@
 """Per-image optimisation of latent codes, channel/feature-map weights and generator parameters."""
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -9,6 +10,7 @@ from typing import Callable
 import torch
 
 from . import imaging
+from .generate import sample_images
 from .losses import LossWeights, MaskedReconstructionLoss
 from .multi_latent import MultiLatentConfig, MultiLatentGenerator
 from .network import PGGANConfig, PGGANGenerator
@@ -153,15 +155,20 @@ def inpaint(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor 
             else (hole_mask.detach().to(device, torch.float32) > 0.5).float())
     known = (1 - hole)[None, None]
     if not known.any():
-        notes.append("the mask covers the whole image: nothing is known, so the result is an "
-                     "unconditional sample from the prior")
+        # Nothing to fit: an optimisation would only return its starting blend of the codes.
+        sample = sample_images(prior, 1, seed, next(prior.parameters()).device)[0]
+        return InpaintResult(output=sample, composite=sample.clone(), loss_history=[],
+                             seconds=time.perf_counter() - started,
+                             notes=["the mask covers the whole image: nothing is known, so the "
+                                    "result is an unconditional sample from the prior"])
 
     if optimizer_config.perceptual_weight > 0 and perceptual is None:
         notes.append(f"perceptual weight {optimizer_config.perceptual_weight} ignored: no VGG16 "
                      f"weights given, so only the MSE term is used")
         optimizer_config = replace(optimizer_config, perceptual_weight=0.0)
     if perceptual is not None and optimizer_config.perceptual_weight > 0:
-        perceptual = perceptual.to(device, memory_format=torch.channels_last)
+        # A private copy: the caller's (e.g. ComfyUI's cached) model keeps its device and layout.
+        perceptual = copy.deepcopy(perceptual).to(device, memory_format=torch.channels_last)
 
     model = MultiLatentGenerator(prior, model_config, seed, device)
     model.train()

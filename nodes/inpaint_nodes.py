@@ -5,7 +5,6 @@ import logging
 
 import torch
 
-from ..ganprior_core.generate import sample_images
 from ..ganprior_core.imaging import FIT_MODES, HOLE_THRESHOLD, composite, fit_to_resolution
 from ..ganprior_core.metrics import measure
 from ..ganprior_core.optimize import OptimizerConfig, inpaint
@@ -74,17 +73,16 @@ class GANPriorInpaint:
                 image_r, hole_r, restore = fit_to_resolution(original, hole,
                                                              generator.prior.config.resolution, fit)
                 seed_i = (seed + index) % 2 ** 64
-                if bool((hole_r >= HOLE_THRESHOLD).all()):
-                    output, notes = self.sample(generator, seed_i)
-                    progress.update(optimizer.steps * (index + 1))
-                    line = f"image {index + 1}: unconditional sample"
-                else:
-                    result = inpaint(generator.prior, image_r, hole_r, generator.config, optimizer,
-                                     seed_i, device, perceptual_model,
-                                     callback=self.reporter(progress, optimizer.steps * index))
-                    output, notes = result.output, result.notes
+                result = inpaint(generator.prior, image_r, hole_r, generator.config, optimizer,
+                                 seed_i, device, perceptual_model,
+                                 callback=self.reporter(progress, optimizer.steps * index))
+                output, notes = result.output, result.notes
+                if result.loss_history:
                     line = (f"image {index + 1}: {result.seconds:.1f} s, "
                             f"final loss {result.loss_history[-1]:.5f}")
+                else:  # nothing was known: a sample, no steps to count
+                    progress.update(optimizer.steps * (index + 1))
+                    line = f"image {index + 1}: unconditional sample"
                 for note in notes:
                     log.warning("GAN-Prior Inpaint, image %d: %s", index + 1, note)
                 output = restore(output)
@@ -94,11 +92,6 @@ class GANPriorInpaint:
         return (tensors.to_comfy_images(torch.stack(filled)),
                 tensors.to_comfy_images(torch.stack(generated)),
                 masks.contiguous(), "\n".join(info))
-
-    @staticmethod
-    def sample(generator, seed):
-        note = "the mask covers the whole image, so nothing is known: returned a random sample"
-        return sample_images(generator.prior, 1, seed)[0], [note]
 
     @staticmethod
     def reporter(progress, steps_before):

@@ -218,7 +218,7 @@ def test_full_mask_warns_and_returns_a_sample_from_the_prior(unchanged_prior):
     sample = pack_module("ganprior_core.generate").sample_images(unchanged_prior, 1, 5)
     assert torch.equal(generated[0], sample[0].permute(1, 2, 0))
     assert torch.equal(filled, generated)
-    assert "random sample" in info
+    assert "unconditional sample" in info
 
 
 class FakeComfy:

@@ -130,6 +130,9 @@ def test_reconstruction_and_full_hole(tiny_generator):
     assert rebuilt.notes == []
     blind = inpaint(tiny_generator, image, torch.ones(16, 16), config, FAST, seed=0)
     assert any("whole image" in note for note in blind.notes)
+    from ganprior_core.generate import sample_images
+    assert torch.equal(blind.output, sample_images(tiny_generator, 1, 0)[0])
+    assert blind.loss_history == []
 
 
 def test_progress_every_step_with_preview_and_cancel_leaves_prior_untouched(tiny_generator):
@@ -150,6 +153,17 @@ def test_progress_every_step_with_preview_and_cancel_leaves_prior_untouched(tiny
     assert seen[2].preview.shape == (3, 16, 16) and 0 <= seen[2].preview.min() <= seen[2].preview.max() <= 1
     after = _state(tiny_generator)
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_the_callers_perceptual_model_is_not_changed(tiny_generator):
+    from ganprior_core.perceptual import VGG16Features
+    vgg = VGG16Features(depth=4)
+    before = {name: (value.clone(), value.stride()) for name, value in vgg.state_dict().items()}
+    image, hole = _problem(tiny_generator)
+    inpaint(tiny_generator, image, hole, MultiLatentConfig(num_codes=2, split_layer=2),
+            replace(FAST, perceptual_weight=0.1, steps=2), seed=0, perceptual=vgg)
+    for name, value in vgg.state_dict().items():
+        assert torch.equal(value, before[name][0]) and value.stride() == before[name][1]
 
 
 def test_perceptual_weight_without_model_is_reported(tiny_generator):
