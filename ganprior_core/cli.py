@@ -12,7 +12,7 @@ import torch
 from . import imaging, metrics
 from .checkpoints import CheckpointError, convert_checkpoint, load_generator
 from .generate import generate, image_grid, sample_images
-from .optimize import PRECISIONS, PRESET_NAMES, SCHEDULES, Progress, inpaint, preset
+from .optimize import PRECISIONS, PRESET_NAMES, SCHEDULES, Progress, inpaint_any_size, preset
 from .perceptual import PerceptualModelError, load_vgg16_features
 
 
@@ -66,22 +66,17 @@ def _inpaint_command(args: argparse.Namespace) -> None:
                                split_layer=args.split if args.split is not None else model_config.split_layer)
     perceptual = load_vgg16_features(args.vgg) if args.vgg else None
 
-    fitted_image, fitted_hole, restore = imaging.fit_to_resolution(
-        image, hole, generator.config.resolution, args.fit)
-    result = inpaint(generator, fitted_image, fitted_hole if args.mask else None, model_config,
-                     optimizer_config, args.seed, args.device, perceptual,
-                     _print_progress(args.log_every))
+    result = inpaint_any_size(generator, image, hole, model_config, optimizer_config, args.seed,
+                              args.fit, args.device, perceptual, _print_progress(args.log_every))
     for note in result.notes:
         print(f"note: {note}")
-    final = imaging.composite(image, restore(result.output), imaging.resize_mask(hole, image.shape[1:]))
-    imaging.save_image(final, args.out)
+    imaging.save_image(result.composite, args.out)
     fit = (f"{len(result.loss_history)} steps, final loss {result.loss_history[-1]:.5f}"
            if result.loss_history else "no steps: nothing was known")
     print(f"wrote {args.out} ({result.seconds:.1f} s, preset {args.preset}, {fit})")
     if args.raw_out:
         imaging.save_image(result.output, args.raw_out)
-        print(f"wrote {args.raw_out} (generator output at {generator.config.resolution}x"
-              f"{generator.config.resolution})")
+        print(f"wrote {args.raw_out} (the generator's whole image, not composited)")
 
 
 def _metrics_command(args: argparse.Namespace) -> None:
@@ -274,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     inp.add_argument("--image", required=True)
     inp.add_argument("--mask", help="mask image, white = hole; omit to reconstruct the whole image")
     inp.add_argument("--out", required=True, help="the composite at the input's size")
-    inp.add_argument("--raw-out", help="also write the generator's own output at its resolution")
+    inp.add_argument("--raw-out", help="also write the generator's whole image (at the input's size, not composited)")
     inp.add_argument("--preset", choices=PRESET_NAMES, default="paper")
     inp.add_argument("--steps", type=int)
     inp.add_argument("--seed", type=int, default=0)

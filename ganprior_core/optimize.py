@@ -213,3 +213,25 @@ def inpaint(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor 
     return InpaintResult(output=final.cpu(), composite=composite.cpu(),
                          loss_history=losses.cpu().tolist(),
                          seconds=time.perf_counter() - started, notes=notes)
+
+
+def inpaint_any_size(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor,
+                     model_config: MultiLatentConfig, optimizer_config: OptimizerConfig, seed: int,
+                     fit: str = "resize", device: str | torch.device = "cpu",
+                     perceptual: VGG16Features | None = None,
+                     callback: Callable[[Progress], None] | None = None) -> InpaintResult:
+    """`inpaint` for an image [3, H, W] of any size: brought to the prior's resolution by `fit`
+    (imaging.FIT_MODES), optimised there, brought back, and composited with the original.
+
+    hole_mask: [h, w] with 1 = hole (an all-zero mask reconstructs the image); soft values blend
+    in the composite, and a mask of another size is resized to the image. The result's `output`
+    is the generator's image and `composite` the filled image, both at the input's size; where
+    the mask is 0 the composite is the input bit for bit.
+    """
+    image_r, hole_r, restore = imaging.fit_to_resolution(image, hole_mask, prior.config.resolution, fit)
+    result = inpaint(prior, image_r, hole_r, model_config, optimizer_config, seed, device,
+                     perceptual, callback)
+    size = tuple(image.shape[1:])
+    hole = hole_mask if tuple(hole_mask.shape) == size else imaging.resize_mask(hole_mask, size)
+    output = restore(result.output)
+    return replace(result, output=output, composite=imaging.composite(image, output, hole))

@@ -5,9 +5,9 @@ import logging
 
 import torch
 
-from ..ganprior_core.imaging import FIT_MODES, HOLE_THRESHOLD, composite, fit_to_resolution
+from ..ganprior_core.imaging import FIT_MODES, HOLE_THRESHOLD
 from ..ganprior_core.metrics import measure
-from ..ganprior_core.optimize import OptimizerConfig, inpaint
+from ..ganprior_core.optimize import OptimizerConfig, inpaint_any_size
 from . import host, tensors
 from .model_nodes import CATEGORY, seed_input
 
@@ -70,12 +70,10 @@ class GANPriorInpaint:
             progress = host.ProgressBar(optimizer.steps * len(images))
             filled, generated, info = [], [], []
             for index, (original, hole) in enumerate(zip(images, masks)):
-                image_r, hole_r, restore = fit_to_resolution(original, hole,
-                                                             generator.prior.config.resolution, fit)
                 seed_i = (seed + index) % 2 ** 64
-                result = inpaint(generator.prior, image_r, hole_r, generator.config, optimizer,
-                                 seed_i, device, perceptual_model,
-                                 callback=self.reporter(progress, optimizer.steps * index))
+                result = inpaint_any_size(generator.prior, original, hole, generator.config,
+                                          optimizer, seed_i, fit, device, perceptual_model,
+                                          callback=self.reporter(progress, optimizer.steps * index))
                 output, notes = result.output, result.notes
                 if result.loss_history:
                     line = (f"image {index + 1}: {result.seconds:.1f} s, "
@@ -85,9 +83,8 @@ class GANPriorInpaint:
                     line = f"image {index + 1}: unconditional sample"
                 for note in notes:
                     log.warning("GAN-Prior Inpaint, image %d: %s", index + 1, note)
-                output = restore(output)
                 generated.append(output)
-                filled.append(composite(original, output, hole))
+                filled.append(result.composite)
                 info.append("; ".join([line, *notes]))
         return (tensors.to_comfy_images(torch.stack(filled)),
                 tensors.to_comfy_images(torch.stack(generated)),

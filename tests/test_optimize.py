@@ -207,3 +207,22 @@ def test_compiled_run_matches_eager_and_reuses_nothing_from_the_previous_image(t
                            seed=seed)
         assert compiled.loss_history == pytest.approx(eager.loss_history, rel=1e-5)
         torch.testing.assert_close(compiled.output, eager.output, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("fit", ["resize", "pad"])
+def test_any_size_keeps_known_pixels_and_blends_soft_edges(tiny_generator, fit):
+    from ganprior_core.optimize import inpaint_any_size
+    torch.manual_seed(3)
+    image = torch.rand(3, 12, 20)
+    hole = torch.zeros(12, 20)
+    hole[3:9, 5:15] = 1.0
+    hole[3:9, 4] = 0.5  # a feathered edge
+    result = inpaint_any_size(tiny_generator, image, hole, MultiLatentConfig(num_codes=2, split_layer=2),
+                              FAST, seed=0, fit=fit)
+    assert result.output.shape == result.composite.shape == image.shape
+    known = hole == 0
+    assert torch.equal(result.composite[:, known], image[:, known])
+    inside = hole == 1
+    assert torch.equal(result.composite[:, inside], result.output[:, inside])
+    torch.testing.assert_close(result.composite[:, 3:9, 4],
+                               0.5 * image[:, 3:9, 4] + 0.5 * result.output[:, 3:9, 4])
