@@ -95,8 +95,8 @@ def _convert_command(args: argparse.Namespace) -> None:
 
 def _demo_command(args: argparse.Namespace) -> None:
     from .demo import DemoConfig, run_demo
-    config = DemoConfig(out_dir=Path(args.out), steps=args.steps, seed=args.seed,
-                        preset=args.preset, device=args.device)
+    config = DemoConfig(out_dir=Path(args.out), seed=args.seed, preset=args.preset,
+                        device=args.device, **({"steps": args.steps} if args.steps else {}))
     print(f"inpainting a bundled facade with the bundled prior ({config.steps} steps, preset "
           f"{config.preset})", flush=True)
     outcome = run_demo(config, _print_progress(args.log_every))
@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "over a facade the prior never saw and writes input, "
                                            "mask, result, truth, a side-by-side figure and metrics.")
     demo.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
-    demo.add_argument("--steps", type=int, default=1000)
+    demo.add_argument("--steps", type=int, help="optimisation steps (default 300)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--preset", choices=PRESET_NAMES, default="paper")
     demo.add_argument("--log-every", type=int, default=100, help="print the loss every this many steps")
