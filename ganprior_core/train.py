@@ -32,6 +32,8 @@ from torch import nn
 
 from . import procedural
 from .checkpoints import save_generator
+from .generate import image_grid
+from .imaging import save_image
 from .network import LEAKY_SLOPE, EqualizedConv2d, PGGANConfig, PGGANGenerator
 
 PROCEDURAL = "procedural"
@@ -246,18 +248,10 @@ def make_source(config: TrainConfig) -> ImageSource:
     return FolderSource(config.data, config.resolution)
 
 
-def image_grid(images: torch.Tensor, columns: int, display_size: int) -> Image.Image:
-    """[B, 3, r, r] in [-1, 1] -> one PIL grid, each image nearest-upscaled to display_size."""
-    images = F.interpolate(images.float(), size=display_size, mode="nearest")
-    images = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    batch = images.shape[0]
-    rows = math.ceil(batch / columns)
-    grid = torch.zeros(3, rows * display_size, columns * display_size, dtype=torch.uint8)
-    for index in range(batch):
-        row, col = divmod(index, columns)
-        grid[:, row * display_size:(row + 1) * display_size,
-             col * display_size:(col + 1) * display_size] = images[index]
-    return Image.fromarray(grid.permute(1, 2, 0).numpy())
+def save_sample_grid(images: torch.Tensor, display_size: int, path: Path) -> None:
+    """[B, 3, r, r] in [-1, 1] as one grid, 8 per row, each nearest-upscaled to display_size."""
+    enlarged = F.interpolate(images.float(), size=display_size, mode="nearest")
+    save_image(image_grid(((enlarged + 1) / 2).clamp(0, 1), columns=8, gap=0), path)
 
 
 class Trainer:
@@ -460,8 +454,8 @@ class Trainer:
                       flush=True)
                 window_start, window_images = now, 0
             if self.images_seen // c.sample_every != before // c.sample_every:
-                image_grid(self.samples(), 8, c.resolution).save(
-                    output / f"samples_{self.images_seen // 1000:06d}kimg.png")
+                save_sample_grid(self.samples(), c.resolution,
+                                 output / f"samples_{self.images_seen // 1000:06d}kimg.png")
             if self.images_seen // c.checkpoint_every != before // c.checkpoint_every:
                 self.save_checkpoint(checkpoint_path)
         self.save_checkpoint(checkpoint_path)
@@ -482,7 +476,7 @@ def train(config: TrainConfig) -> Path:
     (output / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
     trainer.run()
     final_path = output / FINAL_NAME
-    image_grid(trainer.samples(), 8, config.resolution).save(output / "samples_final.png")
+    save_sample_grid(trainer.samples(), config.resolution, output / "samples_final.png")
     training = {"data": config.data, "images_seen": trainer.images_seen,
                 "wall_seconds": round(trainer.elapsed_seconds),
                 "images_per_phase": list(config.images_per_phase),

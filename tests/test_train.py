@@ -10,6 +10,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from ganprior_core.checkpoints import load_generator
+from ganprior_core.imaging import load_image
 from ganprior_core.network import PGGANConfig, PGGANGenerator
 from ganprior_core.train import (FolderSource, GrowingGenerator, TrainConfig, Trainer,
                                  minibatch_stddev, train)
@@ -118,7 +119,12 @@ def test_train_saves_gs_as_a_plain_generator_and_resumes_a_finished_run(tmp_path
     z = torch.randn(4, 8)
     with torch.no_grad():
         torch.testing.assert_close(loaded(z), reference.smoothed_generator(z, 1), rtol=0, atol=1e-5)
-    assert (tmp_path / "run" / "samples_final.png").is_file()
+    grid = load_image(tmp_path / "run" / "samples_final.png")
+    with torch.no_grad():
+        samples = ((reference.samples() + 1) / 2).clamp(0, 1)
+    resolution = config.resolution
+    assert grid.shape == (3, -(-len(samples) // 8) * resolution, min(8, len(samples)) * resolution)
+    torch.testing.assert_close(grid[:, :resolution, :resolution], samples[0], rtol=0, atol=0.5 / 255 + 1e-6)
     before = path.stat().st_mtime_ns
     train(config)  # everything is done already: resumes, trains nothing, writes the same model
     torch.testing.assert_close(load_generator(path).state_dict(), loaded.state_dict())
