@@ -143,7 +143,8 @@ def inpaint(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor 
     resolution = prior.config.resolution
     if image.shape != (3, resolution, resolution):
         raise ValueError(f"image must be [3, {resolution}, {resolution}] for this prior, "
-                         f"got {list(image.shape)}; resize or pad it first (imaging.fit_to_resolution)")
+                         f"got {list(image.shape)}; resize or pad it first (imaging.fit_to_resolution), "
+                         f"or call inpaint_any_size")
     if hole_mask is not None and hole_mask.shape != (resolution, resolution):
         raise ValueError(f"hole mask must be [{resolution}, {resolution}], got {list(hole_mask.shape)}")
     started = time.perf_counter()
