@@ -210,7 +210,8 @@ def _add_train_command(commands) -> None:
                         help=f"minibatch per resolution (default {listed(defaults.batch_sizes)})")
     parser.add_argument("--final-stable-images", type=int, default=defaults.final_stable_images,
                         help="length of the last phase at full resolution (default "
-                             f"{defaults.final_stable_images}; 0 means the last --images-per-phase)")
+                             f"{defaults.final_stable_images}; 0 means the last --images-per-phase); "
+                             "raise it and rerun to continue a finished run")
     parser.add_argument("--lr-g", type=float, default=defaults.learning_rate_g)
     parser.add_argument("--lr-d", type=float, default=defaults.learning_rate_d)
     parser.add_argument("--ema-beta", type=float, default=defaults.ema_beta)

@@ -406,12 +406,36 @@ class Trainer:
         self.smoothed_generator.load_state_dict(state["smoothed_generator"])
         self.optimizer_g.load_state_dict(state["optimizer_g"])
         self.optimizer_d.load_state_dict(state["optimizer_d"])
-        self.phase_index = state["phase_index"]
-        self.phase_images = state["phase_images"]
         self.images_seen = state["images_seen"]
+        self.phase_index, self.phase_images = self._position_in_schedule(
+            state["phase_index"], state["phase_images"])
         self.elapsed_seconds = state["elapsed_seconds"]
         self.torch_rng.set_state(state["torch_rng"])
         self.data_rng.bit_generator.state = state["data_rng"]
+
+    def _position_in_schedule(self, saved_index: int, saved_images: int) -> tuple[int, int]:
+        """Where `images_seen` falls in this config's schedule.
+
+        It must be where the checkpoint says it is, with one exception: a finished run
+        continues when the last phase has been lengthened (`final_stable_images`)."""
+        phases = self.config.phases()
+        start = 0
+        index, images = len(phases), 0
+        for phase, (_, _, length) in enumerate(phases):
+            if self.images_seen < start + length:
+                index, images = phase, self.images_seen - start
+                break
+            start += length
+        lengthened_last_phase = saved_index == len(phases) and index == len(phases) - 1
+        if (index, images) != (saved_index, saved_images) and not lengthened_last_phase:
+            raise ValueError(
+                f"the checkpoint is at phase {saved_index + 1}, image {saved_images} of that phase "
+                f"({self.images_seen} images in all), but this schedule puts image "
+                f"{self.images_seen} at phase {index + 1}, image {images}: phases that have "
+                "already run cannot change. Resume with the schedule the run was started with "
+                "(only phases that have not started, or the last phase's length, may differ), "
+                "or pass --restart.")
+        return index, images
 
     def save_checkpoint(self, path: Path) -> None:
         temporary = path.with_suffix(".tmp")
@@ -419,7 +443,7 @@ class Trainer:
         os.replace(temporary, path)  # a crash mid-save never leaves a broken checkpoint
 
     def load_checkpoint(self, path: Path) -> None:
-        self.load_state_dict(torch.load(path, weights_only=False))
+        self.load_state_dict(torch.load(path, weights_only=True))
 
     def describe_phase(self) -> str:
         resolution = 4 * 2 ** self.level

@@ -109,6 +109,28 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     assert_same_state(uninterrupted, resumed)
 
 
+def test_a_finished_run_continues_when_its_last_phase_is_lengthened(tmp_path):
+    longer = dict(final_stable_images=16)
+    uninterrupted = Trainer(tiny_config(tmp_path, output_dir=str(tmp_path / "whole"), **longer))
+    uninterrupted.run()
+    first = Trainer(tiny_config(tmp_path, output_dir=str(tmp_path / "split")))
+    first.run()
+    assert first.finished and first.images_seen == 24
+    continued = Trainer(tiny_config(tmp_path, output_dir=str(tmp_path / "split"), **longer))
+    continued.load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    assert not continued.finished and continued.phase_images == 8
+    continued.run()
+    assert_same_state(uninterrupted, continued)
+
+
+def test_resume_refuses_a_schedule_that_rewrites_phases_already_run(tmp_path):
+    first = Trainer(tiny_config(tmp_path))
+    first.run(stop_at_images=20)  # inside the 8x8 stabilise phase (images 16-24)
+    changed = Trainer(tiny_config(tmp_path, images_per_phase=(4, 8)))
+    with pytest.raises(ValueError, match="phases that have already run cannot change"):
+        changed.load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+
+
 def test_train_saves_gs_as_a_plain_generator_and_resumes_a_finished_run(tmp_path):
     config = tiny_config(tmp_path)
     path = train(config)
