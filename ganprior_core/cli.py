@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import imaging, metrics
+from . import imaging, metrics, procedural, swd
 from .checkpoints import CheckpointError, convert_checkpoint, load_generator
 from .generate import generate, image_grid, sample_images
 from .optimize import PRECISIONS, PRESET_NAMES, SCHEDULES, Progress, inpaint_any_size, preset
@@ -91,6 +91,32 @@ def _metrics_command(args: argparse.Namespace) -> None:
 def _convert_command(args: argparse.Namespace) -> None:
     convert_checkpoint(args.source, args.destination)
     print(f"wrote {args.destination}")
+
+
+def _swd_command(args: argparse.Namespace) -> None:
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.count < 2:
+        raise CommandError(f"--procedural needs at least 2 images, got {args.count}")
+    real = procedural.facade_batch(procedural.evaluation_seeds(args.count))
+    if args.floor:
+        label = f"{args.count} real vs {args.count} other real (the floor)"
+        other = procedural.facade_batch(procedural.evaluation_seeds(args.count, offset=args.count))
+        distances = swd.swd_per_scale(real, other, args.seed)
+    else:
+        if not args.checkpoint:
+            raise CommandError("give --checkpoint (or --floor for the real-vs-real floor)")
+        generator = load_generator(args.checkpoint).eval()
+        if generator.config.resolution != procedural.IMAGE_SIZE:
+            raise CommandError(f"the procedural facades are {procedural.IMAGE_SIZE}x"
+                               f"{procedural.IMAGE_SIZE}; {args.checkpoint} generates "
+                               f"{generator.config.resolution}x{generator.config.resolution}")
+        label = f"{args.count} samples of {args.checkpoint} (latent seed {args.seed}) vs real"
+        distances = swd.generator_swd(generator, real, args.seed)
+    print(f"SWD x1e3, {label}:")
+    for resolution, distance in distances.items():
+        print(f"  {resolution:4d} px  {distance:7.2f}")
+    print(f"  mean     {sum(distances.values()) / len(distances):7.2f}")
 
 
 def _demo_command(args: argparse.Namespace) -> None:
@@ -308,6 +334,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo_command)
     _add_bench_command(commands)
     _add_train_command(commands)
+
+    swd_parser = commands.add_parser(
+        "swd", help="multi-scale sliced Wasserstein distance of a prior against procedural facades",
+        description="The PGGAN paper's sample-quality metric (ganprior_core.swd): N seeded "
+                    "samples of the checkpoint against the first N procedural evaluation facades, "
+                    "x1e3 per pyramid scale; --floor scores two disjoint real sets instead.")
+    swd_parser.add_argument("--checkpoint", help="the generator (any supported format)")
+    swd_parser.add_argument("--procedural", dest="count", type=int, default=2048, metavar="N",
+                            help="images per set (default 2048, as in the model card)")
+    swd_parser.add_argument("--floor", action="store_true",
+                            help="real vs real: what a perfect generator would score with N images")
+    swd_parser.add_argument("--seed", type=int, default=0)
+    swd_parser.add_argument("--threads", type=int, help="CPU threads (default torch's)")
+    swd_parser.set_defaults(run=_swd_command)
     _add_bench_speed_command(commands)
 
     conv = commands.add_parser("convert", help="convert any supported checkpoint to .safetensors")

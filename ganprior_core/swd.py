@@ -15,6 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .generate import generate, sample_latents
+from .network import PGGANGenerator
+
 _BINOMIAL_5 = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0])
 _PYRAMID_FILTER = torch.outer(_BINOMIAL_5, _BINOMIAL_5) / 256.0
 
@@ -148,3 +151,18 @@ def swd_per_scale(images_a: torch.Tensor, images_b: torch.Tensor, seed: int = 0,
             descriptors[0], descriptors[1], config.directions_per_repeat, config.repeats, rng,
             config.direction_chunk)
     return distances
+
+
+def generator_swd(generator: PGGANGenerator, real_images: torch.Tensor, seed: int = 0,
+                  config: SWDConfig = SWDConfig()) -> dict[int, float]:
+    """SWD x1e3 per scale between `len(real_images)` samples of `generator` and the real images.
+
+    real_images: [N, 3, R, R] in [0, 1]. The samples use `generate.sample_latents(N, ..., seed)`,
+    clamped to [-1, 1] and mapped to [0, 1]; `seed` also fixes neighbourhoods and directions."""
+    resolution = generator.config.resolution
+    if real_images.dim() != 4 or real_images.shape[1:] != (3, resolution, resolution):
+        raise ValueError(f"real images must be [N, 3, {resolution}, {resolution}] like the "
+                         f"generator's output, got {tuple(real_images.shape)}")
+    latents = sample_latents(len(real_images), generator.config.latent_dim, seed)
+    generated = torch.cat([generate(generator, chunk) for chunk in latents.split(256)])
+    return swd_per_scale(real_images, ((generated + 1) / 2).clamp(0, 1), seed, config)

@@ -3,6 +3,9 @@ import pytest
 import torch
 
 from ganprior_core import procedural, swd
+from ganprior_core.checkpoints import save_generator
+from ganprior_core.cli import main
+from ganprior_core.network import PGGANConfig, PGGANGenerator
 
 FAST = swd.SWDConfig(neighbourhoods_per_image=64, directions_per_repeat=64, repeats=2)
 
@@ -63,3 +66,29 @@ def test_pyramid_filter_keeps_constant_images():
 def test_unequal_sets_are_refused(real_sets):
     with pytest.raises(ValueError, match="equal size"):
         swd.swd_per_scale(real_sets[0], real_sets[1][:16])
+
+
+def test_generator_swd_scores_the_seeded_samples_against_the_reals(real_sets):
+    torch.manual_seed(3)
+    generator = PGGANGenerator(PGGANConfig(64, (16, 16, 8, 8, 8), latent_dim=16)).eval()
+    latents = torch.randn(32, 16, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        samples = ((generator(latents).clamp(-1, 1) + 1) / 2)
+    expected = swd.swd_per_scale(real_sets[0], samples, seed=7, config=FAST)
+    assert swd.generator_swd(generator, real_sets[0], seed=7, config=FAST) == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(ValueError, match=r"\[N, 3, 64, 64\]"):
+        swd.generator_swd(generator, real_sets[0][:, :, :32, :32])
+
+
+def test_swd_command_prints_every_scale_and_refuses_a_prior_of_another_size(tmp_path, capsys):
+    assert main(["swd", "--floor", "--procedural", "8"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "SWD x1e3, 8 real vs 8 other real (the floor):"
+    expected = swd.swd_per_scale(procedural.facade_batch(procedural.evaluation_seeds(8)),
+                                 procedural.facade_batch(procedural.evaluation_seeds(8, offset=8)))
+    for line, (resolution, distance) in zip(lines[1:], expected.items()):
+        assert line.split() == [str(resolution), "px", f"{distance:.2f}"]
+    small = tmp_path / "small.safetensors"
+    save_generator(PGGANGenerator(PGGANConfig(16, (8, 8, 8), latent_dim=8)), small)
+    assert main(["swd", "--checkpoint", str(small), "--procedural", "8"]) == 2
+    assert "64x64" in capsys.readouterr().err
