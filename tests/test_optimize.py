@@ -94,7 +94,10 @@ def test_presets_scale_the_split_with_resolution():
     assert preset("mganprior", official)[0].split_layer == 4
     assert official.feature_shape(4) == (512, 8, 8)
     small = PGGANConfig(64, (32, 32, 32, 16, 8))
-    assert small.feature_shape(preset("paper", small)[0].split_layer)[1] == 8
+    assert small.feature_shape(preset("paper", small)[0].split_layer)[1] == 16  # never below 16x16
+    assert preset("paper", small)[0].split_layer == 6
+    tiny = PGGANConfig(16, (8, 8, 8))
+    assert tiny.feature_shape(preset("paper", tiny)[0].split_layer)[1] == 8  # ...nor at the output
     with pytest.raises(ValueError, match="paper, mganprior, single-z"):
         preset("dip", official)
 
