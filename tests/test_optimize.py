@@ -96,6 +96,7 @@ def test_presets_scale_the_split_with_resolution():
     small = PGGANConfig(64, (32, 32, 32, 16, 8))
     assert small.feature_shape(preset("paper", small)[0].split_layer)[1] == 16  # never below 16x16
     assert preset("paper", small)[0].split_layer == 6
+    assert small.feature_shape(preset("mganprior", small)[0].split_layer)[1] == 8  # never below 8x8
     tiny = PGGANConfig(16, (8, 8, 8))
     assert tiny.feature_shape(preset("paper", tiny)[0].split_layer)[1] == 8  # ...nor at the output
     with pytest.raises(ValueError, match="paper, mganprior, single-z"):
