@@ -27,6 +27,6 @@ command=${1:-}
 [ $# -gt 0 ] && shift
 case "$command" in
   demo) setup; exec "$VENV/bin/python" -m ganprior_core demo "$@" ;;
-  test) setup; exec "$VENV/bin/python" -m pytest -q "$@" ;;
+  test) setup; [ $# -gt 0 ] || set -- tests; exec "$VENV/bin/python" -m pytest -q "$@" ;;
   *) echo "usage: bash run.sh demo [options] | bash run.sh test [pytest options]" >&2; exit 2 ;;
 esac
