@@ -28,5 +28,5 @@ command=${1:-}
 case "$command" in
   demo) setup; exec "$VENV/bin/python" -m ganprior_core demo "$@" ;;
   test) setup; [ $# -gt 0 ] || set -- tests; exec "$VENV/bin/python" -m pytest -q "$@" ;;
-  *) echo "usage: bash run.sh demo [options] | bash run.sh test [pytest options]" >&2; exit 2 ;;
+  *) echo "usage: bash run.sh demo [options] | bash run.sh test [test paths and pytest options; default: tests]" >&2; exit 2 ;;
 esac

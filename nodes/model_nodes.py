@@ -189,8 +189,9 @@ class GANPriorOptimizer:
 
 class GANPriorPreset:
     DESCRIPTION = ("A named configuration for the prior: 'paper' (30 codes fused at 1/8 of the "
-                   "resolution, alpha + beta, full fine-tuning), 'mganprior' (30 codes at 1/32, "
-                   "alpha only, frozen generator) or 'single-z' (one code, plain GAN inversion).")
+                   "resolution but no coarser than 16x16, alpha + beta, full fine-tuning), "
+                   "'mganprior' (30 codes at 1/32 but no coarser than 8x8, alpha only, frozen "
+                   "generator) or 'single-z' (one code, plain GAN inversion).")
     CATEGORY = CATEGORY
     FUNCTION = "choose"
     RETURN_TYPES = ("MULTI_LATENT_GENERATOR", "GANPRIOR_OPTIMIZER")
