@@ -637,9 +637,11 @@ def _report(setup: dict, cases: list[Case], variants: list[Variant], rows: dict,
               f"partial: {images_done} of {len(cases)} images done ({done} of {total} rows); the "
               f"tables cover the finished images only; rerun the same command to continue")
     mask_line = ("none (reconstruction: every pixel is known)" if config["task"] == "reconstruct" else
-                 f"`{config['masks']}`{_box_description(config)}, seeded: image *i* uses mask seed "
-                 f"{config['seed']} + *i* ({cases[0].seed}–{cases[-1].seed}); saved as "
-                 f"`masks/<image>.png`, white = hole")
+                 f"`{config['masks']}`{_box_description(config)}, "
+                 + ("the same for every image" if config.get("mask_centred") else
+                    f"seeded: image *i* uses mask seed {config['seed']} + *i* "
+                    f"({cases[0].seed}–{cases[-1].seed})")
+                 + "; saved as `masks/<image>.png`, white = hole")
     lines = [f"# Benchmark: {config['task']}, {len(cases)} images, {len(variants)} methods", "",
              f"Status: {status}.", "",
              "## Setup", "",

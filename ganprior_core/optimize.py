@@ -62,6 +62,11 @@ def split_for_feature_resolution(generator_config: PGGANConfig, feature_resoluti
     return 2 * block + 2
 
 
+def _scaled_feature_resolution(resolution: int, divisor: int, coarsest: int) -> int:
+    """resolution / divisor, but no coarser than `coarsest` and never the output itself."""
+    return min(max(resolution // divisor, coarsest), resolution // 2)
+
+
 def preset(name: str, generator_config: PGGANConfig) -> tuple[MultiLatentConfig, OptimizerConfig]:
     """Named configurations. Split layers scale with the resolution: at 256x256 `paper` fuses at
     k=8 (32x32 features) and `mganprior` at k=4 (8x8), as in the paper and mGANprior. Smaller
@@ -70,15 +75,15 @@ def preset(name: str, generator_config: PGGANConfig) -> tuple[MultiLatentConfig,
     256x256 ratio would give filled holes worse by 0.55 dB (`paper`) and 0.66 dB (`mganprior`)."""
     resolution = generator_config.resolution
     if name == "paper":
-        feature_resolution = min(max(resolution // 8, 16), resolution // 2)
+        feature_resolution = _scaled_feature_resolution(resolution, 8, coarsest=16)
         model = MultiLatentConfig(num_codes=30,
                                   split_layer=split_for_feature_resolution(generator_config, feature_resolution),
                                   use_alpha=True, use_beta=True, finetune="all")
         return model, OptimizerConfig()
     if name == "mganprior":
+        feature_resolution = _scaled_feature_resolution(resolution, 32, coarsest=8)
         model = MultiLatentConfig(num_codes=30,
-                                  split_layer=split_for_feature_resolution(
-                                      generator_config, min(max(resolution // 32, 8), resolution // 2)),
+                                  split_layer=split_for_feature_resolution(generator_config, feature_resolution),
                                   use_alpha=True, use_beta=False, finetune="none")
         return model, OptimizerConfig(lr_generator=0.0)
     if name == "single-z":

@@ -50,8 +50,8 @@ try:
 except ImportError:  # Windows: peak memory of CPU runs is then reported as unknown
     resource = None
 
-# Shape of the bundled prior (facades64.safetensors, as it is being trained); used only when the
-# file is not there, since its weights do not matter for speed.
+# Shape of the bundled prior (facades64.safetensors); used only when the file is not there,
+# since its weights do not matter for speed.
 BUNDLED_PRIOR_SHAPE = PGGANConfig(64, (128, 128, 64, 32, 16), latent_dim=128)
 QUALITY_MARGIN_DB = 0.5
 REFERENCE = "reference"

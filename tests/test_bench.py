@@ -224,3 +224,18 @@ def test_partial_runs_compare_methods_on_the_images_all_of_them_finished():
     stats = aggregate(rows, cases, variants)
     assert stats["fast"]["images"] == stats["slow"]["images"] == 1  # image b is not finished
     assert stats["fast"]["psnr"] == {"mean": 1.0, "std": None}
+
+
+def test_centred_box_masks_are_one_box_for_every_image_and_the_report_says_so(checkpoint, tmp_path):
+    out = tmp_path / "centred"
+    code, _, stderr = _run(["--checkpoint", str(checkpoint), "--procedural", "2",
+                            "--methods", "mean-fill", "--mask-area", "0.25", "--mask-centred",
+                            "--seed", str(SEED), "--out", str(out)])
+    assert code == 0, stderr
+    first, second = (imaging.load_mask(out / "masks" / f"{name}.png")
+                     for name in ("000-seed10000000", "001-seed10000001"))
+    assert torch.equal(first, second)
+    assert torch.equal(first, masks.box_mask(16, area_fraction=0.25))
+    report = (out / "report.md").read_text()
+    assert "- Masks: `box` (25% of the image, centred), the same for every image;" in report
+    assert "seeded" not in report.split("- Masks:")[1].splitlines()[0]
