@@ -35,6 +35,7 @@ from .checkpoints import load_generator
 from .dip import DIPConfig, dip_inpaint
 from .multi_latent import MultiLatentConfig
 from .network import PGGANConfig, PGGANGenerator
+from .early_stop import STOP_MODES
 from .optimize import PRECISIONS, PRESET_NAMES, OptimizerConfig, Progress, inpaint, preset
 from .perceptual import VGG16Features, load_vgg16_features
 
@@ -46,11 +47,11 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 RECONSTRUCTION_PERCEPTUAL_WEIGHT = 1.0  # mGANprior's weight for inversion (0.1 for inpainting)
 FIGURE_PANEL_SIZE = 128  # small priors' images are enlarged so the labels fit above them
 
-CSV_FIELDS = ("image", "image_seed", "seed", "method", "steps", "seconds", "steps_per_second",
-              "psnr", "ssim", "psnr_hole", "ssim_hole", "psnr_fit_known", "final_loss")
+CSV_FIELDS = ("image", "image_seed", "seed", "method", "steps", "best_step", "seconds",
+              "steps_per_second", "psnr", "ssim", "psnr_hole", "ssim_hole", "psnr_fit_known", "final_loss")
 METRIC_FIELDS = ("psnr", "ssim", "psnr_hole", "ssim_hole", "psnr_fit_known", "seconds",
-                 "steps_per_second")
-INTEGER_FIELDS = ("image_seed", "seed", "steps")
+                 "steps", "steps_per_second")
+INTEGER_FIELDS = ("image_seed", "seed", "steps", "best_step")
 RUN_FILE = "run.json"
 
 IDINVERT_NOTE = ("idinvert (the paper's encoder-based Table 1 row) is left out: it inverts an "
@@ -74,6 +75,7 @@ class BenchConfig:
     codes: tuple[int, ...] = ()  # N sweep: one `paper` variant per number of codes
     splits: tuple[int, ...] = ()  # k sweep: one `paper` variant per split layer
     steps: int | None = None  # every optimising method; None = each method's default
+    stop: str = "auto"  # GAN methods: auto-stop (steps = the maximum) or exactly `steps` ("fixed")
     dip_steps: int | None = None  # DIP only, overriding `steps`
     seed: int = 0  # image i uses seed + i for its mask and its optimisation
     precision: str | None = None  # None = each method's default
@@ -97,6 +99,8 @@ class BenchConfig:
         _check_choices("ablation", self.ablations, ABLATIONS)
         if not self.methods and not (self.ablations or self.codes or self.splits):
             raise ValueError("nothing to run: no methods and no ablations")
+        if self.stop not in STOP_MODES:
+            raise ValueError(f"stop must be one of {', '.join(STOP_MODES)}, got {self.stop!r}")
         for name, value in (("steps", self.steps), ("dip steps", self.dip_steps)):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
@@ -115,7 +119,7 @@ class BenchConfig:
         smaller run are a prefix of a larger one."""
         settings = {"checkpoint_sha256": checkpoint_digest,
                     "images": str(Path(self.images).resolve()) if self.images else "procedural",
-                    "task": self.task, "masks": self.masks, "steps": self.steps,
+                    "task": self.task, "masks": self.masks, "steps": self.steps, "stop": self.stop,
                     "dip_steps": self.dip_steps, "seed": self.seed, "precision": self.precision,
                     "vgg": str(Path(self.vgg).resolve()) if self.vgg else None}
         # Mask options join only when set, so run directories from before they existed resume.
@@ -184,9 +188,15 @@ def _describe_gan(model: MultiLatentConfig, optimizer: OptimizerConfig, prior: P
     loss = f"MSE × {optimizer.mse_weight:g}"
     if optimizer.perceptual_weight > 0:
         loss += f" + perceptual × {optimizer.perceptual_weight:g}"
+    if optimizer.stop == "auto":
+        stop = (f"auto-stop (at most {optimizer.steps} steps; {optimizer.auto_stop.holdout_fraction:.0%} "
+                f"of the known pixels held out, checked every {optimizer.auto_stop.check_every} "
+                f"steps, patience {optimizer.auto_stop.patience} checks; best check returned)")
+    else:
+        stop = f"{optimizer.steps} steps"
     return (f"N={model.num_codes}, k={model.split_layer} ({channels}×{height}×{width} features), "
             f"{alpha}, {beta}, {tuning}; {loss}; Adam {rates}, {optimizer.schedule} schedule, "
-            f"{optimizer.steps} steps, {optimizer.precision}")
+            f"{stop}, {optimizer.precision}")
 
 
 def build_variants(config: BenchConfig, prior: PGGANConfig, has_vgg: bool) -> tuple[list[Variant], list[str]]:
@@ -202,7 +212,7 @@ def build_variants(config: BenchConfig, prior: PGGANConfig, has_vgg: bool) -> tu
             optimizer = replace(optimizer, perceptual_weight=RECONSTRUCTION_PERCEPTUAL_WEIGHT)
         if not has_vgg:
             optimizer = replace(optimizer, perceptual_weight=0.0)
-        optimizer = replace(optimizer, preview_every=config.log_every,
+        optimizer = replace(optimizer, preview_every=config.log_every, stop=config.stop,
                             **({"steps": config.steps} if config.steps else {}),
                             **({"precision": config.precision} if config.precision else {}))
         description = _describe_gan(model, optimizer, prior)
@@ -345,9 +355,10 @@ def _run_variant(variant: Variant, case: Case, prior: PGGANGenerator, random_pri
         generator = random_prior() if variant.random_generator else prior
         result = inpaint(generator, case.image, case.hole, variant.model, variant.optimizer, case.seed,
                          config.device, perceptual, report)
-        steps = variant.optimizer.steps
+        steps = result.steps_run
     return result.composite, result.output, {
         "seconds": result.seconds, "steps": steps, "steps_per_second": steps / result.seconds,
+        "best_step": result.best_step,
         "final_loss": result.loss_history[-1], "notes": result.notes}
 
 
@@ -523,8 +534,9 @@ def aggregate(rows: dict, cases: list[Case], variants: list[Variant]) -> dict[st
         done = [rows[(name, variant.name)] for name in names]
         stats = {"images": len(done)}
         for metric in METRIC_FIELDS:
-            mean, std = _mean_std([row[metric] for row in done if row[metric] is not None])
-            stats[metric] = {"mean": mean, "std": std}
+            values = [row[metric] for row in done if row[metric] is not None]
+            mean, std = _mean_std(values)
+            stats[metric] = {"mean": mean, "std": std, "max": max(values) if values else None}
         result[variant.name] = stats
     return result
 
@@ -555,18 +567,20 @@ def _setup(config: BenchConfig, prior: PGGANGenerator, digest: str, cases: list[
             "methods": {v.name: v.description for v in variants}}
 
 
-def _format(stats: dict, digits: int) -> str:
+def _format(stats: dict, digits: int, with_max: bool = False) -> str:
     mean, std = stats["mean"], stats["std"]
     if mean is None:
         return "–"
     if math.isinf(mean):
         return "inf (exact)"
-    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+    text = f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+    return text + (f" (max {stats['max']:.{digits}f})" if with_max else "")
 
 
 TABLE_COLUMNS = (("PSNR (dB)", "psnr", 2), ("SSIM", "ssim", 4), ("PSNR hole", "psnr_hole", 2),
                  ("SSIM hole", "ssim_hole", 4), ("fit PSNR known", "psnr_fit_known", 2),
-                 ("s / image", "seconds", 2), ("steps/s", "steps_per_second", 2))
+                 ("s / image", "seconds", 2), ("steps", "steps", 0), ("steps/s", "steps_per_second", 2))
+MAX_SHOWN = ("steps",)  # with auto-stop the longest run matters as much as the mean
 
 
 def _table(variants: list[Variant], aggregates: dict) -> list[str]:
@@ -574,7 +588,7 @@ def _table(variants: list[Variant], aggregates: dict) -> list[str]:
              "|---|---:|" + "---:|" * len(TABLE_COLUMNS)]
     for variant in variants:
         stats = aggregates[variant.name]
-        cells = [_format(stats[key], digits) for _, key, digits in TABLE_COLUMNS]
+        cells = [_format(stats[key], digits, key in MAX_SHOWN) for _, key, digits in TABLE_COLUMNS]
         lines.append(f"| `{variant.name}` | {stats['images']} | " + " | ".join(cells) + " |")
     return lines
 
@@ -680,8 +694,8 @@ def _report(setup: dict, cases: list[Case], variants: list[Variant], rows: dict,
               f"Rows: the first {min(config['figure_images'], len(cases))} images. Columns: input "
               "(hole in gray), mask, each method's composite, ground truth.", "",
               "## Files", "",
-              "- `results.csv`: one row per image × method (seeds, steps, seconds, steps/s, "
-              "every score, final loss)",
+              "- `results.csv`: one row per image × method (seeds, steps run, the auto-stop's best "
+              "step, seconds, steps/s, every score, final loss)",
               "- `summary.json`: this table's numbers and the setup",
               "- `images/`, `masks/`: ground truth and holes as scored; `results/<image>/<method>.png`: composites",
               "- `run.json`: the settings a resumed run must match", ""]

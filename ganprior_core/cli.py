@@ -12,7 +12,9 @@ import torch
 from . import imaging, metrics, procedural, swd
 from .checkpoints import CheckpointError, convert_checkpoint, load_generator
 from .generate import generate, image_grid, sample_images
-from .optimize import PRECISIONS, PRESET_NAMES, SCHEDULES, Progress, inpaint_any_size, preset
+from .early_stop import STOP_MODES
+from .optimize import (PRECISIONS, PRESET_NAMES, SCHEDULES, OptimizerConfig, Progress,
+                       inpaint_any_size, preset)
 from .perceptual import PerceptualModelError, load_vgg16_features
 
 
@@ -45,6 +47,8 @@ def _generate_command(args: argparse.Namespace) -> None:
 
 def _print_progress(every: int):
     def report(progress: Progress) -> None:
+        if progress.stopped_early:
+            return  # the command's own summary line says where and why it stopped
         if progress.loss is not None and (progress.step % every == 0 or progress.step == progress.total):
             print(f"step {progress.step}/{progress.total}  loss {progress.loss:.5f}", flush=True)
     return report
@@ -56,7 +60,7 @@ def _inpaint_command(args: argparse.Namespace) -> None:
     hole = imaging.load_mask(args.mask) if args.mask else torch.zeros(image.shape[1:])
     model_config, optimizer_config = preset(args.preset, generator.config)
     overrides = {name: getattr(args, name) for name in
-                 ("steps", "precision", "schedule", "lr_latent", "lr_alpha", "lr_beta",
+                 ("steps", "stop", "precision", "schedule", "lr_latent", "lr_alpha", "lr_beta",
                   "lr_generator", "mse_weight", "perceptual_weight")
                  if getattr(args, name) is not None}
     optimizer_config = replace(optimizer_config, preview_every=args.log_every, **overrides)
@@ -71,7 +75,7 @@ def _inpaint_command(args: argparse.Namespace) -> None:
     for note in result.notes:
         print(f"note: {note}")
     imaging.save_image(result.composite, args.out)
-    fit = (f"{len(result.loss_history)} steps, final loss {result.loss_history[-1]:.5f}"
+    fit = (f"{result.describe_stop()}, final loss {result.loss_history[-1]:.5f}"
            if result.loss_history else "no steps: nothing was known")
     print(f"wrote {args.out} ({result.seconds:.1f} s, preset {args.preset}, {fit})")
     if args.raw_out:
@@ -164,7 +168,11 @@ def _add_bench_command(commands) -> None:
                        help=f"comma-separated variants of `paper`: {','.join(ABLATIONS)}")
     bench.add_argument("--codes", type=numbers, default=(), help="N sweep of `paper`, e.g. 1,10,30")
     bench.add_argument("--splits", type=numbers, default=(), help="k sweep of `paper`, e.g. 2,4,6")
-    bench.add_argument("--steps", type=int, help="steps of every optimising method (default 3000)")
+    bench.add_argument("--stop", choices=STOP_MODES, default="auto",
+                       help="GAN methods: auto-stop with --steps as the maximum, or exactly --steps "
+                            "steps (fixed: the paper's protocol) (default auto)")
+    bench.add_argument("--steps", type=int, help="steps of every optimising method: the maximum with "
+                                                 "--stop auto (default: each method's, 3000)")
     bench.add_argument("--dip-steps", type=int, help="steps of DIP only (default --steps)")
     bench.add_argument("--seed", type=int, default=0, help="image i uses seed + i for mask and start")
     bench.add_argument("--precision", choices=PRECISIONS, help="default: each method's own")
@@ -182,7 +190,8 @@ def _add_bench_command(commands) -> None:
             procedural=args.procedural or 0, task=args.task, masks=args.masks,
             mask_area=args.mask_area, mask_centred=args.mask_centred,
             methods=args.methods, ablations=args.ablations, codes=args.codes, splits=args.splits,
-            steps=args.steps, dip_steps=args.dip_steps, seed=args.seed, precision=args.precision,
+            steps=args.steps, stop=args.stop, dip_steps=args.dip_steps, seed=args.seed,
+            precision=args.precision,
             vgg=args.vgg, device=args.device, threads=args.threads, figure_images=args.figure_images,
             log_every=args.log_every)
         try:
@@ -289,29 +298,56 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(gen)
     gen.set_defaults(run=_generate_command)
 
-    inp = commands.add_parser("inpaint", help="fill the hole of an image with the GAN prior",
-                              description="Inpaint (with --mask, white = hole) or reconstruct "
-                                          "(without) an image of any size.")
-    inp.add_argument("--checkpoint", required=True)
-    inp.add_argument("--image", required=True)
+    defaults = OptimizerConfig()
+    inp = commands.add_parser(
+        "inpaint", help="fill the hole of an image with the GAN prior",
+        description="Inpaint (with --mask, white = hole) or reconstruct (without) an image of any "
+                    "size. By default the run stops by itself once the fill stops improving "
+                    "(--stop auto: a few known pixels near the hole are held out of the loss and "
+                    "their error is watched) and returns its best image; --stop fixed runs exactly "
+                    "--steps steps, the paper's protocol.")
+    inp.add_argument("--checkpoint", required=True,
+                     help="the prior: any supported PGGAN checkpoint (.pth, .pkl, .safetensors)")
+    inp.add_argument("--image", required=True, help="the image to fill (PNG, JPEG, ...)")
     inp.add_argument("--mask", help="mask image, white = hole; omit to reconstruct the whole image")
     inp.add_argument("--out", required=True, help="the composite at the input's size")
-    inp.add_argument("--raw-out", help="also write the generator's whole image (at the input's size, not composited)")
-    inp.add_argument("--preset", choices=PRESET_NAMES, default="paper")
-    inp.add_argument("--steps", type=int)
-    inp.add_argument("--seed", type=int, default=0)
-    inp.add_argument("--vgg", help="torchvision vgg16-*.pth or .safetensors for the perceptual loss")
-    inp.add_argument("--codes", type=int, help="number of latent codes N (preset's otherwise)")
-    inp.add_argument("--split", type=int, help="split layer k (preset's otherwise)")
-    inp.add_argument("--precision", choices=PRECISIONS)
-    inp.add_argument("--schedule", choices=SCHEDULES)
-    for group in ("latent", "alpha", "beta", "generator"):
-        inp.add_argument(f"--lr-{group}", type=float, help=f"learning rate of the {group} parameters")
-    inp.add_argument("--mse-weight", type=float)
-    inp.add_argument("--perceptual-weight", type=float)
+    inp.add_argument("--raw-out", help="also write the generator's whole image (at the input's size, "
+                                       "not composited)")
+    inp.add_argument("--preset", choices=PRESET_NAMES, default="paper",
+                     help="paper: this paper's method; mganprior: the mGANprior baseline; "
+                          "single-z: one code, frozen generator (default paper)")
+    inp.add_argument("--stop", choices=STOP_MODES, default=defaults.stop,
+                     help="auto: stop when the held-out error no longer improves and return the "
+                          "best image, at most --steps steps; fixed: exactly --steps steps "
+                          f"(default {defaults.stop})")
+    inp.add_argument("--steps", type=int,
+                     help=f"most steps (--stop auto) or exact steps (--stop fixed); default: the "
+                          f"preset's ({defaults.steps})")
+    inp.add_argument("--seed", type=int, default=0,
+                     help="seed of the starting codes and of the held-out pixels (default 0)")
+    inp.add_argument("--vgg", help="torchvision vgg16-*.pth or .safetensors for the perceptual loss; "
+                                   "default: none (MSE only)")
+    inp.add_argument("--codes", type=int, help="number of latent codes N (default: the preset's)")
+    inp.add_argument("--split", type=int, help="split layer k (default: the preset's)")
+    inp.add_argument("--precision", choices=PRECISIONS,
+                     help=f"bf16 autocast or exact fp32 networks (default {defaults.precision})")
+    inp.add_argument("--schedule", choices=SCHEDULES,
+                     help=f"learning-rate schedule over --steps (default {defaults.schedule})")
+    for group, default in (("latent", defaults.lr_latent), ("alpha", defaults.lr_alpha),
+                           ("beta", defaults.lr_beta), ("generator", defaults.lr_generator)):
+        inp.add_argument(f"--lr-{group}", type=float,
+                         help=f"learning rate of the {group} parameters (default: the preset's; "
+                              f"{default} for paper)")
+    inp.add_argument("--mse-weight", type=float,
+                     help=f"weight of the pixel loss (default {defaults.mse_weight})")
+    inp.add_argument("--perceptual-weight", type=float,
+                     help=f"weight of the VGG16 loss, used only with --vgg (default "
+                          f"{defaults.perceptual_weight})")
     inp.add_argument("--fit", choices=imaging.FIT_MODES, default="resize",
-                     help="how a non-square or differently sized image meets the generator")
-    inp.add_argument("--log-every", type=int, default=100, help="print the loss every this many steps")
+                     help="how a non-square or differently sized image meets the generator: "
+                          "resize (stretch) or pad (keep the aspect) (default resize)")
+    inp.add_argument("--log-every", type=int, default=100,
+                     help="print the loss every this many steps (default 100)")
     _add_device(inp)
     inp.set_defaults(run=_inpaint_command)
 

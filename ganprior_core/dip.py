@@ -199,4 +199,5 @@ def dip_inpaint(image: torch.Tensor, hole_mask: torch.Tensor | None, config: DIP
     composite = imaging.composite(image, final, hole)
     return InpaintResult(output=final.cpu(), composite=composite.cpu(),
                          loss_history=losses.cpu().tolist(),
-                         seconds=time.perf_counter() - started, notes=notes)
+                         seconds=time.perf_counter() - started, notes=notes,
+                         steps_run=config.steps, stop_reason=f"fixed {config.steps} steps")

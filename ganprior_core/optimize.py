@@ -10,6 +10,7 @@ from typing import Callable
 import torch
 
 from . import imaging
+from .early_stop import STOP_MODES, AutoStopConfig, StopRule, holdout_mask
 from .generate import sample_images
 from .losses import LossWeights, MaskedReconstructionLoss
 from .multi_latent import MultiLatentConfig, MultiLatentGenerator
@@ -24,7 +25,12 @@ FUSED_ADAM_DEVICES = ("cpu", "cuda")
 
 @dataclass(frozen=True)
 class OptimizerConfig:
+    # With stop="auto" the most steps a run may take; with "fixed" exactly this many (the paper's
+    # protocol). Auto-stop holds out a few known pixels, stops once their error no longer falls
+    # and returns the best iterate (early_stop.py).
     steps: int = 3000
+    stop: str = "auto"
+    auto_stop: AutoStopConfig = AutoStopConfig()
     lr_latent: float = 0.05
     lr_alpha: float = 0.01
     lr_beta: float = 0.01
@@ -44,6 +50,9 @@ class OptimizerConfig:
     def validate(self) -> None:
         if self.steps < 1:
             raise ValueError(f"steps must be at least 1, got {self.steps}")
+        if self.stop not in STOP_MODES:
+            raise ValueError(f"stop must be one of {', '.join(STOP_MODES)}, got {self.stop!r}")
+        self.auto_stop.validate()
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.schedule not in SCHEDULES:
@@ -96,18 +105,28 @@ def preset(name: str, generator_config: PGGANConfig) -> tuple[MultiLatentConfig,
 @dataclass
 class Progress:
     step: int  # optimisation steps completed
-    total: int
+    total: int  # the most steps the run may take
     loss: float | None = None  # loss of the latest step, only every preview_every steps
     preview: torch.Tensor | None = None  # [3, R, R] in [0, 1], only every preview_every steps
+    stopped_early: bool = False  # the run's last report: auto-stop ended it before `total`
 
 
 @dataclass
 class InpaintResult:
     output: torch.Tensor  # [3, R, R] in [0, 1]: the generator's image
     composite: torch.Tensor  # [3, R, R]: known pixels of the input, hole from `output`
-    loss_history: list[float]
+    loss_history: list[float]  # one loss per step run
     seconds: float
     notes: list[str] = field(default_factory=list)
+    steps_run: int = 0  # optimisation steps taken
+    best_step: int | None = None  # auto-stop: the returned image is the one after this many steps
+    stop_reason: str = ""  # why the run ended, in words
+
+    def describe_stop(self) -> str:
+        """One phrase for logs and the node's info."""
+        if self.best_step is None:
+            return f"{self.steps_run} steps ({self.stop_reason})"
+        return f"{self.steps_run} steps, best at step {self.best_step} ({self.stop_reason})"
 
 
 def _to_generator_range(image: torch.Tensor) -> torch.Tensor:
@@ -174,7 +193,8 @@ def inpaint(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor 
         return InpaintResult(output=sample, composite=sample.clone(), loss_history=[],
                              seconds=time.perf_counter() - started,
                              notes=["the mask covers the whole image: nothing is known, so the "
-                                    "result is an unconditional sample from the prior"])
+                                    "result is an unconditional sample from the prior"],
+                             stop_reason="nothing known: an unconditional sample")
 
     if optimizer_config.perceptual_weight > 0 and perceptual is None:
         notes.append(f"perceptual weight {optimizer_config.perceptual_weight} ignored: no VGG16 "
@@ -184,6 +204,16 @@ def inpaint(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor 
         # A private copy: the caller's (e.g. ComfyUI's cached) model keeps its device and layout.
         perceptual = copy.deepcopy(perceptual).to(device, memory_format=torch.channels_last)
 
+    fit_mask, stop_rule, holdout = known, None, None
+    if optimizer_config.stop == "auto":
+        holdout = holdout_mask(hole, seed, optimizer_config.auto_stop).to(device)[None, None]
+        if holdout.any():
+            fit_mask = known * (1 - holdout)
+            stop_rule = StopRule(optimizer_config.auto_stop)
+        else:
+            notes.append(f"auto-stop off: too few known pixels to hold some out, so all "
+                         f"{optimizer_config.steps} steps ran")
+
     model = MultiLatentGenerator(prior, model_config, seed, device)
     model.train()
     # oneDNN (CPU) and cuDNN run bf16 convolutions fastest on NHWC activations; the format
@@ -191,8 +221,9 @@ def inpaint(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor 
     model.to(memory_format=torch.channels_last)
     weights = LossWeights(mse=optimizer_config.mse_weight, perceptual=optimizer_config.perceptual_weight)
     use_bf16 = optimizer_config.precision == "bf16"
+    target = _to_generator_range(image)[None]
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-        loss_fn = MaskedReconstructionLoss(_to_generator_range(image)[None], known, weights, perceptual)
+        loss_fn = MaskedReconstructionLoss(target, fit_mask, weights, perceptual)
     optimizer = _build_optimizer(model, optimizer_config, device)
     scheduler = _schedule(optimizer, optimizer_config)
 
@@ -203,30 +234,60 @@ def inpaint(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor 
     if optimizer_config.compile:
         image_and_loss = torch.compile(image_and_loss)
 
+    def held_out_error(output: torch.Tensor) -> float:
+        """MSE on the held-out pixels of the image as the user gets it (clamped, [0, 1])."""
+        squared = (_to_unit_range(output.detach()[0].float()) - image) ** 2 * holdout[0]
+        return float(squared.sum() / (holdout.sum() * 3))
+
     steps = optimizer_config.steps
     losses = torch.empty(steps, device=device)  # kept on device: no host sync inside the loop
+    best_output = None
+    steps_run = 0
     for step in range(steps):
         output, loss = image_and_loss()
+        # The image of this forward pass is the one after `step` updates: a check costs no
+        # extra forward pass, only one host sync every check_every steps.
+        if stop_rule is not None and stop_rule.is_check(step):
+            if stop_rule.record(step, held_out_error(output)):
+                best_output = output.detach()[0].float().clone()
+            if stop_rule.should_stop:
+                break
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
         losses[step] = loss.detach()
+        steps_run = step + 1
         if callback is not None:
-            done = step + 1
-            if done % optimizer_config.preview_every == 0 or done == steps:
-                callback(Progress(done, steps, float(loss.detach()),
+            if steps_run % optimizer_config.preview_every == 0 or steps_run == steps:
+                callback(Progress(steps_run, steps, float(loss.detach()),
                                   _to_unit_range(output.detach()[0].float())))
             else:
-                callback(Progress(done, steps))
+                callback(Progress(steps_run, steps))
 
-    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-        final = _to_unit_range(model()[0].float())
+    if stop_rule is not None and stop_rule.should_stop:
+        stop_reason = (f"auto-stop: the held-out error had not improved for "
+                       f"{optimizer_config.auto_stop.patience} checks")
+    else:
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            final = model()
+        stop_reason = f"reached the {steps}-step maximum" if stop_rule else f"fixed {steps} steps"
+        if stop_rule is None or stop_rule.record(steps_run, held_out_error(final)):
+            best_output = final[0].float()
+    if best_output is None:  # every check was non-finite: the run diverged
+        best_output = output.detach()[0].float()
+    best_step = None if stop_rule is None else stop_rule.best_step
+    final = _to_unit_range(best_output)
+    if stop_rule is not None and stop_rule.should_stop and callback is not None:
+        # The bar completes: the run is over, though it took fewer than `total` steps.
+        callback(Progress(steps, steps, float(losses[steps_run - 1]) if steps_run else None,
+                          final, stopped_early=True))
     composite = imaging.composite(image, final, hole)
     return InpaintResult(output=final.cpu(), composite=composite.cpu(),
-                         loss_history=losses.cpu().tolist(),
-                         seconds=time.perf_counter() - started, notes=notes)
+                         loss_history=losses[:steps_run].cpu().tolist(),
+                         seconds=time.perf_counter() - started, notes=notes,
+                         steps_run=steps_run, best_step=best_step, stop_reason=stop_reason)
 
 
 def inpaint_any_size(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor,

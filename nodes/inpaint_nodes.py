@@ -17,8 +17,11 @@ log = logging.getLogger(__name__)
 class GANPriorInpaint:
     DESCRIPTION = ("Fills the masked area (mask 1 = inpaint) with what the GAN prior can generate: "
                    "latent codes, weights and generator are optimised per image until the generator "
-                   "reproduces the known pixels. Any size and aspect; known pixels are kept exactly. "
-                   "An empty mask reconstructs the whole image (GAN inversion).")
+                   "reproduces the known pixels. By default each run stops by itself once the fill "
+                   "stops improving and returns its best image; the optimizer or preset node's "
+                   "stop = fixed runs the paper's fixed number of steps. Any size and aspect; known "
+                   "pixels are kept exactly. An empty mask reconstructs the whole image (GAN "
+                   "inversion).")
     CATEGORY = CATEGORY
     FUNCTION = "inpaint"
     RETURN_TYPES = ("IMAGE", "IMAGE", "MASK", "STRING")
@@ -28,7 +31,8 @@ class GANPriorInpaint:
         "The generator's whole image, brought back to the input's size (not composited): "
         "with an empty mask, the reconstruction.",
         "The mask used for compositing: resized to the image, one per image.",
-        "Time, final loss and notes per image.",
+        "Per image: time, steps run and why the run stopped (auto-stop's best step), final "
+        "loss and notes.",
     )
 
     @classmethod
@@ -76,7 +80,7 @@ class GANPriorInpaint:
                                           callback=self.reporter(progress, optimizer.steps * index))
                 output, notes = result.output, result.notes
                 if result.loss_history:
-                    line = (f"image {index + 1}: {result.seconds:.1f} s, "
+                    line = (f"image {index + 1}: {result.seconds:.1f} s, {result.describe_stop()}, "
                             f"final loss {result.loss_history[-1]:.5f}")
                 else:  # nothing was known: a sample, no steps to count
                     progress.update(optimizer.steps * (index + 1))

@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..ganprior_core.checkpoints import CHECKPOINT_EXTENSIONS, load_generator
+from ..ganprior_core.early_stop import STOP_MODES
 from ..ganprior_core.generate import sample_images
 from ..ganprior_core.multi_latent import FINETUNE_SCOPES, MultiLatentConfig
 from ..ganprior_core.network import PGGANGenerator
@@ -16,6 +17,9 @@ from ..ganprior_core.priors import PRIORS_DIR
 from . import host, tensors
 
 CATEGORY = "inpaint/GAN prior"
+STOP_TOOLTIP = ("auto: a few known pixels near the hole are left out of the fit; the run stops "
+                "once their error no longer improves and returns its best image (usually a few "
+                "hundred steps). fixed: exactly `steps` steps, the paper's protocol.")
 
 
 def seed_input(tooltip: str):
@@ -143,7 +147,8 @@ class GANPriorOptimizer:
     RETURN_NAMES = ("optimizer",)
 
     TOOLTIPS = {
-        "steps": "Optimisation steps per image (paper: 3000). Time grows linearly.",
+        "steps": "The most optimisation steps per image with stop = auto; exactly this many with "
+                 "stop = fixed (the paper: 3000). Time grows linearly with the steps run.",
         "lr_latent": "Learning rate of the latent codes z.",
         "lr_alpha": "Learning rate of the channel weights alpha.",
         "lr_beta": "Learning rate of the feature-map weights beta.",
@@ -158,6 +163,7 @@ class GANPriorOptimizer:
         "preview_every": "Show the current image in the progress preview every this many steps.",
         "compile": "torch.compile the forward pass and loss: about 15 % faster steps on large "
                    "priors, but every run first compiles for tens of seconds. For long runs.",
+        "stop": STOP_TOOLTIP,
     }
 
     @classmethod
@@ -177,6 +183,8 @@ class GANPriorOptimizer:
             "precision": (list(PRECISIONS), {"default": defaults.precision}),
             "preview_every": ("INT", {"default": defaults.preview_every, "min": 1, "max": 10000}),
             "compile": ("BOOLEAN", {"default": defaults.compile}),
+            # Last, so workflows saved before it existed keep their widget values in place.
+            "stop": (list(STOP_MODES), {"default": defaults.stop}),
         }
         return {"required": {name: (kind, {**options, "tooltip": cls.TOOLTIPS[name]})
                              for name, (kind, options) in spec.items()}}
@@ -206,14 +214,15 @@ class GANPriorPreset:
                                                        "the mGANprior baseline; single-z: one "
                                                        "latent code, frozen generator."}),
             "steps": ("INT", {"default": 0, "min": 0, "max": 100000,
-                              "tooltip": "Optimisation steps per image; 0 keeps the preset's "
+                              "tooltip": "The most steps per image (stop = auto) or exactly this "
+                                         "many (stop = fixed); 0 keeps the preset's "
                                          f"({OptimizerConfig().steps})."}),
+            "stop": (list(STOP_MODES), {"default": OptimizerConfig().stop, "tooltip": STOP_TOOLTIP}),
         }}
 
-    def choose(self, prior, preset, steps):
+    def choose(self, prior, preset, steps, stop):
         model_config, optimizer_config = optimize.preset(preset, prior.config)
-        if steps:
-            optimizer_config = replace(optimizer_config, steps=steps)
+        optimizer_config = replace(optimizer_config, stop=stop, **({"steps": steps} if steps else {}))
         return (MultiLatentSpec(prior, model_config), optimizer_config)
 
 

@@ -100,9 +100,14 @@ def test_report_and_summary_numbers_are_the_csv_mean_and_std(run):
             values = [float(row[metric]) for row in rows]
             mean, std = statistics.fmean(values), statistics.stdev(values)
             assert cells[position] == f"{mean:.{digits}f} ± {std:.{digits}f}", (method, metric)
-            assert summary["aggregates"][method][metric] == {"mean": mean, "std": std}
+            assert summary["aggregates"][method][metric] == {"mean": mean, "std": std,
+                                                             "max": max(values)}
         seconds = [float(row["seconds"]) for row in rows]
         assert summary["aggregates"][method]["seconds"]["mean"] == statistics.fmean(seconds)
+        steps = [int(row["steps"]) for row in rows if row["steps"]]
+        if steps:  # the table shows mean ± std (max) of the steps each image ran
+            mean, std = statistics.fmean(steps), statistics.stdev(steps)
+            assert cells[7] == f"{mean:.0f} ± {std:.0f} (max {max(steps):.0f})", method
     assert summary["complete"] is True
 
 
@@ -223,7 +228,7 @@ def test_partial_runs_compare_methods_on_the_images_all_of_them_finished():
     rows = {("a", "fast"): row, ("a", "slow"): row, ("b", "fast"): {**row, "psnr": 3.0}}
     stats = aggregate(rows, cases, variants)
     assert stats["fast"]["images"] == stats["slow"]["images"] == 1  # image b is not finished
-    assert stats["fast"]["psnr"] == {"mean": 1.0, "std": None}
+    assert stats["fast"]["psnr"] == {"mean": 1.0, "std": None, "max": 1.0}
 
 
 def test_centred_box_masks_are_one_box_for_every_image_and_the_report_says_so(checkpoint, tmp_path):

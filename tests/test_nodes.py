@@ -72,7 +72,7 @@ def unchanged_prior(prior):
 def fast_optimizer(**changes):
     settings = dict(steps=STEPS, lr_latent=0.05, lr_alpha=0.01, lr_beta=0.01, lr_generator=1e-3,
                     schedule="constant", mse_weight=1.0, perceptual_weight=0.0, precision="fp32",
-                    preview_every=2, compile=False)
+                    preview_every=2, compile=False, stop="fixed")
     (optimizer,) = run("GANPriorOptimizer", **{**settings, **changes})
     return optimizer
 
@@ -138,20 +138,23 @@ def test_build_checks_the_split_layer_against_the_prior(prior):
 def test_optimizer_node_defaults_are_the_library_defaults_and_values_pass_through():
     config_class = pack_module("ganprior_core.optimize").OptimizerConfig
     declared = load_pack().NODE_CLASS_MAPPINGS["GANPriorOptimizer"].INPUT_TYPES()["required"]
-    assert {name: options["default"] for name, (_, options) in declared.items()} == vars(config_class())
+    library_defaults = vars(config_class())
+    del library_defaults["auto_stop"]  # the rule's settings are the library's, not widgets
+    assert {name: options["default"] for name, (_, options) in declared.items()} == library_defaults
     assert fast_optimizer(steps=7, lr_beta=0.5) == config_class(
         steps=7, lr_latent=0.05, lr_alpha=0.01, lr_beta=0.5, lr_generator=1e-3, schedule="constant",
-        mse_weight=1.0, perceptual_weight=0.0, precision="fp32", preview_every=2, compile=False)
+        mse_weight=1.0, perceptual_weight=0.0, precision="fp32", preview_every=2, compile=False,
+        stop="fixed")
     with pytest.raises(ValueError):
         fast_optimizer(preview_every=0)
 
 
 def test_preset_node_matches_the_library_preset_and_overrides_steps(prior):
     optimize = pack_module("ganprior_core.optimize")
-    generator, optimizer = run("GANPriorPreset", prior=prior, preset="mganprior", steps=0)
+    generator, optimizer = run("GANPriorPreset", prior=prior, preset="mganprior", steps=0, stop="auto")
     assert (generator.config, optimizer) == optimize.preset("mganprior", prior.config)
-    _, optimizer = run("GANPriorPreset", prior=prior, preset="mganprior", steps=9)
-    assert optimizer.steps == 9
+    _, optimizer = run("GANPriorPreset", prior=prior, preset="mganprior", steps=9, stop="fixed")
+    assert (optimizer.steps, optimizer.stop) == (9, "fixed")
 
 
 def test_inpaint_fills_only_the_mask_at_the_input_size(unchanged_prior):

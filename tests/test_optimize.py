@@ -7,7 +7,8 @@ from ganprior_core.multi_latent import MultiLatentConfig, MultiLatentGenerator
 from ganprior_core.optimize import OptimizerConfig, Progress, inpaint, preset
 
 FAST = OptimizerConfig(steps=6, lr_latent=0.05, lr_alpha=0.05, lr_beta=0.05, lr_generator=1e-3,
-                       schedule="constant", perceptual_weight=0.0, precision="fp32", preview_every=3)
+                       schedule="constant", perceptual_weight=0.0, precision="fp32", preview_every=3,
+                       stop="fixed")
 
 
 def _problem(generator, seed=0):

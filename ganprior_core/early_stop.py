@@ -1,0 +1,114 @@
+"""Auto-stop: decide when a per-image optimisation is done from evidence the run has.
+
+A small, seeded part of the *known* pixels is held out of the loss. The generator never sees them,
+so their error behaves like the error in the hole: it falls while the prior is fitting the image
+and rises once the fine-tuned generator starts to overfit the rest. Every few steps the run
+measures it; the run keeps the output of the best check (the best iterate, not the last step) and
+stops when the smoothed error has not improved for a while.
+
+The held-out pixels are square tiles of side resolution/32 (2 px at 64x64, 8 px at 256x256, 32 px
+at 1024x1024) chosen among the known tiles within resolution/8 of the hole, where the image is
+most like the hole's surroundings; reconstruction (no hole) draws them from the whole image.
+Everything is a fraction of the resolution, so the rule means the same for every prior size.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+STOP_MODES = ("auto", "fixed")
+
+
+@dataclass(frozen=True)
+class AutoStopConfig:
+    holdout_fraction: float = 0.05  # of the known pixels, held out of the loss
+    tile_fraction: float = 1 / 32  # side of a held-out tile, as a fraction of the resolution
+    band_fraction: float = 1 / 8  # tiles come from within this distance of the hole
+    check_every: int = 25  # steps between measurements of the held-out error
+    patience: int = 8  # checks without a new best smoothed error before stopping
+    smoothing: float = 0.5  # weight of the previous value in the error's moving average
+    min_holdout_pixels: int = 8  # fewer known pixels than this to hold out: run the fixed steps
+
+    def validate(self) -> None:
+        fractions = {"holdout fraction": self.holdout_fraction, "tile fraction": self.tile_fraction,
+                     "band fraction": self.band_fraction}
+        for name, value in fractions.items():
+            if not (math.isfinite(value) and 0 < value < 1):
+                raise ValueError(f"auto-stop {name} must be between 0 and 1 (exclusive), got {value}")
+        if self.check_every < 1 or self.patience < 1:
+            raise ValueError(f"auto-stop check interval and patience must be at least 1, got "
+                             f"{self.check_every} and {self.patience}")
+        if not (math.isfinite(self.smoothing) and 0 <= self.smoothing < 1):
+            raise ValueError(f"auto-stop smoothing must be in [0, 1), got {self.smoothing}")
+        if self.min_holdout_pixels < 1:
+            raise ValueError(f"auto-stop min_holdout_pixels must be at least 1, got "
+                             f"{self.min_holdout_pixels}")
+
+
+def holdout_mask(hole: torch.Tensor, seed: int, config: AutoStopConfig) -> torch.Tensor:
+    """[R, R] float mask, 1 = a known pixel held out of the loss. hole: [R, R], 1 = hole.
+
+    Deterministic for a seed; all zeros when too few known pixels could be held out."""
+    resolution = hole.shape[-1]
+    tile = max(1, round(resolution * config.tile_fraction))
+    hole = (hole > 0.5).float().cpu()
+    known_pixels = int((hole == 0).sum())
+    # A tile is a candidate only if all of its pixels are known.
+    hole_tiles = F.max_pool2d(hole[None, None], tile, tile, ceil_mode=True)[0, 0] > 0  # [T, T]
+    candidates = ~hole_tiles
+    if hole_tiles.any():
+        band_tiles = max(1, round(resolution * config.band_fraction / tile))
+        near_hole = F.max_pool2d(hole_tiles.float()[None, None], 2 * band_tiles + 1, 1,
+                                 band_tiles)[0, 0] > 0
+        candidates &= near_hole
+    wanted = round(config.holdout_fraction * known_pixels / tile ** 2)
+    positions = candidates.flatten().nonzero()[:, 0]
+    # Never more than half the candidates: the band must keep known pixels to fit.
+    count = min(wanted, len(positions) // 2)
+    mask = torch.zeros(resolution, resolution)
+    if count * tile ** 2 < config.min_holdout_pixels:
+        return mask
+    noise = torch.Generator().manual_seed(seed)
+    chosen = positions[torch.randperm(len(positions), generator=noise)[:count]]
+    tiles_per_row = hole_tiles.shape[1]
+    for index in chosen.tolist():
+        top, left = (index // tiles_per_row) * tile, (index % tiles_per_row) * tile
+        mask[top:top + tile, left:left + tile] = 1
+    return mask * (1 - hole)
+
+
+class StopRule:
+    """Tracks the held-out error at each check; says when to stop and which check was best."""
+
+    def __init__(self, config: AutoStopConfig) -> None:
+        self.config = config
+        self.smoothed: float | None = None
+        self.best_smoothed = math.inf
+        self.best_step: int | None = None
+        self.checks_since_best = 0
+        self.history: list[tuple[int, float]] = []  # (step, raw held-out error)
+
+    def is_check(self, step: int) -> bool:
+        """step: optimisation steps completed before the forward pass being measured."""
+        return step % self.config.check_every == 0
+
+    def record(self, step: int, error: float) -> bool:
+        """Record the held-out error of the image at `step`; True when it is the new best."""
+        self.history.append((step, error))
+        if not math.isfinite(error):  # a diverged image is never the best
+            self.checks_since_best += 1
+            return False
+        self.smoothed = error if self.smoothed is None else (
+            self.config.smoothing * self.smoothed + (1 - self.config.smoothing) * error)
+        if self.smoothed < self.best_smoothed:
+            self.best_smoothed, self.best_step, self.checks_since_best = self.smoothed, step, 0
+            return True
+        self.checks_since_best += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.checks_since_best >= self.config.patience

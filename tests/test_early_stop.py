@@ -1,0 +1,177 @@
+"""Auto-stop: the held-out pixels, the stopping rule and the best iterate, with values."""
+from dataclasses import replace
+
+import pytest
+import torch
+
+from ganprior_core.early_stop import AutoStopConfig, StopRule, holdout_mask
+from ganprior_core.multi_latent import MultiLatentConfig
+from ganprior_core.optimize import OptimizerConfig, Progress, inpaint
+
+# Every check is a step, nothing smoothed: the rule's choices can be recomputed from the previews.
+EVERY_STEP = AutoStopConfig(check_every=1, patience=3, smoothing=0.0, holdout_fraction=0.1)
+AUTO = OptimizerConfig(steps=40, lr_latent=0.05, lr_alpha=0.05, lr_beta=0.05, lr_generator=1e-3,
+                       schedule="constant", perceptual_weight=0.0, precision="fp32",
+                       preview_every=1, stop="auto", auto_stop=EVERY_STEP)
+MODEL = MultiLatentConfig(num_codes=3, split_layer=2)
+
+
+def _problem(generator, seed=0):
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        image = ((generator(torch.randn(1, generator.config.latent_dim))[0] + 1) / 2).clamp(0, 1)
+    hole = torch.zeros(16, 16)
+    hole[4:12, 3:9] = 1
+    return image, hole
+
+
+def _box_hole(resolution: int) -> torch.Tensor:
+    hole = torch.zeros(resolution, resolution)
+    quarter = resolution // 4
+    hole[quarter:3 * quarter, quarter:2 * quarter] = 1
+    return hole
+
+
+def test_holdout_is_seeded_known_near_the_hole_and_scales_with_resolution():
+    config = AutoStopConfig()
+    for resolution in (64, 256, 1024):
+        hole = _box_hole(resolution)
+        held = holdout_mask(hole, seed=3, config=config)
+        assert torch.equal(held, holdout_mask(hole, seed=3, config=config))
+        assert not torch.equal(held, holdout_mask(hole, seed=4, config=config))
+        assert (held * hole).sum() == 0  # only known pixels are held out
+        # The same share of the known pixels at every resolution (whole tiles: rounding only).
+        share = held.sum() / (hole == 0).sum()
+        assert abs(share - config.holdout_fraction) < 0.01, resolution
+        # Tiles of resolution/32, all within resolution/8 (+ one tile) of the hole.
+        tile = resolution // 32
+        rows, cols = held.nonzero(as_tuple=True)
+        assert (rows % tile == 0).any() and held.sum() % tile ** 2 == 0
+        band = resolution // 8 + tile
+        quarter = resolution // 4
+        assert rows.min() >= quarter - band and rows.max() < 3 * quarter + band
+        assert cols.min() >= quarter - band and cols.max() < 2 * quarter + band
+
+
+def test_reconstruction_holds_out_tiles_anywhere_and_tiny_known_areas_hold_out_nothing():
+    held = holdout_mask(torch.zeros(64, 64), seed=0, config=AutoStopConfig())
+    assert abs(held.mean() - 0.05) < 0.01
+    rows, cols = held.nonzero(as_tuple=True)
+    assert rows.max() - rows.min() > 40 and cols.max() - cols.min() > 40
+    almost_all_hole = torch.ones(64, 64)
+    almost_all_hole[:2, :2] = 0
+    assert holdout_mask(almost_all_hole, seed=0, config=AutoStopConfig()).sum() == 0
+
+
+def test_stop_rule_stops_after_patience_checks_without_a_new_best():
+    rule = StopRule(AutoStopConfig(check_every=10, patience=2, smoothing=0.0))
+    errors = [5.0, 4.0, 3.0, 3.5, 2.9, 3.1, 3.2, 1.0]
+    stopped_at = None
+    for index, error in enumerate(errors):
+        rule.record(index * 10, error)
+        if rule.should_stop:
+            stopped_at = index * 10
+            break
+    assert (stopped_at, rule.best_step) == (60, 40)
+
+
+def test_stop_rule_smooths_and_never_picks_a_non_finite_error():
+    rule = StopRule(AutoStopConfig(patience=5, smoothing=0.5))
+    assert rule.record(0, 4.0) and rule.smoothed == 4.0
+    assert rule.record(25, 2.0) and rule.smoothed == 3.0  # 0.5 * 4 + 0.5 * 2
+    assert not rule.record(50, float("nan"))
+    assert not rule.record(75, 4.0) and rule.smoothed == 3.5
+    assert rule.best_step == 25 and rule.checks_since_best == 2
+
+
+def test_held_out_pixels_get_no_gradient(tiny_generator):
+    """Changing the held-out pixels of the target changes nothing the optimiser sees."""
+    image, hole = _problem(tiny_generator)
+    never_stops = replace(AUTO, steps=12, auto_stop=replace(EVERY_STEP, patience=10 ** 6))
+    held = holdout_mask(hole, seed=0, config=EVERY_STEP).bool()
+    assert held.sum() > 0
+    scrambled = image.clone()
+    scrambled[:, held] = 1 - scrambled[:, held]
+    first = inpaint(tiny_generator, image, hole, MODEL, never_stops, seed=0)
+    second = inpaint(tiny_generator, scrambled, hole, MODEL, never_stops, seed=0)
+    assert first.loss_history == second.loss_history
+    assert first.steps_run == second.steps_run == 12
+
+
+def test_returns_the_best_checks_image_not_the_last_steps(tiny_generator):
+    image, hole = _problem(tiny_generator)
+    # A generator learning rate this high overfits within a few steps: the best check comes early.
+    config = replace(AUTO, lr_generator=0.05, lr_latent=0.3)
+    held = holdout_mask(hole, seed=0, config=EVERY_STEP)
+    previews = {}
+
+    def collect(progress: Progress):
+        if progress.preview is not None and not progress.stopped_early:
+            previews[progress.step - 1] = progress.preview  # the image after step - 1 updates
+
+    result = inpaint(tiny_generator, image, hole, MODEL, config, seed=0, callback=collect)
+    errors = {step: float(((preview - image) ** 2 * held).sum() / (held.sum() * 3))
+              for step, preview in previews.items()}
+    best = min(errors, key=errors.get)
+    assert result.best_step == best < result.steps_run - 1
+    assert torch.equal(result.output, previews[best])
+    assert not torch.equal(result.output, previews[result.steps_run - 1])
+    assert result.steps_run == best + EVERY_STEP.patience
+    assert len(result.loss_history) == result.steps_run < config.steps
+    assert "auto-stop" in result.stop_reason
+    known = hole == 0
+    assert torch.equal(result.composite[:, known], image[:, known])  # held-out pixels are known
+
+
+def test_a_run_whose_held_out_error_keeps_falling_runs_to_the_maximum(tiny_generator):
+    image, hole = _problem(tiny_generator)
+    # A small, steady step: the fit (and the held-out error with it) improves all the way.
+    gentle = replace(AUTO, steps=15, lr_latent=0.01, lr_alpha=0.01, lr_beta=0.01, lr_generator=1e-4,
+                     auto_stop=replace(EVERY_STEP, check_every=5, patience=1))
+    result = inpaint(tiny_generator, image, hole, MODEL, gentle, seed=0)
+    assert result.steps_run == 15 and result.best_step == 15
+    assert result.stop_reason == "reached the 15-step maximum"
+
+
+def test_fixed_runs_exactly_the_steps_and_same_seed_gives_the_same_stop(tiny_generator):
+    image, hole = _problem(tiny_generator)
+    fixed = inpaint(tiny_generator, image, hole, MODEL, replace(AUTO, stop="fixed"), seed=0)
+    assert fixed.steps_run == len(fixed.loss_history) == 40 and fixed.best_step is None
+    config = replace(AUTO, lr_generator=0.05, lr_latent=0.3)
+    first = inpaint(tiny_generator, image, hole, MODEL, config, seed=2)
+    second = inpaint(tiny_generator, image, hole, MODEL, config, seed=2)
+    assert (first.steps_run, first.best_step) == (second.steps_run, second.best_step)
+    assert torch.equal(first.output, second.output) and first.loss_history == second.loss_history
+
+
+def test_early_stop_completes_the_progress_and_cancel_still_works(tiny_generator):
+    image, hole = _problem(tiny_generator)
+    config = replace(AUTO, lr_generator=0.05, lr_latent=0.3)
+    seen: list[Progress] = []
+    result = inpaint(tiny_generator, image, hole, MODEL, config, seed=0, callback=seen.append)
+    assert result.steps_run < config.steps
+    last = seen[-1]
+    assert last.stopped_early and (last.step, last.total) == (config.steps, config.steps)
+    assert torch.equal(last.preview, result.output)
+    assert [p.step for p in seen[:-1]] == list(range(1, result.steps_run + 1))
+
+    before = {name: value.clone() for name, value in tiny_generator.state_dict().items()}
+
+    def cancel(progress):
+        if progress.step == 2:
+            raise KeyboardInterrupt("cancelled")
+    with pytest.raises(KeyboardInterrupt):
+        inpaint(tiny_generator, image, hole, MODEL, config, seed=0, callback=cancel)
+    assert all(torch.equal(value, tiny_generator.state_dict()[name]) for name, value in before.items())
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"stop": "sometimes"}, "stop must be one of auto, fixed"),
+    ({"auto_stop": AutoStopConfig(holdout_fraction=0.0)}, "holdout fraction"),
+    ({"auto_stop": AutoStopConfig(patience=0)}, "patience"),
+    ({"auto_stop": AutoStopConfig(smoothing=float("nan"))}, "smoothing"),
+])
+def test_bad_stop_settings_are_refused(tiny_generator, bad, message):
+    image, hole = _problem(tiny_generator)
+    with pytest.raises(ValueError, match=message):
+        inpaint(tiny_generator, image, hole, MODEL, replace(AUTO, **bad), seed=0)
