@@ -3,7 +3,8 @@
 UI-format files (example_workflows/*.json, what ComfyUI's Save writes and its template browser
 lists) are checked node by node against INPUT_TYPES / RETURN_TYPES: input slots, output slots,
 links and every positional widget value. Their API-format copies (example_workflows/api/) must be
-exactly what the UI file converts to. Renaming, adding or reordering an input breaks this test.
+exactly what the UI file converts to (notes stay in the UI file). Renaming, adding or reordering an
+input breaks this test. A loader that names a model the pack does not ship must say where to get it.
 """
 from __future__ import annotations
 
@@ -38,10 +39,15 @@ CORE_NODES = {
 # Widgets the frontend adds by itself and saves in widgets_values (PreviewAny's text display,
 # e.g. [null, null, false]); it also sends them to /prompt, where ComfyUI does not need them.
 FRONTEND_ONLY_WIDGETS = {"PreviewAny"}
+# Nodes that exist only in the frontend (text on the canvas): never sent to /prompt.
+NOTE_NODES = {"Note", "MarkdownNote"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 CONTROL_AFTER_GENERATE = {"fixed", "increment", "decrement", "randomize"}
 # Model files the workflows name; a user puts them in models/pggan and models/vgg.
 USER_MODELS = {"pggan": ["pggan_churchoutdoor256_generator.pth"], "vgg": ["vgg16-397923af.pth"]}
+# The loader nodes and the model folder (ComfyUI/models/<folder>) their file comes from.
+LOADER_FOLDERS = {"LoadPGGANPrior": "pggan", "LoadPerceptualModelVGG16": "vgg"}
+BUNDLED_MODELS = {path.name for path in (ROOT / "ganprior_core" / "priors").iterdir()}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -115,6 +121,8 @@ def ui_to_api(workflow: dict) -> dict:
     links = {link[0]: link for link in workflow["links"]}
     prompt = {}
     for node in sorted(workflow["nodes"], key=lambda n: n["id"]):
+        if node["type"] in NOTE_NODES:
+            continue
         input_types, _, _ = node_spec(node["type"])
         inputs = {}
         if node["type"] not in FRONTEND_ONLY_WIDGETS:
@@ -165,6 +173,10 @@ def test_ui_workflow_matches_the_nodes(path):
     assert workflow["last_link_id"] >= max(link[0] for link in workflow["links"])
 
     for node in nodes.values():
+        if node["type"] in NOTE_NODES:
+            assert not node["inputs"] and not node["outputs"], f"note {node['id']}"
+            assert [type(value) for value in node["widgets_values"]] == [str], f"note {node['id']}"
+            continue
         input_types, return_types, return_names = node_spec(node["type"])
         declared_links = link_inputs(input_types)
         assert [(slot["name"], slot["type"]) for slot in node["inputs"]] == \
@@ -202,3 +214,31 @@ def test_api_copy_is_the_ui_workflow_converted(path):
     for node in api.values():
         input_types, _, _ = node_spec(node["class_type"])
         assert set(input_types["required"]) <= set(node["inputs"]), node["class_type"]
+
+
+@pytest.mark.parametrize("path", UI_FILES, ids=lambda p: p.stem)
+def test_models_to_download_say_where_to_get_them(path):
+    """A loader that names a file the pack does not ship carries where to get it, twice: as the
+    frontend's missing-models entry on the node (properties.models: name, url, directory; the
+    frontend uses an entry only when its name is one of the node's widget values) and, because
+    the frontend offers a download button only for a few hosts, in a note on the canvas that
+    names the file, its folder and the links."""
+    workflow = json.loads(path.read_text())
+    notes = "\n".join(node["widgets_values"][0] for node in workflow["nodes"]
+                      if node["type"] in NOTE_NODES)
+    for node in workflow["nodes"]:
+        folder = LOADER_FOLDERS.get(node["type"])
+        if folder is None:
+            continue
+        name = node["widgets_values"][0]
+        if name in BUNDLED_MODELS:
+            assert folder == "pggan"
+            continue
+        assert name in USER_MODELS[folder], f"add {name} to USER_MODELS"
+        entries = [entry for entry in node["properties"].get("models", []) if entry["name"] == name]
+        assert len(entries) == 1, f"node {node['id']} ({node['type']}) has no models entry for {name}"
+        entry = entries[0]
+        assert set(entry) == {"name", "url", "directory"} and entry["directory"] == folder
+        assert entry["url"].startswith("https://") and " " not in entry["url"]
+        assert name in notes and f"models/{folder}/" in notes and entry["url"] in notes, \
+            f"a note in {path.name} must say where to get {name} ({entry['url']}) and where it goes"
