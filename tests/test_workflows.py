@@ -44,7 +44,7 @@ NOTE_NODES = {"Note", "MarkdownNote"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 CONTROL_AFTER_GENERATE = {"fixed", "increment", "decrement", "randomize"}
 # Model files the workflows name; a user puts them in models/pggan and models/vgg.
-USER_MODELS = {"pggan": ["pggan_churchoutdoor256_generator.pth"], "vgg": ["vgg16-397923af.pth"]}
+USER_MODELS = {"pggan": ["pggan_church256.pth"], "vgg": ["vgg16-397923af.pth"]}
 # The loader nodes and the model folder (ComfyUI/models/<folder>) their file comes from.
 LOADER_FOLDERS = {"LoadPGGANPrior": "pggan", "LoadPerceptualModelVGG16": "vgg"}
 BUNDLED_MODELS = {path.name for path in (ROOT / "ganprior_core" / "priors").iterdir()}
