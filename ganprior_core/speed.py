@@ -171,7 +171,8 @@ class SpeedCase:
         model, optimizer = preset(self.preset, self.generator)
         if self.num_codes is not None:
             model = replace(model, num_codes=self.num_codes)
-        return model, optimizer
+        # Timed steps are the same steps the reference takes: every known pixel in the loss.
+        return model, replace(optimizer, stop="fixed")
 
     def describe(self) -> str:
         model, _ = self.configs()
@@ -497,22 +498,44 @@ def format_report(report: SpeedReport) -> list[str]:
 # Time to quality with the bundled prior
 
 @dataclass
+class StopOutcome:
+    """One whole run: auto-stop (`steps` = steps it took) or a fixed budget."""
+    stop: str
+    steps: int
+    seconds: float
+    psnr: float
+
+
+@dataclass
 class QualityRun:
     precision: str
     image_seed: int
     steps: int
-    seconds: float  # the whole inpaint() call
+    seconds: float  # the whole fixed-steps inpaint() call
     final_psnr: float
     steps_to_quality: int  # first checked step whose PSNR is within the margin of final_psnr
     seconds_to_quality: float
     curve: list[tuple[int, float, float]]  # (step, seconds since the call began, PSNR)
+    auto_stop: StopOutcome | None = None  # the default: auto-stop with `steps` as the maximum
+    budgets: list[StopOutcome] = field(default_factory=list)  # shorter fixed runs, own schedules
+
+
+def _whole_run(prior: PGGANGenerator, truth: torch.Tensor, hole: torch.Tensor, model_config,
+               config: OptimizerConfig, device: str, perceptual) -> StopOutcome:
+    result = inpaint(prior, truth, hole, model_config, config, seed=0, device=device,
+                     perceptual=perceptual)
+    return StopOutcome(config.stop, result.steps_run, result.seconds,
+                       metrics.psnr(result.composite, truth))
 
 
 def time_to_quality(prior: PGGANGenerator, steps: int = 3000, precisions: tuple[str, ...] = ("bf16", "fp32"),
                     image_seeds: list[int] | None = None, every: int = 25, device: str = "cpu",
-                    perceptual: VGG16Features | None = None,
+                    perceptual: VGG16Features | None = None, budgets: tuple[int, ...] = (),
+                    compare_auto_stop: bool = True,
                     log: Callable[[str], None] = print) -> list[QualityRun]:
-    """Inpaint procedural evaluation facades (centred box hole, a quarter of the image)."""
+    """Inpaint procedural evaluation facades (centred box hole, a quarter of the image): a fixed
+    `steps` run with its PSNR curve, an auto-stop run with `steps` as its maximum and a fixed run
+    per budget (each with its own schedule, as a user would run it)."""
     if prior.config.resolution != procedural.IMAGE_SIZE:
         raise ValueError(f"time to quality uses {procedural.IMAGE_SIZE}x{procedural.IMAGE_SIZE} "
                          f"facades; this prior is {prior.config.resolution}x{prior.config.resolution}")
@@ -530,21 +553,33 @@ def time_to_quality(prior: PGGANGenerator, steps: int = 3000, precisions: tuple[
                     filled = imaging.composite(truth, progress.preview.cpu(), hole)
                     curve.append((progress.step, time.perf_counter() - started,
                                   metrics.psnr(filled, truth)))
-            config = replace(base_config, steps=steps, precision=precision, preview_every=every)
+            config = replace(base_config, steps=steps, precision=precision, preview_every=every,
+                             stop="fixed")
             result = inpaint(prior, truth, hole, model_config, config, seed=0, device=device,
                              perceptual=perceptual, callback=record)
             final = metrics.psnr(result.composite, truth)
             reached = next(point for point in curve + [(steps, result.seconds, final)]
                            if point[2] >= final - QUALITY_MARGIN_DB)
+            auto = (_whole_run(prior, truth, hole, model_config, replace(config, stop="auto"),
+                               device, perceptual) if compare_auto_stop else None)
+            fixed_budgets = [_whole_run(prior, truth, hole, model_config, replace(config, steps=budget),
+                                        device, perceptual) for budget in budgets]
             runs.append(QualityRun(precision, image_seed, steps, result.seconds, final,
-                                   reached[0], reached[1], curve))
+                                   reached[0], reached[1], curve, auto, fixed_budgets))
             log(f"image {image_seed} {precision}: final PSNR {final:.2f} dB after {steps} steps "
                 f"({result.seconds:.0f} s); within {QUALITY_MARGIN_DB} dB from step {reached[0]} "
-                f"({reached[1]:.0f} s)")
+                f"({reached[1]:.0f} s)"
+                + (f"; auto-stop {auto.psnr:.2f} dB after {auto.steps} steps ({auto.seconds:.0f} s)"
+                   if auto else ""))
     return runs
 
 
 CURVE_STEPS = (25, 50, 100, 200, 500, 1000, 2000, 3000)
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
 
 
 def format_quality(runs: list[QualityRun]) -> list[str]:
@@ -567,6 +602,18 @@ def format_quality(runs: list[QualityRun]) -> list[str]:
             f"{count} image(s); {sum(r.seconds / r.steps for r in group) / count * 1e3:.1f} ms/step; "
             f"within {QUALITY_MARGIN_DB} dB after {sum(r.steps_to_quality for r in group) / count:.0f} "
             f"steps / {sum(r.seconds_to_quality for r in group) / count:.0f} s (mean)")
+        outcomes = [("fixed", group[0].steps, [(r.steps, r.seconds, r.final_psnr) for r in group])]
+        if all(r.auto_stop for r in group):
+            outcomes.insert(0, ("auto-stop", group[0].steps,
+                                [(r.auto_stop.steps, r.auto_stop.seconds, r.auto_stop.psnr) for r in group]))
+        for index, budget in enumerate(group[0].budgets):
+            outcomes.append(("fixed", budget.steps, [(r.budgets[index].steps, r.budgets[index].seconds,
+                                                      r.budgets[index].psnr) for r in group]))
+        for name, limit, values in outcomes:
+            label = f"auto-stop (max {limit})" if name == "auto-stop" else f"fixed {limit}"
+            lines.append(f"  {precision} {label:<20} PSNR {_mean(v[2] for v in values):6.2f} dB, "
+                         f"steps {_mean(v[0] for v in values):6.0f} (max {max(v[0] for v in values)}), "
+                         f"{_mean(v[1] for v in values):6.1f} s per image")
     if {"bf16", "fp32"} <= by_precision.keys():
         pairs = [(b.final_psnr - f.final_psnr) for b in by_precision["bf16"] for f in by_precision["fp32"]
                  if b.image_seed == f.image_seed]
@@ -599,7 +646,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "tens of seconds per case)")
     parser.add_argument("--time-to-quality", action="store_true",
                         help="instead: steps and seconds until bundled-prior inpainting is within "
-                             f"{QUALITY_MARGIN_DB} dB of its final PSNR, bf16 and fp32")
+                             f"{QUALITY_MARGIN_DB} dB of its final PSNR, bf16 and fp32; and the "
+                             "auto-stop run (maximum --steps) against fixed runs of --steps and of "
+                             "each --budgets (PSNR, steps, seconds)")
+    parser.add_argument("--budgets", default="300",
+                        help="--time-to-quality: comma-separated shorter fixed step counts to run "
+                             "too, each with its own schedule (default 300; '' for none)")
     parser.add_argument("--prior", help="prior for --time-to-quality (default: the bundled one)")
     parser.add_argument("--vgg", help="VGG16 weights for --time-to-quality's perceptual term "
                                       "(without: MSE only)")
@@ -623,7 +675,8 @@ def run_command(args: argparse.Namespace) -> None:
         runs = time_to_quality(prior, args.steps, tuple(args.precisions.split(",")),
                                procedural.evaluation_seeds(args.images, args.image_offset),
                                device=args.device,
-                               perceptual=load_vgg16_features(args.vgg) if args.vgg else None)
+                               perceptual=load_vgg16_features(args.vgg) if args.vgg else None,
+                               budgets=tuple(int(b) for b in args.budgets.split(",") if b.strip()))
         lines = format_quality(runs)
         payload = [asdict(run) for run in runs]
     else:

@@ -33,7 +33,7 @@ def test_reference_and_project_compute_the_same_optimisation_in_fp32(tiny_genera
     hole = torch.zeros(16, 16)
     hole[4:11, 5:12] = 1
     model_config = MultiLatentConfig(num_codes=3, split_layer=3, use_beta=use_beta, finetune=finetune)
-    optimizer_config = OptimizerConfig(steps=5, precision="fp32", perceptual_weight=0.1,
+    optimizer_config = OptimizerConfig(steps=5, precision="fp32", perceptual_weight=0.1, stop="fixed",
                                        lr_generator=1e-3 if finetune != "none" else 0.0)
     perceptual = VGG16Features(depth=4)
     reference = speed.ReferenceInpainting(tiny_generator, image, hole, model_config, optimizer_config,
@@ -86,7 +86,7 @@ def test_time_to_quality_reports_the_first_step_within_the_margin_of_the_final_p
     torch.manual_seed(0)
     prior = PGGANGenerator(speed.BUNDLED_PRIOR_SHAPE).eval()
     runs = speed.time_to_quality(prior, steps=30, precisions=("bf16", "fp32"), every=10,
-                                 log=lambda line: None)
+                                 budgets=(10,), log=lambda line: None)
     assert [run.precision for run in runs] == ["bf16", "fp32"]
     for run in runs:
         assert [step for step, _, _ in run.curve] == [10, 20, 30]
@@ -94,5 +94,12 @@ def test_time_to_quality_reports_the_first_step_within_the_margin_of_the_final_p
                      if psnr >= run.final_psnr - speed.QUALITY_MARGIN_DB)
         assert run.steps_to_quality == first
         assert 0 < run.seconds_to_quality <= run.seconds
+        assert run.auto_stop.stop == "auto" and 1 <= run.auto_stop.steps <= 30
+        assert [(b.stop, b.steps) for b in run.budgets] == [("fixed", 10)]
     lines = speed.format_quality(runs)
     assert any(line.startswith("bf16 - fp32 final PSNR") for line in lines)
+    bf16 = [run for run in runs if run.precision == "bf16"]
+    auto_line = next(line for line in lines if line.startswith("  bf16 auto-stop (max 30)"))
+    assert f"PSNR {bf16[0].auto_stop.psnr:6.2f} dB" in auto_line
+    assert f"steps {bf16[0].auto_stop.steps:6.0f} (max {bf16[0].auto_stop.steps})" in auto_line
+    assert any(line.startswith("  bf16 fixed 10 ") for line in lines)
