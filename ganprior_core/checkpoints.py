@@ -92,8 +92,9 @@ class _ReadCheckpoint:
     config: PGGANConfig
     state_dict: dict[str, torch.Tensor]  # PGGANGenerator naming and layouts
     source_format: str
-    # Which network of the file was read ("generator_smooth", "Gs", ...), for the user to see.
-    source_network: str
+    # Which network of the file was read ("generator_smooth", "Gs", ...), for the user to see;
+    # None where the format holds only one.
+    source_network: str | None
     # True when weights are stored already multiplied by their equalised-lr scale (Theano models,
     # TF models trained without use_wscale); the generator wants them unscaled.
     weights_include_scale: bool = False
@@ -103,7 +104,9 @@ class _ReadCheckpoint:
 class LoadedCheckpoint:
     generator: PGGANGenerator
     source_format: str  # one of the *_pth / *_pkl names above, or GANPRIOR
-    source_network: str  # which network of the file: "generator_smooth", "generator", "Gs", ...
+    # Which network of the file was read: "generator_smooth", "generator", "bare state dict",
+    # "Gs", ...; None where the format holds only one.
+    source_network: str | None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -352,7 +355,7 @@ def _convert_genforce(weights: Mapping[str, Any]) -> _ReadCheckpoint:
             state[f"layers.{layer}.conv.bias"] = take(f"layer{layer}.wscale.bias")
     state["to_rgb.weight"] = take(f"output{blocks - 1}.conv.weight")
     state["to_rgb.bias"] = take(f"output{blocks - 1}.wscale.bias")
-    return _ReadCheckpoint(_infer_config(state, fused), state, GENFORCE, "state dict")
+    return _ReadCheckpoint(_infer_config(state, fused), state, GENFORCE, None)
 
 
 def _convert_genforce_zoo(weights: Mapping[str, Any], network: str) -> _ReadCheckpoint:
@@ -621,8 +624,9 @@ def _read_safetensors(path: str | os.PathLike) -> _ReadCheckpoint:
         _check_shapes_fit(config, {name: tuple(file.get_slice(name).get_shape())
                                    for name in file.keys()})
         state = {name: _finite(name, file.get_tensor(name).float()) for name in file.keys()}
+    network = header.get("source_network")
     return _ReadCheckpoint(config, state, str(header.get("source_format", GANPRIOR))[:80],
-                           str(header.get("source_network", "state dict"))[:80])
+                           None if network is None else str(network)[:80])
 
 
 def _config_from_metadata(config: Any) -> PGGANConfig:
