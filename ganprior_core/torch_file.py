@@ -183,9 +183,11 @@ def _read_legacy(data: bytes) -> Any:
     for key in keys:
         count = int.from_bytes(stream.read(8), "little", signed=True)
         reference = storages[key]
-        if count != reference.count or reference.nbytes > len(data) - stream.tell():
+        if count != reference.count:
             raise UnsafePickle(f"storage '{key}' holds {count} elements where {reference.count} "
-                               "were announced, or runs past the end of the file")
+                               "were announced")
+        if reference.nbytes > len(data) - stream.tell():
+            raise UnsafePickle(f"storage '{key}' runs past the end of the file (truncated)")
         contents[key] = stream.read(reference.nbytes)
     return _materialise(result, storages, contents, len(data))
 
