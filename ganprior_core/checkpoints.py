@@ -524,7 +524,12 @@ def _convert_theano_state(state: Mapping[str, Any]) -> _ReadCheckpoint:
 
     def effective(weight: np.ndarray) -> np.ndarray:
         # Theano stored weights normalised, with the scale as a separate scalar parameter.
-        return weight * float(next(arrays)) if use_wscale else weight
+        if not use_wscale:
+            return weight
+        scale = float(next(arrays))
+        if not math.isfinite(scale):
+            raise _Refused(f"a Theano weight scale is {scale}, not a finite number")
+        return weight * scale
 
     def conv(name: str) -> list[tuple[str, np.ndarray]]:
         # Lasagne convolves (flipping the kernel), TF correlates;
