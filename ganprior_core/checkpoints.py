@@ -78,7 +78,8 @@ class CheckpointError(ValueError):
 
     def __init__(self, path: str | os.PathLike, problem: str) -> None:
         self.path = str(path)
-        self.problem = problem
+        # One line, of bounded length: problems quote names and errors taken from the file.
+        self.problem = problem = " ".join(problem.split())[:600]
         super().__init__(f"cannot load a PGGAN generator from '{path}': {problem}. "
                          f"Accepted formats: {'; '.join(ACCEPTED_FORMATS)}.")
 
@@ -176,7 +177,7 @@ def _read_checkpoint(path: str | os.PathLike) -> _ReadCheckpoint:
         if not head:
             raise _Refused("the file is empty")
         if _looks_like_safetensors(head, os.path.getsize(path)):
-            return _read_safetensors(path)
+            return _read_safetensors(path, int.from_bytes(head[:8], "little"))
         with open(path, "rb") as file:
             data = file.read()
         if torch_file.looks_like_torch_file(head):
@@ -604,10 +605,10 @@ def _convert_tf_variables(variables: Mapping[str, Any], source_format: str,
 # ---------------------------------------------------------------------------------------------
 # This project's .safetensors
 
-def _read_safetensors(path: str | os.PathLike) -> _ReadCheckpoint:
+def _read_safetensors(path: str | os.PathLike, header_length: int) -> _ReadCheckpoint:
     """The JSON header and the architecture it claims are checked against the tensors' declared
-    shapes and byte ranges before any tensor is read."""
-    header_length = int.from_bytes(Path(path).open("rb").read(8), "little")
+    shapes (safetensors itself checks their byte ranges against the file) before any tensor is
+    read."""
     if header_length > MAX_SAFETENSORS_HEADER_BYTES:
         raise _Refused(f"its safetensors header claims {header_length} bytes, more than the "
                        f"{MAX_SAFETENSORS_HEADER_BYTES} a PGGAN's header needs")

@@ -31,6 +31,7 @@ from checkpoint_builders import (NUMPY_1, NUMPY_2, Arch, PickledNetwork, genforc
 from ganprior_core.checkpoints import (ACCEPTED_FORMATS, CHECKPOINT_EXTENSIONS, CheckpointError,
                                        convert_checkpoint, load_checkpoint, load_generator,
                                        save_generator)
+from ganprior_core.cli import main as cli_main
 
 TOLERANCE = 1e-5
 SQRT2 = math.sqrt(2)
@@ -278,13 +279,13 @@ def test_genforce_zoo_file_matches_genforce_forward(tmp_path, arch, layout, lega
                       - genforce_zoo_reference(smooth, z, arch.fused)).max() > 1e-2
 
 
-def test_genforce_zoo_convert_round_trip_keeps_images_and_source(tmp_path):
+def test_genforce_zoo_cli_convert_round_trip_keeps_images_and_source(tmp_path):
     rng = np.random.default_rng(22)
     source = tmp_path / "pggan_test32.pth"
     torch.save({"generator": genforce_zoo_state_dict(SMALL_FUSED, rng),
                 "generator_smooth": genforce_zoo_state_dict(SMALL_FUSED, rng)}, source)
     destination = tmp_path / "pggan_test32.safetensors"
-    convert_checkpoint(source, destination)
+    assert cli_main(["convert", str(source), str(destination)]) == 0
     z = latents(SMALL_FUSED)
     assert np.array_equal(generate(load_generator(destination), z),
                           generate(load_generator(source), z))
