@@ -145,7 +145,8 @@ def _read_zip(data: bytes) -> Any:
     return _materialise(result, storages, contents, len(data))
 
 
-def _read_entry(archive: zipfile.ZipFile, name: str, expected_bytes: int, file_bytes: int) -> bytes:
+def _read_entry(archive: zipfile.ZipFile, name: str, expected_bytes: int,
+                file_bytes: int) -> bytearray:
     """An entry's bytes, once its sizes agree with what the pickle announced and the file holds.
 
     torch.save stores entries uncompressed; refusing compression keeps a small file from
@@ -156,7 +157,11 @@ def _read_entry(archive: zipfile.ZipFile, name: str, expected_bytes: int, file_b
     if info.file_size != expected_bytes or info.file_size > file_bytes:
         raise UnsafePickle(f"archive entry '{name}' holds {info.file_size} bytes, "
                            f"{expected_bytes} expected, in a file of {file_bytes}")
-    return archive.read(name)
+    content = bytearray(info.file_size)  # writable, so tensors can use it without another copy
+    with archive.open(info) as entry:
+        if entry.readinto(content) != info.file_size:
+            raise UnsafePickle(f"archive entry '{name}' is truncated")
+    return content
 
 
 def _read_legacy(data: bytes) -> Any:
@@ -188,25 +193,29 @@ def _read_legacy(data: bytes) -> Any:
                                "were announced")
         if reference.nbytes > len(data) - stream.tell():
             raise UnsafePickle(f"storage '{key}' runs past the end of the file (truncated)")
-        contents[key] = stream.read(reference.nbytes)
+        contents[key] = bytearray(stream.read(reference.nbytes))
     return _materialise(result, storages, contents, len(data))
 
 
-def _materialise(result: Any, storages: dict[str, _StorageRef], contents: dict[str, bytes],
+def _materialise(result: Any, storages: dict[str, _StorageRef], contents: dict[str, bytearray],
                  byte_allowance: int) -> Any:
-    """Replace each _PendingTensor by a tensor copied out of its (checked) storage bytes."""
+    """Replace each _PendingTensor by a tensor over its (checked) storage bytes: a view where
+    the tensor is its whole storage, as state dicts' tensors are, else a copy of its part."""
     storage_tensors: dict[str, torch.Tensor] = {}
     allowance = safe_pickle.Allowance(byte_allowance)
 
     def build(pending: _PendingTensor) -> torch.Tensor:
-        key = pending.storage.key
-        if key not in storage_tensors:
-            storage_tensors[key] = torch.frombuffer(bytearray(contents[key]),
-                                                    dtype=pending.storage.dtype) \
-                if contents[key] else torch.empty(0, dtype=pending.storage.dtype)
-        allowance.spend(math.prod(pending.size) * pending.storage.dtype.itemsize)
-        return storage_tensors[key].as_strided(pending.size, pending.stride,
-                                               pending.offset).clone()
+        storage, count = pending.storage, math.prod(pending.size)
+        if storage.key not in storage_tensors:
+            content = contents.pop(storage.key)
+            storage_tensors[storage.key] = torch.frombuffer(content, dtype=storage.dtype) \
+                if content else torch.empty(0, dtype=storage.dtype)
+        whole = storage_tensors[storage.key]
+        if pending.offset == 0 and count == storage.count and \
+                pending.stride == _contiguous_strides(pending.size):
+            return whole.view(pending.size)
+        allowance.spend(count * storage.dtype.itemsize)
+        return whole.as_strided(pending.size, pending.stride, pending.offset).clone()
 
     def walk(obj: Any) -> Any:  # the structure was bounded (depth, size, no cycles) when read
         if isinstance(obj, _PendingTensor):
@@ -218,3 +227,11 @@ def _materialise(result: Any, storages: dict[str, _StorageRef], contents: dict[s
         return obj
 
     return walk(result)
+
+
+def _contiguous_strides(size: tuple[int, ...]) -> tuple[int, ...]:
+    strides, step = [], 1
+    for extent in reversed(size):
+        strides.append(step)
+        step *= max(extent, 1)
+    return tuple(reversed(strides))
