@@ -31,7 +31,6 @@ MAX_OPCODES = 2_000_000  # official PGGAN pickles need a few thousand
 MAX_EXPANDED_OBJECTS = 1_000_000  # objects in the result, counting each reference
 MAX_DEPTH = 32  # NVIDIA's (G, D, Gs) state is about 6 levels deep
 MAX_DIMENSIONS = 8
-MAX_LONG_BYTES = 255  # LONG1; nothing in a checkpoint needs a longer integer
 # Plain numeric dtypes: bool, signed/unsigned integers, floats (no long double, no complex).
 _NUMERIC_DTYPE_CODE = re.compile(r"(b1|[iu][1248]|f[248])")
 _BYTE_ORDERS = ("<", ">", "|", "=")
@@ -224,17 +223,16 @@ class _BoundedUnpickler(pickle._Unpickler):  # the pure-Python one, so every opc
 
 
 def load(source: bytes | io.BytesIO, classes: Mapping[tuple[str, str], Any] | None = None,
-         persistent_load: Callable[[Any], Any] | None = None, array_bytes: int | None = None,
+         persistent_load: Callable[[Any], Any] | None = None,
          leaf_types: tuple[type, ...] = ()) -> Any:
     """Unpickle `source` (bytes, or the next pickle of a BytesIO) allowing only numpy's plain
     numeric arrays and `classes`: a map from (module, name) to a stand-in class or function.
     Stand-in classes receive BUILD through their own `__setstate__` and keep it as `.state`;
-    `leaf_types` are the types `classes`' functions build (kept as they are). `array_bytes` caps
-    the array data built (default: the length of the data)."""
+    `leaf_types` are the types `classes`' functions build (kept as they are). The arrays built may
+    hold at most as many bytes as the whole source (plus a small margin for empty arrays)."""
     stream = source if isinstance(source, io.BytesIO) else io.BytesIO(source)
-    if array_bytes is None:
-        array_bytes = len(stream.getbuffer()) + 1024
-    unpickler = _BoundedUnpickler(stream, classes or {}, persistent_load, Allowance(array_bytes))
+    allowance = Allowance(stream.getbuffer().nbytes + 1024)
+    unpickler = _BoundedUnpickler(stream, classes or {}, persistent_load, allowance)
     return _finish(unpickler.load(), unpickler.stand_in_types, leaf_types)
 
 
