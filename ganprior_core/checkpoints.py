@@ -576,6 +576,9 @@ def _convert_tf_variables(variables: Mapping[str, Any], source_format: str,
                        "not a power of two")
     fused = "8x8/Conv0_up/weight" in variables
     dense = take("4x4/Dense/weight")  # [latent, C * 16]; output reshaped to [C, 4, 4]
+    if dense.ndim != 2 or 0 in dense.shape or dense.shape[1] % 16:
+        raise _Refused(f"variable '4x4/Dense/weight' has shape {list(dense.shape)}, not "
+                       "[latent, channels * 16] with both sizes positive")
     latent = dense.shape[0]
     state = {
         # A 4x4 kernel with padding 3 on a 1x1 input reads the kernel reversed.
@@ -617,7 +620,10 @@ def _read_safetensors(path: str | os.PathLike, header_length: int) -> _ReadCheck
         if header_text is None:
             raise _Refused(f"this .safetensors file has no '{SAFETENSORS_KEY}' metadata, so it was "
                            "not written by this project and its architecture is unknown")
-        header = json.loads(header_text)
+        try:
+            header = json.loads(header_text)
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than json allows
+            raise _Refused("its ganprior metadata is not valid JSON of a sane depth") from None
         if not isinstance(header, dict):
             raise _Refused("its ganprior metadata is not a JSON object")
         if header.get("format") != SAFETENSORS_FORMAT:
