@@ -18,7 +18,7 @@ setup() {
   if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
     "$VENV/bin/pip" install --quiet -c constraints.txt torch
   fi
-  if ! "$VENV/bin/python" -c "import ganprior_core, numpy, PIL, safetensors, pytest, skimage" >/dev/null 2>&1; then
+  if ! "$VENV/bin/python" -c "import ganprior_core, numpy, PIL, safetensors, pytest, skimage, hypothesis" >/dev/null 2>&1; then
     "$VENV/bin/pip" install --quiet -c constraints.txt -e ".[test]"
   fi
 }

@@ -5,7 +5,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..ganprior_core.checkpoints import CHECKPOINT_EXTENSIONS, load_generator
+from ..ganprior_core.checkpoints import CHECKPOINT_EXTENSIONS, LoadedCheckpoint, load_checkpoint
 from ..ganprior_core.early_stop import STOP_MODES
 from ..ganprior_core.generate import sample_images
 from ..ganprior_core.multi_latent import FINETUNE_SCOPES, MultiLatentConfig
@@ -40,10 +40,25 @@ class MultiLatentSpec:
     config: MultiLatentConfig
 
 
-def describe_prior(name: str, prior: PGGANGenerator) -> str:
-    config = prior.config
+# What the loader's format and network names mean to someone choosing a file.
+_SOURCE_FORMATS = {"genforce-zoo-pth": "genforce model-zoo .pth",
+                   "genforce-pth": "genforce/mGANprior state dict .pth",
+                   "nvidia-tf-pkl": "NVIDIA TensorFlow-era .pkl",
+                   "nvidia-theano-pkl": "NVIDIA Theano-era .pkl",
+                   "ganprior": "ganprior .safetensors"}
+_SOURCE_NETWORKS = {"generator_smooth": "generator_smooth (the moving average)",
+                    "generator": "generator (raw weights: the file has no generator_smooth)",
+                    "Gs": "Gs (the moving average)"}
+
+
+def describe_prior(name: str, loaded: LoadedCheckpoint) -> str:
+    config = loaded.generator.config
+    source = _SOURCE_FORMATS.get(loaded.source_format, loaded.source_format)
+    if loaded.source_network is not None:
+        source += ", " + _SOURCE_NETWORKS.get(loaded.source_network, loaded.source_network)
     lines = [f"{name}: {config.resolution}x{config.resolution} PGGAN, latent {config.latent_dim}, "
              f"{config.num_layers} conv layers",
+             f"read from: {source}",
              "split layer k -> fused feature maps (channels x height x width):"]
     lines += [f"  k={k}: {'x'.join(map(str, config.feature_shape(k)))}"
               for k in range(1, config.num_layers + 1)]
@@ -51,26 +66,31 @@ def describe_prior(name: str, prior: PGGANGenerator) -> str:
 
 
 class LoadPGGANPrior:
-    DESCRIPTION = ("Loads a pretrained PGGAN generator from ComfyUI/models/pggan: genforce/mGANprior "
-                   ".pth, NVIDIA .pkl or this pack's .safetensors. The bundled 64x64 facades prior is "
-                   "always listed.")
+    DESCRIPTION = ("Loads a pretrained PGGAN generator from ComfyUI/models/pggan: a genforce model-zoo "
+                   ".pth (generator_smooth when present, else generator, or a bare state dict), a "
+                   "genforce/mGANprior .pth, an NVIDIA .pkl (TensorFlow or Theano; Gs) or this pack's "
+                   ".safetensors. The format is read from the file's content; nothing in the file is "
+                   "run. The bundled 64x64 facades prior is always listed.")
     CATEGORY = CATEGORY
     FUNCTION = "load"
     RETURN_TYPES = ("PGGAN_PRIOR", "STRING")
     RETURN_NAMES = ("prior", "info")
     OUTPUT_TOOLTIPS = ("The generator. Shared and cached: nodes downstream never change it.",
-                       "Resolution, layer count, and the feature shape each split layer k gives.")
+                       "Resolution, layer count, which format and which network of the file was "
+                       "read (e.g. generator_smooth), and the feature shape each split layer k gives.")
 
     @classmethod
     def INPUT_TYPES(cls):
         names = host.model_names("pggan")
-        return {"required": {"prior_name": (names, {"tooltip": "A file in models/pggan."})}}
+        return {"required": {"prior_name": (names, {"tooltip": (
+            "A file in models/pggan: genforce model-zoo or mGANprior .pth, NVIDIA .pkl "
+            "(TensorFlow or Theano) or ganprior .safetensors.")})}}
 
     def load(self, prior_name):
         # Loaded outside inference mode: the optimisation copies these weights into autograd.
         with torch.inference_mode(False):
-            prior = load_generator(host.model_path("pggan", prior_name)).eval()
-        return (prior, describe_prior(prior_name, prior))
+            loaded = load_checkpoint(host.model_path("pggan", prior_name))
+        return (loaded.generator.eval(), describe_prior(prior_name, loaded))
 
 
 class SamplePGGANPrior:

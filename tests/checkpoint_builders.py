@@ -58,6 +58,32 @@ def genforce_state_dict(arch: Arch, rng: np.random.Generator, lod: float = 0.0) 
 
 
 # ---------------------------------------------------------------------------------------------
+# genforce/genforce model zoo (models/pggan_generator.py): no .conv / .wscale level
+
+def genforce_zoo_state_dict(arch: Arch, rng: np.random.Generator, lod: float = 0.0) -> dict:
+    """`layer{i}.weight` [out, in, k, k] (fused up layers: conv_transpose's [in, out, 3, 3]),
+    `layer{i}.bias`, `output{j}.weight` [3, C, 1, 1], `output{j}.bias`, `lod`; unscaled."""
+    state: dict[str, torch.Tensor] = {"lod": torch.tensor(lod)}
+    tensor = lambda *shape: torch.from_numpy(_normal(rng, *shape))  # noqa: E731
+    previous = arch.latent
+    for block, channels in enumerate(arch.channels):
+        first, second = f"layer{2 * block}", f"layer{2 * block + 1}"
+        if block == 0:
+            state[f"{first}.weight"] = tensor(channels, arch.latent, 4, 4)
+        elif arch.fused:
+            state[f"{first}.weight"] = tensor(previous, channels, 3, 3)
+        else:
+            state[f"{first}.weight"] = tensor(channels, previous, 3, 3)
+        state[f"{first}.bias"] = tensor(channels)
+        state[f"{second}.weight"] = tensor(channels, channels, 3, 3)
+        state[f"{second}.bias"] = tensor(channels)
+        state[f"output{block}.weight"] = tensor(3, channels, 1, 1)
+        state[f"output{block}.bias"] = tensor(3)
+        previous = channels
+    return state
+
+
+# ---------------------------------------------------------------------------------------------
 # NVIDIA TensorFlow-era tfutil.Network state
 
 def tf_variables(arch: Arch, rng: np.random.Generator, lod: float = 0.0) -> dict[str, np.ndarray]:
@@ -199,17 +225,19 @@ class _NamedGlobalsPickler(pickle._Pickler):  # the pure-Python pickler lets us 
 
 def write_pickle(path: Path, obj: Any, *, network_module: str = "tfutil",
                  numpy_module: str = NUMPY_1, python2: bool = False,
-                 extra_names: dict | None = None) -> Path:
+                 extra_names: dict | None = None, protocol: int = 4) -> Path:
     """Pickle `obj`; PickledNetwork pickles as `{network_module}.Network`, numpy's array helpers
     as `{numpy_module}._reconstruct` / `.scalar`. python2=True writes a protocol-2 pickle with
-    Python 2 byte strings (what NVIDIA's Theano code produced), readable only with latin1."""
+    Python 2 byte strings (what NVIDIA's Theano code produced), readable only with latin1.
+    protocol=5 lets the installed numpy pickle arrays its own way (numpy 2: `_frombuffer` with
+    in-band buffers), as a file re-saved under numpy 2 has them."""
     reconstruct, _, _ = np.empty(0).__reduce__()
     scalar, _ = np.float32(0).__reduce__()
     names = {PickledNetwork: (network_module, "Network"),
              reconstruct: (numpy_module, "_reconstruct"), scalar: (numpy_module, "scalar"),
              **(extra_names or {})}
     with open(path, "wb") as file:
-        _NamedGlobalsPickler(file, 2 if python2 else 4, names, python2).dump(obj)
+        _NamedGlobalsPickler(file, 2 if python2 else protocol, names, python2).dump(obj)
     return path
 
 

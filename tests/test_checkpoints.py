@@ -25,11 +25,13 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from checkpoint_builders import (NUMPY_1, NUMPY_2, Arch, PickledNetwork, genforce_state_dict,
-                                 nvidia_pickle, tf_discriminator_variables, tf_network_state,
+                                 genforce_zoo_state_dict, nvidia_pickle, tf_discriminator_variables, tf_network_state,
                                  tf_variables, theano_network_state, theano_param_values,
                                  write_pickle)
 from ganprior_core.checkpoints import (ACCEPTED_FORMATS, CHECKPOINT_EXTENSIONS, CheckpointError,
-                                       convert_checkpoint, load_generator, save_generator)
+                                       convert_checkpoint, load_checkpoint, load_generator,
+                                       save_generator)
+from ganprior_core.cli import main as cli_main
 
 TOLERANCE = 1e-5
 SQRT2 = math.sqrt(2)
@@ -194,6 +196,44 @@ def genforce_reference(state: dict, z: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
+# Reference: genforce/genforce PGGANGenerator (model zoo). Its forward pixel-normalises z, then
+# every ConvBlock runs pixel norm -> (nearest upsample) -> conv with weight * wscale -> bias ->
+# leaky ReLU; fused up blocks use conv_transpose2d with the 4x4 sum of the padded [in, out, 3, 3]
+# kernel's shifts (stride 2, padding 1); output{j} is the same block with a 1x1 conv, gain 1, no
+# activation. With lod 0 the image is output{last}.
+
+def genforce_zoo_reference(state: dict, z: np.ndarray, fused: bool) -> np.ndarray:
+    w = {name: tensor.double() for name, tensor in state.items()}
+
+    def pixel_norm(x):
+        return x / torch.sqrt((x ** 2).mean(dim=1, keepdim=True) + 1e-8)
+
+    x = pixel_norm(torch.from_numpy(z).double())
+    x = x.view(*x.shape, 1, 1)
+    layer = 0
+    while f"layer{layer}.weight" in w:
+        weight, bias = w[f"layer{layer}.weight"], w[f"layer{layer}.bias"]
+        x = pixel_norm(x)
+        upsampling = layer >= 2 and layer % 2 == 0
+        if upsampling and fused:
+            kernel = F.pad(weight * (SQRT2 / math.sqrt(weight.shape[0] * 9)), (1, 1, 1, 1))
+            kernel = kernel[:, :, 1:, 1:] + kernel[:, :, :-1, 1:] + kernel[:, :, 1:, :-1] + \
+                kernel[:, :, :-1, :-1]
+            x = F.conv_transpose2d(x, kernel, bias, stride=2, padding=1)
+        else:
+            if upsampling:
+                x = F.interpolate(x, scale_factor=2, mode="nearest")
+            scale = SQRT2 / math.sqrt(weight[0].numel())
+            x = F.conv2d(x, weight * scale, bias, padding=3 if layer == 0 else 1)
+        x = F.leaky_relu(x, 0.2)
+        layer += 1
+    last = layer // 2 - 1
+    to_rgb = w[f"output{last}.weight"]
+    return F.conv2d(pixel_norm(x), to_rgb / math.sqrt(to_rgb.shape[1]),
+                    w[f"output{last}.bias"]).numpy()
+
+
+# ---------------------------------------------------------------------------------------------
 # Formats load and reproduce their reference images
 
 @pytest.mark.parametrize("arch", [SMALL, SMALL_FUSED], ids=["separate", "fused_scale"])
@@ -207,6 +247,77 @@ def test_genforce_state_dict_matches_genforce_forward(tmp_path, arch):
     assert generator.config.fused_scale == arch.fused
     z = latents(arch)
     assert_matches(generator, genforce_reference(state, z), z)
+
+
+def _zoo_layout(layout: str, smooth: dict, raw: dict) -> tuple[object, dict, str]:
+    """(what torch.save writes, the weights the loader must use, the network it must name)."""
+    if layout == "wrapped_both":
+        return {"generator": raw, "generator_smooth": smooth}, smooth, "generator_smooth"
+    if layout == "wrapped_generator_only":
+        return {"generator": raw}, raw, "generator"
+    return smooth, smooth, "bare state dict"
+
+
+@pytest.mark.parametrize("arch", [SMALL, SMALL_FUSED], ids=["separate", "fused_scale"])
+@pytest.mark.parametrize("layout", ["wrapped_both", "wrapped_generator_only", "bare"])
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy_torch_format"])
+def test_genforce_zoo_file_matches_genforce_forward(tmp_path, arch, layout, legacy):
+    rng = np.random.default_rng(21)
+    smooth, raw = genforce_zoo_state_dict(arch, rng), genforce_zoo_state_dict(arch, rng)
+    content, used, network = _zoo_layout(layout, smooth, raw)
+    path = tmp_path / "pggan_test16.pth"
+    torch.save(content, path, _use_new_zipfile_serialization=not legacy)
+    loaded = load_checkpoint(path)
+    assert (loaded.source_format, loaded.source_network) == ("genforce-zoo-pth", network)
+    config = loaded.generator.config
+    assert (config.resolution, config.channels, config.latent_dim, config.fused_scale) == (
+        arch.resolution, arch.channels, arch.latent, arch.fused)
+    z = latents(arch)
+    assert_matches(loaded.generator, genforce_zoo_reference(used, z, arch.fused), z)
+    if layout == "wrapped_both":  # guards the test: the two generators give different images
+        assert np.abs(genforce_zoo_reference(raw, z, arch.fused)
+                      - genforce_zoo_reference(smooth, z, arch.fused)).max() > 1e-2
+
+
+def test_genforce_zoo_cli_convert_round_trip_keeps_images_and_source(tmp_path):
+    rng = np.random.default_rng(22)
+    source = tmp_path / "pggan_test32.pth"
+    torch.save({"generator": genforce_zoo_state_dict(SMALL_FUSED, rng),
+                "generator_smooth": genforce_zoo_state_dict(SMALL_FUSED, rng)}, source)
+    destination = tmp_path / "pggan_test32.safetensors"
+    assert cli_main(["convert", str(source), str(destination)]) == 0
+    z = latents(SMALL_FUSED)
+    assert np.array_equal(generate(load_generator(destination), z),
+                          generate(load_generator(source), z))
+    with safe_open(str(destination), framework="pt") as file:
+        header = json.loads(file.metadata()["ganprior"])
+    assert (header["source_format"], header["source_network"]) == ("genforce-zoo-pth",
+                                                                   "generator_smooth")
+    loaded = load_checkpoint(destination)
+    assert (loaded.source_format, loaded.source_network) == ("genforce-zoo-pth",
+                                                             "generator_smooth")
+
+
+def test_numpy2_protocol5_pickle_with_in_band_buffers_matches_tf_forward(tmp_path):
+    variables = tf_variables(SMALL, np.random.default_rng(23))
+    path = nvidia_pickle(tmp_path / "resaved-under-numpy2.pkl", tf_network_state(variables),
+                         numpy_module=NUMPY_2, protocol=5)
+    data = path.read_bytes()
+    opcodes = {opcode.name for opcode, _, _ in pickletools.genops(data)}
+    assert data[:2] == b"\x80\x05" and "BYTEARRAY8" in opcodes  # numpy 2's in-band PickleBuffer
+    assert b"numpy._core.numeric" in data and b"_frombuffer" in data
+    loaded = load_checkpoint(path)
+    assert (loaded.source_format, loaded.source_network) == ("nvidia-tf-pkl", "Gs")
+    z = latents(SMALL)
+    assert_matches(loaded.generator, tf_reference(variables, z), z)
+
+
+def test_out_of_band_buffers_cannot_be_supplied_by_a_file(tmp_path):
+    variables = tf_variables(SMALL, np.random.default_rng(24))
+    path = tmp_path / "out-of-band.pkl"
+    path.write_bytes(pickle.dumps(variables["4x4/Dense/weight"], protocol=5,
+                                  buffer_callback=lambda buffer: False))
+    refused(path, "damaged")
 
 
 @pytest.mark.parametrize("arch,use_wscale,numpy_module", [

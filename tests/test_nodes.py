@@ -9,9 +9,11 @@ import math
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
+from checkpoint_builders import Arch, genforce_zoo_state_dict
 from pack_under_test import load_pack, pack_module
 
 RESOLUTION = 16
@@ -122,10 +124,23 @@ def test_load_prior_lists_the_models_folder_and_describes_the_split(models_dir, 
     assert "tiny16.safetensors" in names
     _, info = run("LoadPGGANPrior", prior_name="tiny16.safetensors")
     assert "16x16 PGGAN" in info and "6 conv layers" in info and "k=4: 16x8x8" in info
+    assert "read from: ganprior .safetensors\n" in info
     saved = pack_module("ganprior_core.checkpoints").load_generator(models_dir / "pggan" / "tiny16.safetensors")
     assert all(torch.equal(a, b) for a, b in zip(prior.state_dict().values(), saved.state_dict().values()))
     # Loaded inside ComfyUI's inference mode, yet usable for autograd later.
     assert not any(parameter.is_inference() for parameter in prior.parameters())
+
+
+def test_load_prior_info_names_the_layout_and_the_generator_read(models_dir):
+    rng = np.random.default_rng(0)
+    path = models_dir / "pggan" / "pggan_zoo16.pth"
+    torch.save({"generator": genforce_zoo_state_dict(Arch(), rng),
+                "generator_smooth": genforce_zoo_state_dict(Arch(), rng)}, path)
+    try:
+        _, info = run("LoadPGGANPrior", prior_name="pggan_zoo16.pth")
+    finally:
+        path.unlink()
+    assert "read from: genforce model-zoo .pth, generator_smooth (the moving average)" in info
 
 
 def test_build_checks_the_split_layer_against_the_prior(prior):
