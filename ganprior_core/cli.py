@@ -11,6 +11,7 @@ import torch
 
 from . import imaging, metrics, procedural, swd
 from .checkpoints import CheckpointError, convert_checkpoint, load_generator
+from .files import check_output_file, check_output_folder, require_regular_file, write_atomically
 from .generate import generate, image_grid, sample_images
 from .optimize import PRECISIONS, PRESET_NAMES, SCHEDULES, Progress, inpaint_any_size, preset
 from .perceptual import PerceptualModelError, load_vgg16_features
@@ -21,36 +22,70 @@ class CommandError(Exception):
 
 
 def _generate_command(args: argparse.Namespace) -> None:
-    generator = load_generator(args.checkpoint)
     out = Path(args.out)
+    if out.suffix.lower() == ".npy" and args.latents is None:
+        raise CommandError("--out .npy holds raw outputs of given --latents; "
+                           "for --seed/--count samples write an image (.png)")
+    suffixes = (".npy", *imaging.IMAGE_SUFFIXES) if args.latents is not None else imaging.IMAGE_SUFFIXES
+    check_output_file(out, suffixes, "--out")
+    _check_columns(args.columns)
+    generator = load_generator(args.checkpoint)
     if args.latents is not None:
-        latents = np.load(args.latents)
-        if latents.ndim != 2:
-            raise CommandError(f"{args.latents}: latents must be a 2-D array [N, "
-                               f"{generator.config.latent_dim}], got shape {latents.shape}")
-        images = generate(generator, torch.from_numpy(latents.astype(np.float32)), args.device)
-        if out.suffix == ".npy":
-            np.save(out, images.numpy())
+        images = generate(generator, _read_latents(args.latents), args.device)
+        if out.suffix.lower() == ".npy":
+            write_atomically(out, lambda file: np.save(file, images.numpy()))
         else:
             imaging.save_image(image_grid(((images + 1) / 2).clamp(0, 1), args.columns), out)
     else:
         images = sample_images(generator, args.count, args.seed, args.device)
-        if out.suffix == ".npy":
-            raise CommandError("--out .npy holds raw outputs of given --latents; "
-                               "for --seed/--count samples write an image (.png)")
         imaging.save_image(image_grid(images, args.columns), out)
     print(f"wrote {out} ({len(images)} image(s), {generator.config.resolution}x"
           f"{generator.config.resolution})")
 
 
+def _read_latents(path: str) -> torch.Tensor:
+    """A .npy array of latent codes, read without unpickling (an object array could run code)."""
+    require_regular_file(path, "latents file")
+    try:
+        latents = np.load(path, allow_pickle=False)
+    except ValueError as error:  # numpy's refusal of object arrays, and of malformed headers
+        raise CommandError(f"{path}: not a numeric .npy array of latent codes ({error})") from None
+    except (OSError, EOFError) as error:
+        raise CommandError(f"{path}: not a readable .npy file ({error})") from None
+    if not isinstance(latents, np.ndarray) or latents.dtype.kind != "f":
+        kind = latents.dtype if isinstance(latents, np.ndarray) else type(latents).__name__
+        raise CommandError(f"{path}: latents must be a floating-point array [N, latent_dim], "
+                           f"got {kind}")
+    return torch.from_numpy(latents.astype(np.float32))
+
+
+def _check_columns(columns: int) -> None:
+    if columns < 1:
+        raise CommandError(f"--columns must be at least 1, got {columns}")
+
+
 def _print_progress(every: int):
+    if every < 1:
+        raise CommandError(f"--log-every must be at least 1, got {every}")
+
     def report(progress: Progress) -> None:
         if progress.loss is not None and (progress.step % every == 0 or progress.step == progress.total):
             print(f"step {progress.step}/{progress.total}  loss {progress.loss:.5f}", flush=True)
     return report
 
 
+def _check_inpaint_outputs(args: argparse.Namespace) -> None:
+    imaging.check_output_image_path(args.out, "--out")
+    if args.raw_out:
+        imaging.check_output_image_path(args.raw_out, "--raw-out")
+        if Path(args.raw_out).resolve() == Path(args.out).resolve():
+            raise CommandError(f"--raw-out and --out are both {args.out}: the raw image would "
+                               "overwrite the composite; give two different files")
+
+
 def _inpaint_command(args: argparse.Namespace) -> None:
+    _check_inpaint_outputs(args)
+    report_progress = _print_progress(args.log_every)
     generator = load_generator(args.checkpoint)
     image = imaging.load_image(args.image)
     hole = imaging.load_mask(args.mask) if args.mask else torch.zeros(image.shape[1:])
@@ -67,7 +102,7 @@ def _inpaint_command(args: argparse.Namespace) -> None:
     perceptual = load_vgg16_features(args.vgg) if args.vgg else None
 
     result = inpaint_any_size(generator, image, hole, model_config, optimizer_config, args.seed,
-                              args.fit, args.device, perceptual, _print_progress(args.log_every))
+                              args.fit, args.device, perceptual, report_progress)
     for note in result.notes:
         print(f"note: {note}")
     imaging.save_image(result.composite, args.out)
@@ -89,8 +124,18 @@ def _metrics_command(args: argparse.Namespace) -> None:
 
 
 def _convert_command(args: argparse.Namespace) -> None:
-    convert_checkpoint(args.source, args.destination)
-    print(f"wrote {args.destination}")
+    destination = check_output_file(args.destination, (".safetensors",), "destination")
+    # save_generator writes <destination>.partial first; a failure must not leave it behind
+    # (unless it was there before, which is not this run's to remove).
+    partial = destination.with_name(destination.name + ".partial")
+    partial_existed = partial.exists()
+    try:
+        convert_checkpoint(args.source, destination)
+    except BaseException:
+        if not partial_existed:
+            partial.unlink(missing_ok=True)
+        raise
+    print(f"wrote {destination}")
 
 
 def _swd_command(args: argparse.Namespace) -> None:
@@ -121,11 +166,13 @@ def _swd_command(args: argparse.Namespace) -> None:
 
 def _demo_command(args: argparse.Namespace) -> None:
     from .demo import DemoConfig, run_demo
+    check_output_folder(args.out, "--out")
+    report_progress = _print_progress(args.log_every)
     config = DemoConfig(out_dir=Path(args.out), seed=args.seed, preset=args.preset,
                         device=args.device, **({"steps": args.steps} if args.steps else {}))
     print(f"inpainting a bundled facade with the bundled prior ({config.steps} steps, preset "
           f"{config.preset})", flush=True)
-    outcome = run_demo(config, _print_progress(args.log_every))
+    outcome = run_demo(config, report_progress)
     print(f"GAN prior      {outcome.result.one_line()}")
     print(f"diffusion fill {outcome.diffusion.one_line()}")
     print(f"wrote {', '.join(str(path) for path in outcome.files)} ({outcome.seconds:.1f} s)")
