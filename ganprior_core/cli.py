@@ -15,6 +15,7 @@ from .files import check_output_file, check_output_folder, require_regular_file,
 from .generate import generate, image_grid, sample_images
 from .optimize import PRECISIONS, PRESET_NAMES, SCHEDULES, Progress, inpaint_any_size, preset
 from .perceptual import PerceptualModelError, load_vgg16_features
+from .validation import check_count, check_seed, resolve_device
 
 
 class CommandError(Exception):
@@ -65,9 +66,6 @@ def _check_columns(columns: int) -> None:
 
 
 def _print_progress(every: int):
-    if every < 1:
-        raise CommandError(f"--log-every must be at least 1, got {every}")
-
     def report(progress: Progress) -> None:
         if progress.loss is not None and (progress.step % every == 0 or progress.step == progress.total):
             print(f"step {progress.step}/{progress.total}  loss {progress.loss:.5f}", flush=True)
@@ -85,7 +83,6 @@ def _check_inpaint_outputs(args: argparse.Namespace) -> None:
 
 def _inpaint_command(args: argparse.Namespace) -> None:
     _check_inpaint_outputs(args)
-    report_progress = _print_progress(args.log_every)
     generator = load_generator(args.checkpoint)
     image = imaging.load_image(args.image)
     hole = imaging.load_mask(args.mask) if args.mask else torch.zeros(image.shape[1:])
@@ -102,7 +99,7 @@ def _inpaint_command(args: argparse.Namespace) -> None:
     perceptual = load_vgg16_features(args.vgg) if args.vgg else None
 
     result = inpaint_any_size(generator, image, hole, model_config, optimizer_config, args.seed,
-                              args.fit, args.device, perceptual, report_progress)
+                              args.fit, args.device, perceptual, _print_progress(args.log_every))
     for note in result.notes:
         print(f"note: {note}")
     imaging.save_image(result.composite, args.out)
@@ -166,13 +163,11 @@ def _swd_command(args: argparse.Namespace) -> None:
 
 def _demo_command(args: argparse.Namespace) -> None:
     from .demo import DemoConfig, run_demo
-    check_output_folder(args.out, "--out")
-    report_progress = _print_progress(args.log_every)
     config = DemoConfig(out_dir=Path(args.out), seed=args.seed, preset=args.preset,
                         device=args.device, **({"steps": args.steps} if args.steps else {}))
     print(f"inpainting a bundled facade with the bundled prior ({config.steps} steps, preset "
           f"{config.preset})", flush=True)
-    outcome = run_demo(config, report_progress)
+    outcome = run_demo(config, _print_progress(args.log_every))
     print(f"GAN prior      {outcome.result.one_line()}")
     print(f"diffusion fill {outcome.diffusion.one_line()}")
     print(f"wrote {', '.join(str(path) for path in outcome.files)} ({outcome.seconds:.1f} s)")
@@ -404,9 +399,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands whose --out is a folder they fill (the others' --out is a file, checked by the command).
+OUTPUT_FOLDER_COMMANDS = ("demo", "bench", "train")
+
+
+def _check_shared_options(args: argparse.Namespace) -> None:
+    """Options several commands share, checked before any command does work: a bad one is an
+    error here, not a traceback minutes later (a 0 thread count, a seed torch cannot take, a
+    device this machine lacks, an --out folder that is a file)."""
+    if getattr(args, "threads", None) is not None:
+        check_count(args.threads, "--threads", 1)
+    if getattr(args, "seed", None) is not None:
+        check_seed(args.seed, "--seed")
+    if getattr(args, "log_every", None) is not None:
+        check_count(args.log_every, "--log-every", 1)
+    if getattr(args, "device", None) is not None:
+        resolve_device(args.device)
+    if args.command in OUTPUT_FOLDER_COMMANDS:
+        check_output_folder(args.out, "--out")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_shared_options(args)
         args.run(args)
     except (CommandError, CheckpointError, PerceptualModelError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

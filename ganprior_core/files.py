@@ -49,22 +49,34 @@ def check_output_file(path: str | os.PathLike, suffixes: Iterable[str], what: st
     """
     path = Path(path)
     suffixes = tuple(suffixes)
+    status = _status(path, what)
+    if status is not None and stat.S_ISDIR(status.st_mode):
+        raise UserFileError(path, f"{what} is a directory; give a file name inside it")
     if path.suffix.lower() not in suffixes:
         given = f"extension {path.suffix!r}" if path.suffix else "no extension"
         raise UserFileError(path, f"{what} has {given}; accepted: {', '.join(suffixes)}")
-    if path.is_dir():
-        raise UserFileError(path, f"{what} is a directory; give a file name inside it")
-    if path.exists() and not path.is_file():
+    if status is not None and not stat.S_ISREG(status.st_mode):
         raise UserFileError(path, f"{what} exists and is not a regular file")
     check_output_folder(path.parent, what)
     return path
+
+
+def _status(path: Path, what: str) -> os.stat_result | None:
+    """os.stat, None for a path that does not exist; other failures (a name too long, a loop of
+    links, no permission to look) are the user's to fix and are said so."""
+    try:
+        return path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as error:
+        raise UserFileError(path, f"cannot use this {what} path ({error.strerror})") from None
 
 
 def check_output_folder(folder: str | os.PathLike, what: str = "output") -> Path:
     """Refuse a folder that is a file, lies under a file, or cannot be written."""
     folder = Path(folder)
     existing = folder
-    while not existing.exists() and existing != existing.parent:
+    while _status(existing, what) is None and existing != existing.parent:
         if existing.is_symlink():  # a dangling link: mkdir would fail on it
             raise UserFileError(existing, f"is a broken symbolic link, so the {what} folder "
                                           "cannot be created")

@@ -24,6 +24,9 @@ FUSED_ADAM_DEVICES = ("cpu", "cuda")
 # The loss history is preallocated on the device (one float per step): 10^6 steps is 4 MB and
 # ~330 times the paper's 3000; 10^11 would try to allocate 400 GB.
 MAX_STEPS = 1_000_000
+# Every code carries its own feature map through G1 in one batch: 100,000 codes of a 256x256
+# prior need hundreds of GB. 256 is ~8 times the paper's 30 and the node's limit.
+MAX_LATENT_CODES = 256
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,7 @@ def inpaint(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor 
         imaging.check_mask_values(hole_mask, "hole mask")
     seed = check_seed(seed)
     device = resolve_device(device)
+    check_count(model_config.num_codes, "number of latent codes", 1, MAX_LATENT_CODES)
     if optimizer_config.mse_weight == 0 and (perceptual is None or optimizer_config.perceptual_weight == 0):
         raise ValueError("mse_weight is 0 and there is no perceptual term (no VGG16 weights given, "
                          "or perceptual_weight 0): the loss would be 0 and nothing would be fitted")
