@@ -73,12 +73,21 @@ def _print_progress(every: int):
 
 
 def _check_inpaint_outputs(args: argparse.Namespace) -> None:
-    imaging.check_output_image_path(args.out, "--out")
-    if args.raw_out:
-        imaging.check_output_image_path(args.raw_out, "--raw-out")
-        if Path(args.raw_out).resolve() == Path(args.out).resolve():
-            raise CommandError(f"--raw-out and --out are both {args.out}: the raw image would "
-                               "overwrite the composite; give two different files")
+    """Outputs must be writable, and must not overwrite each other or a file the user gave."""
+    outputs = {"--out": args.out, "--raw-out": args.raw_out}
+    inputs = {"--image": args.image, "--mask": args.mask, "--checkpoint": args.checkpoint,
+              "--vgg": args.vgg}
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        imaging.check_output_image_path(path, option)
+        for input_option, input_path in inputs.items():
+            if input_path is not None and Path(input_path).resolve() == Path(path).resolve():
+                raise CommandError(f"{option} {path} is the {input_option} file: writing the "
+                                   "result would destroy an input; choose another file")
+    if args.raw_out and Path(args.raw_out).resolve() == Path(args.out).resolve():
+        raise CommandError(f"--raw-out and --out are both {args.out}: the raw image would "
+                           "overwrite the composite; give two different files")
 
 
 def _inpaint_command(args: argparse.Namespace) -> None:
@@ -164,7 +173,7 @@ def _swd_command(args: argparse.Namespace) -> None:
 def _demo_command(args: argparse.Namespace) -> None:
     from .demo import DemoConfig, run_demo
     config = DemoConfig(out_dir=Path(args.out), seed=args.seed, preset=args.preset,
-                        device=args.device, **({"steps": args.steps} if args.steps else {}))
+                        device=args.device, **({"steps": args.steps} if args.steps is not None else {}))
     print(f"inpainting a bundled facade with the bundled prior ({config.steps} steps, preset "
           f"{config.preset})", flush=True)
     outcome = run_demo(config, _print_progress(args.log_every))

@@ -194,6 +194,15 @@ def test_other_pixel_modes_load_as_rgb_in_range(tmp_path, mode):
         assert torch.allclose(image[0], torch.from_numpy(gray / 255), atol=1 / 255)
 
 
+def test_exif_orientation_is_applied_to_images_and_masks_alike(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display", what phones write
+    Image.new("RGB", (20, 10), "white").save(tmp_path / "photo.jpg", exif=exif)
+    Image.new("L", (20, 10), 255).save(tmp_path / "mask.png", exif=exif)
+    assert imaging.load_image(tmp_path / "photo.jpg").shape == (3, 20, 10)
+    assert imaging.load_mask(tmp_path / "mask.png").shape == (20, 10)
+
+
 def test_mask_transparency_means_hole_as_in_comfyui(tmp_path):
     hole = np.zeros((10, 12), bool)
     hole[2:6, 3:9] = True
@@ -430,6 +439,18 @@ def test_unusable_output_paths_are_refused_before_any_work(workspace, capsys, op
             "name_too_long": workspace["out"] / ("x" * 300 + ".png"),
             "unwritable": Path("/proc/ganprior/result.png")}[kind]
     refused(inpaint_args(workspace, **{option: path}), workspace, capsys, message)
+
+
+@pytest.mark.parametrize("option", ["--out", "--raw-out"])
+@pytest.mark.parametrize("input_option", ["--image", "--mask"])
+def test_outputs_never_overwrite_an_input(workspace, capsys, option, input_option):
+    given = inpaint_args(workspace)
+    refused(inpaint_args(workspace, **{option: given[given.index(input_option) + 1]}), workspace,
+            capsys, f"is the {input_option} file")
+
+
+def test_demo_steps_zero_is_refused_not_replaced_by_the_default(workspace, capsys):
+    refused(["demo", "--steps", "0", "--out", workspace["out"] / "demo"], workspace, capsys, "steps")
 
 
 def test_raw_out_must_differ_from_out(workspace, capsys):
