@@ -33,9 +33,10 @@ def require_regular_file(path: str | os.PathLike, what: str = "file") -> Path:
     except OSError as error:
         raise UserFileError(path, f"cannot access the {what} ({error.strerror})") from None
     if stat.S_ISDIR(status.st_mode):
-        raise UserFileError(path, f"is a directory, not a {what}")
+        raise UserFileError(path, f"is a directory; the {what} must be a file")
     if not stat.S_ISREG(status.st_mode):
-        raise UserFileError(path, f"is not a regular file (a pipe, socket or device); give a {what}")
+        raise UserFileError(path, f"is not a regular file (a pipe, socket or device); the {what} "
+                                  "must be a regular file")
     if not os.access(path, os.R_OK):
         raise UserFileError(path, f"the {what} is not readable (permission denied)")
     return path
@@ -89,7 +90,7 @@ def check_output_folder(folder: str | os.PathLike, what: str = "output") -> Path
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as error:
-        raise UserFileError(folder, f"the {what} folder {existing} is not writable "
+        raise UserFileError(folder, f"cannot write files into {existing} for the {what} "
                                     f"({error.strerror})") from None
     return folder
 

@@ -429,7 +429,7 @@ def test_metrics_accept_another_range_with_its_data_range():
     ("no_extension", "no extension"),
     ("under_a_file", "is a file"),
     ("name_too_long", "too long"),
-    ("unwritable", "not writable"),
+    ("unwritable", "cannot write files into /proc"),
 ])
 def test_unusable_output_paths_are_refused_before_any_work(workspace, capsys, option, kind, message):
     path = {"directory": workspace["out"],
