@@ -29,7 +29,7 @@ def _generate_command(args: argparse.Namespace) -> None:
                            "for --seed/--count samples write an image (.png)")
     suffixes = (".npy", *imaging.IMAGE_SUFFIXES) if args.latents is not None else imaging.IMAGE_SUFFIXES
     check_output_file(out, suffixes, "--out")
-    _check_columns(args.columns)
+    check_count(args.columns, "--columns", 1)
     generator = load_generator(args.checkpoint)
     if args.latents is not None:
         images = generate(generator, _read_latents(args.latents), args.device)
@@ -58,11 +58,6 @@ def _read_latents(path: str) -> torch.Tensor:
         raise CommandError(f"{path}: latents must be a floating-point array [N, latent_dim], "
                            f"got {kind}")
     return torch.from_numpy(latents.astype(np.float32))
-
-
-def _check_columns(columns: int) -> None:
-    if columns < 1:
-        raise CommandError(f"--columns must be at least 1, got {columns}")
 
 
 def _print_progress(every: int):

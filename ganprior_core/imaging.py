@@ -38,6 +38,7 @@ RANGE_TOLERANCE = 0.25
 # Formats save_image writes as 8-bit RGB (PIL's other writers need other modes or extra tools).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 
 
 def load_image(path: str | Path) -> torch.Tensor:
@@ -59,7 +60,7 @@ def load_mask(path: str | Path) -> torch.Tensor:
 
     Pixels >= 0.5 of full scale (at the file's bit depth) become holes, so anti-aliased edges are
     split at half intensity. A file with transparency is read as ComfyUI reads a mask from
-    LoadImage: transparent = hole (hole where alpha < 0.5), whatever the colour; a fully opaque
+    LoadImage: transparent = hole (alpha at most half), whatever the colour; a fully opaque
     alpha channel is ignored.
     """
     values, alpha = _read_pixels(path, "mask")
@@ -117,9 +118,8 @@ def _check_finite_in_range(values: torch.Tensor, name: str, upper: float, unit: 
     low, high = float(values.min()), float(values.max())
     slack = RANGE_TOLERANCE * upper
     if low < -slack or high > upper + slack:
-        ranges = {255.0: "[0, 255]", -1.0: "[-1, 1]"}
-        guess = ranges[255.0] if high > 2 else ranges[-1.0] if low < 0 else None
-        hint = f" (looks like {guess}: convert it to [0, {upper:g}] first)" if guess else ""
+        guess = None if upper != 1 else "[0, 255]" if high > 2 else "[-1, 1]" if low < 0 else None
+        hint = f" (looks like {guess}: convert it to [0, 1] first)" if guess else ""
         raise ValueError(f"{name} values must be in [0, {upper:g}], got {low:.4g} ... {high:.4g}{hint}")
 
 
@@ -356,7 +356,8 @@ def _decode(picture: Image.Image, path: Path, what: str) -> tuple[np.ndarray, np
             raise UserFileError(path, f"floating-point {what} values must be in [0, 1], got "
                                       f"{values.min():.4g} ... {values.max():.4g}")
         return values[..., None], None
-    if picture.has_transparency_data:
+    # Image.has_transparency_data spelled out: it needs Pillow 10.1, and ComfyUI installs vary.
+    if mode in _ALPHA_MODES or "transparency" in picture.info:
         rgba = np.asarray(picture.convert("RGBA"), dtype=np.float32) / 255
         return rgba[..., :3], rgba[..., 3]
     return np.asarray(picture.convert("RGB"), dtype=np.float32) / 255, None

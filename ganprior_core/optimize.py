@@ -159,6 +159,10 @@ def inpaint(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor 
     image: [3, R, R] in [0, 1] at the prior's resolution R; hole_mask: [R, R] with 1 = hole,
     or None to reconstruct the whole image. `prior` is never modified. `callback` is called after
     every step; raising from it cancels the run (the exception propagates).
+
+    Before any work, a ValueError refuses what would be optimised into nonsense: images that are
+    not finite floats in [0, 1] (see imaging.check_image_values), masks outside [0, 1], seeds
+    outside 0 ... 2**64 - 1, devices this machine lacks, non-finite settings, and a loss that is 0.
     """
     optimizer_config.validate()
     resolution = prior.config.resolution
@@ -258,7 +262,9 @@ def inpaint_any_size(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torc
     hole_mask: [h, w] with 1 = hole (an all-zero mask reconstructs the image); soft values blend
     in the composite, and a mask of another size is resized to the image. The result's `output`
     is the generator's image and `composite` the filled image, both at the input's size; where
-    the mask is 0 the composite is the input bit for bit.
+    the mask is 0 the composite is the input bit for bit (once clamped to [0, 1]: resampling
+    overshoot within imaging.RANGE_TOLERANCE is accepted). Inputs are checked as by `inpaint`
+    and imaging.fit_to_resolution.
     """
     optimizer_config.validate()
     seed, device = check_seed(seed), resolve_device(device)
