@@ -509,3 +509,14 @@ def test_failed_atomic_write_keeps_the_old_file_and_leaves_nothing(tmp_path):
     with pytest.raises(RuntimeError):
         write_atomically(target, write_half_then_fail)
     assert target.read_bytes() == b"old" and [p.name for p in target.parent.iterdir()] == ["result.png"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "text", "bomb"])
+def test_training_folder_with_a_bad_file_is_refused_naming_it(workspace, kind):
+    from ganprior_core.train import FolderSource
+    folder = workspace["in"] / "training"
+    folder.mkdir()
+    Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(folder / "a.png")
+    (folder / "b.png").symlink_to(workspace["bad"][kind])
+    with pytest.raises(ValueError, match=BAD_FILE_MESSAGES[kind]):
+        FolderSource(str(folder), 8)
