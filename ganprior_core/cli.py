@@ -30,6 +30,7 @@ def _generate_command(args: argparse.Namespace) -> None:
     suffixes = (".npy", *imaging.IMAGE_SUFFIXES) if args.latents is not None else imaging.IMAGE_SUFFIXES
     check_output_file(out, suffixes, "--out")
     check_count(args.columns, "--columns", 1)
+    require_regular_file(args.checkpoint, "checkpoint")
     generator = load_generator(args.checkpoint)
     if args.latents is not None:
         images = generate(generator, _read_latents(args.latents), args.device)
@@ -67,8 +68,14 @@ def _print_progress(every: int):
     return report
 
 
-def _check_inpaint_outputs(args: argparse.Namespace) -> None:
-    """Outputs must be writable, and must not overwrite each other or a file the user gave."""
+def _check_inpaint_files(args: argparse.Namespace) -> None:
+    """Inputs must be regular files (checked before the slow loads, so a typo in --mask does not
+    wait for the checkpoint); outputs must be writable and must not overwrite each other or a
+    file the user gave."""
+    for option, path in (("checkpoint", args.checkpoint), ("image", args.image),
+                         ("mask", args.mask), ("VGG16 weights", args.vgg)):
+        if path is not None:
+            require_regular_file(path, option)
     outputs = {"--out": args.out, "--raw-out": args.raw_out}
     inputs = {"--image": args.image, "--mask": args.mask, "--checkpoint": args.checkpoint,
               "--vgg": args.vgg}
@@ -86,7 +93,7 @@ def _check_inpaint_outputs(args: argparse.Namespace) -> None:
 
 
 def _inpaint_command(args: argparse.Namespace) -> None:
-    _check_inpaint_outputs(args)
+    _check_inpaint_files(args)
     generator = load_generator(args.checkpoint)
     image = imaging.load_image(args.image)
     hole = imaging.load_mask(args.mask) if args.mask else torch.zeros(image.shape[1:])
@@ -125,6 +132,7 @@ def _metrics_command(args: argparse.Namespace) -> None:
 
 
 def _convert_command(args: argparse.Namespace) -> None:
+    require_regular_file(args.source, "checkpoint")
     destination = check_output_file(args.destination, (".safetensors",), "destination")
     # save_generator writes <destination>.partial first; a failure must not leave it behind
     # (unless it was there before, which is not this run's to remove).

@@ -136,6 +136,12 @@ def test_inpaint_refuses_a_bad_image_or_mask_file_naming_it(workspace, capsys, o
     assert str(bad_file) in line
 
 
+@pytest.mark.parametrize("option", ["--checkpoint", "--vgg"])
+def test_inpaint_refuses_a_model_file_that_is_a_pipe(workspace, capsys, option):
+    refused([*inpaint_args(workspace, **{option: workspace["bad"]["fifo"]})], workspace, capsys,
+            "not a regular file")
+
+
 @pytest.mark.parametrize("kind", ["fifo", "text", "bomb"])
 def test_metrics_refuses_a_bad_file(workspace, capsys, kind):
     refused(["metrics", workspace["bad"][kind], workspace["in"] / "image.png"], workspace, capsys,
