@@ -35,8 +35,10 @@ MIN_IMAGE_SIDE = 8
 # Values up to this far outside [0, 1] are resampling overshoot (bicubic rings by ~0.1 at hard
 # edges) and are clamped; anything further is an image in another range ([0, 255], [-1, 1]).
 RANGE_TOLERANCE = 0.25
-# Formats save_image writes as 8-bit RGB (PIL's other writers need other modes or extra tools).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+# Formats save_image writes as 8-bit RGB (PIL's other writers need other modes or extra tools),
+# less any this Pillow was built without (WebP is optional).
+IMAGE_SUFFIXES = tuple(suffix for suffix in (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+                       if Image.registered_extensions().get(suffix) in Image.SAVE)
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 
