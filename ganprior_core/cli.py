@@ -11,11 +11,13 @@ import torch
 
 from . import imaging, metrics, procedural, swd
 from .checkpoints import CheckpointError, convert_checkpoint, load_generator
+from .files import check_output_file, check_output_folder, require_regular_file, write_atomically
 from .generate import generate, image_grid, sample_images
 from .early_stop import STOP_MODES
 from .optimize import (PRECISIONS, PRESET_NAMES, SCHEDULES, OptimizerConfig, Progress,
                        inpaint_any_size, preset)
 from .perceptual import PerceptualModelError, load_vgg16_features
+from .validation import check_count, check_seed, resolve_device
 
 
 class CommandError(Exception):
@@ -23,26 +25,42 @@ class CommandError(Exception):
 
 
 def _generate_command(args: argparse.Namespace) -> None:
-    generator = load_generator(args.checkpoint)
     out = Path(args.out)
+    if out.suffix.lower() == ".npy" and args.latents is None:
+        raise CommandError("--out .npy holds raw outputs of given --latents; "
+                           "for --seed/--count samples write an image (.png)")
+    suffixes = (".npy", *imaging.IMAGE_SUFFIXES) if args.latents is not None else imaging.IMAGE_SUFFIXES
+    check_output_file(out, suffixes, "--out")
+    check_count(args.columns, "--columns", 1)
+    require_regular_file(args.checkpoint, "checkpoint")
+    generator = load_generator(args.checkpoint)
     if args.latents is not None:
-        latents = np.load(args.latents)
-        if latents.ndim != 2:
-            raise CommandError(f"{args.latents}: latents must be a 2-D array [N, "
-                               f"{generator.config.latent_dim}], got shape {latents.shape}")
-        images = generate(generator, torch.from_numpy(latents.astype(np.float32)), args.device)
-        if out.suffix == ".npy":
-            np.save(out, images.numpy())
+        images = generate(generator, _read_latents(args.latents), args.device)
+        if out.suffix.lower() == ".npy":
+            write_atomically(out, lambda file: np.save(file, images.numpy()))
         else:
             imaging.save_image(image_grid(((images + 1) / 2).clamp(0, 1), args.columns), out)
     else:
         images = sample_images(generator, args.count, args.seed, args.device)
-        if out.suffix == ".npy":
-            raise CommandError("--out .npy holds raw outputs of given --latents; "
-                               "for --seed/--count samples write an image (.png)")
         imaging.save_image(image_grid(images, args.columns), out)
     print(f"wrote {out} ({len(images)} image(s), {generator.config.resolution}x"
           f"{generator.config.resolution})")
+
+
+def _read_latents(path: str) -> torch.Tensor:
+    """A .npy array of latent codes, read without unpickling (an object array could run code)."""
+    require_regular_file(path, "latents file")
+    try:
+        latents = np.load(path, allow_pickle=False)
+    except ValueError as error:  # numpy's refusal of object arrays, and of malformed headers
+        raise CommandError(f"{path}: not a numeric .npy array of latent codes ({error})") from None
+    except (OSError, EOFError) as error:
+        raise CommandError(f"{path}: not a readable .npy file ({error})") from None
+    if not isinstance(latents, np.ndarray) or latents.dtype.kind != "f":
+        kind = latents.dtype if isinstance(latents, np.ndarray) else type(latents).__name__
+        raise CommandError(f"{path}: latents must be a floating-point array [N, latent_dim], "
+                           f"got {kind}")
+    return torch.from_numpy(latents.astype(np.float32))
 
 
 def _print_progress(every: int):
@@ -54,7 +72,32 @@ def _print_progress(every: int):
     return report
 
 
+def _check_inpaint_files(args: argparse.Namespace) -> None:
+    """Inputs must be regular files (checked before the slow loads, so a typo in --mask does not
+    wait for the checkpoint); outputs must be writable and must not overwrite each other or a
+    file the user gave."""
+    for option, path in (("checkpoint", args.checkpoint), ("image", args.image),
+                         ("mask", args.mask), ("VGG16 weights", args.vgg)):
+        if path is not None:
+            require_regular_file(path, option)
+    outputs = {"--out": args.out, "--raw-out": args.raw_out}
+    inputs = {"--image": args.image, "--mask": args.mask, "--checkpoint": args.checkpoint,
+              "--vgg": args.vgg}
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        imaging.check_output_image_path(path, option)
+        for input_option, input_path in inputs.items():
+            if input_path is not None and Path(input_path).resolve() == Path(path).resolve():
+                raise CommandError(f"{option} {path} is the {input_option} file: writing the "
+                                   "result would destroy an input; choose another file")
+    if args.raw_out and Path(args.raw_out).resolve() == Path(args.out).resolve():
+        raise CommandError(f"--raw-out and --out are both {args.out}: the raw image would "
+                           "overwrite the composite; give two different files")
+
+
 def _inpaint_command(args: argparse.Namespace) -> None:
+    _check_inpaint_files(args)
     generator = load_generator(args.checkpoint)
     image = imaging.load_image(args.image)
     hole = imaging.load_mask(args.mask) if args.mask else torch.zeros(image.shape[1:])
@@ -93,8 +136,19 @@ def _metrics_command(args: argparse.Namespace) -> None:
 
 
 def _convert_command(args: argparse.Namespace) -> None:
-    convert_checkpoint(args.source, args.destination)
-    print(f"wrote {args.destination}")
+    require_regular_file(args.source, "checkpoint")
+    destination = check_output_file(args.destination, (".safetensors",), "destination")
+    # save_generator writes <destination>.partial first; a failure must not leave it behind
+    # (unless it was there before, which is not this run's to remove).
+    partial = destination.with_name(destination.name + ".partial")
+    partial_existed = partial.exists()
+    try:
+        convert_checkpoint(args.source, destination)
+    except BaseException:
+        if not partial_existed:
+            partial.unlink(missing_ok=True)
+        raise
+    print(f"wrote {destination}")
 
 
 def _swd_command(args: argparse.Namespace) -> None:
@@ -126,7 +180,7 @@ def _swd_command(args: argparse.Namespace) -> None:
 def _demo_command(args: argparse.Namespace) -> None:
     from .demo import DemoConfig, run_demo
     config = DemoConfig(out_dir=Path(args.out), seed=args.seed, preset=args.preset,
-                        device=args.device, **({"steps": args.steps} if args.steps else {}))
+                        device=args.device, **({"steps": args.steps} if args.steps is not None else {}))
     print(f"inpainting a bundled facade with the bundled prior ({config.steps} steps, preset "
           f"{config.preset})", flush=True)
     outcome = run_demo(config, _print_progress(args.log_every))
@@ -393,9 +447,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands whose --out is a folder they fill (the others' --out is a file, checked by the command).
+OUTPUT_FOLDER_COMMANDS = ("demo", "bench", "train")
+
+
+def _check_shared_options(args: argparse.Namespace) -> None:
+    """Options several commands share, checked before any command does work: a bad one is an
+    error here, not a traceback minutes later (a 0 thread count, a seed torch cannot take, a
+    device this machine lacks, an --out folder that is a file)."""
+    if getattr(args, "threads", None) is not None:
+        check_count(args.threads, "--threads", 1)
+    if getattr(args, "seed", None) is not None:
+        check_seed(args.seed, "--seed")
+    if getattr(args, "log_every", None) is not None:
+        check_count(args.log_every, "--log-every", 1)
+    if getattr(args, "device", None) is not None:
+        resolve_device(args.device)
+    if args.command in OUTPUT_FOLDER_COMMANDS:
+        check_output_folder(args.out, "--out")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_shared_options(args)
         args.run(args)
     except (CommandError, CheckpointError, PerceptualModelError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -4,23 +4,36 @@ from __future__ import annotations
 import torch
 
 from .network import PGGANGenerator
+from .validation import check_count, check_seed, resolve_device
+
+# Samples are returned as one CPU tensor: 4096 images of 256x256 are 3 GB already.
+MAX_SAMPLES = 4096
 
 
 def sample_latents(count: int, latent_dim: int, seed: int) -> torch.Tensor:
     """[count, latent_dim] standard normal codes; the same seed always gives the same codes."""
-    if count < 1:
-        raise ValueError(f"count must be at least 1, got {count}")
-    return torch.randn(count, latent_dim, generator=torch.Generator().manual_seed(seed))
+    count = check_count(count, "count", 1, MAX_SAMPLES)
+    return torch.randn(count, latent_dim, generator=torch.Generator().manual_seed(check_seed(seed)))
 
 
 @torch.no_grad()
 def generate(generator: PGGANGenerator, latents: torch.Tensor,
              device: str | torch.device = "cpu", batch_size: int = 16) -> torch.Tensor:
-    """Raw generator output [N, 3, R, R] in about [-1, 1], float32, unclamped, on the CPU."""
+    """Raw generator output [N, 3, R, R] in about [-1, 1], float32, unclamped, on the CPU.
+
+    latents: a real floating-point tensor [N, latent_dim], 1 <= N <= MAX_SAMPLES, all finite
+    (a NaN code would silently give a NaN image).
+    """
     latent_dim = generator.config.latent_dim
-    if latents.dim() != 2 or latents.shape[1] != latent_dim:
-        raise ValueError(f"latents must be [N, {latent_dim}] for this generator, "
-                         f"got {list(latents.shape)}")
+    if not isinstance(latents, torch.Tensor) or latents.dim() != 2 or latents.shape[1] != latent_dim:
+        shape = list(latents.shape) if hasattr(latents, "shape") else type(latents).__name__
+        raise ValueError(f"latents must be [N, {latent_dim}] for this generator, got {shape}")
+    if not latents.dtype.is_floating_point:
+        raise ValueError(f"latents must be real floating-point numbers, got dtype {latents.dtype}")
+    check_count(len(latents), "the number of latent codes N", 1, MAX_SAMPLES)
+    if not torch.isfinite(latents).all():
+        raise ValueError("latents contain NaN or infinite values; every code must be finite")
+    device = resolve_device(device)
     chunks = [generator(chunk.to(device, torch.float32)).float().cpu()
               for chunk in latents.split(batch_size)]
     return torch.cat(chunks)

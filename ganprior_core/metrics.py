@@ -2,6 +2,8 @@
 
 Images are float tensors [3, H, W] in [0, 1] (or [B, 3, H, W]); a region mask is [H, W] (or
 [B, H, W]) where pixels >= 0.5 are inside the region, e.g. a hole mask to score only the fill.
+Images in another range need ``data_range`` (e.g. 255 for float [0, 255]); integer, NaN and
+out-of-range images are refused (imaging.check_image_values), not scored.
 
 A single image gives a float; a batch gives a list with one float per image. Batches are not
 averaged here because the mean of per-image PSNRs (what papers report) differs from the PSNR
@@ -15,10 +17,13 @@ averaged after cropping the 5-pixel border where the window reaches outside the 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from . import imaging
 
 SSIM_SIGMA = 1.5
 SSIM_RADIUS = int(3.5 * SSIM_SIGMA + 0.5)  # scipy's truncate=3.5 rule, as skimage uses: 5
@@ -53,6 +58,7 @@ def ssim_map(image: torch.Tensor, reference: torch.Tensor, data_range: float = 1
     """Per-pixel SSIM of one image pair, [3, H, W] float64; equals skimage's ``full=True`` map."""
     _check_image(image, "image")
     _check_image(reference, "reference")
+    _check_values(image, reference, None, data_range)
     if image.shape != reference.shape:
         raise ValueError(f"image {tuple(image.shape)} and reference {tuple(reference.shape)} "
                          "must have the same shape")
@@ -143,6 +149,7 @@ def _ssim_single(image: torch.Tensor, reference: torch.Tensor, region: torch.Ten
 
 def _per_image(metric, image: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor | None,
                data_range: float) -> float | list[float]:
+    _check_values(image, reference, mask, data_range)
     if image.shape != reference.shape:
         raise ValueError(f"image {tuple(image.shape)} and reference {tuple(reference.shape)} "
                          "must have the same shape")
@@ -160,6 +167,19 @@ def _per_image(metric, image: torch.Tensor, reference: torch.Tensor, mask: torch
     return [metric(image[i], reference[i],
                    None if mask is None else _region(mask[i], image.shape[-2:]), data_range)
             for i in range(batch)]
+
+
+def _check_values(image: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor | None,
+                  data_range: float) -> None:
+    """Scores of integer, NaN or out-of-range images would be numbers, just wrong ones (uint8
+    differences wrap around, a NaN pixel makes PSNR NaN): refuse them, naming what is accepted."""
+    if (isinstance(data_range, bool) or not isinstance(data_range, numbers.Real)
+            or not math.isfinite(data_range) or data_range <= 0):
+        raise ValueError(f"data_range must be a finite number > 0, got {data_range!r}")
+    imaging.check_image_values(image, "image", data_range)
+    imaging.check_image_values(reference, "reference", data_range)
+    if mask is not None:
+        imaging.check_mask_values(mask, "mask")
 
 
 def _region(mask: torch.Tensor | None, size: torch.Size) -> torch.Tensor | None:

@@ -16,11 +16,18 @@ from .losses import LossWeights, MaskedReconstructionLoss
 from .multi_latent import MultiLatentConfig, MultiLatentGenerator
 from .network import PGGANConfig, PGGANGenerator
 from .perceptual import VGG16Features
+from .validation import check_count, check_non_negative, check_seed, resolve_device
 
 PRECISIONS = ("fp32", "bf16")
 SCHEDULES = ("constant", "cosine")
 PRESET_NAMES = ("paper", "mganprior", "single-z")
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
+# The loss history is preallocated on the device (one float per step): 10^6 steps is 4 MB and
+# ~330 times the paper's 3000; 10^11 would try to allocate 400 GB.
+MAX_STEPS = 1_000_000
+# Every code carries its own feature map through G1 in one batch: 100,000 codes of a 256x256
+# prior need hundreds of GB. 256 is ~8 times the paper's 30 and the node's limit.
+MAX_LATENT_CODES = 256
 
 
 @dataclass(frozen=True)
@@ -48,8 +55,7 @@ class OptimizerConfig:
     compile: bool = False
 
     def validate(self) -> None:
-        if self.steps < 1:
-            raise ValueError(f"steps must be at least 1, got {self.steps}")
+        check_count(self.steps, "steps", 1, MAX_STEPS)
         if self.stop not in STOP_MODES:
             raise ValueError(f"stop must be one of {', '.join(STOP_MODES)}, got {self.stop!r}")
         self.auto_stop.validate()
@@ -57,11 +63,13 @@ class OptimizerConfig:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        rates = (self.lr_latent, self.lr_alpha, self.lr_beta, self.lr_generator)
-        if min(rates) < 0 or min(self.mse_weight, self.perceptual_weight) < 0:
-            raise ValueError("learning rates and loss weights must not be negative")
-        if self.preview_every < 1:
-            raise ValueError(f"preview_every must be at least 1, got {self.preview_every}")
+        for name in ("lr_latent", "lr_alpha", "lr_beta", "lr_generator", "mse_weight",
+                     "perceptual_weight"):
+            check_non_negative(getattr(self, name), name)
+        if self.mse_weight == 0 and self.perceptual_weight == 0:
+            raise ValueError("mse_weight and perceptual_weight are both 0: the loss would be 0 "
+                             "and nothing would be fitted")
+        check_count(self.preview_every, "preview_every", 1)
 
 
 def split_for_feature_resolution(generator_config: PGGANConfig, feature_resolution: int) -> int:
@@ -170,20 +178,34 @@ def inpaint(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor 
     image: [3, R, R] in [0, 1] at the prior's resolution R; hole_mask: [R, R] with 1 = hole,
     or None to reconstruct the whole image. `prior` is never modified. `callback` is called after
     every step; raising from it cancels the run (the exception propagates).
+
+    Before any work, a ValueError refuses what would be optimised into nonsense: images that are
+    not finite floats in [0, 1] (see imaging.check_image_values), masks outside [0, 1], seeds
+    outside 0 ... 2**64 - 1, devices this machine lacks, non-finite settings, and a loss that is 0.
     """
     optimizer_config.validate()
     resolution = prior.config.resolution
-    if image.shape != (3, resolution, resolution):
+    if not isinstance(image, torch.Tensor) or image.shape != (3, resolution, resolution):
+        shape = list(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
         raise ValueError(f"image must be [3, {resolution}, {resolution}] for this prior, "
-                         f"got {list(image.shape)}; resize or pad it first (imaging.fit_to_resolution), "
+                         f"got {shape}; resize or pad it first (imaging.fit_to_resolution), "
                          f"or call inpaint_any_size")
-    if hole_mask is not None and hole_mask.shape != (resolution, resolution):
-        raise ValueError(f"hole mask must be [{resolution}, {resolution}], got {list(hole_mask.shape)}")
+    imaging.check_image_values(image, "image")
+    if hole_mask is not None:
+        if not isinstance(hole_mask, torch.Tensor) or hole_mask.shape != (resolution, resolution):
+            shape = list(hole_mask.shape) if isinstance(hole_mask, torch.Tensor) else type(hole_mask).__name__
+            raise ValueError(f"hole mask must be [{resolution}, {resolution}], got {shape}")
+        imaging.check_mask_values(hole_mask, "hole mask")
+    seed = check_seed(seed)
+    device = resolve_device(device)
+    check_count(model_config.num_codes, "number of latent codes", 1, MAX_LATENT_CODES)
+    if optimizer_config.mse_weight == 0 and (perceptual is None or optimizer_config.perceptual_weight == 0):
+        raise ValueError("mse_weight is 0 and there is no perceptual term (no VGG16 weights given, "
+                         "or perceptual_weight 0): the loss would be 0 and nothing would be fitted")
     started = time.perf_counter()
-    device = torch.device(device)
     notes: list[str] = []
 
-    image = image.detach().to(device, torch.float32)
+    image = image.detach().to(device, torch.float32).clamp(0, 1)  # overshoot: see imaging doc
     hole = (torch.zeros(resolution, resolution, device=device) if hole_mask is None
             else (hole_mask.detach().to(device, torch.float32) > 0.5).float())
     known = (1 - hole)[None, None]
@@ -301,9 +323,14 @@ def inpaint_any_size(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torc
     hole_mask: [h, w] with 1 = hole (an all-zero mask reconstructs the image); soft values blend
     in the composite, and a mask of another size is resized to the image. The result's `output`
     is the generator's image and `composite` the filled image, both at the input's size; where
-    the mask is 0 the composite is the input bit for bit.
+    the mask is 0 the composite is the input bit for bit (once clamped to [0, 1]: resampling
+    overshoot within imaging.RANGE_TOLERANCE is accepted). Inputs are checked as by `inpaint`
+    and imaging.fit_to_resolution.
     """
+    optimizer_config.validate()
+    seed, device = check_seed(seed), resolve_device(device)
     image_r, hole_r, restore = imaging.fit_to_resolution(image, hole_mask, prior.config.resolution, fit)
+    image = image.clamp(0, 1)  # the composite's known pixels: accepted overshoot clamped
     result = inpaint(prior, image_r, hole_r, model_config, optimizer_config, seed, device,
                      perceptual, callback)
     size = tuple(image.shape[1:])

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from . import procedural
+from . import imaging, procedural
 from .checkpoints import save_generator
 from .generate import image_grid
 from .imaging import save_image
@@ -228,13 +228,16 @@ class FolderSource:
             raise ValueError(f"no images ({', '.join(sorted(self.EXTENSIONS))}) in {folder}")
         arrays = []
         for path in paths:
-            with Image.open(path) as image:
-                image = image.convert("RGB")
-                side = min(image.size)
-                left, top = (image.width - side) // 2, (image.height - side) // 2
-                image = image.crop((left, top, left + side, top + side))
-                image = image.resize((resolution, resolution), Image.Resampling.LANCZOS)
-                arrays.append(np.asarray(image).transpose(2, 0, 1))
+            # imaging.load_image refuses pipes, corrupt files and bombs with the file's name and
+            # scales 16-bit files by their depth; back at 8 bits (exact for 8-bit files) the
+            # crop and the Lanczos resize are PIL's.
+            pixels = imaging.load_image(path).permute(1, 2, 0).mul(255).round().to(torch.uint8)
+            image = Image.fromarray(pixels.numpy())
+            side = min(image.size)
+            left, top = (image.width - side) // 2, (image.height - side) // 2
+            image = image.crop((left, top, left + side, top + side))
+            image = image.resize((resolution, resolution), Image.Resampling.LANCZOS)
+            arrays.append(np.asarray(image).transpose(2, 0, 1))
         self.images = torch.from_numpy(np.stack(arrays))  # uint8 keeps large folders in memory
 
     def sample(self, rng: np.random.Generator, batch_size: int) -> torch.Tensor:

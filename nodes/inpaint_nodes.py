@@ -8,6 +8,7 @@ import torch
 from ..ganprior_core.imaging import FIT_MODES, HOLE_THRESHOLD
 from ..ganprior_core.metrics import measure
 from ..ganprior_core.optimize import OptimizerConfig, inpaint_any_size
+from ..ganprior_core.validation import check_seed
 from . import host, tensors
 from .model_nodes import CATEGORY, seed_input
 
@@ -40,7 +41,8 @@ class GANPriorInpaint:
         return {
             "required": {
                 "image": ("IMAGE", {"tooltip": "Images to inpaint; a batch runs one optimisation "
-                                               "per image."}),
+                                               "per image. An alpha channel is ignored: the mask "
+                                               "says what to fill."}),
                 "mask": ("MASK", {"tooltip": "1 = fill, 0 = keep (LoadImage's mask from the alpha "
                                              "channel works as is). Resized to the image; a batch of "
                                              "1 applies to every image. Empty: reconstruction."}),
@@ -64,6 +66,7 @@ class GANPriorInpaint:
 
     def inpaint(self, image, mask, generator, seed, fit, optimizer=None, perceptual_model=None):
         optimizer = optimizer or OptimizerConfig()
+        check_seed(seed)  # before `seed + index` wraps a seed beyond the widget's range
         device = host.torch_device()
         # ComfyUI runs nodes under inference_mode; the optimisation needs autograd, and tensors
         # made in inference mode cannot take part in it: clone inside.

@@ -239,6 +239,66 @@ def test_full_mask_warns_and_returns_a_sample_from_the_prior(unchanged_prior):
     assert "unconditional sample" in info
 
 
+def nan_at(tensor, index):
+    spoiled = tensor.clone()
+    spoiled[index] = float("nan")
+    return spoiled
+
+
+@pytest.mark.parametrize("image, message", [
+    (photo(1, 20, 24).permute(0, 3, 1, 2), "channels-first"),
+    (torch.rand(1, 20, 24, 2), "C = 1, 3 or 4"),
+    (photo(1, 20, 24)[0], r"\[B, H, W, C\]"),
+    (torch.rand(0, 20, 24, 3), "empty"),
+    (torch.rand(1, 1, 1, 3), "too small"),
+    (nan_at(photo(1, 20, 24), (0, 5, 5, 0)), "NaN"),
+    (photo(1, 20, 24) * 255, r"\[0, 255\]"),
+    ((photo(1, 20, 24) * 255).to(torch.uint8), "floating-point"),
+], ids=["channels-first", "two-channels", "no-batch", "empty-batch", "1x1", "nan", "0-255", "uint8"])
+def test_inpaint_refuses_bad_images_and_keeps_the_cached_prior(unchanged_prior, image, message):
+    with pytest.raises(ValueError, match=message):
+        inpaint(build(unchanged_prior), image, box_mask(1, 20, 24, 4, 10, 4, 10))
+
+
+@pytest.mark.parametrize("mask, message", [
+    (nan_at(box_mask(1, 20, 24, 4, 10, 4, 10), (0, 0, 0)), "NaN"),
+    (box_mask(1, 20, 24, 4, 10, 4, 10) * 255, r"\[0, 1\]"),
+    (torch.zeros(0, 20, 24), "empty"),
+    (torch.zeros(1, 1, 20, 24), r"\[B, H, W\]"),
+], ids=["nan", "0-255", "empty-batch", "rank-4"])
+def test_inpaint_refuses_bad_masks_and_keeps_the_cached_prior(unchanged_prior, mask, message):
+    with pytest.raises(ValueError, match=message):
+        inpaint(build(unchanged_prior), photo(1, 20, 24), mask)
+
+
+def test_inpaint_refuses_a_seed_beyond_the_widget_range(unchanged_prior):
+    with pytest.raises(ValueError, match="seed"):
+        inpaint(build(unchanged_prior), photo(1, 20, 24), box_mask(1, 20, 24, 4, 10, 4, 10), seed=2 ** 64)
+
+
+def test_rgba_image_is_inpainted_as_its_rgb(unchanged_prior):
+    rgb, mask = photo(1, 20, 24), box_mask(1, 20, 24, 4, 10, 4, 10)
+    rgba = torch.cat([rgb, torch.rand(1, 20, 24, 1)], dim=-1)
+    generator = build(unchanged_prior)
+    assert torch.equal(inpaint(generator, rgba, mask)[0], inpaint(generator, rgb, mask)[0])
+
+
+@pytest.mark.parametrize("changes", [{"lr_latent": float("nan")}, {"mse_weight": float("inf")}])
+def test_optimizer_node_refuses_non_finite_settings(changes):
+    with pytest.raises(ValueError, match="finite"):
+        fast_optimizer(**changes)
+
+
+@pytest.mark.parametrize("image, message", [
+    (torch.rand(1, 3, 24, 24), "channels-first"),
+    (torch.rand(0, 24, 24, 3), "empty"),
+    (nan_at(torch.rand(1, 24, 24, 3), (0, 1, 1, 1)), "NaN"),
+])
+def test_metrics_node_refuses_bad_images(image, message):
+    with pytest.raises(ValueError, match=message):
+        run("GANPriorMetrics", image=image, reference=torch.rand(1, 24, 24, 3))
+
+
 class FakeComfy:
     """Stand-ins for comfy.model_management and comfy.utils that record what the node does."""
 
