@@ -7,9 +7,11 @@ measures it; the run keeps the output of the best check (the best iterate, not t
 stops when the smoothed error has not improved for a while.
 
 The held-out pixels are square tiles of side resolution/32 (2 px at 64x64, 8 px at 256x256, 32 px
-at 1024x1024) chosen among the known tiles within resolution/8 of the hole, where the image is
-most like the hole's surroundings; reconstruction (no hole) draws them from the whole image.
-Everything is a fraction of the resolution, so the rule means the same for every prior size.
+at 1024x1024), drawn from the whole known region, 5 % of it; every setting is a fraction of the
+resolution or a number of steps, so the rule means the same for every prior size. Settings chosen
+on held-out facades (never the evaluation ones), box and stroke holes: tiles next to the hole
+made the fill itself worse (they take away the context it is built from: -0.3 dB at step 300,
+-0.7 dB at step 600, 9 paired runs), so the tiles are spread over the known pixels instead.
 """
 from __future__ import annotations
 
@@ -26,15 +28,13 @@ STOP_MODES = ("auto", "fixed")
 class AutoStopConfig:
     holdout_fraction: float = 0.05  # of the known pixels, held out of the loss
     tile_fraction: float = 1 / 32  # side of a held-out tile, as a fraction of the resolution
-    band_fraction: float = 1 / 8  # tiles come from within this distance of the hole
     check_every: int = 25  # steps between measurements of the held-out error
-    patience: int = 8  # checks without a new best smoothed error before stopping
+    patience: int = 3  # checks without a new best smoothed error before stopping
     smoothing: float = 0.5  # weight of the previous value in the error's moving average
     min_holdout_pixels: int = 8  # fewer known pixels than this to hold out: run the fixed steps
 
     def validate(self) -> None:
-        fractions = {"holdout fraction": self.holdout_fraction, "tile fraction": self.tile_fraction,
-                     "band fraction": self.band_fraction}
+        fractions = {"holdout fraction": self.holdout_fraction, "tile fraction": self.tile_fraction}
         for name, value in fractions.items():
             if not (math.isfinite(value) and 0 < value < 1):
                 raise ValueError(f"auto-stop {name} must be between 0 and 1 (exclusive), got {value}")
@@ -59,14 +59,9 @@ def holdout_mask(hole: torch.Tensor, seed: int, config: AutoStopConfig) -> torch
     # A tile is a candidate only if all of its pixels are known.
     hole_tiles = F.max_pool2d(hole[None, None], tile, tile, ceil_mode=True)[0, 0] > 0  # [T, T]
     candidates = ~hole_tiles
-    if hole_tiles.any():
-        band_tiles = max(1, round(resolution * config.band_fraction / tile))
-        near_hole = F.max_pool2d(hole_tiles.float()[None, None], 2 * band_tiles + 1, 1,
-                                 band_tiles)[0, 0] > 0
-        candidates &= near_hole
     wanted = round(config.holdout_fraction * known_pixels / tile ** 2)
     positions = candidates.flatten().nonzero()[:, 0]
-    # Never more than half the candidates: the band must keep known pixels to fit.
+    # Never more than half the candidates: most known pixels must stay in the fit.
     count = min(wanted, len(positions) // 2)
     mask = torch.zeros(resolution, resolution)
     if count * tile ** 2 < config.min_holdout_pixels:
