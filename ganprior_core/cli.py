@@ -180,11 +180,12 @@ def _swd_command(args: argparse.Namespace) -> None:
 def _demo_command(args: argparse.Namespace) -> None:
     from .demo import DemoConfig, run_demo
     config = DemoConfig(out_dir=Path(args.out), seed=args.seed, preset=args.preset,
-                        device=args.device, **({"steps": args.steps} if args.steps is not None else {}))
-    print(f"inpainting a bundled facade with the bundled prior ({config.steps} steps, preset "
-          f"{config.preset})", flush=True)
+                        device=args.device, stop=args.stop, steps=args.steps)
+    limit = "the preset's steps" if config.steps is None else f"{config.steps} steps"
+    print(f"inpainting a bundled facade with the bundled prior (preset {config.preset}, "
+          f"{'auto-stop, at most ' + limit if config.stop == 'auto' else limit})", flush=True)
     outcome = run_demo(config, _print_progress(args.log_every))
-    print(f"GAN prior      {outcome.result.one_line()}")
+    print(f"GAN prior      {outcome.result.one_line()} ({outcome.stop})")
     print(f"diffusion fill {outcome.diffusion.one_line()}")
     print(f"wrote {', '.join(str(path) for path in outcome.files)} ({outcome.seconds:.1f} s)")
 
@@ -416,9 +417,14 @@ def build_parser() -> argparse.ArgumentParser:
                                            "over a facade the prior never saw and writes input, "
                                            "mask, result, truth, a side-by-side figure and metrics.")
     demo.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
-    demo.add_argument("--steps", type=int, help="optimisation steps (default 300)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--preset", choices=PRESET_NAMES, default="paper")
+    demo.add_argument("--stop", choices=STOP_MODES, default="auto",
+                      help="auto: stop once the fill stops improving; fixed: exactly --steps "
+                           "(default auto)")
+    demo.add_argument("--steps", type=int, help="most (auto) or exact (fixed) steps (default: the "
+                                                "preset's, 3000)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the starting codes (default 0)")
+    demo.add_argument("--preset", choices=PRESET_NAMES, default="paper",
+                      help="paper, mganprior or single-z (default paper)")
     demo.add_argument("--log-every", type=int, default=100, help="print the loss every this many steps")
     _add_device(demo)
     demo.set_defaults(run=_demo_command)

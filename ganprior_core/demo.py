@@ -20,7 +20,8 @@ DEMO_HOLE_FRACTION = 0.14  # a centred 24x24 box at 64x64: over the facade and i
 @dataclass(frozen=True)
 class DemoConfig:
     out_dir: Path
-    steps: int = 300  # enough for the bundled prior (the 50-image table in its model card uses 300)
+    steps: int | None = None  # None: the preset's (the most steps with auto-stop)
+    stop: str = "auto"
     seed: int = 0
     image_seed: int = procedural.EVALUATION_SEED_START  # an evaluation facade: never trained on
     preset: str = "paper"
@@ -33,6 +34,7 @@ class DemoOutcome:
     diffusion: MetricReport
     seconds: float
     files: list[Path]
+    stop: str  # steps run and why the run ended
 
 
 def demo_problem(image_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,7 +48,8 @@ def run_demo(config: DemoConfig, callback: Callable[[Progress], None] | None = N
     prior = load_generator(bundled_prior_path())
     truth, hole = demo_problem(config.image_seed)
     model_config, optimizer_config = preset(config.preset, prior.config)
-    optimizer_config = replace(optimizer_config, steps=config.steps)
+    optimizer_config = replace(optimizer_config, stop=config.stop,
+                               **({"steps": config.steps} if config.steps else {}))
     damaged = truth * (1 - hole) + 0.5 * hole  # the hole shown as flat grey; never read by the fit
     result = inpaint(prior, damaged, hole, model_config, optimizer_config, config.seed,
                      config.device, callback=callback)
@@ -67,8 +70,8 @@ def run_demo(config: DemoConfig, callback: Callable[[Progress], None] | None = N
         enlarged, ["input", "mask", "diffusion fill", "generator", "result", "truth"]), files[4])
     result_scores, naive_scores = measure(result.composite, truth, hole), measure(naive, truth, hole)
     files[5].write_text(
-        f"bundled prior, preset {config.preset}, {config.steps} steps, seed {config.seed}, "
+        f"bundled prior, preset {config.preset}, {result.describe_stop()}, seed {config.seed}, "
         f"facade seed {config.image_seed}, {result.seconds:.1f} s\n"
         f"GAN prior      {result_scores.one_line()}\n"
         f"diffusion fill {naive_scores.one_line()}\n")
-    return DemoOutcome(result_scores, naive_scores, result.seconds, files)
+    return DemoOutcome(result_scores, naive_scores, result.seconds, files, result.describe_stop())

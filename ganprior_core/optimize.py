@@ -134,7 +134,7 @@ class InpaintResult:
         """One phrase for logs and the node's info."""
         if self.best_step is None:
             return f"{self.steps_run} steps ({self.stop_reason})"
-        return f"{self.steps_run} steps, best at step {self.best_step} ({self.stop_reason})"
+        return f"{self.steps_run} steps ({self.stop_reason}), image of step {self.best_step}"
 
 
 def _to_generator_range(image: torch.Tensor) -> torch.Tensor:
@@ -289,7 +289,7 @@ def inpaint(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor 
                 callback(Progress(steps_run, steps))
 
     if stop_rule is not None and stop_rule.should_stop:
-        stop_reason = (f"auto-stop: the held-out error had not improved for "
+        stop_reason = (f"stopped early: the held-out error had not improved for "
                        f"{optimizer_config.auto_stop.patience} checks")
     else:
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
