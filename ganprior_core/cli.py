@@ -212,17 +212,22 @@ def _add_bench_command(commands) -> None:
     source.add_argument("--images", help="a directory of images (stretched to the prior's size)")
     source.add_argument("--procedural", type=int, metavar="N",
                         help="N procedural evaluation facades (seeds never used in training)")
-    bench.add_argument("--task", choices=TASKS, default="inpaint")
-    bench.add_argument("--masks", choices=MASK_KINDS, default="box")
+    bench.add_argument("--task", choices=TASKS, default="inpaint",
+                       help="inpaint a hole, or reconstruct whole images (default inpaint)")
+    bench.add_argument("--masks", choices=MASK_KINDS, default="box",
+                       help="kind of seeded hole mask (default box)")
     bench.add_argument("--mask-area", type=float, help="box masks: fraction of the image covered")
     bench.add_argument("--mask-centred", action="store_true",
                        help="box masks: centred on the image (the demo's box) instead of seeded")
     bench.add_argument("--methods", type=names, default=METHODS,
                        help=f"comma-separated, from {','.join(METHODS)} (default all)")
     bench.add_argument("--ablations", "--ablation", type=names, default=(),
-                       help=f"comma-separated variants of `paper`: {','.join(ABLATIONS)}")
-    bench.add_argument("--codes", type=numbers, default=(), help="N sweep of `paper`, e.g. 1,10,30")
-    bench.add_argument("--splits", type=numbers, default=(), help="k sweep of `paper`, e.g. 2,4,6")
+                       help=f"comma-separated variants of `paper`: {','.join(ABLATIONS)} "
+                            "(default none)")
+    bench.add_argument("--codes", type=numbers, default=(),
+                       help="N sweep of `paper`, e.g. 1,10,30 (default none)")
+    bench.add_argument("--splits", type=numbers, default=(),
+                       help="k sweep of `paper`, e.g. 2,4,6 (default none)")
     bench.add_argument("--stop", choices=STOP_MODES, default="auto",
                        help="GAN methods: auto-stop with --steps as the maximum, or exactly --steps "
                             "steps (fixed: the paper's protocol) (default auto)")
@@ -234,8 +239,10 @@ def _add_bench_command(commands) -> None:
     bench.add_argument("--vgg", help="VGG16 weights for the perceptual loss; without: MSE only")
     bench.add_argument("--threads", type=int, help="CPU threads (default torch's; 1 is often "
                                                   "fastest on a busy machine)")
-    bench.add_argument("--figure-images", type=int, default=4, help="images shown in figure.png")
-    bench.add_argument("--log-every", type=int, default=100, help="progress line every this many steps")
+    bench.add_argument("--figure-images", type=int, default=4,
+                       help="images shown in figure.png (default 4)")
+    bench.add_argument("--log-every", type=int, default=100,
+                       help="progress line every this many steps (default 100)")
     bench.add_argument("--out", required=True, help="output directory (reused to resume)")
     _add_device(bench)
 
@@ -289,10 +296,12 @@ def _add_train_command(commands) -> None:
                     "resume. Lists are per resolution 4, 8, ..., --resolution.")
     parser.add_argument("--data", required=True,
                         help=f"a folder of images (centre-cropped, resized) or '{PROCEDURAL}'")
-    parser.add_argument("--resolution", type=int, default=defaults.resolution)
+    parser.add_argument("--resolution", type=int, default=defaults.resolution,
+                        help=f"output size, a power of two (default {defaults.resolution})")
     parser.add_argument("--channels", type=numbers, default=defaults.channels,
                         help=f"feature channels per resolution (default {listed(defaults.channels)})")
-    parser.add_argument("--latent-dim", type=int, default=defaults.latent_dim)
+    parser.add_argument("--latent-dim", type=int, default=defaults.latent_dim,
+                        help=f"length of the latent code z (default {defaults.latent_dim})")
     parser.add_argument("--images-per-phase", type=numbers, default=defaults.images_per_phase,
                         help="images per fade-in and per stabilise phase, per resolution "
                              f"(default {listed(defaults.images_per_phase)})")
@@ -302,16 +311,26 @@ def _add_train_command(commands) -> None:
                         help="length of the last phase at full resolution (default "
                              f"{defaults.final_stable_images}; 0 means the last --images-per-phase); "
                              "raise it and rerun to continue a finished run")
-    parser.add_argument("--lr-g", type=float, default=defaults.learning_rate_g)
-    parser.add_argument("--lr-d", type=float, default=defaults.learning_rate_d)
-    parser.add_argument("--ema-beta", type=float, default=defaults.ema_beta)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--precision", choices=("bf16", "fp32"), default=defaults.precision)
-    parser.add_argument("--out", default=defaults.output_dir, help="output directory (reused to resume)")
-    parser.add_argument("--log-every", type=int, default=defaults.log_every, help="images")
-    parser.add_argument("--sample-every", type=int, default=defaults.sample_every, help="images")
+    parser.add_argument("--lr-g", type=float, default=defaults.learning_rate_g,
+                        help=f"Adam learning rate of the generator (default {defaults.learning_rate_g})")
+    parser.add_argument("--lr-d", type=float, default=defaults.learning_rate_d,
+                        help=f"Adam learning rate of the discriminator (default {defaults.learning_rate_d})")
+    parser.add_argument("--ema-beta", type=float, default=defaults.ema_beta,
+                        help=f"decay of the moving-average generator that is saved (default "
+                             f"{defaults.ema_beta})")
+    parser.add_argument("--seed", type=int, default=defaults.seed,
+                        help=f"seed of weights, data order and noise (default {defaults.seed})")
+    parser.add_argument("--precision", choices=("bf16", "fp32"), default=defaults.precision,
+                        help=f"bf16 autocast or fp32 (default {defaults.precision})")
+    parser.add_argument("--out", default=defaults.output_dir,
+                        help=f"output directory, reused to resume (default {defaults.output_dir})")
+    parser.add_argument("--log-every", type=int, default=defaults.log_every,
+                        help=f"progress line every this many images (default {defaults.log_every})")
+    parser.add_argument("--sample-every", type=int, default=defaults.sample_every,
+                        help=f"sample grid every this many images (default {defaults.sample_every})")
     parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every,
-                        help="images")
+                        help=f"save the resumable checkpoint every this many images (default "
+                             f"{defaults.checkpoint_every})")
     parser.add_argument("--threads", type=int, help="CPU threads (default torch's; 1 is often "
                                                   "fastest on a busy machine)")
     parser.add_argument("--restart", action="store_true",
@@ -346,9 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
                                           "samples (--seed S --count N --out grid.png).")
     gen.add_argument("checkpoint", help="generator checkpoint (.pth, .pkl, .safetensors)")
     gen.add_argument("--latents", help="a .npy array [N, latent_dim] of latent codes")
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--count", type=int, default=16)
-    gen.add_argument("--columns", type=int, default=8, help="grid width in images")
+    gen.add_argument("--seed", type=int, default=0, help="seed of the sampled codes (default 0)")
+    gen.add_argument("--count", type=int, default=16, help="number of samples (default 16)")
+    gen.add_argument("--columns", type=int, default=8, help="grid width in images (default 8)")
     gen.add_argument("--out", required=True, help=".npy (raw outputs of --latents) or an image file")
     _add_device(gen)
     gen.set_defaults(run=_generate_command)
@@ -407,8 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     inp.set_defaults(run=_inpaint_command)
 
     met = commands.add_parser("metrics", help="PSNR and SSIM of an image against a reference")
-    met.add_argument("image")
-    met.add_argument("reference")
+    met.add_argument("image", help="the image to score")
+    met.add_argument("reference", help="the ground truth, same size")
     met.add_argument("--mask", help="also score inside this hole mask (white = hole)")
     met.set_defaults(run=_metrics_command)
 
@@ -425,7 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed of the starting codes (default 0)")
     demo.add_argument("--preset", choices=PRESET_NAMES, default="paper",
                       help="paper, mganprior or single-z (default paper)")
-    demo.add_argument("--log-every", type=int, default=100, help="print the loss every this many steps")
+    demo.add_argument("--log-every", type=int, default=100,
+                      help="print the loss every this many steps (default 100)")
     _add_device(demo)
     demo.set_defaults(run=_demo_command)
     _add_bench_command(commands)
@@ -441,14 +461,15 @@ def build_parser() -> argparse.ArgumentParser:
                             help="images per set (default 2048, as in the model card)")
     swd_parser.add_argument("--floor", action="store_true",
                             help="real vs real: what a perfect generator would score with N images")
-    swd_parser.add_argument("--seed", type=int, default=0)
+    swd_parser.add_argument("--seed", type=int, default=0,
+                            help="seed of the samples and the patch positions (default 0)")
     swd_parser.add_argument("--threads", type=int, help="CPU threads (default torch's)")
     swd_parser.set_defaults(run=_swd_command)
     _add_bench_speed_command(commands)
 
     conv = commands.add_parser("convert", help="convert any supported checkpoint to .safetensors")
-    conv.add_argument("source")
-    conv.add_argument("destination")
+    conv.add_argument("source", help="any supported checkpoint (.pth, .pkl, .safetensors)")
+    conv.add_argument("destination", help="the .safetensors file to write")
     conv.set_defaults(run=_convert_command)
     return parser
 

@@ -49,7 +49,7 @@ def run_demo(config: DemoConfig, callback: Callable[[Progress], None] | None = N
     truth, hole = demo_problem(config.image_seed)
     model_config, optimizer_config = preset(config.preset, prior.config)
     optimizer_config = replace(optimizer_config, stop=config.stop,
-                               **({"steps": config.steps} if config.steps else {}))
+                               **({"steps": config.steps} if config.steps is not None else {}))
     damaged = truth * (1 - hole) + 0.5 * hole  # the hole shown as flat grey; never read by the fit
     result = inpaint(prior, damaged, hole, model_config, optimizer_config, config.seed,
                      config.device, callback=callback)

@@ -656,11 +656,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vgg", help="VGG16 weights for --time-to-quality's perceptual term "
                                       "(without: MSE only)")
     parser.add_argument("--steps", type=int, default=3000, help="--time-to-quality steps (default 3000)")
-    parser.add_argument("--images", type=int, default=1, help="--time-to-quality evaluation images")
+    parser.add_argument("--images", type=int, default=1,
+                        help="--time-to-quality evaluation images (default 1)")
     parser.add_argument("--image-offset", type=int, default=0,
                         help="--time-to-quality starts at this evaluation seed offset (to split "
                              "images across processes)")
-    parser.add_argument("--precisions", default="bf16,fp32", help="--time-to-quality precisions")
+    parser.add_argument("--precisions", default="bf16,fp32",
+                        help="--time-to-quality precisions (default bf16,fp32)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
 
 

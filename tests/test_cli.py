@@ -85,3 +85,18 @@ def test_module_entry_point_help():
     completed = subprocess.run([sys.executable, "-m", "ganprior_core", "inpaint", "--help"],
                                cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0 and "--preset" in completed.stdout
+
+
+def test_every_option_says_what_it_does_and_its_default():
+    import argparse
+    from ganprior_core.cli import build_parser
+    commands = next(action for action in build_parser()._actions
+                    if isinstance(action, argparse._SubParsersAction))
+    for name, parser in commands.choices.items():
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            label = f"{name} {'/'.join(action.option_strings) or action.dest}"
+            assert action.help, f"{label} has no help text"
+            if action.default not in (None, False, argparse.SUPPRESS):
+                assert "default" in action.help, f"{label}'s help does not give its default"
