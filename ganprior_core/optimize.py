@@ -9,7 +9,7 @@ from typing import Callable
 
 import torch
 
-from . import imaging
+from . import acceleration, imaging
 from .generate import sample_images
 from .losses import LossWeights, MaskedReconstructionLoss
 from .multi_latent import MultiLatentConfig, MultiLatentGenerator
@@ -37,9 +37,9 @@ class OptimizerConfig:
     perceptual_weight: float = 0.1
     precision: str = "bf16"  # bf16 autocast for the networks; parameters and loss stay fp32
     preview_every: int = 50  # progress carries loss and preview image every this many steps
-    # torch.compile the forward pass and loss: ~15 % faster steps at 256x256, but the first step
-    # of every run pays tens of seconds of compilation (see `bench-speed --compile`)
-    compile: bool = False
+    # torch.compile the forward pass and loss: True, False or "auto" (compile when the run is long
+    # enough to repay the compilation, paid once per process; see acceleration.py)
+    compile: bool | str = "auto"
 
     def validate(self) -> None:
         if self.steps < 1:
@@ -51,6 +51,8 @@ class OptimizerConfig:
         rates = (self.lr_latent, self.lr_alpha, self.lr_beta, self.lr_generator)
         if min(rates) < 0 or min(self.mse_weight, self.perceptual_weight) < 0:
             raise ValueError("learning rates and loss weights must not be negative")
+        if self.compile not in acceleration.COMPILE_SETTINGS:
+            raise ValueError(f"compile must be True, False or 'auto', got {self.compile!r}")
         if self.preview_every < 1:
             raise ValueError(f"preview_every must be at least 1, got {self.preview_every}")
 
@@ -196,12 +198,10 @@ def inpaint(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor 
     optimizer = _build_optimizer(model, optimizer_config, device)
     scheduler = _schedule(optimizer, optimizer_config)
 
-    def image_and_loss() -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            output = model()
-            return output, loss_fn(output)
-    if optimizer_config.compile:
-        image_and_loss = torch.compile(image_and_loss)
+    # The forward pass and loss, torch.compiled once per process where the run is long enough
+    # (eager, with a note, where compiling cannot work): see acceleration.py.
+    image_and_loss = acceleration.image_and_loss(model, loss_fn, device, use_bf16,
+                                                 optimizer_config.compile, optimizer_config.steps, notes)
 
     steps = optimizer_config.steps
     losses = torch.empty(steps, device=device)  # kept on device: no host sync inside the loop
