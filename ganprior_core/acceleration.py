@@ -144,12 +144,26 @@ def _key(model, loss_fn, device: torch.device, use_bf16: bool) -> tuple:
             type(loss_fn).__name__, None if perceptual is None else len(perceptual))
 
 
-def wants_compile(compile_setting, model, loss_fn, steps: int) -> bool:
+def wants_compile(compile_setting, model, perceptual, steps: int) -> bool:
+    """Whether to compile a run of `steps` steps; "auto" decides from the configuration alone."""
     if compile_setting == "auto":
-        perceptual = getattr(loss_fn, "perceptual", None)
         depth = None if perceptual is None else len(perceptual)
         return steps * estimated_step_tflop(model, depth) >= AUTO_COMPILE_MIN_TFLOP
     return bool(compile_setting)
+
+
+def parse_setting(text: str | bool):
+    """A compile setting from a CLI or node value: auto / on / off (or true / false)."""
+    if isinstance(text, bool):
+        return text
+    value = str(text).strip().lower()
+    if value == "auto":
+        return "auto"
+    if value in ("on", "true", "yes", "1"):
+        return True
+    if value in ("off", "false", "no", "0"):
+        return False
+    raise ValueError(f"compile must be auto, on or off, got {text!r}")
 
 
 def image_and_loss(model, loss_fn, device: torch.device, use_bf16: bool, compile_setting,
@@ -160,7 +174,7 @@ def image_and_loss(model, loss_fn, device: torch.device, use_bf16: bool, compile
     def eager(*loss_args):
         return _image_and_loss(model, loss_fn, device_type, use_bf16, *loss_args)
 
-    if not wants_compile(compile_setting, model, loss_fn, steps):
+    if not wants_compile(compile_setting, model, getattr(loss_fn, "perceptual", None), steps):
         return eager
     reason = _unavailable_reason(device, notes)
     key = _key(model, loss_fn, device, use_bf16)
