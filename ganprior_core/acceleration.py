@@ -12,7 +12,7 @@ budget), kept for the life of the process.
 `compile_setting` is OptimizerConfig.compile: True, False or "auto". "auto" compiles when the
 run's convolution work (an estimate from the configuration alone, so the choice is
 deterministic: same seed, same result) is large enough for the per-step saving to repay a cold
-compilation (`AUTO_COMPILE_MIN_TFLOP`).
+compilation (`AUTO_COMPILE_MIN_TFLOP_PER_THREAD`).
 
 When compiling cannot work (no C++ compiler, torch or Python installed under a path with a space,
 which inductor's link command does not quote, or any error while compiling) the step runs eagerly
@@ -34,8 +34,14 @@ import torch
 COMPILE_SETTINGS = (True, False, "auto")
 COMPILE_DEVICES = ("cpu", "cuda")
 # "auto" compiles when the run's estimated conv work (forward + backward, all steps) is at least
-# this many TFLOP. Measured on a 2-core AMD EPYC (AVX-512 bf16, no AMX), 1 thread: see README.
-AUTO_COMPILE_MIN_TFLOP = 100.0
+# this many TFLOP per CPU thread. Measured on a 2-core AMD EPYC (AVX-512 bf16, no AMX), 1 thread,
+# interleaved in one process: compiled steps save 20-30 % (paper 3.05 -> 2.54 s, mganprior 0.556
+# -> 0.430 s, bundled 64x64 paper 0.08 -> 0.06 s) for a cold compilation of 30-90 s, so it pays
+# after ~150 (paper), ~56 (mganprior), ~33 (bundled) TFLOP; 150 never compiles at a loss there.
+# More threads make steps faster but not compiling, hence per thread.
+AUTO_COMPILE_MIN_TFLOP_PER_THREAD = 150.0
+# On a GPU steps are ~100x faster and compiling is not: an estimate (not measured on a GPU).
+AUTO_COMPILE_MIN_TFLOP_CUDA = 20000.0
 
 
 @dataclass
@@ -144,11 +150,21 @@ def _key(model, loss_fn, device: torch.device, use_bf16: bool) -> tuple:
             type(loss_fn).__name__, None if perceptual is None else len(perceptual))
 
 
-def wants_compile(compile_setting, model, perceptual, steps: int) -> bool:
-    """Whether to compile a run of `steps` steps; "auto" decides from the configuration alone."""
+def auto_compile_min_tflop(device_type: str) -> float:
+    if device_type == "cuda":
+        return AUTO_COMPILE_MIN_TFLOP_CUDA
+    return AUTO_COMPILE_MIN_TFLOP_PER_THREAD * torch.get_num_threads()
+
+
+def wants_compile(compile_setting, model, perceptual, steps: int, device_type: str = "cpu") -> bool:
+    """Whether to compile a run of `steps` steps. "auto" decides from the configuration (and the
+    thread count) alone, never from timings or from what this process compiled before, so the
+    same seed gives the same result."""
     if compile_setting == "auto":
+        if device_type not in COMPILE_DEVICES:
+            return False
         depth = None if perceptual is None else len(perceptual)
-        return steps * estimated_step_tflop(model, depth) >= AUTO_COMPILE_MIN_TFLOP
+        return steps * estimated_step_tflop(model, depth) >= auto_compile_min_tflop(device_type)
     return bool(compile_setting)
 
 
@@ -174,7 +190,8 @@ def image_and_loss(model, loss_fn, device: torch.device, use_bf16: bool, compile
     def eager(*loss_args):
         return _image_and_loss(model, loss_fn, device_type, use_bf16, *loss_args)
 
-    if not wants_compile(compile_setting, model, getattr(loss_fn, "perceptual", None), steps):
+    if not wants_compile(compile_setting, model, getattr(loss_fn, "perceptual", None), steps,
+                         device.type):
         return eager
     reason = _unavailable_reason(device, notes)
     key = _key(model, loss_fn, device, use_bf16)

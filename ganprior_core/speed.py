@@ -224,13 +224,13 @@ def build_workload(case: SpeedCase, device: str | torch.device = "cpu", weights_
     return prior, perceptual, image, masks.box_mask(resolution)
 
 
-def wants_compile_for(case: SpeedCase, steps: int) -> bool:
+def wants_compile_for(case: SpeedCase, steps: int, device: str | None = None) -> bool:
     """What compile="auto" chooses for a run of this case with `steps` steps."""
     model_config, optimizer_config = case.configs()
     with torch.device("meta"):
         model = MultiLatentGenerator(PGGANGenerator(case.generator), model_config, 0, "meta")
         perceptual = VGG16Features(case.perceptual_depth) if optimizer_config.perceptual_weight > 0 else None
-    return acceleration.wants_compile("auto", model, perceptual, steps)
+    return acceleration.wants_compile("auto", model, perceptual, steps, "cpu" if device is None else device)
 
 
 def machine_description(device: str | torch.device = "cpu") -> str:
@@ -319,7 +319,7 @@ def measure_variant(case: SpeedCase, variant: str, timed_steps: int, device: str
     # chooses by the configured steps, not by the few steps timed here.
     compile_setting = VARIANT_COMPILE.get(variant, False)
     if compile_setting == "auto":
-        compile_setting = wants_compile_for(case, optimizer_config.steps)
+        compile_setting = wants_compile_for(case, optimizer_config.steps, device.type)
     optimizer_config = replace(optimizer_config, steps=total, preview_every=total,
                                compile=compile_setting)
     if device.type == "cuda":
