@@ -258,6 +258,7 @@ def test_compile_failure_falls_back_to_eager_with_one_note(tiny_generator, monke
             raise RuntimeError("C++ compile error: g++ not usable\nsecond line")
         return fails
     monkeypatch.setattr(acceleration, "_compile", broken)
+    monkeypatch.setattr(acceleration, "_unavailable_reason", lambda device, notes: None)
     monkeypatch.setattr(acceleration, "_compiled", {})
     monkeypatch.setattr(acceleration, "_failed", {})
     image, hole = _problem(tiny_generator)
