@@ -238,7 +238,7 @@ def test_compiled_callable_is_compiled_once_and_reused_for_new_models_and_images
     config = MultiLatentConfig(num_codes=2, split_layer=3, use_beta=False)  # a key no other test uses
     compiled = replace(FAST, steps=2, compile=True)
     image, hole = _problem(tiny_generator, seed=0)
-    inpaint(tiny_generator, image, hole, config, compiled, seed=0)
+    first = inpaint(tiny_generator, image, hole, config, compiled, seed=0)
     functions, graphs = acceleration.STATS.compiled_functions, counters["stats"]["unique_graphs"]
     for seed in (1, 2):  # new MultiLatentGenerator copies, new images and masks
         image, hole = _problem(tiny_generator, seed=seed)
@@ -246,6 +246,9 @@ def test_compiled_callable_is_compiled_once_and_reused_for_new_models_and_images
         result = inpaint(tiny_generator, image, hole, config, compiled, seed=seed)
         eager = inpaint(tiny_generator, image, hole, config, replace(compiled, compile=False), seed=seed)
         assert result.loss_history == pytest.approx(eager.loss_history, rel=1e-5)
+    image, hole = _problem(tiny_generator, seed=0)
+    again = inpaint(tiny_generator, image, hole, config, compiled, seed=0)  # same seed, same result
+    assert again.loss_history == first.loss_history and torch.equal(again.output, first.output)
     assert acceleration.STATS.compiled_functions == functions
     assert counters["stats"]["unique_graphs"] == graphs  # no recompilation
 
