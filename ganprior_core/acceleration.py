@@ -204,13 +204,14 @@ def image_and_loss(model, loss_fn, device: torch.device, use_bf16: bool, compile
         _compiled[key] = _compile(len(_compiled))
         STATS.compiled_functions += 1
     compiled = _compiled[key]
-    state = {"run": None}  # the callable to use once the first call has compiled (or failed)
+    state = {"eager": False, "calls": 0}
 
     def step(*loss_args):
-        if state["run"] is not None:
-            return state["run"](*loss_args)
-        # The first call compiles; the backward graph too (not lazily at the first backward), so
-        # that any compiler error surfaces here, before the optimizer has changed anything.
+        if state["eager"]:
+            return eager(*loss_args)
+        # The first call compiles, the backward graph too (not lazily at the first backward), so
+        # that a compiler error surfaces here, before the optimizer has changed anything. A later
+        # call can recompile (a guard failed); it is covered the same way.
         try:
             with torch._functorch.config.patch(force_non_lazy_backward_lowering=True):
                 result = compiled(model, loss_fn, device_type, use_bf16, *loss_args)
@@ -219,12 +220,15 @@ def image_and_loss(model, loss_fn, device: torch.device, use_bf16: bool, compile
             why = f"torch.compile failed ({type(error).__name__}: {lines[0][:200] if lines else ''})"
             _failed[key] = why
             STATS.fallbacks += 1
-            notes.append(f"{why}: ran eagerly (same result, slower steps)")
-            state["run"] = eager
+            done = state["calls"]
+            notes.append(f"{why}: ran eagerly (same result, slower steps)" if done == 0 else
+                         f"{why} after {done} compiled steps: ran the rest eagerly")
+            state["eager"] = True
             step.compiled = False
-            return eager(*loss_args)
-        STATS.compiled_runs += 1
-        state["run"] = lambda *args: compiled(model, loss_fn, device_type, use_bf16, *args)
+            return eager(*loss_args)  # an error of the maths itself is raised from here
+        if state["calls"] == 0:
+            STATS.compiled_runs += 1
+        state["calls"] += 1
         return result
 
     step.compiled = True
