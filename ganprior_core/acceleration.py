@@ -14,9 +14,10 @@ run's convolution work (an estimate from the configuration alone, so the choice 
 deterministic: same seed, same result) is large enough for the per-step saving to repay a cold
 compilation (`AUTO_COMPILE_MIN_TFLOP_PER_THREAD`).
 
-When compiling cannot work (no C++ compiler, torch or Python installed under a path with a space,
-which inductor's link command does not quote, or any error while compiling) the step runs eagerly
-and one note says why; the result is then the eager result.
+When compiling cannot work (no C++ compiler, e.g. Windows without MSVC; torch or Python installed
+under a path with a space, which inductor's Linux/macOS link command does not quote; any error
+while compiling) the step runs eagerly and one note says why; the result is then the eager
+result. A failure is remembered for the process, so later runs do not retry it.
 """
 from __future__ import annotations
 
@@ -132,10 +133,9 @@ def _spaceless_cache_dir(notes: list[str]) -> bool:
 def _unavailable_reason(device: torch.device, notes: list[str]) -> str | None:
     if device.type not in COMPILE_DEVICES:
         return f"torch.compile is not used on {device.type}"
-    if sys.platform == "win32":
-        return "torch.compile's C++ backend is not set up on Windows"
     if device.type == "cpu":
-        spaced = _unquoted_paths_with_spaces()
+        # (on Windows inductor quotes its /LIBPATH folders; a missing MSVC fails the first call)
+        spaced = [] if sys.platform == "win32" else _unquoted_paths_with_spaces()
         if spaced:
             return (f"torch.compile cannot link its C++ kernels when torch or Python is installed "
                     f"under a path with a space ({spaced[0]!r}; inductor does not quote it)")
