@@ -9,8 +9,8 @@ from typing import Callable
 
 import torch
 
-from . import imaging
-from .early_stop import STOP_MODES, AutoStopConfig, StopRule, holdout_mask
+from . import acceleration, imaging
+from .early_stop import STOP_MODES, TYPICAL_AUTO_STOP_STEPS, AutoStopConfig, StopRule, holdout_mask
 from .generate import sample_images
 from .losses import LossWeights, MaskedReconstructionLoss
 from .multi_latent import MultiLatentConfig, MultiLatentGenerator
@@ -50,9 +50,9 @@ class OptimizerConfig:
     perceptual_weight: float = 0.1
     precision: str = "bf16"  # bf16 autocast for the networks; parameters and loss stay fp32
     preview_every: int = 50  # progress carries loss and preview image every this many steps
-    # torch.compile the forward pass and loss: ~15 % faster steps at 256x256, but the first step
-    # of every run pays tens of seconds of compilation (see `bench-speed --compile`)
-    compile: bool = False
+    # torch.compile the forward pass and loss: True, False or "auto" (compile when the run is long
+    # enough to repay the compilation, paid once per process; see acceleration.py)
+    compile: bool | str = "auto"
 
     def validate(self) -> None:
         check_count(self.steps, "steps", 1, MAX_STEPS)
@@ -70,6 +70,8 @@ class OptimizerConfig:
             raise ValueError("mse_weight and perceptual_weight are both 0: the loss would be 0 "
                              "and nothing would be fitted")
         check_count(self.preview_every, "preview_every", 1)
+        if self.compile not in acceleration.COMPILE_SETTINGS:
+            raise ValueError(f"compile must be True, False or 'auto', got {self.compile!r}")
 
 
 def split_for_feature_resolution(generator_config: PGGANConfig, feature_resolution: int) -> int:
@@ -249,12 +251,12 @@ def inpaint(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor 
     optimizer = _build_optimizer(model, optimizer_config, device)
     scheduler = _schedule(optimizer, optimizer_config)
 
-    def image_and_loss() -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            output = model()
-            return output, loss_fn(output)
-    if optimizer_config.compile:
-        image_and_loss = torch.compile(image_and_loss)
+    # The forward pass and loss, torch.compiled once per process where the run is long enough
+    # (eager, with a note, where compiling cannot work): see acceleration.py.
+    expected_steps = (optimizer_config.steps if stop_rule is None
+                      else min(optimizer_config.steps, TYPICAL_AUTO_STOP_STEPS))
+    image_and_loss = acceleration.image_and_loss(model, loss_fn, device, use_bf16,
+                                                 optimizer_config.compile, expected_steps, notes)
 
     def held_out_error(output: torch.Tensor) -> float:
         """MSE on the held-out pixels of the image as the user gets it (clamped, [0, 1])."""

@@ -8,7 +8,8 @@ Two implementations of the same maths (METHOD.md eqs. 5-8, 12) run the same opti
     host every step;
 (b) the project's `optimize.inpaint` with its default settings: bf16 autocast, channels_last,
     batched G1, transposed-conv upsampling, fused Adam, no host sync inside the loop;
-(c) with `--compile`: (b) with `compile=True`, whose first step includes the compilation.
+(c) with `--compile`: (b) with `compile=True`, whose first step includes the compilation;
+(e) with `--eager`: (b) with `compile=False` (the default before compile="auto").
 
 Each variant runs in a subprocess of its own, so the peak memory reported is its own, and the
 variants alternate in rounds so that load from other processes on a shared machine hits both.
@@ -38,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import imaging, masks, metrics, procedural
+from . import acceleration, imaging, masks, metrics, procedural
 from .losses import LossWeights, MaskedReconstructionLoss
 from .multi_latent import MultiLatentConfig, MultiLatentGenerator
 from .network import LEAKY_SLOPE, ConvLayer, PGGANConfig, PGGANGenerator, pixel_norm
@@ -57,9 +58,12 @@ QUALITY_MARGIN_DB = 0.5
 REFERENCE = "reference"
 PROJECT = "project"
 PROJECT_COMPILED = "project+compile"
+PROJECT_EAGER = "project-eager"
 VARIANT_LABELS = {REFERENCE: "(a) reference, fp32 per-code loop",
                   PROJECT: "(b) project optimize.inpaint     ",
-                  PROJECT_COMPILED: "(c) (b) with compile=True        "}
+                  PROJECT_COMPILED: "(c) (b) with compile=True        ",
+                  PROJECT_EAGER: "(e) (b) with compile=False       "}
+VARIANT_COMPILE = {PROJECT: OptimizerConfig.compile, PROJECT_COMPILED: True, PROJECT_EAGER: False}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,6 +225,46 @@ def build_workload(case: SpeedCase, device: str | torch.device = "cpu", weights_
     return prior, perceptual, image, masks.box_mask(resolution)
 
 
+def wants_compile_for(case: SpeedCase, steps: int, device: str | None = None) -> bool:
+    """What compile="auto" chooses for a run of this case with `steps` steps."""
+    model_config, optimizer_config = case.configs()
+    with torch.device("meta"):
+        model = MultiLatentGenerator(PGGANGenerator(case.generator), model_config, 0, "meta")
+        perceptual = VGG16Features(case.perceptual_depth) if optimizer_config.perceptual_weight > 0 else None
+    return acceleration.wants_compile("auto", model, perceptual, steps, "cpu" if device is None else device)
+
+
+def machine_description(device: str | torch.device = "cpu") -> str:
+    """What the timings ran on: ratios between variants differ by machine kind (AMX, bf16)."""
+    device = torch.device(device)
+    threads = torch.get_num_threads()
+    if device.type == "cuda":
+        return (f"GPU {torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}, "
+                f"torch {torch.__version__}, {threads} CPU threads")
+    model, flags = cpu_model_and_flags()
+    return (f"CPU {model} ({platform.machine()}), AMX {'yes' if {'amx_bf16', 'amx_tile'} & flags else 'no'}, "
+            f"AVX-512 bf16 {'yes' if 'avx512_bf16' in flags else 'no'}, {threads} threads, "
+            f"torch {torch.__version__}")
+
+
+def cpu_model_and_flags(cpuinfo: str | None = None) -> tuple[str, set[str]]:
+    """The CPU's model name and feature flags, from /proc/cpuinfo (Linux) or `platform`."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    model, flags = "", set()
+    for line in cpuinfo.splitlines():
+        name, _, value = line.partition(":")
+        name = name.strip()
+        if name == "model name" and not model:
+            model = value.strip()
+        elif name in ("flags", "Features") and not flags:
+            flags = set(value.split())
+    return model or platform.processor() or "unknown", flags
+
+
 def step_flops(case: SpeedCase, variant: str) -> int:
     """Conv (and matmul) FLOPs of one optimisation step, counted on the meta device."""
     model_config, optimizer_config = case.configs()
@@ -272,13 +316,19 @@ def measure_variant(case: SpeedCase, variant: str, timed_steps: int, device: str
     prior, perceptual, image, hole = build_workload(case, device)
     model_config, optimizer_config = case.configs()
     total = warmup_steps + timed_steps
+    # (b) keeps the default compile setting but decides as for the real run's length: "auto"
+    # chooses by the configured steps, not by the few steps timed here.
+    compile_setting = VARIANT_COMPILE.get(variant, False)
+    if compile_setting == "auto":
+        compile_setting = wants_compile_for(case, optimizer_config.steps, device.type)
     optimizer_config = replace(optimizer_config, steps=total, preview_every=total,
-                               compile=variant == PROJECT_COMPILED)
+                               compile=compile_setting)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     memory_before = _peak_memory_bytes(device)
 
     started = time.perf_counter()
+    notes: list[str] = []
     if variant == REFERENCE:
         reference = ReferenceInpainting(prior, image, hole, model_config, optimizer_config, seed,
                                         perceptual, device)
@@ -296,11 +346,13 @@ def measure_variant(case: SpeedCase, variant: str, timed_steps: int, device: str
         result = inpaint(prior, image, hole, model_config, optimizer_config, seed, device,
                          perceptual, stamp)
         losses = result.loss_history
+        notes = result.notes
         warmed_up, finished = stamps[warmup_steps], stamps[total]
 
     memory_after = _peak_memory_bytes(device)
     return {"variant": variant, "steps": timed_steps, "seconds": finished - warmed_up,
-            "warmup_seconds": warmed_up - started, "losses": losses,
+            "warmup_seconds": warmed_up - started, "losses": losses, "notes": notes,
+            "compile": compile_setting if variant != REFERENCE else False,
             "peak_memory_growth": (None if memory_before is None
                                    else memory_after - (0 if device.type == "cuda" else memory_before))}
 
@@ -365,6 +417,8 @@ class VariantReport:
     flops_per_step: int  # conv FLOPs this variant executes per step
     effective_flops_per_second: float  # the reference's FLOPs per step (the maths) x steps/s
     executed_flops_per_second: float
+    compile: bool = False  # whether this variant ran with compile=True (for (b): what "auto" chose)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -380,6 +434,7 @@ class CaseReport:
 @dataclass
 class SpeedReport:
     device: str
+    machine: str  # CPU model and flags (AMX, AVX-512 bf16) or GPU name, threads, torch version
     threads: int
     conv_flops_per_second: dict[str, float]
     cases: list[CaseReport]
@@ -407,12 +462,15 @@ def _variant_report(case: SpeedCase, variant: str, runs: list[dict], reference_f
                          first_loss=runs[0]["losses"][0],
                          peak_memory_growth=None if None in memory else max(memory),
                          flops_per_step=flops, effective_flops_per_second=reference_flops * rate,
-                         executed_flops_per_second=flops * rate)
+                         executed_flops_per_second=flops * rate,
+                         compile=bool(runs[0].get("compile", False)),
+                         notes=sorted({note for run in runs for note in run.get("notes", [])}))
 
 
 def run_benchmark(quick: bool = False, rounds: int | None = None, device: str = "cpu",
                   case_names: list[str] | None = None, threads: int | None = None,
-                  compiled: bool = False, log: Callable[[str], None] = print) -> SpeedReport:
+                  compiled: bool = False, log: Callable[[str], None] = print,
+                  eager: bool = False) -> SpeedReport:
     started = time.perf_counter()
     threads = threads or torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -433,7 +491,8 @@ def run_benchmark(quick: bool = False, rounds: int | None = None, device: str = 
                   else measure_conv_throughput(device))
     log(f"conv throughput: fp32 {throughput['fp32'] / 1e9:.0f} GFLOP/s, "
         f"bf16 {throughput['bf16'] / 1e9:.0f} GFLOP/s")
-    variants = [REFERENCE, PROJECT] + ([PROJECT_COMPILED] if compiled else [])
+    variants = ([REFERENCE, PROJECT] + ([PROJECT_EAGER] if eager else [])
+                + ([PROJECT_COMPILED] if compiled else []))
     reports = []
     for case in cases:
         log(case.describe())
@@ -450,7 +509,7 @@ def run_benchmark(quick: bool = False, rounds: int | None = None, device: str = 
         reports.append(CaseReport(case.name, case.describe(),
                                   [_variant_report(case, variant, runs[variant], reference_flops)
                                    for variant in variants]))
-    return SpeedReport(device=device, threads=threads,
+    return SpeedReport(device=device, machine=machine_description(device), threads=threads,
                        conv_flops_per_second=throughput, cases=reports, load_before=load_before,
                        load_after=_load_average(), notes=notes,
                        seconds=time.perf_counter() - started)
@@ -466,8 +525,8 @@ def format_report(report: SpeedReport) -> list[str]:
     def load(values: tuple[float, float, float] | None) -> str:
         return "unknown" if values is None else " ".join(f"{value:.2f}" for value in values)
 
-    lines = [f"device {report.device}, {report.threads} threads, torch {torch.__version__}, "
-             f"{platform.processor() or platform.machine()}",
+    lines = [f"machine: {report.machine}",
+             f"device {report.device}, {report.threads} threads",
              f"load average (1/5/15 min) before {load(report.load_before)}, "
              f"after {load(report.load_after)}",
              f"measured conv throughput (3x3 conv, channels_last): fp32 {peak['fp32'] / 1e9:.0f} "
@@ -479,7 +538,9 @@ def format_report(report: SpeedReport) -> list[str]:
                 f"  {VARIANT_LABELS[variant.variant]}  {variant.steps_per_second:8.3f} steps/s "
                 f"({variant.step_seconds:.3f} s/step; first step with set-up "
                 f"{variant.warmup_seconds:.1f} s)  peak memory "
-                f"+{_format_bytes(variant.peak_memory_growth)}  step-0 loss {variant.first_loss:.5f}")
+                f"+{_format_bytes(variant.peak_memory_growth)}  step-0 loss {variant.first_loss:.5f}"
+                + ("  [compiled]" if variant.compile else ""))
+            lines += [f"      note: {note}" for note in variant.notes]
             lines.append(
                 f"      {variant.flops_per_step / 1e9:.1f} GFLOP/step executed "
                 f"({variant.executed_flops_per_second / 1e9:.0f} GFLOP/s); effective "
@@ -644,6 +705,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action="store_true",
                         help="also time (c): the project with compile=True (compiling takes "
                              "tens of seconds per case)")
+    parser.add_argument("--eager", action="store_true",
+                        help="also time (e): the project with compile=False (the default before "
+                             "compile='auto')")
     parser.add_argument("--time-to-quality", action="store_true",
                         help="instead: steps and seconds until bundled-prior inpainting is within "
                              f"{QUALITY_MARGIN_DB} dB of its final PSNR, bf16 and fp32; and the "
@@ -684,7 +748,7 @@ def run_command(args: argparse.Namespace) -> None:
     else:
         report = run_benchmark(args.quick, args.rounds, args.device,
                                args.cases.split(",") if args.cases else None, args.threads,
-                               args.compile)
+                               args.compile, eager=args.eager)
         lines = format_report(report)
         payload = asdict(report)
     print("\n".join(lines))

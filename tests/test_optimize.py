@@ -231,3 +231,93 @@ def test_any_size_keeps_known_pixels_and_blends_soft_edges(tiny_generator, fit):
     assert torch.equal(result.composite[:, inside], result.output[:, inside])
     torch.testing.assert_close(result.composite[:, 3:9, 4],
                                0.5 * image[:, 3:9, 4] + 0.5 * result.output[:, 3:9, 4])
+
+
+def test_compiled_callable_is_compiled_once_and_reused_for_new_models_and_images(tiny_generator):
+    from torch._dynamo.utils import counters
+    from ganprior_core import acceleration
+    config = MultiLatentConfig(num_codes=2, split_layer=3, use_beta=False)  # a key no other test uses
+    compiled = replace(FAST, steps=2, compile=True)
+    image, hole = _problem(tiny_generator, seed=0)
+    first = inpaint(tiny_generator, image, hole, config, compiled, seed=0)
+    functions, graphs = acceleration.STATS.compiled_functions, counters["stats"]["unique_graphs"]
+    for seed in (1, 2):  # new MultiLatentGenerator copies, new images and masks
+        image, hole = _problem(tiny_generator, seed=seed)
+        hole = hole.roll(seed, dims=1)
+        result = inpaint(tiny_generator, image, hole, config, compiled, seed=seed)
+        eager = inpaint(tiny_generator, image, hole, config, replace(compiled, compile=False), seed=seed)
+        assert result.loss_history == pytest.approx(eager.loss_history, rel=1e-5)
+    image, hole = _problem(tiny_generator, seed=0)
+    again = inpaint(tiny_generator, image, hole, config, compiled, seed=0)  # same seed, same result
+    assert again.loss_history == first.loss_history and torch.equal(again.output, first.output)
+    assert acceleration.STATS.compiled_functions == functions
+    assert counters["stats"]["unique_graphs"] == graphs  # no recompilation
+
+
+def test_compile_failure_falls_back_to_eager_with_one_note(tiny_generator, monkeypatch):
+    from ganprior_core import acceleration
+
+    def broken(index):
+        def fails(*args):
+            raise RuntimeError("C++ compile error: g++ not usable\nsecond line")
+        return fails
+    monkeypatch.setattr(acceleration, "_compile", broken)
+    monkeypatch.setattr(acceleration, "_unavailable_reason", lambda device, notes: None)
+    monkeypatch.setattr(acceleration, "_compiled", {})
+    monkeypatch.setattr(acceleration, "_failed", {})
+    image, hole = _problem(tiny_generator)
+    config = MultiLatentConfig(num_codes=3, split_layer=3)
+    eager = inpaint(tiny_generator, image, hole, config, FAST, seed=0)
+    for attempt in range(2):  # the second run does not retry, and says why once again
+        fallback = inpaint(tiny_generator, image, hole, config, replace(FAST, compile=True), seed=0)
+        assert len(fallback.notes) == 1 and "g++ not usable" in fallback.notes[0]
+        assert "ran eagerly" in fallback.notes[0]
+        assert fallback.loss_history == eager.loss_history
+        assert torch.equal(fallback.output, eager.output)
+
+
+def test_torch_under_a_path_with_a_space_runs_eagerly_with_a_note(tiny_generator, monkeypatch):
+    from ganprior_core import acceleration
+    monkeypatch.setattr(acceleration, "_unquoted_paths_with_spaces", lambda: ["/opt/my env/torch/lib"])
+    image, hole = _problem(tiny_generator)
+    config = MultiLatentConfig(num_codes=3, split_layer=3)
+    result = inpaint(tiny_generator, image, hole, config, replace(FAST, compile=True), seed=0)
+    eager = inpaint(tiny_generator, image, hole, config, FAST, seed=0)
+    assert len(result.notes) == 1 and "path with a space" in result.notes[0]
+    assert torch.equal(result.output, eager.output)
+
+
+def test_inductor_cache_folder_with_a_space_is_moved(monkeypatch, tmp_path):
+    from ganprior_core import acceleration
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache with space"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    notes = []
+    assert acceleration._spaceless_cache_dir(notes)
+    import os
+    moved = os.environ["TORCHINDUCTOR_CACHE_DIR"]
+    assert " " not in moved and len(notes) == 1 and "has a space" in notes[0]
+
+
+def test_auto_compile_is_decided_by_the_configuration_and_options_do_not_change_results(tiny_generator):
+    from ganprior_core import acceleration
+    from ganprior_core.network import PGGANConfig, PGGANGenerator
+    from ganprior_core.perceptual import VGG16Features
+    assert OptimizerConfig().compile == "auto"
+    with torch.device("meta"):
+        paper = MultiLatentGenerator(PGGANGenerator(PGGANConfig.official(256)),
+                                     preset("paper", PGGANConfig.official(256))[0], 0, "meta")
+    assert acceleration.wants_compile("auto", paper, VGG16Features(), 3000)
+    assert not acceleration.wants_compile("auto", paper, VGG16Features(), 20)
+    tiny = MultiLatentGenerator(tiny_generator, MultiLatentConfig(num_codes=3, split_layer=2), 0)
+    assert not acceleration.wants_compile("auto", tiny, None, 100000)
+    # A short tiny run under "auto" is the eager run, whatever the progress options.
+    image, hole = _problem(tiny_generator)
+    config = MultiLatentConfig(num_codes=3, split_layer=2)
+    auto = inpaint(tiny_generator, image, hole, config, replace(FAST, compile="auto", precision="bf16"), seed=0)
+    off = inpaint(tiny_generator, image, hole, config, replace(FAST, compile=False, precision="bf16",
+                                                               preview_every=1), seed=0, callback=lambda p: None)
+    assert auto.notes == off.notes == []
+    assert auto.loss_history == off.loss_history and torch.equal(auto.output, off.output)
+    assert [acceleration.parse_setting(v) for v in ("auto", "on", "off", True)] == ["auto", True, False, True]
+    with pytest.raises(ValueError, match="compile"):
+        inpaint(tiny_generator, image, hole, config, replace(FAST, compile="sometimes"), seed=0)

@@ -65,6 +65,11 @@ def test_quick_benchmark_report(tmp_path):
     assert completed.returncode == 0, completed.stderr
     assert "speed-up over (a): (b)" in completed.stdout and "GFLOP/s" in completed.stdout
     report = json.loads(out.read_text())
+    # The machine is named: ratios between the variants differ by CPU kind (AMX, AVX-512 bf16).
+    machine_line = next(line for line in completed.stdout.splitlines() if line.startswith("machine: "))
+    assert machine_line == f"machine: {report['machine']}"
+    assert "AMX " in machine_line and "AVX-512 bf16 " in machine_line and "1 threads" in machine_line
+    assert f"torch {torch.__version__}" in machine_line
     assert report["conv_flops_per_second"]["fp32"] > 0 and report["conv_flops_per_second"]["bf16"] > 0
     (case,) = report["cases"]
     reference, project = case["variants"]
@@ -103,3 +108,21 @@ def test_time_to_quality_reports_the_first_step_within_the_margin_of_the_final_p
     assert f"PSNR {bf16[0].auto_stop.psnr:6.2f} dB" in auto_line
     assert f"steps {bf16[0].auto_stop.steps:6.0f} (max {bf16[0].auto_stop.steps})" in auto_line
     assert any(line.startswith("  bf16 fixed 10 ") for line in lines)
+
+
+def test_machine_description_names_the_cpu_and_its_bf16_features():
+    amx = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\nflags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile\n"
+    epyc = "processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu avx512f avx512_bf16\n"
+    assert speed.cpu_model_and_flags(amx) == ("Intel(R) Xeon(R) Platinum 8480+",
+                                              {"fpu", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
+    assert speed.cpu_model_and_flags(epyc)[0] == "AMD EPYC 9R14"
+    assert "amx_tile" not in speed.cpu_model_and_flags(epyc)[1]
+    described = speed.machine_description("cpu")
+    assert described.startswith("CPU ") and f"{torch.get_num_threads()} threads" in described
+    assert ("AMX yes" in described) != ("AMX no" in described)
+
+
+def test_bench_variant_b_compiles_as_auto_would_for_the_full_run():
+    paper, _, bundled, _ = speed.full_cases()[0]
+    assert speed.wants_compile_for(paper, 3000) and not speed.wants_compile_for(paper, 50)
+    assert not speed.wants_compile_for(bundled, 300)
