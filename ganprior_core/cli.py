@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from . import imaging, metrics, procedural, swd
+from .acceleration import parse_setting
 from .checkpoints import CheckpointError, convert_checkpoint, load_generator
 from .files import check_output_file, check_output_folder, require_regular_file, write_atomically
 from .generate import generate, image_grid, sample_images
@@ -106,6 +107,8 @@ def _inpaint_command(args: argparse.Namespace) -> None:
                  ("steps", "stop", "precision", "schedule", "lr_latent", "lr_alpha", "lr_beta",
                   "lr_generator", "mse_weight", "perceptual_weight")
                  if getattr(args, name) is not None}
+    if args.compile is not None:
+        overrides["compile"] = parse_setting(args.compile)
     optimizer_config = replace(optimizer_config, preview_every=args.log_every, **overrides)
     if args.codes is not None or args.split is not None:
         model_config = replace(model_config,
@@ -417,6 +420,10 @@ def build_parser() -> argparse.ArgumentParser:
     inp.add_argument("--perceptual-weight", type=float,
                      help=f"weight of the VGG16 loss, used only with --vgg (default "
                           f"{defaults.perceptual_weight})")
+    inp.add_argument("--compile", choices=("auto", "on", "off"),
+                     help="torch.compile the step: auto compiles only where the run is long enough "
+                          "to repay it (large priors), on always, off never; falls back to eager "
+                          "with a note where compiling cannot work (default auto)")
     inp.add_argument("--fit", choices=imaging.FIT_MODES, default="resize",
                      help="how a non-square or differently sized image meets the generator: "
                           "resize (stretch) or pad (keep the aspect) (default resize)")

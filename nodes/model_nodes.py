@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..ganprior_core.checkpoints import CHECKPOINT_EXTENSIONS, LoadedCheckpoint, load_checkpoint
+from ..ganprior_core.acceleration import parse_setting
 from ..ganprior_core.early_stop import STOP_MODES
 from ..ganprior_core.generate import sample_images
 from ..ganprior_core.multi_latent import FINETUNE_SCOPES, MultiLatentConfig
@@ -17,6 +18,7 @@ from ..ganprior_core.priors import PRIORS_DIR
 from . import host, tensors
 
 CATEGORY = "inpaint/GAN prior"
+COMPILE_CHOICES = ("auto", "on", "off")
 STOP_TOOLTIP = ("auto: a few known pixels near the hole are left out of the fit; the run stops "
                 "once their error no longer improves and returns its best image (usually a few "
                 "hundred steps). fixed: exactly `steps` steps, the paper's protocol.")
@@ -181,8 +183,10 @@ class GANPriorOptimizer:
         "precision": "bf16 runs the networks in bfloat16 autocast (faster on recent hardware); "
                      "fp32 is exact and often faster on older CPUs.",
         "preview_every": "Show the current image in the progress preview every this many steps.",
-        "compile": "torch.compile the forward pass and loss: about 15 % faster steps on large "
-                   "priors, but every run first compiles for tens of seconds. For long runs.",
+        "compile": "torch.compile the forward pass and loss. auto: only where the run is long "
+                   "enough to repay the compilation (large priors; paid once per ComfyUI session, "
+                   "about a minute); on: always; off: never. Where compiling cannot work the run "
+                   "falls back to eager and says so.",
         "stop": STOP_TOOLTIP,
     }
 
@@ -202,7 +206,7 @@ class GANPriorOptimizer:
                                             "max": 100.0, "step": 0.01}),
             "precision": (list(PRECISIONS), {"default": defaults.precision}),
             "preview_every": ("INT", {"default": defaults.preview_every, "min": 1, "max": 10000}),
-            "compile": ("BOOLEAN", {"default": defaults.compile}),
+            "compile": (list(COMPILE_CHOICES), {"default": defaults.compile}),
             # Last, so workflows saved before it existed keep their widget values in place.
             "stop": (list(STOP_MODES), {"default": defaults.stop}),
         }
@@ -210,7 +214,7 @@ class GANPriorOptimizer:
                              for name, (kind, options) in spec.items()}}
 
     def configure(self, **settings):
-        config = OptimizerConfig(**settings)
+        config = OptimizerConfig(**{**settings, "compile": parse_setting(settings["compile"])})
         config.validate()
         return (config,)
 

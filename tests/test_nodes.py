@@ -74,7 +74,7 @@ def unchanged_prior(prior):
 def fast_optimizer(**changes):
     settings = dict(steps=STEPS, lr_latent=0.05, lr_alpha=0.01, lr_beta=0.01, lr_generator=1e-3,
                     schedule="constant", mse_weight=1.0, perceptual_weight=0.0, precision="fp32",
-                    preview_every=2, compile=False, stop="fixed")
+                    preview_every=2, compile="off", stop="fixed")
     (optimizer,) = run("GANPriorOptimizer", **{**settings, **changes})
     return optimizer
 
