@@ -7,6 +7,7 @@ import torch
 from ganprior_core.early_stop import AutoStopConfig, StopRule, holdout_mask
 from ganprior_core.multi_latent import MultiLatentConfig
 from ganprior_core.optimize import OptimizerConfig, Progress, inpaint
+from tests.conftest import inpainting_problem
 
 # Every check is a step, nothing smoothed: the rule's choices can be recomputed from the previews.
 EVERY_STEP = AutoStopConfig(check_every=1, patience=3, smoothing=0.0, holdout_fraction=0.1)
@@ -14,15 +15,6 @@ AUTO = OptimizerConfig(steps=40, lr_latent=0.05, lr_alpha=0.05, lr_beta=0.05, lr
                        schedule="constant", perceptual_weight=0.0, precision="fp32",
                        preview_every=1, stop="auto", auto_stop=EVERY_STEP)
 MODEL = MultiLatentConfig(num_codes=3, split_layer=2)
-
-
-def _problem(generator, seed=0):
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        image = ((generator(torch.randn(1, generator.config.latent_dim))[0] + 1) / 2).clamp(0, 1)
-    hole = torch.zeros(16, 16)
-    hole[4:12, 3:9] = 1
-    return image, hole
 
 
 def _box_hole(resolution: int) -> torch.Tensor:
@@ -85,7 +77,7 @@ def test_stop_rule_smooths_and_never_picks_a_non_finite_error():
 
 def test_held_out_pixels_get_no_gradient(tiny_generator):
     """Changing the held-out pixels of the target changes nothing the optimiser sees."""
-    image, hole = _problem(tiny_generator)
+    image, hole = inpainting_problem(tiny_generator)
     never_stops = replace(AUTO, steps=12, auto_stop=replace(EVERY_STEP, patience=10 ** 6))
     held = holdout_mask(hole, seed=0, config=EVERY_STEP).bool()
     assert held.sum() > 0
@@ -98,7 +90,7 @@ def test_held_out_pixels_get_no_gradient(tiny_generator):
 
 
 def test_returns_the_best_checks_image_not_the_last_steps(tiny_generator):
-    image, hole = _problem(tiny_generator)
+    image, hole = inpainting_problem(tiny_generator)
     # A generator learning rate this high overfits within a few steps: the best check comes early.
     config = replace(AUTO, lr_generator=0.05, lr_latent=0.3)
     held = holdout_mask(hole, seed=0, config=EVERY_STEP)
@@ -123,7 +115,7 @@ def test_returns_the_best_checks_image_not_the_last_steps(tiny_generator):
 
 
 def test_a_run_whose_held_out_error_keeps_falling_runs_to_the_maximum(tiny_generator):
-    image, hole = _problem(tiny_generator)
+    image, hole = inpainting_problem(tiny_generator)
     # A small, steady step: the fit (and the held-out error with it) improves all the way.
     gentle = replace(AUTO, steps=15, lr_latent=0.01, lr_alpha=0.01, lr_beta=0.01, lr_generator=1e-4,
                      auto_stop=replace(EVERY_STEP, check_every=5, patience=1))
@@ -133,7 +125,7 @@ def test_a_run_whose_held_out_error_keeps_falling_runs_to_the_maximum(tiny_gener
 
 
 def test_fixed_runs_exactly_the_steps_and_same_seed_gives_the_same_stop(tiny_generator):
-    image, hole = _problem(tiny_generator)
+    image, hole = inpainting_problem(tiny_generator)
     fixed = inpaint(tiny_generator, image, hole, MODEL, replace(AUTO, stop="fixed"), seed=0)
     assert fixed.steps_run == len(fixed.loss_history) == 40 and fixed.best_step is None
     config = replace(AUTO, lr_generator=0.05, lr_latent=0.3)
@@ -144,7 +136,7 @@ def test_fixed_runs_exactly_the_steps_and_same_seed_gives_the_same_stop(tiny_gen
 
 
 def test_early_stop_completes_the_progress_and_cancel_still_works(tiny_generator):
-    image, hole = _problem(tiny_generator)
+    image, hole = inpainting_problem(tiny_generator)
     config = replace(AUTO, lr_generator=0.05, lr_latent=0.3)
     seen: list[Progress] = []
     result = inpaint(tiny_generator, image, hole, MODEL, config, seed=0, callback=seen.append)
@@ -171,6 +163,6 @@ def test_early_stop_completes_the_progress_and_cancel_still_works(tiny_generator
     ({"auto_stop": AutoStopConfig(smoothing=float("nan"))}, "smoothing"),
 ])
 def test_bad_stop_settings_are_refused(tiny_generator, bad, message):
-    image, hole = _problem(tiny_generator)
+    image, hole = inpainting_problem(tiny_generator)
     with pytest.raises(ValueError, match=message):
         inpaint(tiny_generator, image, hole, MODEL, replace(AUTO, **bad), seed=0)

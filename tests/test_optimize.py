@@ -5,19 +5,11 @@ import torch
 
 from ganprior_core.multi_latent import MultiLatentConfig, MultiLatentGenerator
 from ganprior_core.optimize import OptimizerConfig, Progress, inpaint, preset
+from tests.conftest import inpainting_problem
 
 FAST = OptimizerConfig(steps=6, lr_latent=0.05, lr_alpha=0.05, lr_beta=0.05, lr_generator=1e-3,
                        schedule="constant", perceptual_weight=0.0, precision="fp32", preview_every=3,
                        stop="fixed")
-
-
-def _problem(generator, seed=0):
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        image = ((generator(torch.randn(1, generator.config.latent_dim))[0] + 1) / 2).clamp(0, 1)
-    hole = torch.zeros(16, 16)
-    hole[4:12, 3:9] = 1
-    return image, hole
 
 
 def _state(module):
@@ -25,7 +17,7 @@ def _state(module):
 
 
 def test_finetuning_changes_the_copy_never_the_prior(tiny_generator):
-    image, hole = _problem(tiny_generator)
+    image, hole = inpainting_problem(tiny_generator)
     before = _state(tiny_generator)
     config = MultiLatentConfig(num_codes=3, split_layer=2, finetune="all")
     captured = {}
@@ -49,7 +41,7 @@ def test_finetuning_changes_the_copy_never_the_prior(tiny_generator):
 @pytest.mark.parametrize("use_alpha, use_beta, finetune", [
     (False, False, "none"), (True, False, "none"), (False, True, "g2"), (True, True, "all")])
 def test_parameters_move_only_when_enabled(tiny_generator, use_alpha, use_beta, finetune):
-    image, hole = _problem(tiny_generator)
+    image, hole = inpainting_problem(tiny_generator)
     config = MultiLatentConfig(num_codes=3, split_layer=2, use_alpha=use_alpha, use_beta=use_beta,
                                finetune=finetune)
     model = MultiLatentGenerator(tiny_generator, config, seed=0)
@@ -73,7 +65,7 @@ def test_mganprior_preset_is_mean_fusion_of_alpha_weighted_codes(tiny_generator)
     model_config, optimizer_config = preset("mganprior", tiny_generator.config)
     assert (model_config.use_alpha, model_config.use_beta, model_config.finetune) == (True, False, "none")
     model = MultiLatentGenerator(tiny_generator, replace(model_config, num_codes=4), seed=0)
-    image, hole = _problem(tiny_generator)
+    image, hole = inpainting_problem(tiny_generator)
     optimizer = torch.optim.Adam([model.latents, model.alpha], lr=0.1)
     for _ in range(3):  # move alpha away from 1 so the check is not trivial
         optimizer.zero_grad()
@@ -105,7 +97,7 @@ def test_presets_scale_the_split_with_resolution():
 
 
 def test_same_seed_same_result_and_seed_matters(tiny_generator):
-    image, hole = _problem(tiny_generator)
+    image, hole = inpainting_problem(tiny_generator)
     config = MultiLatentConfig(num_codes=3, split_layer=2)
     first = inpaint(tiny_generator, image, hole, config, FAST, seed=5)
     second = inpaint(tiny_generator, image, hole, config, FAST, seed=5)
@@ -116,7 +108,7 @@ def test_same_seed_same_result_and_seed_matters(tiny_generator):
 
 
 def test_optimisation_fits_known_pixels_and_composite_keeps_them(tiny_generator):
-    image, hole = _problem(tiny_generator, seed=1)
+    image, hole = inpainting_problem(tiny_generator, seed=1)
     config = MultiLatentConfig(num_codes=4, split_layer=2, finetune="all")
     result = inpaint(tiny_generator, image, hole, config, replace(FAST, steps=60), seed=0)
     assert result.loss_history[-1] < 0.5 * result.loss_history[0]
@@ -127,7 +119,7 @@ def test_optimisation_fits_known_pixels_and_composite_keeps_them(tiny_generator)
 
 
 def test_reconstruction_and_full_hole(tiny_generator):
-    image, _ = _problem(tiny_generator)
+    image, _ = inpainting_problem(tiny_generator)
     config = MultiLatentConfig(num_codes=2, split_layer=2)
     rebuilt = inpaint(tiny_generator, image, None, config, FAST, seed=0)
     assert torch.equal(rebuilt.composite, image)  # no hole: every pixel is known and kept
@@ -141,7 +133,7 @@ def test_reconstruction_and_full_hole(tiny_generator):
 
 
 def test_progress_every_step_with_preview_and_cancel_leaves_prior_untouched(tiny_generator):
-    image, hole = _problem(tiny_generator)
+    image, hole = inpainting_problem(tiny_generator)
     before = _state(tiny_generator)
     seen: list[Progress] = []
 
@@ -164,7 +156,7 @@ def test_the_callers_perceptual_model_is_not_changed(tiny_generator):
     from ganprior_core.perceptual import VGG16Features
     vgg = VGG16Features(depth=4)
     before = {name: (value.clone(), value.stride()) for name, value in vgg.state_dict().items()}
-    image, hole = _problem(tiny_generator)
+    image, hole = inpainting_problem(tiny_generator)
     inpaint(tiny_generator, image, hole, MultiLatentConfig(num_codes=2, split_layer=2),
             replace(FAST, perceptual_weight=0.1, steps=2), seed=0, perceptual=vgg)
     for name, value in vgg.state_dict().items():
@@ -172,14 +164,14 @@ def test_the_callers_perceptual_model_is_not_changed(tiny_generator):
 
 
 def test_perceptual_weight_without_model_is_reported(tiny_generator):
-    image, hole = _problem(tiny_generator)
+    image, hole = inpainting_problem(tiny_generator)
     result = inpaint(tiny_generator, image, hole, MultiLatentConfig(num_codes=2, split_layer=2),
                      replace(FAST, perceptual_weight=0.1), seed=0)
     assert any("no VGG16 weights" in note for note in result.notes)
 
 
 def test_bf16_runs_and_stays_close_to_fp32(tiny_generator):
-    image, hole = _problem(tiny_generator)
+    image, hole = inpainting_problem(tiny_generator)
     config = MultiLatentConfig(num_codes=3, split_layer=2)
     fp32 = inpaint(tiny_generator, image, hole, config, replace(FAST, steps=30), seed=0)
     bf16 = inpaint(tiny_generator, image, hole, config, replace(FAST, steps=30, precision="bf16"), seed=0)
@@ -190,7 +182,7 @@ def test_bf16_runs_and_stays_close_to_fp32(tiny_generator):
 @pytest.mark.parametrize("bad, message", [
     ({"steps": 0}, "steps"), ({"precision": "fp16"}, "fp32, bf16"), ({"schedule": "linear"}, "constant, cosine")])
 def test_bad_optimizer_config_is_refused(tiny_generator, bad, message):
-    image, hole = _problem(tiny_generator)
+    image, hole = inpainting_problem(tiny_generator)
     with pytest.raises(ValueError, match=message):
         inpaint(tiny_generator, image, hole, MultiLatentConfig(num_codes=2, split_layer=2),
                 replace(FAST, **bad), seed=0)
@@ -206,7 +198,7 @@ def test_compiled_run_matches_eager_and_reuses_nothing_from_the_previous_image(t
     # The second call reuses the first call's compiled graph: it must see the new image.
     config = MultiLatentConfig(num_codes=3, split_layer=3)
     for seed in (0, 1):
-        image, hole = _problem(tiny_generator, seed=seed)
+        image, hole = inpainting_problem(tiny_generator, seed=seed)
         eager = inpaint(tiny_generator, image, hole, config, replace(FAST, steps=3), seed=seed)
         compiled = inpaint(tiny_generator, image, hole, config, replace(FAST, steps=3, compile=True),
                            seed=seed)
@@ -238,16 +230,16 @@ def test_compiled_callable_is_compiled_once_and_reused_for_new_models_and_images
     from ganprior_core import acceleration
     config = MultiLatentConfig(num_codes=2, split_layer=3, use_beta=False)  # a key no other test uses
     compiled = replace(FAST, steps=2, compile=True)
-    image, hole = _problem(tiny_generator, seed=0)
+    image, hole = inpainting_problem(tiny_generator, seed=0)
     first = inpaint(tiny_generator, image, hole, config, compiled, seed=0)
     functions, graphs = acceleration.STATS.compiled_functions, counters["stats"]["unique_graphs"]
     for seed in (1, 2):  # new MultiLatentGenerator copies, new images and masks
-        image, hole = _problem(tiny_generator, seed=seed)
+        image, hole = inpainting_problem(tiny_generator, seed=seed)
         hole = hole.roll(seed, dims=1)
         result = inpaint(tiny_generator, image, hole, config, compiled, seed=seed)
         eager = inpaint(tiny_generator, image, hole, config, replace(compiled, compile=False), seed=seed)
         assert result.loss_history == pytest.approx(eager.loss_history, rel=1e-5)
-    image, hole = _problem(tiny_generator, seed=0)
+    image, hole = inpainting_problem(tiny_generator, seed=0)
     again = inpaint(tiny_generator, image, hole, config, compiled, seed=0)  # same seed, same result
     assert again.loss_history == first.loss_history and torch.equal(again.output, first.output)
     assert acceleration.STATS.compiled_functions == functions
@@ -265,7 +257,7 @@ def test_compile_failure_falls_back_to_eager_with_one_note(tiny_generator, monke
     monkeypatch.setattr(acceleration, "_unavailable_reason", lambda device, notes: None)
     monkeypatch.setattr(acceleration, "_compiled", {})
     monkeypatch.setattr(acceleration, "_failed", {})
-    image, hole = _problem(tiny_generator)
+    image, hole = inpainting_problem(tiny_generator)
     config = MultiLatentConfig(num_codes=3, split_layer=3)
     eager = inpaint(tiny_generator, image, hole, config, FAST, seed=0)
     for attempt in range(2):  # the second run does not retry, and says why once again
@@ -279,7 +271,7 @@ def test_compile_failure_falls_back_to_eager_with_one_note(tiny_generator, monke
 def test_torch_under_a_path_with_a_space_runs_eagerly_with_a_note(tiny_generator, monkeypatch):
     from ganprior_core import acceleration
     monkeypatch.setattr(acceleration, "_unquoted_paths_with_spaces", lambda: ["/opt/my env/torch/lib"])
-    image, hole = _problem(tiny_generator)
+    image, hole = inpainting_problem(tiny_generator)
     config = MultiLatentConfig(num_codes=3, split_layer=3)
     result = inpaint(tiny_generator, image, hole, config, replace(FAST, compile=True), seed=0)
     eager = inpaint(tiny_generator, image, hole, config, FAST, seed=0)
@@ -311,7 +303,7 @@ def test_auto_compile_is_decided_by_the_configuration_and_options_do_not_change_
     tiny = MultiLatentGenerator(tiny_generator, MultiLatentConfig(num_codes=3, split_layer=2), 0)
     assert not acceleration.wants_compile("auto", tiny, None, 100000)
     # A short tiny run under "auto" is the eager run, whatever the progress options.
-    image, hole = _problem(tiny_generator)
+    image, hole = inpainting_problem(tiny_generator)
     config = MultiLatentConfig(num_codes=3, split_layer=2)
     auto = inpaint(tiny_generator, image, hole, config, replace(FAST, compile="auto", precision="bf16"), seed=0)
     off = inpaint(tiny_generator, image, hole, config, replace(FAST, compile=False, precision="bf16",
