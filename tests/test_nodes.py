@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import math
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -350,6 +351,22 @@ def test_progress_bar_counts_every_step_of_the_batch_with_previews(unchanged_pri
     kind, picture, max_size = previews[1]
     assert (kind, picture.size, picture.mode, max_size) == ("JPEG", (RESOLUTION, RESOLUTION), "RGB", 512)
     assert comfy.devices == 1 and comfy.checks == total
+
+
+def test_auto_stop_completes_each_images_share_of_the_bar_and_says_why(unchanged_prior, fake_comfy):
+    comfy = fake_comfy()
+    early_stop = pack_module("ganprior_core.early_stop")
+    # Checked every step with little patience, a generator this eager overfits and stops early.
+    optimizer = replace(fast_optimizer(steps=60, lr_generator=0.05, lr_latent=0.3, stop="auto"),
+                        auto_stop=early_stop.AutoStopConfig(check_every=1, patience=3,
+                                                            smoothing=0.0, holdout_fraction=0.1))
+    *_, info = inpaint(build(unchanged_prior), photo(2, 20, 20), box_mask(1, 20, 20, 5, 15, 5, 15),
+                       optimizer=optimizer)
+    lines = info.splitlines()
+    assert len(lines) == 2 and all("stopped early" in line and "image of step" in line for line in lines)
+    values = [value for value, _, _ in comfy.updates]
+    assert values[-1] == 2 * 60 and 60 in values  # each image's share completes
+    assert len(values) < 2 * 60  # ...though fewer steps ran
 
 
 def test_cancel_stops_within_a_step_and_leaves_the_cached_prior_alone(unchanged_prior, fake_comfy):
