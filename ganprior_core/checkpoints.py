@@ -42,6 +42,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from . import safe_pickle, torch_file
+from .files import UserFileError, require_regular_file
 from .network import PGGANConfig, PGGANGenerator
 from .safe_pickle import ForbiddenGlobal, UnsafePickle
 
@@ -169,8 +170,10 @@ def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike
 # Detection
 
 def _read_checkpoint(path: str | os.PathLike) -> _ReadCheckpoint:
-    if not os.path.isfile(path):
-        raise CheckpointError(path, "no such file")
+    try:
+        require_regular_file(path, "checkpoint file")
+    except UserFileError as error:  # no file, a directory, a pipe (opening one would block)...
+        raise CheckpointError(path, str(error).removeprefix(f"{path}: ")) from None
     try:
         with open(path, "rb") as file:
             head = file.read(16)

@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .files import UserFileError, require_regular_file
+
 VGG_EXTENSIONS = (".pth", ".pt", ".safetensors")
 DEFAULT_DEPTH = 16  # features[:16] ends with relu3_3, as in mGANprior
 # torchvision's VGG16 "D" configuration; "M" is a 2x2 max pool.
@@ -75,9 +77,10 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def load_vgg16_features(path: str | Path, depth: int = DEFAULT_DEPTH) -> VGG16Features:
     """Load torchvision VGG16 weights (keys `features.{i}.weight` / `.bias`, classifier ignored)."""
-    path = Path(path)
-    if not path.is_file():
-        raise PerceptualModelError(f"VGG16 weights file not found: {path}")
+    try:
+        path = require_regular_file(path, "VGG16 weights file")
+    except UserFileError as error:  # no file, a directory, a pipe (opening one would block)...
+        raise PerceptualModelError(str(error)) from None
     state = _read_state_dict(path)
     model = VGG16Features(depth)
     wanted = {name for name, _ in model.named_parameters()}

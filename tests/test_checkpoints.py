@@ -494,7 +494,10 @@ def test_damaged_files_are_refused(tmp_path):
     empty = tmp_path / "empty.pkl"
     empty.write_bytes(b"")
     refused(empty, "empty")
-    refused(tmp_path / "missing.pkl", "no such file")
+    refused(tmp_path / "missing.pkl", "no such checkpoint file")
+    refused(tmp_path, "is a directory")
+    os.mkfifo(tmp_path / "pipe.pth")  # opening a pipe would block: refused by its type
+    refused(tmp_path / "pipe.pth", "not a regular file")
 
 
 def test_files_of_the_wrong_kind_are_refused(tmp_path):

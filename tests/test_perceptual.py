@@ -51,8 +51,10 @@ def test_torchvision_weights_load_and_match_a_written_out_forward(tmp_path, suff
 
 
 def test_missing_file_and_wrong_file_are_clear_errors(tmp_path):
-    with pytest.raises(PerceptualModelError, match="not found"):
+    with pytest.raises(PerceptualModelError, match="no such VGG16 weights file"):
         load_vgg16_features(tmp_path / "absent.pth")
+    with pytest.raises(PerceptualModelError, match="is a directory"):
+        load_vgg16_features(tmp_path)
     wrong = tmp_path / "generator.pth"
     torch.save({"layer0.conv.weight": torch.zeros(1)}, wrong)
     with pytest.raises(PerceptualModelError, match="not a VGG16 state dict"):
