@@ -6,6 +6,10 @@ and rises once the fine-tuned generator starts to overfit the rest. Every few st
 measures it; the run keeps the output of the best check (the best iterate, not the last step) and
 stops when the smoothed error has not improved for a while.
 
+A reconstruction (no hole) is not stopped early: nothing there is unseen, the fit keeps improving
+with every step, and stopping when held-out tiles stopped improving cost 2.4 dB on 5 evaluation
+facades (31.6 against 34.0 dB after 3000 steps), so optimize.inpaint runs all its steps.
+
 The held-out pixels are square tiles of side resolution/32 (2 px at 64x64, 8 px at 256x256, 32 px
 at 1024x1024), drawn from the whole known region, 5 % of it; every setting is a fraction of the
 resolution or a number of steps, so the rule means the same for every prior size. Settings chosen

@@ -229,7 +229,13 @@ def inpaint(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor 
         perceptual = copy.deepcopy(perceptual).to(device, memory_format=torch.channels_last)
 
     fit_mask, stop_rule, holdout = known, None, None
-    if optimizer_config.stop == "auto":
+    if optimizer_config.stop == "auto" and not hole.any():
+        # Auto-stop ends a run when unseen pixels stop getting better, which is what a hole needs.
+        # A reconstruction has no unseen pixels and keeps improving with every step: stopping
+        # early cost 2.4 dB on 5 facades (31.6 against 34.0 dB after 3000 steps).
+        notes.append(f"auto-stop is for holes: a reconstruction runs all {optimizer_config.steps} "
+                     f"steps (set fewer steps for a quicker, rougher result)")
+    elif optimizer_config.stop == "auto":
         holdout = holdout_mask(hole, seed, optimizer_config.auto_stop).to(device)[None, None]
         if holdout.any():
             fit_mask = known * (1 - holdout)

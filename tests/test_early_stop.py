@@ -166,3 +166,11 @@ def test_bad_stop_settings_are_refused(tiny_generator, bad, message):
     image, hole = inpainting_problem(tiny_generator)
     with pytest.raises(ValueError, match=message):
         inpaint(tiny_generator, image, hole, MODEL, replace(AUTO, **bad), seed=0)
+
+
+def test_a_reconstruction_runs_all_its_steps_and_says_why(tiny_generator):
+    image, _ = inpainting_problem(tiny_generator)
+    config = replace(AUTO, steps=12, lr_generator=0.05, lr_latent=0.3)  # would stop early with a hole
+    result = inpaint(tiny_generator, image, None, MODEL, config, seed=0)
+    assert result.steps_run == 12 and result.best_step is None
+    assert any("reconstruction runs all 12 steps" in note for note in result.notes)
