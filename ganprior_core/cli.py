@@ -380,9 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
         "inpaint", help="fill the hole of an image with the GAN prior",
         description="Inpaint (with --mask, white = hole) or reconstruct (without) an image of any "
                     "size. By default the run stops by itself once the fill stops improving "
-                    "(--stop auto: a few known pixels near the hole are held out of the loss and "
-                    "their error is watched) and returns its best image; --stop fixed runs exactly "
-                    "--steps steps, the paper's protocol.")
+                    "(--stop auto: a few known pixels are held out of the loss and their error is "
+                    "watched) and returns its best image; a reconstruction runs all --steps; --stop "
+                    "fixed runs exactly --steps steps, the paper's protocol.")
     inp.add_argument("--checkpoint", required=True,
                      help="the prior: any supported PGGAN checkpoint (.pth, .pkl, .safetensors)")
     inp.add_argument("--image", required=True, help="the image to fill (PNG, JPEG, ...)")
