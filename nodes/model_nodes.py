@@ -161,9 +161,10 @@ class BuildMultiLatentGenerator:
 
 
 class GANPriorOptimizer:
-    DESCRIPTION = ("Settings of the per-image optimisation (Adam): steps, learning rate per parameter "
-                   "group, loss weights, precision. Without this node GAN-Prior Inpaint uses these "
-                   "defaults.")
+    DESCRIPTION = ("Settings of the per-image optimisation (Adam): when to stop (auto: once the fill "
+                   "stops improving, at most `steps`; fixed: exactly `steps`, the paper's protocol), "
+                   "learning rate per parameter group, loss weights, precision, compilation. Without "
+                   "this node GAN-Prior Inpaint uses these defaults.")
     CATEGORY = CATEGORY
     FUNCTION = "configure"
     RETURN_TYPES = ("GANPRIOR_OPTIMIZER",)
