@@ -302,7 +302,9 @@ def inpaint(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor 
     else:
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             final = model()
-        stop_reason = f"reached the {steps}-step maximum" if stop_rule else f"fixed {steps} steps"
+        stop_reason = (f"reached the {steps}-step maximum" if stop_rule is not None
+                       else f"fixed {steps} steps" if optimizer_config.stop == "fixed"
+                       else f"all {steps} steps: auto-stop had nothing to watch")
         if stop_rule is None or stop_rule.record(steps_run, held_out_error(final)):
             best_output = final[0].float()
     if best_output is None:  # every check was non-finite: the run diverged

@@ -173,4 +173,5 @@ def test_a_reconstruction_runs_all_its_steps_and_says_why(tiny_generator):
     config = replace(AUTO, steps=12, lr_generator=0.05, lr_latent=0.3)  # would stop early with a hole
     result = inpaint(tiny_generator, image, None, MODEL, config, seed=0)
     assert result.steps_run == 12 and result.best_step is None
+    assert result.stop_reason == "all 12 steps: auto-stop had nothing to watch"
     assert any("reconstruction runs all 12 steps" in note for note in result.notes)
