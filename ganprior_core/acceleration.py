@@ -32,6 +32,8 @@ from typing import Callable
 
 import torch
 
+from .perceptual import VGG16_PLAN
+
 COMPILE_SETTINGS = (True, False, "auto")
 COMPILE_DEVICES = ("cpu", "cuda")
 # "auto" compiles when the run's estimated conv work (forward + backward, all steps) is at least
@@ -91,8 +93,7 @@ def estimated_step_tflop(model, perceptual_depth: int | None) -> float:
         flops += 2.0 * batch * in_channels * config.channels[block] * taps * size * size
     if perceptual_depth:
         size, in_channels, seen = config.resolution, 3, 0
-        from .perceptual import _VGG16_PLAN
-        for item in _VGG16_PLAN:
+        for item in VGG16_PLAN:
             seen += 1 if item == "M" else 2
             if seen > perceptual_depth:
                 break

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .validation import check_count, check_non_negative
+
 STOP_MODES = ("auto", "fixed")
 # How long an auto-stopped run usually is, for decisions made before it starts (whether compiling
 # pays): the bundled-prior benchmark's mean was a little under this, its longest run about 1000.
@@ -41,18 +43,14 @@ class AutoStopConfig:
     min_holdout_pixels: int = 8  # fewer known pixels than this to hold out: run the fixed steps
 
     def validate(self) -> None:
-        fractions = {"holdout fraction": self.holdout_fraction, "tile fraction": self.tile_fraction}
-        for name, value in fractions.items():
-            if not (math.isfinite(value) and 0 < value < 1):
-                raise ValueError(f"auto-stop {name} must be between 0 and 1 (exclusive), got {value}")
-        if self.check_every < 1 or self.patience < 1:
-            raise ValueError(f"auto-stop check interval and patience must be at least 1, got "
-                             f"{self.check_every} and {self.patience}")
-        if not (math.isfinite(self.smoothing) and 0 <= self.smoothing < 1):
+        for name in ("holdout_fraction", "tile_fraction"):
+            label = f"auto-stop {name.replace('_', ' ')}"
+            if not 0 < check_non_negative(getattr(self, name), label) < 1:
+                raise ValueError(f"{label} must be between 0 and 1 (exclusive), got {getattr(self, name)}")
+        for name in ("check_every", "patience", "min_holdout_pixels"):
+            check_count(getattr(self, name), f"auto-stop {name.replace('_', ' ')}", 1)
+        if not check_non_negative(self.smoothing, "auto-stop smoothing") < 1:
             raise ValueError(f"auto-stop smoothing must be in [0, 1), got {self.smoothing}")
-        if self.min_holdout_pixels < 1:
-            raise ValueError(f"auto-stop min_holdout_pixels must be at least 1, got "
-                             f"{self.min_holdout_pixels}")
 
 
 def holdout_mask(hole: torch.Tensor, seed: int, config: AutoStopConfig) -> torch.Tensor:
@@ -91,7 +89,6 @@ class StopRule:
         self.best_smoothed = math.inf
         self.best_step: int | None = None
         self.checks_since_best = 0
-        self.history: list[tuple[int, float]] = []  # (step, raw held-out error)
 
     def is_check(self, step: int) -> bool:
         """step: optimisation steps completed before the forward pass being measured."""
@@ -99,7 +96,6 @@ class StopRule:
 
     def record(self, step: int, error: float) -> bool:
         """Record the held-out error of the image at `step`; True when it is the new best."""
-        self.history.append((step, error))
         if not math.isfinite(error):  # a diverged image is never the best
             self.checks_since_best += 1
             return False

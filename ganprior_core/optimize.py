@@ -58,6 +58,8 @@ class OptimizerConfig:
         check_count(self.steps, "steps", 1, MAX_STEPS)
         if self.stop not in STOP_MODES:
             raise ValueError(f"stop must be one of {', '.join(STOP_MODES)}, got {self.stop!r}")
+        if not isinstance(self.auto_stop, AutoStopConfig):
+            raise ValueError(f"auto_stop must be an AutoStopConfig, got {type(self.auto_stop).__name__}")
         self.auto_stop.validate()
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")

@@ -15,7 +15,7 @@ from .files import UserFileError, require_regular_file
 VGG_EXTENSIONS = (".pth", ".pt", ".safetensors")
 DEFAULT_DEPTH = 16  # features[:16] ends with relu3_3, as in mGANprior
 # torchvision's VGG16 "D" configuration; "M" is a 2x2 max pool.
-_VGG16_PLAN = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+VGG16_PLAN = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
                512, 512, 512, "M")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -28,7 +28,7 @@ class PerceptualModelError(ValueError):
 def _vgg16_feature_layers() -> list[nn.Module]:
     layers: list[nn.Module] = []
     in_channels = 3
-    for item in _VGG16_PLAN:
+    for item in VGG16_PLAN:
         if item == "M":
             layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
         else:

@@ -161,6 +161,9 @@ def test_early_stop_completes_the_progress_and_cancel_still_works(tiny_generator
     ({"auto_stop": AutoStopConfig(holdout_fraction=0.0)}, "holdout fraction"),
     ({"auto_stop": AutoStopConfig(patience=0)}, "patience"),
     ({"auto_stop": AutoStopConfig(smoothing=float("nan"))}, "smoothing"),
+    ({"auto_stop": AutoStopConfig(holdout_fraction="0.1")}, "holdout fraction must be a finite number"),
+    ({"auto_stop": AutoStopConfig(check_every=2.5)}, "check every must be an integer"),
+    ({"auto_stop": {"patience": 3}}, "auto_stop must be an AutoStopConfig"),
 ])
 def test_bad_stop_settings_are_refused(tiny_generator, bad, message):
     image, hole = inpainting_problem(tiny_generator)
