@@ -173,7 +173,8 @@ def _check_choices(kind: str, chosen: tuple[str, ...], allowed: tuple[str, ...])
 # ---------------------------------------------------------------------------------------------
 # Variants
 
-def _describe_gan(model: MultiLatentConfig, optimizer: OptimizerConfig, prior: PGGANConfig) -> str:
+def _describe_gan(model: MultiLatentConfig, optimizer: OptimizerConfig, prior: PGGANConfig,
+                  task: str) -> str:
     channels, height, width = prior.feature_shape(model.split_layer)
     alpha = "α learnt" if model.use_alpha else "no α"
     beta = "β learnt" if model.use_beta else ("β = 1/N (mean fusion)" if model.num_codes > 1 else "no β")
@@ -188,7 +189,9 @@ def _describe_gan(model: MultiLatentConfig, optimizer: OptimizerConfig, prior: P
     loss = f"MSE × {optimizer.mse_weight:g}"
     if optimizer.perceptual_weight > 0:
         loss += f" + perceptual × {optimizer.perceptual_weight:g}"
-    if optimizer.stop == "auto":
+    if optimizer.stop == "auto" and task == "reconstruct":
+        stop = f"{optimizer.steps} steps (auto-stop watches a hole: a reconstruction runs them all)"
+    elif optimizer.stop == "auto":
         stop = (f"auto-stop (at most {optimizer.steps} steps; {optimizer.auto_stop.holdout_fraction:.0%} "
                 f"of the known pixels held out, checked every {optimizer.auto_stop.check_every} "
                 f"steps, patience {optimizer.auto_stop.patience} checks; best check returned)")
@@ -215,7 +218,7 @@ def build_variants(config: BenchConfig, prior: PGGANConfig, has_vgg: bool) -> tu
         optimizer = replace(optimizer, preview_every=config.log_every, stop=config.stop,
                             **({"steps": config.steps} if config.steps else {}),
                             **({"precision": config.precision} if config.precision else {}))
-        description = _describe_gan(model, optimizer, prior)
+        description = _describe_gan(model, optimizer, prior, config.task)
         if random_generator:
             description = f"randomly initialised generator (seed {config.seed}); " + description
         return Variant(name, description, "gan", model, optimizer,

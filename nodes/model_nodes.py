@@ -215,6 +215,16 @@ class GANPriorOptimizer:
         return {"required": {name: (kind, {**options, "tooltip": cls.TOOLTIPS[name]})
                              for name, (kind, options) in spec.items()}}
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, compile):
+        # Replaces ComfyUI's list check for `compile` only: workflows saved while it was an on/off
+        # switch carry true/false, which keep meaning on/off instead of failing "not in list".
+        try:
+            parse_setting(compile)
+        except ValueError as error:
+            return str(error)
+        return True
+
     def configure(self, **settings):
         config = OptimizerConfig(**{**settings, "compile": parse_setting(settings["compile"])})
         config.validate()

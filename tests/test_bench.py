@@ -202,6 +202,7 @@ def test_reconstruction_leaves_the_fills_out_and_has_no_hole_scores(checkpoint, 
     assert list(table) == ["single-z"]
     assert table["single-z"][3] == "–" and table["single-z"][4] == "–"  # PSNR / SSIM hole
     assert "`mean-fill` left out: reconstruction has no hole to fill" in report
+    assert "2 steps (auto-stop watches a hole: a reconstruction runs them all)" in report
     assert not (out / "masks").exists()
 
 

@@ -165,6 +165,16 @@ def test_optimizer_node_defaults_are_the_library_defaults_and_values_pass_throug
         fast_optimizer(preview_every=0)
 
 
+def test_optimizer_node_accepts_the_compile_switch_of_workflows_saved_before_the_combo():
+    node = load_pack().NODE_CLASS_MAPPINGS["GANPriorOptimizer"]
+    for value in ("auto", "on", "off", True, False):
+        assert node.VALIDATE_INPUTS(compile=value) is True
+    assert fast_optimizer(compile=True).compile is True
+    assert fast_optimizer(compile=False).compile is False
+    assert fast_optimizer(compile="auto").compile == "auto"
+    assert "auto, on or off" in node.VALIDATE_INPUTS(compile="sometimes")
+
+
 def test_preset_node_matches_the_library_preset_and_overrides_steps(prior):
     optimize = pack_module("ganprior_core.optimize")
     generator, optimizer = run("GANPriorPreset", prior=prior, preset="mganprior", steps=0, stop="auto")
