@@ -38,6 +38,7 @@ from .network import PGGANConfig, PGGANGenerator
 from .early_stop import STOP_MODES
 from .optimize import PRECISIONS, PRESET_NAMES, OptimizerConfig, Progress, inpaint, preset
 from .perceptual import VGG16Features, load_vgg16_features
+from .validation import MAX_SEED, check_seed
 
 TASKS = ("inpaint", "reconstruct")
 FILL_METHODS = ("mean-fill", "diffusion-fill")
@@ -112,6 +113,10 @@ class BenchConfig:
             raise ValueError(f"threads must be at least 1, got {self.threads}")
         if self.figure_images < 0 or self.log_every < 1:
             raise ValueError("figure images must not be negative and log_every must be positive")
+        check_seed(self.seed)
+        # The image folder is read here, before --out is created or claimed.
+        images = self.procedural if self.images is None else len(_image_files(Path(self.images)))
+        _check_seed_range(self.seed, images)
 
     def settings_that_change_results(self, checkpoint_digest: str) -> dict:
         """What must match for rows of an earlier run to be reused. Methods and the number of
@@ -277,6 +282,23 @@ def _file_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def _image_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise ValueError(f"image directory not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def _check_seed_range(seed: int, images: int) -> None:
+    """Image i uses seed + i, so the last image's seed must still be a seed."""
+    if images > 0 and seed + images - 1 > MAX_SEED:
+        raise ValueError(f"seed {seed} is too large for {images} images: image i uses seed + i, "
+                         f"which must stay within 0 ... {MAX_SEED}; use a seed up to "
+                         f"{MAX_SEED - images + 1}")
+
+
 def _source_images(config: BenchConfig, resolution: int) -> list[tuple[str, torch.Tensor, int | None]]:
     """(name, image at the prior's resolution, procedural seed or None) per benchmark image."""
     if config.images is None:
@@ -284,12 +306,7 @@ def _source_images(config: BenchConfig, resolution: int) -> list[tuple[str, torc
         return [(f"{index:03d}-seed{seed}",
                  imaging.resize_image(procedural.facade_image(seed), (resolution, resolution)), seed)
                 for index, seed in enumerate(seeds)]
-    folder = Path(config.images)
-    if not folder.is_dir():
-        raise ValueError(f"image directory not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise ValueError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    files = _image_files(Path(config.images))
     stems = [path.stem for path in files]
     # a.png beside a.jpg: keep the suffix so results of one never overwrite the other's
     names = [path.stem if stems.count(path.stem) == 1 else path.name for path in files]

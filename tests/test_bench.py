@@ -245,3 +245,16 @@ def test_centred_box_masks_are_one_box_for_every_image_and_the_report_says_so(ch
     report = (out / "report.md").read_text()
     assert "- Masks: `box` (25% of the image, centred), the same for every image;" in report
     assert "seeded" not in report.split("- Masks:")[1].splitlines()[0]
+
+
+@pytest.mark.parametrize("source, seed, message", [
+    (["--images", "no-such-folder"], "0", "image directory not found"),
+    (["--procedural", "3"], str(2 ** 64 - 2), "too large for 3 images: image i uses seed + i"),
+])
+def test_unusable_images_or_seeds_are_refused_before_the_output_folder_exists(checkpoint, tmp_path,
+                                                                               source, seed, message):
+    out = tmp_path / "never-created"
+    code, _, stderr = _run(["--checkpoint", str(checkpoint), *source, "--seed", seed,
+                            "--methods", "mean-fill", "--out", str(out)])
+    assert code == 2 and message in stderr
+    assert not out.exists()
