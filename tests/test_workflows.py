@@ -242,3 +242,31 @@ def test_models_to_download_say_where_to_get_them(path):
         assert entry["url"].startswith("https://") and " " not in entry["url"]
         assert name in notes and f"models/{folder}/" in notes and entry["url"] in notes, \
             f"a note in {path.name} must say where to get {name} ({entry['url']}) and where it goes"
+
+
+TITLE_HEIGHT = 30  # the frontend draws a node's title bar above its saved position
+SLOT_HEIGHT, WIDGET_HEIGHT, NODE_PADDING = 20, 24, 14  # LiteGraph's row heights (frontend 1.35)
+
+
+def drawn_height(node: dict) -> float:
+    """The height the frontend draws a node of this pack with: it grows a saved size that is too
+    small for the node's slots and widgets (to computeSize) but never shrinks one."""
+    ours = load_pack().NODE_CLASS_MAPPINGS
+    if node["type"] not in ours:
+        return node["size"][1]
+    input_types, return_types, _ = node_spec(node["type"])
+    rows = max(len(link_inputs(input_types)), len(return_types))
+    widgets = [slot for slot in widget_slots(input_types) if slot[1] != "image_upload"]
+    return max(node["size"][1], rows * SLOT_HEIGHT + len(widgets) * WIDGET_HEIGHT + NODE_PADDING)
+
+
+@pytest.mark.parametrize("path", UI_FILES, ids=lambda p: p.stem)
+def test_no_node_is_drawn_over_another(path):
+    boxes = []
+    for node in json.loads(path.read_text())["nodes"]:
+        (x, y), width = node["pos"], node["size"][0]
+        boxes.append((node["id"], x, y - TITLE_HEIGHT, x + width, y + drawn_height(node)))
+    for index, (first, left, top, right, bottom) in enumerate(boxes):
+        for second, left2, top2, right2, bottom2 in boxes[index + 1:]:
+            overlap = min(right, right2) > max(left, left2) and min(bottom, bottom2) > max(top, top2)
+            assert not overlap, f"nodes {first} and {second} overlap in {path.name}"
