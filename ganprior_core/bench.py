@@ -199,7 +199,8 @@ def _describe_gan(model: MultiLatentConfig, optimizer: OptimizerConfig, prior: P
     elif optimizer.stop == "auto":
         stop = (f"auto-stop (at most {optimizer.steps} steps; {optimizer.auto_stop.holdout_fraction:.0%} "
                 f"of the known pixels held out, checked every {optimizer.auto_stop.check_every} "
-                f"steps, patience {optimizer.auto_stop.patience} checks; best check returned)")
+                f"steps, patience {optimizer.auto_stop.patience} checks; the check nearest "
+                f"{optimizer.auto_stop.rewind:g} × the best one's step returned)")
     else:
         stop = f"{optimizer.steps} steps"
     return (f"N={model.num_codes}, k={model.split_layer} ({channels}×{height}×{width} features), "

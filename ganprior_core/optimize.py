@@ -34,7 +34,7 @@ MAX_LATENT_CODES = 256
 class OptimizerConfig:
     # With stop="auto" the most steps a run may take; with "fixed" exactly this many (the paper's
     # protocol). Auto-stop holds out a few known pixels, stops once their error no longer falls
-    # and returns the best iterate (early_stop.py).
+    # and returns an earlier iterate (early_stop.py).
     steps: int = 3000
     stop: str = "auto"
     auto_stop: AutoStopConfig = AutoStopConfig()
@@ -133,12 +133,15 @@ class InpaintResult:
     steps_run: int = 0  # optimisation steps taken
     best_step: int | None = None  # auto-stop: the returned image is the one after this many steps
     stop_reason: str = ""  # why the run ended, in words
+    held_out_best_step: int | None = None  # auto-stop: the check with the lowest held-out error
 
     def describe_stop(self) -> str:
         """One phrase for logs and the node's info."""
         if self.best_step is None:
             return f"{self.steps_run} steps ({self.stop_reason})"
-        return f"{self.steps_run} steps ({self.stop_reason}), image of step {self.best_step}"
+        lowest = ("" if self.held_out_best_step in (None, self.best_step)
+                  else f" (held-out error lowest at step {self.held_out_best_step})")
+        return f"{self.steps_run} steps ({self.stop_reason}), image of step {self.best_step}{lowest}"
 
 
 def _to_generator_range(image: torch.Tensor) -> torch.Tensor:
@@ -273,15 +276,13 @@ def inpaint(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor 
 
     steps = optimizer_config.steps
     losses = torch.empty(steps, device=device)  # kept on device: no host sync inside the loop
-    best_output = None
     steps_run = 0
     for step in range(steps):
         output, loss = image_and_loss()
         # The image of this forward pass is the one after `step` updates: a check costs no
         # extra forward pass, only one host sync every check_every steps.
         if stop_rule is not None and stop_rule.is_check(step):
-            if stop_rule.record(step, held_out_error(output)):
-                best_output = output.detach()[0].float().clone()
+            stop_rule.record(step, held_out_error(output), output.detach()[0].float().clone())
             if stop_rule.should_stop:
                 break
         optimizer.zero_grad(set_to_none=True)
@@ -307,11 +308,14 @@ def inpaint(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor 
         stop_reason = (f"reached the {steps}-step maximum" if stop_rule is not None
                        else f"fixed {steps} steps" if optimizer_config.stop == "fixed"
                        else f"all {steps} steps: auto-stop had nothing to watch")
-        if stop_rule is None or stop_rule.record(steps_run, held_out_error(final)):
-            best_output = final[0].float()
-    if best_output is None:  # every check was non-finite: the run diverged
-        best_output = output.detach()[0].float()
-    best_step = None if stop_rule is None else stop_rule.best_step
+        best_output = final[0].float()
+        if stop_rule is not None:
+            stop_rule.record(steps_run, held_out_error(final), best_output)
+    if stop_rule is not None:
+        best_output = stop_rule.returned_image
+        if best_output is None:  # every check was non-finite: the run diverged
+            best_output = output.detach()[0].float()
+    best_step = None if stop_rule is None else stop_rule.returned_step
     final = _to_unit_range(best_output)
     if stop_rule is not None and stop_rule.should_stop and callback is not None:
         # The bar completes: the run is over, though it took fewer than `total` steps.
@@ -321,7 +325,8 @@ def inpaint(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor 
     return InpaintResult(output=final.cpu(), composite=composite.cpu(),
                          loss_history=losses[:steps_run].cpu().tolist(),
                          seconds=time.perf_counter() - started, notes=notes,
-                         steps_run=steps_run, best_step=best_step, stop_reason=stop_reason)
+                         steps_run=steps_run, best_step=best_step, stop_reason=stop_reason,
+                         held_out_best_step=None if stop_rule is None else stop_rule.best_step)
 
 
 def inpaint_any_size(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor,

@@ -9,8 +9,9 @@ from ganprior_core.multi_latent import MultiLatentConfig
 from ganprior_core.optimize import OptimizerConfig, Progress, inpaint
 from tests.conftest import inpainting_problem
 
-# Every check is a step, nothing smoothed: the rule's choices can be recomputed from the previews.
-EVERY_STEP = AutoStopConfig(check_every=1, patience=3, smoothing=0.0, holdout_fraction=0.1)
+# Every check is a step, nothing smoothed, the best check's own image returned: the rule's choices
+# can be recomputed from the previews.
+EVERY_STEP = AutoStopConfig(check_every=1, patience=3, smoothing=0.0, holdout_fraction=0.1, rewind=1.0)
 AUTO = OptimizerConfig(steps=40, lr_latent=0.05, lr_alpha=0.05, lr_beta=0.05, lr_generator=1e-3,
                        schedule="constant", perceptual_weight=0.0, precision="fp32",
                        preview_every=1, stop="auto", auto_stop=EVERY_STEP)
@@ -73,6 +74,39 @@ def test_stop_rule_smooths_and_never_picks_a_non_finite_error():
     assert not rule.record(50, float("nan"))
     assert not rule.record(75, 4.0) and rule.smoothed == 3.5
     assert rule.best_step == 25 and rule.checks_since_best == 2
+
+
+def test_stop_rule_returns_the_check_nearest_the_rewound_step_and_keeps_only_those_it_may_return():
+    rule = StopRule(AutoStopConfig(check_every=10, patience=3, smoothing=0.0, rewind=0.75))
+    errors = [9.0, 8.0, 7.0, float("inf"), 6.0, 5.0, 4.0, 3.0, 3.5, 3.6, 3.7]
+    for index, error in enumerate(errors):
+        rule.record(index * 10, error, torch.full((1,), float(index * 10)))
+    # best check 70 -> target 52.5: checks 50 and 60 remain candidates, 50 is nearer
+    assert rule.should_stop and (rule.best_step, rule.returned_step) == (70, 50)
+    assert rule.returned_image.item() == 50
+    assert min(rule.candidates) == 50  # 0 ... 40 can never be returned again: dropped
+    assert StopRule(AutoStopConfig()).returned_step is None
+    tie = StopRule(AutoStopConfig(check_every=10, smoothing=0.0, rewind=0.5))
+    for step, error in ((0, 3.0), (10, 2.0), (20, 1.0), (30, 0.5)):
+        tie.record(step, error)
+    assert tie.returned_step == 20  # 15 is as near to 10 as to 20: the later one
+
+
+def test_a_rewound_run_returns_the_image_of_the_check_nearest_that_step(tiny_generator):
+    image, hole = inpainting_problem(tiny_generator)
+    config = replace(AUTO, lr_generator=0.05, lr_latent=0.3, auto_stop=replace(EVERY_STEP, rewind=0.5))
+    previews = {}
+
+    def collect(progress: Progress):
+        if progress.preview is not None and not progress.stopped_early:
+            previews[progress.step - 1] = progress.preview
+
+    result = inpaint(tiny_generator, image, hole, MODEL, config, seed=0, callback=collect)
+    lowest = result.held_out_best_step
+    assert result.best_step == round(0.5 * lowest + 0.25) < lowest  # the later of two equally near
+    assert torch.equal(result.output, previews[result.best_step])
+    assert f"image of step {result.best_step} (held-out error lowest at step {lowest})" in \
+        result.describe_stop()
 
 
 def test_held_out_pixels_get_no_gradient(tiny_generator):
