@@ -10,7 +10,9 @@ well after the hole, surrounded by nothing, has started to get worse. On 16 held
 1200 recorded steps, the error of the tiles was lowest at step 788 on average and the hole was at
 its best at step 471. Returning the check nearest 0.6 to 0.85 of the best check's step, instead of
 that check's own image, filled holes better by 0.03 to 0.10 dB; at 0.75 it was +0.10 +- 0.05 dB,
-better on 11 runs and worse on 5.
+better on 11 runs and worse on 5. Returning an earlier check also makes a short patience cheap:
+stopping after 2 checks without a new best instead of 3 cost -0.01 +- 0.03 dB on those runs and
+took 481 instead of 562 steps on average (without smoothing, 2 checks cost 0.36 dB).
 
 A reconstruction (no hole) is not stopped early: nothing there is unseen, the fit keeps improving
 with every step, and stopping when held-out tiles stopped improving cost 2.4 dB on 5 evaluation
@@ -47,7 +49,7 @@ class AutoStopConfig:
     holdout_fraction: float = 0.05  # of the known pixels, held out of the loss
     tile_fraction: float = 1 / 32  # side of a held-out tile, as a fraction of the resolution
     check_every: int = 25  # steps between measurements of the held-out error
-    patience: int = 3  # checks without a new best smoothed error before stopping
+    patience: int = 2  # checks without a new best smoothed error before stopping
     smoothing: float = 0.5  # weight of the previous value in the error's moving average
     min_holdout_pixels: int = 8  # fewer known pixels than this to hold out: run the fixed steps
     # The image returned is the check's nearest this fraction of the best check's step (1: the
