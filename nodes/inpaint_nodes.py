@@ -32,8 +32,8 @@ class GANPriorInpaint:
         "The generator's whole image, brought back to the input's size (not composited): "
         "with an empty mask, the reconstruction.",
         "The mask used for compositing: resized to the image, one per image.",
-        "Per image: time, steps run and why the run stopped (auto-stop: the returned image's step), final "
-        "loss and notes.",
+        "Per image: time, steps run and why the run stopped (auto-stop: the returned image's "
+        "step), final loss and notes.",
     )
 
     @classmethod
