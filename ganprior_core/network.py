@@ -145,6 +145,39 @@ class ConvLayer(nn.Module):
         return pixel_norm(F.leaky_relu(x, LEAKY_SLOPE))
 
 
+class _UpsamplingTransposedConv(torch.autograd.Function):
+    """conv_transpose2d(x, kernel, bias, stride=2, padding=1) with its backward written out.
+
+    The transposed conv is the adjoint of the stride-2 conv with the same kernel: its input
+    gradient is that conv applied to the output gradient, and its kernel gradient is that conv's
+    weight gradient with input and output gradient swapped. oneDNN runs these faster than its
+    own transposed-conv backward (bf16, 1 thread, 30 x 512 x 16x16 -> 32x32, forward + backward
+    compiled: 468 against 547 ms; same kernel gradient bit for bit in fp32). Paper configuration
+    step: 2.52 -> 2.37 s (1 thread), 1.31 -> 1.23 s (2 threads), AMD EPYC without AMX."""
+
+    @staticmethod
+    def forward(ctx, x, kernel, bias):
+        ctx.save_for_backward(x, kernel)
+        ctx.bias_dtype = bias.dtype
+        return F.conv_transpose2d(x, kernel, bias, stride=2, padding=1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, kernel = ctx.saved_tensors
+        # Under autocast the forward ran in the gradient's dtype; the saved tensors did not.
+        kernel_as_grad, x_as_grad = kernel.to(grad.dtype), x.to(grad.dtype)
+        grad_x = grad_kernel = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = F.conv2d(grad, kernel_as_grad, stride=2, padding=1).to(x.dtype)
+        if ctx.needs_input_grad[1]:
+            grad_kernel = torch.ops.aten.convolution_backward(
+                x_as_grad, grad, kernel_as_grad, None, [2, 2], [1, 1], [1, 1], False, [0, 0], 1,
+                [False, True, False])[1].to(kernel.dtype)
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad.sum((0, 2, 3), dtype=ctx.bias_dtype)
+        return grad_x, grad_kernel, grad_bias
+
+
 def upsample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """2x nearest upsampling then a 3x3 conv (padding 1), as one stride-2 transposed 4x4 conv.
 
@@ -157,7 +190,7 @@ def upsample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) 
     flipped = F.pad(weight.flip(2, 3).transpose(0, 1), (1, 1, 1, 1))  # [in, out, 5, 5]
     kernel = (flipped[:, :, 1:, 1:] + flipped[:, :, :-1, 1:]
               + flipped[:, :, 1:, :-1] + flipped[:, :, :-1, :-1])  # [in, out, 4, 4]
-    return F.conv_transpose2d(x, kernel, bias, stride=2, padding=1)
+    return _UpsamplingTransposedConv.apply(x, kernel, bias)
 
 
 class FusedUpConvLayer(nn.Module):
@@ -178,7 +211,7 @@ class FusedUpConvLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = F.pad(self.weight * self.scale, (1, 1, 1, 1))  # [in, out, 5, 5]
         w = w[:, :, 1:, 1:] + w[:, :, :-1, 1:] + w[:, :, 1:, :-1] + w[:, :, :-1, :-1]  # 4x4
-        x = F.conv_transpose2d(x, w, self.bias, stride=2, padding=1)
+        x = _UpsamplingTransposedConv.apply(x, w, self.bias)
         return pixel_norm(F.leaky_relu(x, LEAKY_SLOPE))
 
 
