@@ -53,8 +53,8 @@ class AutoStopConfig:
     patience: int = 2  # checks without a new best smoothed error before stopping
     smoothing: float = 0.5  # weight of the previous value in the error's moving average
     min_holdout_pixels: int = 8  # fewer known pixels than this to hold out: run the fixed steps
-    # The image returned is the check's nearest this fraction of the best check's step (1: the
-    # best check's own image); see the module docstring.
+    # The image returned is that of the check nearest this fraction of the best check's step
+    # (1: the best check's own image); see the module docstring.
     rewind: float = 0.75
 
     def validate(self) -> None:

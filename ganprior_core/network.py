@@ -165,14 +165,14 @@ class _UpsamplingTransposedConv(torch.autograd.Function):
     def backward(ctx, grad):
         x, kernel = ctx.saved_tensors
         # Under autocast the forward ran in the gradient's dtype; the saved tensors did not.
-        kernel_as_grad, x_as_grad = kernel.to(grad.dtype), x.to(grad.dtype)
+        kernel_as_grad = kernel.to(grad.dtype)
         grad_x = grad_kernel = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_x = F.conv2d(grad, kernel_as_grad, stride=2, padding=1).to(x.dtype)
         if ctx.needs_input_grad[1]:
             grad_kernel = torch.ops.aten.convolution_backward(
-                x_as_grad, grad, kernel_as_grad, None, [2, 2], [1, 1], [1, 1], False, [0, 0], 1,
-                [False, True, False])[1].to(kernel.dtype)
+                x.to(grad.dtype), grad, kernel_as_grad, None, [2, 2], [1, 1], [1, 1], False,
+                [0, 0], 1, [False, True, False])[1].to(kernel.dtype)
         if ctx.needs_input_grad[2]:
             grad_bias = grad.sum((0, 2, 3), dtype=ctx.bias_dtype)
         return grad_x, grad_kernel, grad_bias
