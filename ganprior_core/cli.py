@@ -9,15 +9,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import imaging, metrics, procedural, swd
-from .acceleration import parse_setting
+from . import imaging, metrics
+
+from .lab import procedural, swd
+from .method.compilation import parse_setting
 from .checkpoints import CheckpointError, convert_checkpoint, load_generator
 from .files import check_output_file, check_output_folder, require_regular_file, write_atomically
-from .generate import generate, image_grid, sample_images
-from .early_stop import STOP_MODES
+from .sampling import generate, image_grid, sample_images
+from .method.auto_stop import STOP_MODES
 from .optimize import (PRECISIONS, PRESET_NAMES, SCHEDULES, OptimizerConfig, Progress,
                        inpaint_any_size, preset)
-from .perceptual import PerceptualModelError, load_vgg16_features
+from .method.perceptual import PerceptualModelError, load_vgg16_features
 from .validation import check_count, check_seed, resolve_device
 
 
@@ -181,7 +183,7 @@ def _swd_command(args: argparse.Namespace) -> None:
 
 
 def _demo_command(args: argparse.Namespace) -> None:
-    from .demo import DemoConfig, run_demo
+    from .lab.demo import DemoConfig, run_demo
     config = DemoConfig(out_dir=Path(args.out), seed=args.seed, preset=args.preset,
                         device=args.device, stop=args.stop, steps=args.steps)
     limit = "the preset's steps" if config.steps is None else f"{config.steps} steps"
@@ -195,8 +197,8 @@ def _demo_command(args: argparse.Namespace) -> None:
 
 def _add_bench_command(commands) -> None:
     """`bench`: the paper's comparison table (METHOD.md Tables 1-2, ablations) as one command."""
-    from .bench import ABLATIONS, METHODS, TASKS, BenchConfig, run_bench
-    from .masks import MASK_KINDS
+    from .lab.bench import ABLATIONS, METHODS, TASKS, BenchConfig, run_bench
+    from .lab.masks import MASK_KINDS
 
     def names(text: str) -> tuple[str, ...]:
         return tuple(item.strip() for item in text.split(",") if item.strip())
@@ -271,7 +273,7 @@ def _add_bench_command(commands) -> None:
 
 def _add_bench_speed_command(commands) -> None:
     """`bench-speed`: steps/s of the optimisation, reference implementation vs the project's."""
-    from . import speed
+    from .lab import speed
     parser = commands.add_parser(
         "bench-speed", help="time optimisation steps: reference implementation vs the project's",
         description=speed.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -281,7 +283,7 @@ def _add_bench_speed_command(commands) -> None:
 
 def _add_train_command(commands) -> None:
     """`train`: a PGGAN from a folder of images or the procedural facades (ganprior_core.train)."""
-    from .train import PROCEDURAL, TrainConfig, train
+    from .lab.train import PROCEDURAL, TrainConfig, train
 
     defaults = TrainConfig()
 

@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ganprior_core.network import PGGANConfig, PGGANGenerator  # noqa: E402
+from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator  # noqa: E402
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from checkpoint_builders import (NUMPY_2, Arch, PickledNetwork, genforce_state_d
                                  genforce_zoo_state_dict, nvidia_pickle, tf_network_state,
                                  tf_variables, theano_network_state, theano_param_values)
 from ganprior_core.checkpoints import save_generator
-from ganprior_core.network import PGGANConfig, PGGANGenerator
+from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
 
 TINY = Arch(resolution=8, channels=(4, 3), latent=4)
 MARKER_NAME = "payload-ran"

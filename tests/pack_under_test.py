@@ -21,6 +21,6 @@ def load_pack():
 
 
 def pack_module(name: str):
-    """A submodule of the pack, e.g. "ganprior_core.network" (the pack's own copy of the core)."""
+    """A submodule of the pack, e.g. "ganprior_core.networks.pggan" (the pack's own copy of the core)."""
     load_pack()
     return importlib.import_module(f"{PACKAGE}.{name}")

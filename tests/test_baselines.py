@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from ganprior_core.baselines import diffusion_fill, mean_fill
-from ganprior_core.masks import strokes_mask
+from ganprior_core.lab.baselines import diffusion_fill, mean_fill
+from ganprior_core.lab.masks import strokes_mask
 
 
 def centre_hole(size, hole_side):

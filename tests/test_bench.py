@@ -9,10 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from ganprior_core import baselines, imaging, masks, metrics, procedural
+from ganprior_core.lab import baselines, masks, procedural
+
+from ganprior_core import imaging, metrics
 from ganprior_core.checkpoints import save_generator
 from ganprior_core.cli import main
-from ganprior_core.network import PGGANConfig, PGGANGenerator
+from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
 
 METHODS = ["paper", "mganprior", "single-z", "dip", "mean-fill", "diffusion-fill"]
 ABLATION_ROWS = ["paper-random-init", "paper-N1"]
@@ -222,7 +224,7 @@ def test_saved_images_rerun_from_a_directory_give_the_same_rows(run, checkpoint,
 
 
 def test_partial_runs_compare_methods_on_the_images_all_of_them_finished():
-    from ganprior_core.bench import METRIC_FIELDS, Case, Variant, aggregate
+    from ganprior_core.lab.bench import METRIC_FIELDS, Case, Variant, aggregate
     cases = [Case(name, torch.zeros(3, 16, 16), None, None, index) for index, name in enumerate("ab")]
     variants = [Variant("fast", "", "fill"), Variant("slow", "", "fill")]
     row = {metric: 1.0 for metric in METRIC_FIELDS}

@@ -3,7 +3,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ganprior_core.dip import DIPConfig, HourglassNet, dip_inpaint
+from ganprior_core.lab.dip import DIPConfig, HourglassNet, dip_inpaint
 from ganprior_core.optimize import Progress
 
 

@@ -22,7 +22,7 @@ from ganprior_core import imaging, metrics, optimize
 from ganprior_core.checkpoints import save_generator
 from ganprior_core.cli import main
 from ganprior_core.files import write_atomically
-from ganprior_core.generate import generate, sample_latents
+from ganprior_core.sampling import generate, sample_latents
 
 FAST = ["--steps", "2", "--codes", "2", "--precision", "fp32", "--preset", "mganprior"]
 
@@ -519,7 +519,7 @@ def test_failed_atomic_write_keeps_the_old_file_and_leaves_nothing(tmp_path):
 
 @pytest.mark.parametrize("kind", ["fifo", "text", "bomb"])
 def test_training_folder_with_a_bad_file_is_refused_naming_it(workspace, kind):
-    from ganprior_core.train import FolderSource
+    from ganprior_core.lab.train import FolderSource
     folder = workspace["in"] / "training"
     folder.mkdir()
     Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(folder / "a.png")

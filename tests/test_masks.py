@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from ganprior_core.masks import MASK_KINDS, box_mask, make_mask, random_boxes_mask, strokes_mask
+from ganprior_core.lab.masks import MASK_KINDS, box_mask, make_mask, random_boxes_mask, strokes_mask
 
 
 @pytest.mark.parametrize("kind", MASK_KINDS)

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from ganprior_core.losses import LossWeights, MaskedReconstructionLoss
-from ganprior_core.multi_latent import MultiLatentConfig, MultiLatentGenerator
+from ganprior_core.method.losses import LossWeights, MaskedReconstructionLoss
+from ganprior_core.method.multi_latent import MultiLatentConfig, MultiLatentGenerator
 
 
 def test_fusion_is_beta_weighted_sum_of_alpha_weighted_features(tiny_generator):
@@ -54,7 +54,7 @@ def test_invalid_configs_are_refused_with_the_accepted_values(tiny_generator, fi
 
 
 def test_masked_loss_has_no_gradient_in_the_hole(tiny_generator):
-    from ganprior_core.perceptual import VGG16Features
+    from ganprior_core.method.perceptual import VGG16Features
     torch.manual_seed(0)
     target = torch.rand(1, 3, 16, 16) * 2 - 1
     known = torch.ones(1, 1, 16, 16)
@@ -77,7 +77,7 @@ def test_upsampling_conv_gradients_are_those_of_upsample_then_conv():
     """The hand-written backward of the transposed-conv upsampling, against autograd through the
     plain nearest upsampling + 3x3 conv, in float64; and gradcheck's numerical derivatives."""
     import torch.nn.functional as F
-    from ganprior_core.network import upsample_conv3x3
+    from ganprior_core.networks.pggan import upsample_conv3x3
 
     noise = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, 5, 4, dtype=torch.float64, generator=noise, requires_grad=True)

@@ -3,7 +3,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ganprior_core.multi_latent import MultiLatentConfig, MultiLatentGenerator
+from ganprior_core.method.multi_latent import MultiLatentConfig, MultiLatentGenerator
 from ganprior_core.optimize import OptimizerConfig, Progress, inpaint, preset
 from tests.conftest import inpainting_problem
 
@@ -80,7 +80,7 @@ def test_mganprior_preset_is_mean_fusion_of_alpha_weighted_codes(tiny_generator)
 
 
 def test_presets_scale_the_split_with_resolution():
-    from ganprior_core.network import PGGANConfig
+    from ganprior_core.networks.pggan import PGGANConfig
     official = PGGANConfig.official(256)
     assert preset("paper", official)[0].split_layer == 8
     assert official.feature_shape(8) == (512, 32, 32)
@@ -127,7 +127,7 @@ def test_reconstruction_and_full_hole(tiny_generator):
     assert rebuilt.notes == []
     blind = inpaint(tiny_generator, image, torch.ones(16, 16), config, FAST, seed=0)
     assert any("whole image" in note for note in blind.notes)
-    from ganprior_core.generate import sample_images
+    from ganprior_core.sampling import sample_images
     assert torch.equal(blind.output, sample_images(tiny_generator, 1, 0)[0])
     assert blind.loss_history == []
 
@@ -153,7 +153,7 @@ def test_progress_every_step_with_preview_and_cancel_leaves_prior_untouched(tiny
 
 
 def test_the_callers_perceptual_model_is_not_changed(tiny_generator):
-    from ganprior_core.perceptual import VGG16Features
+    from ganprior_core.method.perceptual import VGG16Features
     vgg = VGG16Features(depth=4)
     before = {name: (value.clone(), value.stride()) for name, value in vgg.state_dict().items()}
     image, hole = inpainting_problem(tiny_generator)
@@ -227,12 +227,12 @@ def test_any_size_keeps_known_pixels_and_blends_soft_edges(tiny_generator, fit):
 
 def test_compiled_callable_is_compiled_once_and_reused_for_new_models_and_images(tiny_generator):
     from torch._dynamo.utils import counters
-    from ganprior_core import acceleration
+    from ganprior_core.method import compilation
     config = MultiLatentConfig(num_codes=2, split_layer=3, use_beta=False)  # a key no other test uses
     compiled = replace(FAST, steps=2, compile=True)
     image, hole = inpainting_problem(tiny_generator, seed=0)
     first = inpaint(tiny_generator, image, hole, config, compiled, seed=0)
-    functions, graphs = acceleration.STATS.compiled_functions, counters["stats"]["unique_graphs"]
+    functions, graphs = compilation.STATS.compiled_functions, counters["stats"]["unique_graphs"]
     for seed in (1, 2):  # new MultiLatentGenerator copies, new images and masks
         image, hole = inpainting_problem(tiny_generator, seed=seed)
         hole = hole.roll(seed, dims=1)
@@ -242,21 +242,21 @@ def test_compiled_callable_is_compiled_once_and_reused_for_new_models_and_images
     image, hole = inpainting_problem(tiny_generator, seed=0)
     again = inpaint(tiny_generator, image, hole, config, compiled, seed=0)  # same seed, same result
     assert again.loss_history == first.loss_history and torch.equal(again.output, first.output)
-    assert acceleration.STATS.compiled_functions == functions
+    assert compilation.STATS.compiled_functions == functions
     assert counters["stats"]["unique_graphs"] == graphs  # no recompilation
 
 
 def test_compile_failure_falls_back_to_eager_with_one_note(tiny_generator, monkeypatch):
-    from ganprior_core import acceleration
+    from ganprior_core.method import compilation
 
     def broken(index):
         def fails(*args):
             raise RuntimeError("C++ compile error: g++ not usable\nsecond line")
         return fails
-    monkeypatch.setattr(acceleration, "_compile", broken)
-    monkeypatch.setattr(acceleration, "_unavailable_reason", lambda device, notes: None)
-    monkeypatch.setattr(acceleration, "_compiled", {})
-    monkeypatch.setattr(acceleration, "_failed", {})
+    monkeypatch.setattr(compilation, "_compile", broken)
+    monkeypatch.setattr(compilation, "_unavailable_reason", lambda device, notes: None)
+    monkeypatch.setattr(compilation, "_compiled", {})
+    monkeypatch.setattr(compilation, "_failed", {})
     image, hole = inpainting_problem(tiny_generator)
     config = MultiLatentConfig(num_codes=3, split_layer=3)
     eager = inpaint(tiny_generator, image, hole, config, FAST, seed=0)
@@ -269,8 +269,8 @@ def test_compile_failure_falls_back_to_eager_with_one_note(tiny_generator, monke
 
 
 def test_torch_under_a_path_with_a_space_runs_eagerly_with_a_note(tiny_generator, monkeypatch):
-    from ganprior_core import acceleration
-    monkeypatch.setattr(acceleration, "_unquoted_paths_with_spaces", lambda: ["/opt/my env/torch/lib"])
+    from ganprior_core.method import compilation
+    monkeypatch.setattr(compilation, "_unquoted_paths_with_spaces", lambda: ["/opt/my env/torch/lib"])
     image, hole = inpainting_problem(tiny_generator)
     config = MultiLatentConfig(num_codes=3, split_layer=3)
     result = inpaint(tiny_generator, image, hole, config, replace(FAST, compile=True), seed=0)
@@ -280,28 +280,28 @@ def test_torch_under_a_path_with_a_space_runs_eagerly_with_a_note(tiny_generator
 
 
 def test_inductor_cache_folder_with_a_space_is_moved(monkeypatch, tmp_path):
-    from ganprior_core import acceleration
+    from ganprior_core.method import compilation
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache with space"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     notes = []
-    assert acceleration._spaceless_cache_dir(notes)
+    assert compilation._spaceless_cache_dir(notes)
     import os
     moved = os.environ["TORCHINDUCTOR_CACHE_DIR"]
     assert " " not in moved and len(notes) == 1 and "has a space" in notes[0]
 
 
 def test_auto_compile_is_decided_by_the_configuration_and_options_do_not_change_results(tiny_generator):
-    from ganprior_core import acceleration
-    from ganprior_core.network import PGGANConfig, PGGANGenerator
-    from ganprior_core.perceptual import VGG16Features
+    from ganprior_core.method import compilation
+    from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
+    from ganprior_core.method.perceptual import VGG16Features
     assert OptimizerConfig().compile == "auto"
     with torch.device("meta"):
         paper = MultiLatentGenerator(PGGANGenerator(PGGANConfig.official(256)),
                                      preset("paper", PGGANConfig.official(256))[0], 0, "meta")
-    assert acceleration.wants_compile("auto", paper, VGG16Features(), 3000)
-    assert not acceleration.wants_compile("auto", paper, VGG16Features(), 20)
+    assert compilation.wants_compile("auto", paper, VGG16Features(), 3000)
+    assert not compilation.wants_compile("auto", paper, VGG16Features(), 20)
     tiny = MultiLatentGenerator(tiny_generator, MultiLatentConfig(num_codes=3, split_layer=2), 0)
-    assert not acceleration.wants_compile("auto", tiny, None, 100000)
+    assert not compilation.wants_compile("auto", tiny, None, 100000)
     # A short tiny run under "auto" is the eager run, whatever the progress options.
     image, hole = inpainting_problem(tiny_generator)
     config = MultiLatentConfig(num_codes=3, split_layer=2)
@@ -310,6 +310,6 @@ def test_auto_compile_is_decided_by_the_configuration_and_options_do_not_change_
                                                                preview_every=1), seed=0, callback=lambda p: None)
     assert auto.notes == off.notes == []
     assert auto.loss_history == off.loss_history and torch.equal(auto.output, off.output)
-    assert [acceleration.parse_setting(v) for v in ("auto", "on", "off", True)] == ["auto", True, False, True]
+    assert [compilation.parse_setting(v) for v in ("auto", "on", "off", True)] == ["auto", True, False, True]
     with pytest.raises(ValueError, match="compile"):
         inpaint(tiny_generator, image, hole, config, replace(FAST, compile="sometimes"), seed=0)

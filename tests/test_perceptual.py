@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from ganprior_core.perceptual import PerceptualModelError, load_vgg16_features
+from ganprior_core.method.perceptual import PerceptualModelError, load_vgg16_features
 
 # Indices of the convolutions in torchvision's vgg16().features, and where its max pools sit.
 CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from ganprior_core import procedural
+from ganprior_core.lab import procedural
 
 
 def test_same_seed_same_image_and_different_seeds_differ():

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from ganprior_core import speed
-from ganprior_core.multi_latent import MultiLatentConfig
-from ganprior_core.network import PGGANGenerator
+from ganprior_core.lab import speed
+from ganprior_core.method.multi_latent import MultiLatentConfig
+from ganprior_core.networks.pggan import PGGANGenerator
 from ganprior_core.optimize import OptimizerConfig, inpaint
-from ganprior_core.perceptual import VGG16Features
+from ganprior_core.method.perceptual import VGG16Features
 
 ROOT = Path(__file__).resolve().parents[1]
 

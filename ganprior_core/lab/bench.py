@@ -30,15 +30,17 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from . import baselines, imaging, masks, metrics, procedural
-from .checkpoints import load_generator
+from . import baselines, masks, procedural
+
+from .. import imaging, metrics
+from ..checkpoints import load_generator
 from .dip import DIPConfig, dip_inpaint
-from .multi_latent import MultiLatentConfig
-from .network import PGGANConfig, PGGANGenerator
-from .early_stop import STOP_MODES
-from .optimize import PRECISIONS, PRESET_NAMES, OptimizerConfig, Progress, inpaint, preset
-from .perceptual import VGG16Features, load_vgg16_features
-from .validation import MAX_SEED, check_seed
+from ..method.multi_latent import MultiLatentConfig
+from ..networks.pggan import PGGANConfig, PGGANGenerator
+from ..method.auto_stop import STOP_MODES
+from ..optimize import PRECISIONS, PRESET_NAMES, OptimizerConfig, Progress, inpaint, preset
+from ..method.perceptual import VGG16Features, load_vgg16_features
+from ..validation import MAX_SEED, check_seed
 
 TASKS = ("inpaint", "reconstruct")
 FILL_METHODS = ("mean-fill", "diffusion-fill")

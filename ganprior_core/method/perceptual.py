@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .files import UserFileError, require_regular_file
+from ..files import UserFileError, require_regular_file
 
 VGG_EXTENSIONS = (".pth", ".pt", ".safetensors")
 DEFAULT_DEPTH = 16  # features[:16] ends with relu3_3, as in mGANprior

@@ -39,12 +39,16 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import acceleration, imaging, masks, metrics, procedural
-from .losses import LossWeights, MaskedReconstructionLoss
-from .multi_latent import MultiLatentConfig, MultiLatentGenerator
-from .network import LEAKY_SLOPE, ConvLayer, PGGANConfig, PGGANGenerator, pixel_norm
-from .optimize import OptimizerConfig, Progress, inpaint, preset
-from .perceptual import DEFAULT_DEPTH, VGG16Features
+from ..method import compilation
+
+from .. import imaging, metrics
+
+from . import masks, procedural
+from ..method.losses import LossWeights, MaskedReconstructionLoss
+from ..method.multi_latent import MultiLatentConfig, MultiLatentGenerator
+from ..networks.pggan import LEAKY_SLOPE, ConvLayer, PGGANConfig, PGGANGenerator, pixel_norm
+from ..optimize import OptimizerConfig, Progress, inpaint, preset
+from ..method.perceptual import DEFAULT_DEPTH, VGG16Features
 
 try:
     import resource
@@ -190,8 +194,8 @@ class SpeedCase:
 
 def bundled_prior_shape() -> tuple[PGGANConfig, str]:
     """The bundled prior's architecture (from its file's metadata when the file is there)."""
-    from .checkpoints import load_generator
-    from .priors import bundled_prior_path
+    from ..checkpoints import load_generator
+    from ..priors import bundled_prior_path
     try:
         path = bundled_prior_path()
     except FileNotFoundError:
@@ -231,7 +235,7 @@ def wants_compile_for(case: SpeedCase, steps: int, device: str | None = None) ->
     with torch.device("meta"):
         model = MultiLatentGenerator(PGGANGenerator(case.generator), model_config, 0, "meta")
         perceptual = VGG16Features(case.perceptual_depth) if optimizer_config.perceptual_weight > 0 else None
-    return acceleration.wants_compile("auto", model, perceptual, steps, "cpu" if device is None else device)
+    return compilation.wants_compile("auto", model, perceptual, steps, "cpu" if device is None else device)
 
 
 def machine_description(device: str | torch.device = "cpu") -> str:
@@ -734,9 +738,9 @@ def run_command(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.time_to_quality:
-        from .checkpoints import load_generator
-        from .perceptual import load_vgg16_features
-        from .priors import bundled_prior_path
+        from ..checkpoints import load_generator
+        from ..method.perceptual import load_vgg16_features
+        from ..priors import bundled_prior_path
         prior = load_generator(args.prior or bundled_prior_path())
         runs = time_to_quality(prior, args.steps, tuple(args.precisions.split(",")),
                                procedural.evaluation_seeds(args.images, args.image_offset),

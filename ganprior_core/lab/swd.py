@@ -15,8 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .generate import generate, sample_latents
-from .network import PGGANGenerator
+from ..sampling import generate, sample_latents
+from ..networks.pggan import PGGANGenerator
 
 _BINOMIAL_5 = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0])
 _PYRAMID_FILTER = torch.outer(_BINOMIAL_5, _BINOMIAL_5) / 256.0
@@ -157,7 +157,7 @@ def generator_swd(generator: PGGANGenerator, real_images: torch.Tensor, seed: in
                   config: SWDConfig = SWDConfig()) -> dict[int, float]:
     """SWD x1e3 per scale between `len(real_images)` samples of `generator` and the real images.
 
-    real_images: [N, 3, R, R] in [0, 1]. The samples use `generate.sample_latents(N, ..., seed)`,
+    real_images: [N, 3, R, R] in [0, 1]. The samples use `sampling.sample_latents(N, ..., seed)`,
     clamped to [-1, 1] and mapped to [0, 1]; `seed` also fixes neighbourhoods and directions."""
     resolution = generator.config.resolution
     if real_images.dim() != 4 or real_images.shape[1:] != (3, resolution, resolution):

@@ -7,12 +7,14 @@ from typing import Callable
 
 import torch
 
-from . import imaging, masks, procedural
+from .. import imaging
+
+from . import masks, procedural
 from .baselines import diffusion_fill
-from .checkpoints import load_generator
-from .metrics import MetricReport, measure
-from .optimize import Progress, inpaint, preset
-from .priors import bundled_prior_path
+from ..checkpoints import load_generator
+from ..metrics import MetricReport, measure
+from ..optimize import Progress, inpaint, preset
+from ..priors import bundled_prior_path
 
 DEMO_HOLE_FRACTION = 0.14  # a centred 24x24 box at 64x64: over the facade and its window grid
 

@@ -4,8 +4,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ganprior_core.early_stop import AutoStopConfig, StopRule, holdout_mask
-from ganprior_core.multi_latent import MultiLatentConfig
+from ganprior_core.method.auto_stop import AutoStopConfig, StopRule, holdout_mask
+from ganprior_core.method.multi_latent import MultiLatentConfig
 from ganprior_core.optimize import OptimizerConfig, Progress, inpaint
 from tests.conftest import inpainting_problem
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .validation import check_count, check_non_negative
+from ..validation import check_count, check_non_negative
 
 STOP_MODES = ("auto", "fixed")
 # How long an auto-stopped run usually is, for decisions made before it starts (whether compiling

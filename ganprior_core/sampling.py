@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .network import PGGANGenerator
+from .networks.pggan import PGGANGenerator
 from .validation import check_count, check_seed, resolve_device
 
 # Samples are returned as one CPU tensor: 4096 images of 256x256 are 3 GB already.

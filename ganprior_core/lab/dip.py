@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import imaging
-from .optimize import PRECISIONS, InpaintResult, Progress
+from .. import imaging
+from ..optimize import PRECISIONS, InpaintResult, Progress
 
 UPSAMPLE_MODES = ("bilinear", "nearest")
 LEAKY_SLOPE = 0.2

@@ -8,7 +8,7 @@ blended the same way) and a stabilise phase per resolution; WGAN-GP loss with la
 reset when a new resolution starts; a moving-average generator Gs (beta 0.999), which is what
 gets saved.
 
-The trainer's generator wraps the network.PGGANGenerator that is finally saved and keeps the
+The trainer's generator wraps the networks.pggan.PGGANGenerator that is finally saved and keeps the
 toRGB layers of the lower resolutions beside it, because fade-in needs them; the saved model is
 a plain PGGANGenerator with only the final toRGB.
 """
@@ -30,11 +30,13 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from . import imaging, procedural
-from .checkpoints import save_generator
-from .generate import image_grid
-from .imaging import save_image
-from .network import LEAKY_SLOPE, EqualizedConv2d, PGGANConfig, PGGANGenerator
+from .. import imaging
+
+from . import procedural
+from ..checkpoints import save_generator
+from ..sampling import image_grid
+from ..imaging import save_image
+from ..networks.pggan import LEAKY_SLOPE, EqualizedConv2d, PGGANConfig, PGGANGenerator
 
 PROCEDURAL = "procedural"
 CHECKPOINT_NAME = "checkpoint.pt"

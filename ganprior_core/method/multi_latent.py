@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .network import PGGANConfig, PGGANGenerator
+from ..networks.pggan import PGGANConfig, PGGANGenerator
 
 FINETUNE_SCOPES = ("none", "g2", "all")
 

@@ -1,0 +1,84 @@
+"""What an image or a hole mask must be: the value checks every entry point shares, and the one rule
+for which mask values are holes.
+
+Images are float32 tensors [3, H, W] in [0, 1]; hole masks are float32 [H, W] with 1 = hole.
+Masks coming from outside may be soft (e.g. feathered ComfyUI masks): wherever a binary mask is
+needed, pixels >= HOLE_THRESHOLD count as hole.
+
+Tensors from callers are checked, not trusted: an image must be floating point, finite and in
+[0, 1] (a uint8, [0, 255] or [-1, 1] image is refused with a message saying so, instead of being
+optimised into nonsense); a mask must be finite and in [0, 1] (bool masks are fine). Overshoot of
+up to RANGE_TOLERANCE, which bicubic resampling leaves at sharp edges, is accepted.
+"""
+from __future__ import annotations
+
+import torch
+HOLE_THRESHOLD = 0.5
+# Below this many pixels on a side there is no structure for the prior to match: a 1x1 "image"
+# would still run a whole optimisation, so it is refused instead.
+MIN_IMAGE_SIDE = 8
+# Values up to this far outside [0, 1] are resampling overshoot (bicubic rings by ~0.1 at hard
+# edges) and are clamped; anything further is an image in another range ([0, 255], [-1, 1]).
+RANGE_TOLERANCE = 0.25
+
+
+def check_image_values(values: torch.Tensor, name: str, data_range: float = 1.0) -> None:
+    """Refuse pixel values that are not floating point, not finite or not in [0, data_range].
+
+    Any shape; overshoot within RANGE_TOLERANCE * data_range is accepted (see the module doc).
+    """
+    if not isinstance(values, torch.Tensor):
+        raise ValueError(f"{name} must be a torch tensor, got {type(values).__name__}")
+    if not values.dtype.is_floating_point:
+        hint = " (divide a uint8 image by 255: image.float() / 255)" if values.dtype == torch.uint8 else ""
+        raise ValueError(f"{name} must be a floating-point tensor with values in [0, {data_range:g}], "
+                         f"got dtype {values.dtype}{hint}")
+    _check_finite_in_range(values, name, data_range, "pixel")
+
+
+def _check_finite_in_range(values: torch.Tensor, name: str, upper: float, unit: str) -> None:
+    if values.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(values.shape)})")
+    finite = torch.isfinite(values)
+    if not finite.all():
+        raise ValueError(f"{name} contains {int((~finite).sum())} NaN or infinite {unit} value(s); "
+                         f"every value must be a finite number in [0, {upper:g}]")
+    low, high = float(values.min()), float(values.max())
+    slack = RANGE_TOLERANCE * upper
+    if low < -slack or high > upper + slack:
+        guess = None if upper != 1 else "[0, 255]" if high > 2 else "[-1, 1]" if low < 0 else None
+        hint = f" (looks like {guess}: convert it to [0, 1] first)" if guess else ""
+        raise ValueError(f"{name} values must be in [0, {upper:g}], got {low:.4g} ... {high:.4g}{hint}")
+
+
+def check_image(image: torch.Tensor, name: str) -> None:
+    if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] != 3:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        hint = ""
+        if isinstance(image, torch.Tensor) and image.dim() == 3 and image.shape[-1] == 3:
+            hint = " (channels-last? use image.permute(2, 0, 1))"
+        elif isinstance(image, torch.Tensor) and image.dim() == 4 and image.shape[:2] == (1, 3):
+            hint = " (a batch of one? pass image[0])"
+        raise ValueError(f"{name} must be an RGB tensor [3, H, W] with values in [0, 1], "
+                         f"got {shape}{hint}")
+    check_image_values(image, name)
+
+
+def check_mask(hole_mask: torch.Tensor) -> None:
+    if not isinstance(hole_mask, torch.Tensor) or hole_mask.dim() != 2:
+        shape = tuple(hole_mask.shape) if isinstance(hole_mask, torch.Tensor) else type(hole_mask).__name__
+        raise ValueError(f"hole mask must be a tensor [H, W] (1 = hole), got {shape}")
+    check_mask_values(hole_mask, "hole mask")
+
+
+def check_mask_values(hole_mask: torch.Tensor, name: str) -> None:
+    """Refuse mask values that are not finite or not in [0, 1] (1 = hole); bool masks pass.
+
+    A NaN would count as known everywhere it appears (NaN >= 0.5 is false) and a [0, 255] mask
+    would turn every soft edge into hole, so both are errors rather than guesses.
+    """
+    if not isinstance(hole_mask, torch.Tensor):
+        raise ValueError(f"{name} must be a torch tensor, got {type(hole_mask).__name__}")
+    if hole_mask.dtype == torch.bool:
+        return
+    _check_finite_in_range(hole_mask.float(), name, 1.0, "mask")

@@ -1,0 +1,35 @@
+"""What a run reports while it goes (Progress) and what it returns (InpaintResult)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+@dataclass
+class Progress:
+    step: int  # optimisation steps completed
+    total: int  # the most steps the run may take
+    loss: float | None = None  # loss of the latest step, only every preview_every steps
+    preview: torch.Tensor | None = None  # [3, R, R] in [0, 1], only every preview_every steps
+    stopped_early: bool = False  # the run's last report: auto-stop ended it before `total`
+
+
+@dataclass
+class InpaintResult:
+    output: torch.Tensor  # [3, R, R] in [0, 1]: the generator's image
+    composite: torch.Tensor  # [3, R, R]: known pixels of the input, hole from `output`
+    loss_history: list[float]  # one loss per step run
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+    steps_run: int = 0  # optimisation steps taken
+    best_step: int | None = None  # auto-stop: the returned image is the one after this many steps
+    stop_reason: str = ""  # why the run ended, in words
+    held_out_best_step: int | None = None  # auto-stop: the check with the lowest held-out error
+
+    def describe_stop(self) -> str:
+        """One phrase for logs and the node's info."""
+        if self.best_step is None:
+            return f"{self.steps_run} steps ({self.stop_reason})"
+        lowest = ("" if self.held_out_best_step in (None, self.best_step)
+                  else f" (held-out error lowest at step {self.held_out_best_step})")
+        return f"{self.steps_run} steps ({self.stop_reason}), image of step {self.best_step}{lowest}"
