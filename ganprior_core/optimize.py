@@ -4,8 +4,9 @@ The pieces live in `ganprior_core.method` (config, presets, results, fit); this 
 what scripts and the nodes use, so `from ganprior_core.optimize import inpaint, preset` keeps
 working.
 """
-from .method.config import MAX_LATENT_CODES, MAX_STEPS, PRECISIONS, SCHEDULES, OptimizerConfig
+from .method.config import MAX_LATENT_CODES, MAX_STEPS, SCHEDULES, OptimizerConfig
 from .method.fit import inpaint, inpaint_any_size
+from .method.precision import PRECISIONS
 from .method.presets import PRESET_NAMES, preset, split_for_feature_resolution
 from .method.results import InpaintResult, Progress
 

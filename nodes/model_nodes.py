@@ -182,8 +182,9 @@ class GANPriorOptimizer:
         "perceptual_weight": "Weight of the VGG16 perceptual loss (paper's choice: 0.1 for "
                              "inpainting, 1 for reconstruction). Needs Load Perceptual Model; "
                              "ignored without it.",
-        "precision": "bf16 runs the networks in bfloat16 autocast (faster on recent hardware); "
-                     "fp32 is exact and often faster on older CPUs.",
+        "precision": "auto: bfloat16 autocast where the device has native bf16 arithmetic (recent "
+                     "NVIDIA GPUs, CPUs with AVX-512 BF16 or AMX), else fp32. bf16 on a CPU "
+                     "without it runs several times slower than fp32.",
         "preview_every": "Show the current image in the progress preview every this many steps.",
         "compile": "torch.compile the forward pass and loss. auto: only where the run is long "
                    "enough to repay the compilation (large priors; paid once per ComfyUI session, "

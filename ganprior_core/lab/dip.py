@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import imaging
-from ..optimize import PRECISIONS, InpaintResult, Progress
+from ..method.precision import PRECISIONS, uses_bf16
+from ..method.results import InpaintResult, Progress
 
 UPSAMPLE_MODES = ("bilinear", "nearest")
 LEAKY_SLOPE = 0.2
@@ -173,7 +174,7 @@ def dip_inpaint(image: torch.Tensor, hole_mask: torch.Tensor | None, config: DIP
     optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
     network.train()  # batch statistics throughout, as in the original: running stats never fit
 
-    use_bf16 = config.precision == "bf16"
+    use_bf16 = uses_bf16(config.precision, device)
     losses = torch.empty(config.steps, device=device)  # kept on device: no host sync per step
     for step in range(config.steps):
         jittered = net_input

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from ..validation import check_count, check_non_negative
 from . import compilation
 from .auto_stop import STOP_MODES, AutoStopConfig
+from .precision import PRECISIONS
 
-PRECISIONS = ("fp32", "bf16")
 SCHEDULES = ("constant", "cosine")
 # The loss history is preallocated on the device (one float per step): 10^6 steps is 4 MB and
 # ~330 times the paper's 3000; 10^11 would try to allocate 400 GB.
@@ -35,7 +35,9 @@ class OptimizerConfig:
     schedule: str = "cosine"  # constant, or cosine decay to 0 over `steps`
     mse_weight: float = 1.0
     perceptual_weight: float = 0.1
-    precision: str = "bf16"  # bf16 autocast for the networks; parameters and loss stay fp32
+    # bf16 autocast for the networks (parameters and loss stay fp32), fp32, or auto: bf16 where
+    # the device has native bf16 arithmetic (precision.py)
+    precision: str = "auto"
     preview_every: int = 50  # progress carries loss and preview image every this many steps
     # torch.compile the forward pass and loss: True, False or "auto" (compile when the run is long
     # enough to repay the compilation, paid once per process; see compilation.py)

@@ -14,7 +14,7 @@ from .. import imaging
 from ..networks.pggan import PGGANGenerator
 from ..sampling import sample_images
 from ..validation import check_count, check_seed, resolve_device
-from . import compilation
+from . import compilation, precision
 from .auto_stop import TYPICAL_AUTO_STOP_STEPS, StopRule, holdout_mask
 from .config import MAX_LATENT_CODES, OptimizerConfig
 from .losses import LossWeights, MaskedReconstructionLoss
@@ -136,7 +136,9 @@ def inpaint(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor 
     # follows the weights, so converting the networks' weights is enough.
     model.to(memory_format=torch.channels_last)
     weights = LossWeights(mse=optimizer_config.mse_weight, perceptual=optimizer_config.perceptual_weight)
-    use_bf16 = optimizer_config.precision == "bf16"
+    use_bf16 = precision.uses_bf16(optimizer_config.precision, device)
+    if (choice := precision.describe_choice(optimizer_config.precision, device)) is not None:
+        notes.append(choice)
     target = _to_generator_range(image)[None]
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
         loss_fn = MaskedReconstructionLoss(target, fit_mask, weights, perceptual)
