@@ -1,0 +1,1 @@
+"""The generator networks the method runs on."""
