@@ -3,30 +3,16 @@
 A small, seeded part of the *known* pixels is held out of the loss. The generator never sees them,
 so their error behaves like the error in the hole: it falls while the prior is fitting the image
 and rises once the fine-tuned generator starts to overfit the rest. Every few steps the run
-measures it and stops when the smoothed error has not improved for a while. It returns an earlier
-iterate, not the last step: the check nearest three quarters of the way to the best check. Held-out
-tiles are small and surrounded by known pixels, so the fine-tuned generator keeps predicting them
-well after the hole, surrounded by nothing, has started to get worse. On 16 held-out runs with
-1200 recorded steps, the error of the tiles was lowest at step 788 on average and the hole was at
-its best at step 471. Returning the check nearest 0.6 to 0.85 of the best check's step, instead of
-that check's own image, filled holes better by 0.03 to 0.10 dB; at 0.75 it was +0.10 +- 0.05 dB,
-better on 11 runs and worse on 5. Returning an earlier check also makes a short patience cheap:
-stopping after 2 checks without a new best instead of 3 cost -0.01 +- 0.03 dB on those runs and
-took 481 instead of 562 steps on average (without smoothing, 2 checks cost 0.36 dB).
+measures it and stops when the smoothed error has not improved for `patience` checks. It returns
+an earlier iterate, not the last step: the check nearest `rewind` of the way to the best check,
+because held-out tiles are small and surrounded by known pixels, so the fine-tuned generator keeps
+predicting them well after the hole, surrounded by nothing, has started to get worse.
 
-A reconstruction (no hole) is not stopped early: nothing there is unseen, the fit keeps improving
-with every step, and stopping when held-out tiles stopped improving cost 2.4 dB on 5 evaluation
-facades (31.6 against 34.0 dB after 3000 steps), so optimize.inpaint runs all its steps.
-
-The held-out pixels are square tiles of side resolution/32 (2 px at 64x64, 8 px at 256x256, 32 px
-at 1024x1024), drawn from the whole known region, 5 % of it; every setting is a fraction of the
-resolution or a number of steps, so the rule means the same for every prior size. Settings chosen
-on held-out facades (never the evaluation ones), box and stroke holes: tiles next to the hole
-made the fill itself worse (they take away the context it is built from: -0.3 dB at step 300,
--0.7 dB at step 600, 9 paired runs), so the tiles are spread over the known pixels instead. Larger
-tiles did not stop better (16 paired runs, facades 10,005,020-027, box and strokes; hole PSNR
-against a fixed 300-step run: resolution/32 -0.19 +- 0.22 dB, /16 -0.83 +- 0.37, /8 -0.13 +- 0.18
-with more steps).
+The held-out pixels are square tiles of side resolution/32 spread over the whole known region
+(tiles next to the hole would take away the context the fill is built from). Every setting is a
+fraction of the resolution or a number of steps, so the rule means the same for every prior size.
+A reconstruction (no hole) is never stopped early: nothing there is unseen and the fit keeps
+improving. How the settings were chosen, and what they measured: docs/auto_stop.md.
 """
 from __future__ import annotations
 
@@ -39,9 +25,8 @@ import torch.nn.functional as F
 from ..validation import check_count, check_non_negative
 
 STOP_MODES = ("auto", "fixed")
-# How long an auto-stopped run usually is, for decisions made before it starts (whether compiling
-# pays): on the bundled-prior evaluation facades the mean was 511 steps (box holes) and about 500
-# (strokes), the longest runs about 1100.
+# How long an auto-stopped run usually is (docs/auto_stop.md), for decisions made before it starts,
+# such as whether compiling pays.
 TYPICAL_AUTO_STOP_STEPS = 500
 
 

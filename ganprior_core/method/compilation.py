@@ -37,11 +37,9 @@ from .perceptual import VGG16_PLAN
 COMPILE_SETTINGS = (True, False, "auto")
 COMPILE_DEVICES = ("cpu", "cuda")
 # "auto" compiles when the run's estimated conv work (forward + backward, all steps) is at least
-# this many TFLOP per CPU thread. Measured on a 2-core AMD EPYC (AVX-512 bf16, no AMX), 1 thread,
-# interleaved in one process: compiled steps save 20-30 % (paper 3.05 -> 2.54 s, mganprior 0.556
-# -> 0.430 s, bundled 64x64 paper 0.08 -> 0.06 s) for a cold compilation of 30-90 s, so it pays
-# after ~150 (paper), ~56 (mganprior), ~33 (bundled) TFLOP; 150 never compiles at a loss there.
-# More threads make steps faster but not compiling, hence per thread.
+# this many TFLOP per CPU thread: about where the 20-30 % faster compiled steps have paid for a
+# cold compilation of 30-90 s on the machines measured (docs/benchmarks.md). More threads make
+# steps faster but not compiling, hence per thread.
 AUTO_COMPILE_MIN_TFLOP_PER_THREAD = 150.0
 # On a GPU steps are ~100x faster and compiling is not: an estimate (not measured on a GPU).
 AUTO_COMPILE_MIN_TFLOP_CUDA = 20000.0
@@ -50,8 +48,6 @@ AUTO_COMPILE_MIN_TFLOP_CUDA = 20000.0
 @dataclass
 class Stats:
     compiled_functions: int = 0  # distinct compiled callables created (one per configuration key)
-    compiled_runs: int = 0  # runs that used a compiled callable
-    fallbacks: int = 0  # runs that tried to compile and fell back to eager
 
 
 STATS = Stats()
@@ -220,17 +216,12 @@ def image_and_loss(model, loss_fn, device: torch.device, use_bf16: bool, compile
             lines = str(error).strip().splitlines()
             why = f"torch.compile failed ({type(error).__name__}: {lines[0][:200] if lines else ''})"
             _failed[key] = why
-            STATS.fallbacks += 1
             done = state["calls"]
             notes.append(f"{why}: ran eagerly (same result, slower steps)" if done == 0 else
                          f"{why} after {done} compiled steps: ran the rest eagerly")
             state["eager"] = True
-            step.compiled = False
             return eager(*loss_args)  # an error of the maths itself is raised from here
-        if state["calls"] == 0:
-            STATS.compiled_runs += 1
         state["calls"] += 1
         return result
 
-    step.compiled = True
     return step

@@ -29,8 +29,8 @@ class OptimizerConfig:
     lr_alpha: float = 0.01
     lr_beta: float = 0.01
     # PGGAN's own training rate: with equalised learning rate every stored weight is unit-scale,
-    # so the same Adam step suits every layer and resolution. On held-out facades with the
-    # bundled prior (300 steps, 20 facades) it filled holes 1.1 dB better than 1e-4.
+    # so the same Adam step suits every layer and resolution (chosen over 1e-4 on held-out
+    # facades: ganprior_core/README.md, the method's choices).
     lr_generator: float = 1e-3
     schedule: str = "cosine"  # constant, or cosine decay to 0 over `steps`
     mse_weight: float = 1.0

@@ -26,8 +26,8 @@ def preset(name: str, generator_config: PGGANConfig) -> tuple[MultiLatentConfig,
     """Named configurations. Split layers scale with the resolution: at 256x256 `paper` fuses at
     k=8 (32x32 features) and `mganprior` at k=4 (8x8), as in the paper and mGANprior. Smaller
     generators keep `paper` at 16x16 or finer and `mganprior` at 8x8 or finer (k=6 and k=4 at
-    64x64): on 20 held-out facades with the bundled 64x64 prior, the coarser maps that the
-    256x256 ratio would give filled holes worse by 0.55 dB (`paper`) and 0.66 dB (`mganprior`)."""
+    64x64): the coarser maps the 256x256 ratio would give filled held-out facades worse
+    (ganprior_core/README.md, presets)."""
     resolution = generator_config.resolution
     if name == "paper":
         feature_resolution = _scaled_feature_resolution(resolution, 8, coarsest=16)

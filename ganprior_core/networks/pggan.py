@@ -18,9 +18,8 @@ from torch import nn
 
 LEAKY_SLOPE = 0.2
 PIXEL_NORM_EPS = 1e-8
-# Below this input size oneDNN's stride-2 transposed conv loses to upsample + conv despite its
-# fewer FLOPs (fwd+bwd, bf16, 1 thread: 30x128 4->8 8 vs 13 ms, 1x128 8->16 2 vs 7 ms); from
-# 16x16 on it wins (30x512 16->32 1976 vs 1147 ms, 1x128 128->256 155 vs 86 ms).
+# Below this input size oneDNN's stride-2 transposed conv is slower than upsample + conv despite
+# its fewer FLOPs; from 16x16 on it is faster (timings in docs/benchmarks.md).
 TRANSPOSED_UPSAMPLE_MIN_SIZE = 16
 
 
@@ -151,9 +150,8 @@ class _UpsamplingTransposedConv(torch.autograd.Function):
     The transposed conv is the adjoint of the stride-2 conv with the same kernel: its input
     gradient is that conv applied to the output gradient, and its kernel gradient is that conv's
     weight gradient with input and output gradient swapped. oneDNN runs these faster than its
-    own transposed-conv backward (bf16, 1 thread, 30 x 512 x 16x16 -> 32x32, forward + backward
-    compiled: 468 against 547 ms; same kernel gradient bit for bit in fp32). Paper configuration
-    step: 2.52 -> 2.37 s (1 thread), 1.31 -> 1.23 s (2 threads), AMD EPYC without AMX."""
+    own transposed-conv backward (docs/benchmarks.md), and the kernel gradient is the same bit
+    for bit in fp32."""
 
     @staticmethod
     def forward(ctx, x, kernel, bias):
