@@ -454,3 +454,25 @@ def test_safetensors_header_types_are_exact(tmp_path):
     }
     for name, (change, fragment) in cases.items():
         refused(_with_header(good, tmp_path / f"{name}.safetensors", change), fragment)
+
+
+def test_claims_that_disagree_with_the_weights_and_bad_weights_are_refused(tmp_path):
+    state = nvidia_state(30)
+    wrong_plan = generator_kwargs(**{**KWARGS, "channel_base": 256})
+    refused(write(tmp_path / "plan.pkl", sg2ada_snapshot(state, None, wrong_plan)),
+            "plan channels", "channel_base 256")
+    wrong_z = {**generator_kwargs(**KWARGS), "z_dim": 9}
+    refused(write(tmp_path / "z.pkl", sg2ada_snapshot(state, None, wrong_z)), "z_dim = 9")
+    missing = dict(state)
+    del missing["synthesis.b8.conv1.noise_const"]
+    refused(write(tmp_path / "missing.pkl", sg2ada_snapshot(missing, None,
+                                                            generator_kwargs(**KWARGS))),
+            "synthesis.b8.conv1.noise_const", "missing")
+    ros = rosinality_state(16, [16, 8, 8], W, MAPPING, seed=31)
+    ros["convs.1.conv.weight"][0, 0, 0, 0, 0] = float("nan")
+    refused(rosinality_converted(tmp_path / "nan.pt", ros, torch.zeros(W)), "NaN")
+    ros = rosinality_state(16, [16, 8, 8], W, MAPPING, seed=31)
+    ros["convs.0.conv.blur.kernel"] = torch.ones(4, 4) / 16
+    refused(rosinality_converted(tmp_path / "blur.pt", ros, torch.zeros(W)), "blur kernel")
+    refused(rosinality_converted(tmp_path / "avg.pt", rosinality_state(
+        16, [16, 8, 8], W, MAPPING, seed=31), torch.zeros(W + 1)), "latent_avg")
