@@ -382,3 +382,49 @@ def rosinality_train_checkpoint(path: Path, g: dict, g_ema: dict, resolution: in
                 "g_optim": optim, "d_optim": {"state": {}, "param_groups": []}, "args": args,
                 "ada_aug_p": 0.0}, path)
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Real torch.nn.Module trees, reduced the way torch_utils.persistence does
+
+_NVIDIA_CLASS = {"StyleGAN2Generator": "Generator", "ModulatedConv3x3": "SynthesisLayer",
+                 "ToRGB": "ToRGBLayer", "FullyConnected": "FullyConnectedLayer"}
+
+
+class PersistencePickler(NamedPickler):
+    """Every torch.nn.Module pickles as persistence.py's decorated classes do: `fields =
+    list(super().__reduce__())` (copyreg's (_reconstructor, args, module __dict__)), then
+    (_reconstruct_persistent_obj, (meta,), None) with meta's state = fields[2] plus the
+    `_init_args` / `_init_kwargs` the decorator records. The project's own `config` attribute
+    (a dataclass, not part of NVIDIA's modules) is left out."""
+
+    def __init__(self, file, protocol: int, names: dict, root: torch.nn.Module,
+                 init_kwargs: dict) -> None:
+        super().__init__(file, protocol, names)
+        self.root, self.init_kwargs = root, init_kwargs
+
+    def reducer_override(self, obj: Any):
+        if not isinstance(obj, torch.nn.Module):
+            return NotImplemented
+        fields = list(object.__reduce__(obj))
+        state = {key: value for key, value in fields[2].items() if key != "config"}
+        state["_init_args"] = ()
+        state["_init_kwargs"] = self.init_kwargs if obj is self.root else {}
+        name = type(obj).__name__
+        meta = {"type": "class", "version": 6, "module_src": MODULE_SRC,
+                "class_name": _NVIDIA_CLASS.get(name, name), "state": state}
+        return _reconstruct_persistent_obj, (meta,), None
+
+
+def real_module_snapshot(generator: torch.nn.Module, init_kwargs: dict, protocol: int) -> bytes:
+    reconstruct, _, _ = np.empty(0).__reduce__()
+    scalar, _ = np.float32(0).__reduce__()
+    names = {_reconstruct_persistent_obj: ("torch_utils.persistence",
+                                           "_reconstruct_persistent_obj"),
+             EasyDict: ("dnnlib.util", "EasyDict"), reconstruct: (NUMPY_1, "_reconstruct"),
+             scalar: (NUMPY_1, "scalar")}
+    content = {"training_set_kwargs": {"resolution": np.int64(16), "use_labels": False},
+               "G": generator, "D": discriminator(), "G_ema": generator, "augment_pipe": None}
+    buffer = io.BytesIO()
+    PersistencePickler(buffer, protocol, names, generator, init_kwargs).dump(content)
+    return buffer.getvalue()

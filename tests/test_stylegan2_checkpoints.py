@@ -476,3 +476,23 @@ def test_claims_that_disagree_with_the_weights_and_bad_weights_are_refused(tmp_p
     refused(rosinality_converted(tmp_path / "blur.pt", ros, torch.zeros(W)), "blur kernel")
     refused(rosinality_converted(tmp_path / "avg.pt", rosinality_state(
         16, [16, 8, 8], W, MAPPING, seed=31), torch.zeros(W + 1)), "latent_avg")
+
+
+@pytest.mark.parametrize("protocol, nhwc", [(3, False), (4, True)])
+def test_real_torch_modules_reduced_as_persistence_does_load(tmp_path, protocol, nhwc):
+    """The module state is torch's own Module __dict__ (all its hook dicts, the
+    _non_persistent_buffers_set, Parameters pickled by torch), not a hand-written one."""
+    from ganprior_core.networks.stylegan2 import StyleGAN2Config
+    from stylegan2_builders import real_module_snapshot
+    state = nvidia_state(40)
+    generator = StyleGAN2Generator(StyleGAN2Config(**SMALL))
+    generator.load_state_dict(state)
+    generator.requires_grad_(False)
+    if nhwc:
+        generator.to(memory_format=torch.channels_last)
+        assert not generator.synthesis.b16.conv0.weight.is_contiguous()
+    path = tmp_path / "real-modules.pkl"
+    path.write_bytes(real_module_snapshot(generator, generator_kwargs(**KWARGS), protocol))
+    loaded = load_checkpoint(path)
+    assert loaded.source_network == "G_ema"
+    assert max_error_nvidia(loaded.generator, state) <= TOLERANCE
