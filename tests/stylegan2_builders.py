@@ -305,10 +305,11 @@ def tf_generator(state: dict, resolution: int, *, g_function: str = "G_main",
                       {"mapping": mapping, "synthesis": synthesis})
 
 
-def tf_pickle(path: Path, gs: TFNetwork, g: TFNetwork | None = None) -> Path:
+def tf_pickle(path: Path, gs: TFNetwork, g: TFNetwork | None = None, protocol: int = 3) -> Path:
+    """(G, D, Gs) as misc.save_pkl wrote it (HIGHEST_PROTOCOL: 4 under Python 3.6/3.7)."""
     d = tf_network("D", "D_stylegan2", [("4x4/Conv/weight", np.zeros((3, 3, 4, 4), np.float32))],
                    {"resolution": 16, "label_size": 0})
-    path.write_bytes(dumps((g or gs, d, gs), protocol=3, numpy_module=NUMPY_1))
+    path.write_bytes(dumps((g or gs, d, gs), protocol=protocol, numpy_module=NUMPY_1))
     return path
 
 

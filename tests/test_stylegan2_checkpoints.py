@@ -136,10 +136,11 @@ def test_channels_last_snapshot_tensors_load_with_their_strides(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # NVlabs/stylegan2 TensorFlow pickles
 
-def test_tf_pickle_matches_the_reference(tmp_path):
+@pytest.mark.parametrize("protocol", [3, 4])
+def test_tf_pickle_matches_the_reference(tmp_path, protocol):
     gs_state = nvidia_state(5, resolution=32)
     path = tf_pickle(tmp_path / "stylegan2-tiny-config-f.pkl", tf_generator(gs_state, 32),
-                     g=tf_generator(nvidia_state(6, resolution=32), 32))
+                     g=tf_generator(nvidia_state(6, resolution=32), 32), protocol=protocol)
     loaded = load_checkpoint(path)
     assert (loaded.family, loaded.source_format, loaded.source_network) == \
         ("stylegan2", NVIDIA_SG2_TF, "Gs")
@@ -499,3 +500,13 @@ def test_real_torch_modules_reduced_as_persistence_does_load(tmp_path, protocol,
     loaded = load_checkpoint(path)
     assert loaded.source_network == "G_ema"
     assert max_error_nvidia(loaded.generator, state) <= TOLERANCE
+
+
+def test_pggan_files_still_load_as_the_pggan_family(tmp_path):
+    from ganprior_core.checkpoints import GANPRIOR, save_generator
+    from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
+    path = tmp_path / "pggan.safetensors"
+    save_generator(PGGANGenerator(PGGANConfig(8, (8, 8), 8)), path)
+    loaded = load_checkpoint(path)
+    assert (loaded.family, loaded.source_format) == ("pggan", GANPRIOR)
+    assert isinstance(loaded.generator, PGGANGenerator)
