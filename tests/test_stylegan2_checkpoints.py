@@ -341,6 +341,17 @@ def test_one_storage_stream_referenced_many_times_is_refused(tmp_path):
     assert time.perf_counter() - start < 20
 
 
+def test_a_flood_of_distinct_storage_streams_is_refused_quickly(tmp_path, monkeypatch):
+    from ganprior_core.checkpoints import nvidia_stylegan2
+    monkeypatch.setattr(nvidia_stylegan2, "MAX_NESTED_STORAGES", 200)
+    hooks = __import__("collections").OrderedDict()
+    flood = {f"t{i}": Reduce(torch._utils._rebuild_tensor_v2, Reduce(
+        torch.storage._load_from_bytes, _storage_stream(1, struct.pack("<f", i))), 0, (1,), (1,),
+        False, hooks) for i in range(201)}
+    refused(write(tmp_path / "flood.pkl", _hostile_snapshot(flood)), "more than 200 tensor "
+            "storages")
+
+
 def test_nested_streams_claiming_huge_sizes_are_refused_without_allocating(tmp_path):
     start = time.perf_counter()
     huge = Reduce(torch.storage._load_from_bytes, _storage_stream(2 ** 40, bytes(64)))

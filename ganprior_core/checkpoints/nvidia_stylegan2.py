@@ -27,6 +27,9 @@ from .safe_pickle import UnsafePickle
 from .stylegan2_layout import claimed_int, claimed_positive, infer_config
 
 _MARGIN = 1024
+# Distinct nested storage streams a file may hold: a 1024x1024 snapshot (G, G_ema, D, augment
+# pipe) has under a thousand tensors; each stream costs about a millisecond to parse.
+MAX_NESTED_STORAGES = 20_000
 
 
 class _PersistentObject:
@@ -74,6 +77,9 @@ def _classes(budget: _Budget) -> dict[tuple[str, str], Any]:
         known = budget.parsed.get(id(data))
         if known is not None:
             return known[1]
+        if len(budget.parsed) >= MAX_NESTED_STORAGES:
+            raise UnsafePickle(f"it holds more than {MAX_NESTED_STORAGES} tensor storages, far "
+                               "more than any StyleGAN2 snapshot")
         budget.storages.spend(len(data))
         storage = _NestedStorage(torch_file.read_storage_stream(data))
         budget.parsed[id(data)] = (data, storage)  # keeps `data` alive, so its id stays unique
