@@ -18,7 +18,7 @@ from stylegan2_builders import (dumps, generator_kwargs, rosinality_converted, r
 from stylegan2_reference import random_state
 from test_checkpoint_fuzz import _mutation, mutate
 
-EXAMPLES_PER_FORMAT = 60
+EXAMPLES_PER_FORMAT = 40
 SECONDS_PER_LOAD = 10
 
 
