@@ -1,4 +1,15 @@
-"""Load pretrained PGGAN generators from the formats users download, and write this project's own.
+"""Load pretrained GAN priors (PGGAN and StyleGAN2 generators) from the formats users download,
+and write this project's own.
+
+StyleGAN2 (read into `StyleGAN2Generator`, `LoadedCheckpoint.family == "stylegan2"`):
+- NVIDIA stylegan2-ada-pytorch / stylegan3-repository network pickles (`nvidia_stylegan2`):
+  torch_utils.persistence objects read as data, their module source never run;
+- NVIDIA's TensorFlow-era StyleGAN2 (G, D, Gs) pickles (`nvidia_stylegan2_tf`);
+- rosinality stylegan2-pytorch `.pt` files (`rosinality`);
+- this project's `.safetensors` with format "ganprior-stylegan2".
+StyleGAN3, conditional, non-'skip' and StyleGAN v1 networks are refused with one line.
+
+PGGAN (read into `PGGANGenerator`, family "pggan"):
 
 Accepted (detected by the file's bytes, whatever its name or extension):
 - genforce/genforce model-zoo PyTorch files (`pggan_<name><res>.pth`): a dict holding
@@ -29,11 +40,13 @@ Layouts and scales follow the public code: NVIDIA progressive_growing_of_gans (n
 tfutil.py, legacy.py; the Theano branch's network.py), genforce/mganprior
 (models/pggan_generator*.py and its TF converter) and genforce/genforce (models/pggan_generator.py).
 """
-from .common import (ACCEPTED_FORMATS, CHECKPOINT_EXTENSIONS, GANPRIOR, GENFORCE, GENFORCE_ZOO,
-                     NVIDIA_THEANO, NVIDIA_TF, CheckpointError, LoadedCheckpoint)
+from .common import (ACCEPTED_FORMATS, CHECKPOINT_EXTENSIONS, GANPRIOR, GANPRIOR_SG2, GENFORCE,
+                     GENFORCE_ZOO, NVIDIA_SG2_TF, NVIDIA_SG2ADA, NVIDIA_THEANO, NVIDIA_TF, PGGAN,
+                     ROSINALITY, STYLEGAN2, CheckpointError, LoadedCheckpoint)
 from .loading import convert_checkpoint, load_checkpoint, load_generator
 from .project_file import save_generator
 
-__all__ = ["ACCEPTED_FORMATS", "CHECKPOINT_EXTENSIONS", "GANPRIOR", "GENFORCE", "GENFORCE_ZOO",
-           "NVIDIA_THEANO", "NVIDIA_TF", "CheckpointError", "LoadedCheckpoint", "convert_checkpoint",
+__all__ = ["ACCEPTED_FORMATS", "CHECKPOINT_EXTENSIONS", "GANPRIOR", "GANPRIOR_SG2", "GENFORCE",
+           "GENFORCE_ZOO", "NVIDIA_SG2_TF", "NVIDIA_SG2ADA", "NVIDIA_THEANO", "NVIDIA_TF", "PGGAN",
+           "ROSINALITY", "STYLEGAN2", "CheckpointError", "LoadedCheckpoint", "convert_checkpoint",
            "load_checkpoint", "load_generator", "save_generator"]

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..networks.pggan import PGGANConfig, PGGANGenerator
+from ..networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
 CHECKPOINT_EXTENSIONS = (".pth", ".pt", ".pkl", ".safetensors")
 
@@ -18,17 +19,29 @@ GENFORCE_ZOO = "genforce-zoo-pth"
 NVIDIA_TF = "nvidia-tf-pkl"
 NVIDIA_THEANO = "nvidia-theano-pkl"
 GANPRIOR = "ganprior"
+NVIDIA_SG2ADA = "nvidia-sg2ada-pkl"  # stylegan2-ada-pytorch / stylegan3 repository pickles
+NVIDIA_SG2_TF = "nvidia-sg2-tf-pkl"  # TensorFlow-era NVlabs/stylegan2 pickles
+ROSINALITY = "rosinality-pt"  # rosinality/stylegan2-pytorch files
+GANPRIOR_SG2 = "ganprior-stylegan2"
+
+PGGAN = "pggan"
+STYLEGAN2 = "stylegan2"
 
 ACCEPTED_FORMATS = (
     "genforce/genforce model-zoo PyTorch file (.pth; generator_smooth or generator, or a bare "
     "state dict)",
     "genforce/mGANprior PyTorch state dict (.pth)",
     "NVIDIA official PGGAN pickle, TensorFlow or Theano version (.pkl)",
-    "ganprior .safetensors written by this project",
+    "NVIDIA StyleGAN2 network pickle from stylegan2-ada-pytorch or the stylegan3 repository "
+    "(.pkl; G_ema, else G)",
+    "NVIDIA StyleGAN2 TensorFlow pickle of (G, D, Gs) (.pkl)",
+    "rosinality stylegan2-pytorch checkpoint or converted file (.pt; g_ema)",
+    "ganprior .safetensors written by this project (PGGAN or StyleGAN2)",
 )
 
 SAFETENSORS_KEY = "ganprior"
 SAFETENSORS_FORMAT = "ganprior-pggan"
+SAFETENSORS_FORMAT_SG2 = GANPRIOR_SG2
 SAFETENSORS_VERSION = 1
 
 # Limits on architecture claims, far above every published PGGAN (512 channels, latent 512,
@@ -36,17 +49,20 @@ SAFETENSORS_VERSION = 1
 MAX_CHANNELS = 4096
 MAX_LATENT = 8192
 MAX_PARAMETERS = 200_000_000
+# StyleGAN2: the 1024x1024 config F generator has 30 M parameters.
+MAX_SG2_PARAMETERS = 200_000_000
+MAX_MAPPING_LAYERS = 64
 MAX_SAFETENSORS_HEADER_BYTES = 16 * 1024 * 1024
 
 
 class CheckpointError(ValueError):
-    """A file that is not a PGGAN generator this project can load."""
+    """A file that is not a GAN prior (PGGAN or StyleGAN2 generator) this project can load."""
 
     def __init__(self, path: str | os.PathLike, problem: str) -> None:
         self.path = str(path)
         # One line, of bounded length: problems quote names and errors taken from the file.
         self.problem = problem = " ".join(problem.split())[:600]
-        super().__init__(f"cannot load a PGGAN generator from '{path}': {problem}. "
+        super().__init__(f"cannot load a GAN prior from '{path}': {problem}. "
                          f"Accepted formats: {'; '.join(ACCEPTED_FORMATS)}.")
 
 
@@ -56,8 +72,8 @@ class Refused(Exception):
 
 @dataclass
 class ReadCheckpoint:
-    config: PGGANConfig
-    state_dict: dict[str, torch.Tensor]  # PGGANGenerator naming and layouts
+    config: PGGANConfig | StyleGAN2Config
+    state_dict: dict[str, torch.Tensor]  # PGGANGenerator / StyleGAN2Generator naming and layouts
     source_format: str
     # Which network of the file was read ("generator_smooth", "Gs", ...), for the user to see;
     # None where the format holds only one.
@@ -65,18 +81,31 @@ class ReadCheckpoint:
     # True when weights are stored already multiplied by their equalised-lr scale (Theano models,
     # TF models trained without use_wscale); the generator wants them unscaled.
     weights_include_scale: bool = False
+    # StyleGAN2 files without the running mean of w (rosinality train.py checkpoints): the
+    # loader sets mapping.w_avg to the mean of the mapping network over seeded z.
+    estimate_w_avg: bool = False
+
+    @property
+    def family(self) -> str:
+        return STYLEGAN2 if isinstance(self.config, StyleGAN2Config) else PGGAN
 
 
 @dataclass(frozen=True)
 class LoadedCheckpoint:
-    generator: PGGANGenerator
-    source_format: str  # one of the *_pth / *_pkl names above, or GANPRIOR
+    generator: PGGANGenerator | StyleGAN2Generator
+    source_format: str  # one of the *_pth / *_pkl names above, or GANPRIOR / GANPRIOR_SG2
     # Which network of the file was read: "generator_smooth", "generator", "bare state dict",
-    # "Gs", ...; None where the format holds only one.
+    # "Gs", "G_ema", ...; None where the format holds only one.
     source_network: str | None
 
+    @property
+    def family(self) -> str:
+        """"pggan" or "stylegan2": which kind of generator `generator` is."""
+        return STYLEGAN2 if isinstance(self.generator, StyleGAN2Generator) else PGGAN
 
-STYLEGAN_REFUSAL = "it is a StyleGAN model, not a PGGAN generator; StyleGAN is not supported"
+
+STYLEGAN_REFUSAL = ("it is a StyleGAN model in a layout this project does not read (StyleGAN2 "
+                    "is read from NVIDIA's and rosinality's files and this project's own)")
 
 
 def refuse_if_stylegan(name: str) -> None:

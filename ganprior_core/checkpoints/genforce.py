@@ -19,7 +19,11 @@ _ZOO_NETWORKS = ("generator_smooth", "generator")  # the moving average first, a
 
 
 def read_torch_file(data: bytes) -> ReadCheckpoint:
-    content = torch_file.read(data)
+    return read_torch_content(torch_file.read(data))
+
+
+def read_torch_content(content: Any) -> ReadCheckpoint:
+    """A genforce / mGANprior generator from what torch_file read."""
     if not isinstance(content, Mapping):
         raise Refused(f"it holds a {type(content).__name__}, not a state dict")
     if "netG" in content or "avgG" in content:

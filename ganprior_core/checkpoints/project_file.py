@@ -1,5 +1,7 @@
-"""This project's own `.safetensors` prior file: the tensors in `PGGANGenerator` naming and a
-JSON header describing the architecture, checked before any tensor is read."""
+"""This project's own `.safetensors` prior file: the tensors in `PGGANGenerator` or
+`StyleGAN2Generator` naming and a JSON header describing the architecture
+({"format": "ganprior-pggan" | "ganprior-stylegan2", "version": 1, "config": ...}), checked with
+exact types before any tensor is read."""
 from __future__ import annotations
 
 import json
@@ -12,19 +14,26 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..networks.pggan import PGGANConfig, PGGANGenerator
-from .common import (GANPRIOR, MAX_SAFETENSORS_HEADER_BYTES, SAFETENSORS_FORMAT, SAFETENSORS_KEY,
-                     SAFETENSORS_VERSION, ReadCheckpoint, Refused, finite)
+from ..networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
+from . import stylegan2_layout
+from .common import (GANPRIOR, GANPRIOR_SG2, MAX_SAFETENSORS_HEADER_BYTES, SAFETENSORS_FORMAT,
+                     SAFETENSORS_FORMAT_SG2, SAFETENSORS_KEY, SAFETENSORS_VERSION, ReadCheckpoint,
+                     Refused, finite)
 from .pggan_layout import RESOLUTIONS, check_config_values, check_shapes_fit
 
-def save_generator(generator: PGGANGenerator, path: str | os.PathLike,
-                   source_format: str = GANPRIOR, source_network: str | None = None,
+def save_generator(generator: PGGANGenerator | StyleGAN2Generator, path: str | os.PathLike,
+                   source_format: str | None = None, source_network: str | None = None,
                    extra_metadata: Mapping[str, Any] | None = None) -> None:
-    """Write `generator` as this project's .safetensors.
+    """Write `generator` (PGGAN or StyleGAN2) as this project's .safetensors.
 
     `extra_metadata` (JSON-serialisable) is merged into the JSON header; it cannot replace the
     keys that describe the network.
     """
-    header = {**(extra_metadata or {}), "format": SAFETENSORS_FORMAT,
+    stylegan2 = isinstance(generator, StyleGAN2Generator)
+    if source_format is None:
+        source_format = GANPRIOR_SG2 if stylegan2 else GANPRIOR
+    header = {**(extra_metadata or {}),
+              "format": SAFETENSORS_FORMAT_SG2 if stylegan2 else SAFETENSORS_FORMAT,
               "version": SAFETENSORS_VERSION, "config": generator.config.to_dict(),
               "source_format": source_format}
     if source_network is not None:
@@ -55,18 +64,23 @@ def read_safetensors(path: str | os.PathLike, header_length: int) -> ReadCheckpo
             raise Refused("its ganprior metadata is not valid JSON of a sane depth") from None
         if not isinstance(header, dict):
             raise Refused("its ganprior metadata is not a JSON object")
-        if header.get("format") != SAFETENSORS_FORMAT:
+        if header.get("format") not in (SAFETENSORS_FORMAT, SAFETENSORS_FORMAT_SG2):
             raise Refused(f"its metadata describes format {str(header.get('format'))[:40]!r}, "
-                           f"not {SAFETENSORS_FORMAT!r}")
+                           f"not {SAFETENSORS_FORMAT!r} or {SAFETENSORS_FORMAT_SG2!r}")
         if header.get("version") != SAFETENSORS_VERSION:
             raise Refused(f"it is version {str(header.get('version'))[:40]!r} of the ganprior "
                            f"format; this code reads version {SAFETENSORS_VERSION}")
-        config = _config_from_metadata(header.get("config"))
-        check_shapes_fit(config, {name: tuple(file.get_slice(name).get_shape())
-                                   for name in file.keys()})
+        shapes = {name: tuple(file.get_slice(name).get_shape()) for name in file.keys()}
+        if header["format"] == SAFETENSORS_FORMAT_SG2:
+            config = _sg2_config_from_metadata(header.get("config"))
+            stylegan2_layout.check_shapes_fit(config, shapes)
+        else:
+            config = _config_from_metadata(header.get("config"))
+            check_shapes_fit(config, shapes)
         state = {name: finite(name, file.get_tensor(name).float()) for name in file.keys()}
     network = header.get("source_network")
-    return ReadCheckpoint(config, state, str(header.get("source_format", GANPRIOR))[:80],
+    default_format = GANPRIOR_SG2 if header["format"] == SAFETENSORS_FORMAT_SG2 else GANPRIOR
+    return ReadCheckpoint(config, state, str(header.get("source_format", default_format))[:80],
                            None if network is None else str(network)[:80])
 
 
@@ -93,3 +107,44 @@ def _config_from_metadata(config: Any) -> PGGANConfig:
         raise Refused(f"its architecture metadata is invalid ({error})") from None
     check_config_values(config)
     return config
+
+
+_SG2_FIELDS = {"resolution": "int", "channels": "list", "z_dim": "int", "w_dim": "int",
+               "mapping_layers": "int", "mapping_lr_multiplier": "float",
+               "conv_clamp": "float or null", "img_channels": "int"}
+
+
+def _sg2_config_from_metadata(config: Any) -> StyleGAN2Config:
+    """StyleGAN2Config from the JSON header: exactly the fields to_dict writes, with exactly
+    their types (from_dict would accept 16.0 for 16 or true for 1)."""
+    if not isinstance(config, dict):
+        raise Refused("its architecture metadata is missing or not a JSON object")
+    if set(config) != set(_SG2_FIELDS):
+        odd = sorted(set(config) ^ set(_SG2_FIELDS))
+        raise Refused(f"its StyleGAN2 architecture metadata has missing or unknown fields "
+                       f"({', '.join(str(name)[:30] for name in odd[:5])})")
+
+    def right_type(kind: str, value: Any) -> bool:
+        if kind == "int":
+            return type(value) is int
+        if kind == "list":
+            return isinstance(value, list) and all(type(item) is int for item in value)
+        if kind == "float":
+            return type(value) is float
+        return value is None or type(value) is float
+
+    wrong = [name for name, kind in _SG2_FIELDS.items() if not right_type(kind, config[name])]
+    if wrong:
+        raise Refused(f"its StyleGAN2 architecture metadata has values of the wrong type "
+                       f"({', '.join(f'{name} must be {_SG2_FIELDS[name]}' for name in wrong)})")
+    if config["resolution"] not in stylegan2_layout.SG2_RESOLUTIONS:
+        raise Refused(f"its metadata claims resolution {config['resolution']}; it must be one "
+                       f"of {list(stylegan2_layout.SG2_RESOLUTIONS)}")
+    if len(config["channels"]) > 16:
+        raise Refused("its metadata lists more channel counts than any StyleGAN2 has")
+    try:
+        parsed = StyleGAN2Config.from_dict(config)
+    except ValueError as error:
+        raise Refused(f"its architecture metadata is invalid ({error})") from None
+    stylegan2_layout.check_config_values(parsed)
+    return parsed

@@ -43,7 +43,7 @@ class UnsafePickle(Exception):
 class ForbiddenGlobal(UnsafePickle):
     def __init__(self, module: str, name: str) -> None:
         self.module, self.name = module, name
-        super().__init__(f"the pickle asks for '{module}.{name}', which PGGAN weights never need; "
+        super().__init__(f"the pickle asks for '{module}.{name}', which GAN weights never need; "
                          "it was refused; nothing in it was run")
 
 

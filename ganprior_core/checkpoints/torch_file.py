@@ -110,14 +110,34 @@ def looks_like_torch_file(head: bytes) -> bool:
     return head.startswith(ZIP_MAGIC) or head.startswith(_LEGACY_MAGIC_PICKLE)
 
 
-def read(data: bytes) -> Any:
-    """The object a torch.save file holds, its tensors as CPU torch tensors."""
+def read(data: bytes, classes: dict[tuple[str, str], Any] | None = None) -> Any:
+    """The object a torch.save file holds, its tensors as CPU torch tensors.
+
+    `classes` adds stand-ins (see safe_pickle.load) to the torch names allowed."""
+    classes = {**_CLASSES, **(classes or {})}
     if data.startswith(ZIP_MAGIC):
-        return _read_zip(data)
-    return _read_legacy(data)
+        return _read_zip(data, classes)
+    return _read_legacy(data, classes)
 
 
-def _read_zip(data: bytes) -> Any:
+def read_storage_stream(data: bytes) -> torch.Tensor:
+    """The storage of a legacy `torch.save(storage)` stream, as a flat tensor over its bytes.
+
+    This is what `torch.storage._load_from_bytes(b)` reads: pickled tensors (pickle.dump of a
+    module, as NVIDIA's network pickles are) carry each storage as such a nested stream."""
+    if not data.startswith(_LEGACY_MAGIC_PICKLE):
+        raise UnsafePickle("a nested tensor storage is not a legacy torch.save stream")
+    result, storages, contents = _parse_legacy(data, _CLASSES, (_StorageRef,))
+    if not isinstance(result, _StorageRef) or list(storages) != [result.key]:
+        raise UnsafePickle("a nested tensor storage stream holds something other than one "
+                           "storage")
+    content = contents[result.key]
+    if not content:
+        return torch.empty(0, dtype=result.dtype)
+    return torch.frombuffer(content, dtype=result.dtype)
+
+
+def _read_zip(data: bytes, classes: dict[tuple[str, str], Any]) -> Any:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         records = [name for name in archive.namelist() if name.endswith("/data.pkl")]
@@ -134,7 +154,7 @@ def _read_zip(data: bytes) -> Any:
         return reference
 
     pickled = _read_entry(archive, records[0], archive.getinfo(records[0]).file_size, len(data))
-    result = safe_pickle.load(pickled, _CLASSES, persistent_load,
+    result = safe_pickle.load(pickled, classes, persistent_load,
                               leaf_types=(_PendingTensor,))
     contents = {}
     for key, reference in storages.items():
@@ -164,7 +184,13 @@ def _read_entry(archive: zipfile.ZipFile, name: str, expected_bytes: int,
     return content
 
 
-def _read_legacy(data: bytes) -> Any:
+def _read_legacy(data: bytes, classes: dict[tuple[str, str], Any]) -> Any:
+    result, storages, contents = _parse_legacy(data, classes)
+    return _materialise(result, storages, contents, len(data))
+
+
+def _parse_legacy(data: bytes, classes: dict[tuple[str, str], Any],
+                  leaf_types: tuple[type, ...] = (_PendingTensor,)) -> tuple[Any, dict[str, _StorageRef], dict[str, bytearray]]:
     stream = io.BytesIO(data)
     if safe_pickle.load(stream) != LEGACY_MAGIC_NUMBER:
         raise UnsafePickle("it is not a PyTorch file (wrong magic number)")
@@ -180,7 +206,7 @@ def _read_legacy(data: bytes) -> Any:
         storages[reference.key] = reference
         return reference
 
-    result = safe_pickle.load(stream, _CLASSES, persistent_load, leaf_types=(_PendingTensor,))
+    result = safe_pickle.load(stream, classes, persistent_load, leaf_types=leaf_types)
     keys = safe_pickle.load(stream)
     if not isinstance(keys, list) or sorted(keys) != sorted(storages):
         raise UnsafePickle("its list of storages does not match the tensors it names")
@@ -194,7 +220,7 @@ def _read_legacy(data: bytes) -> Any:
         if reference.nbytes > len(data) - stream.tell():
             raise UnsafePickle(f"storage '{key}' runs past the end of the file (truncated)")
         contents[key] = bytearray(stream.read(reference.nbytes))
-    return _materialise(result, storages, contents, len(data))
+    return result, storages, contents
 
 
 def _materialise(result: Any, storages: dict[str, _StorageRef], contents: dict[str, bytearray],
