@@ -279,3 +279,30 @@ def test_pggan_generate_refuses_stylegan2_options(tiny_generator):
         generate(tiny_generator, z, truncation_psi=0.7)
     with pytest.raises(ValueError, match="adds no noise"):
         generate(tiny_generator, z, noise_mode="none")
+
+
+@pytest.mark.parametrize("split, finetune", [(3, "all"), (2, "g2")])
+def test_speed_reference_and_project_compute_the_same_stylegan2_optimisation(sg2, split, finetune):
+    from ganprior_core.lab import speed
+    image, hole = _problem(sg2, seed=2)
+    model_config = MultiLatentConfig(num_codes=3, split_layer=split, finetune=finetune)
+    optimizer_config = replace(FAST, steps=5, schedule="cosine")
+    reference = speed.reference_for(sg2, image, hole, model_config, optimizer_config, seed=2,
+                                    perceptual=None)
+    assert isinstance(reference, speed.ReferenceStyleGAN2Inpainting)
+    losses = [reference.step() for _ in range(5)]
+    project = inpaint(sg2, image, hole, model_config, optimizer_config, seed=2)
+    assert losses == pytest.approx(project.loss_history, rel=1e-5) and losses[-1] < losses[0]
+    with torch.no_grad():
+        torch.testing.assert_close(((reference.image()[0] + 1) / 2).clamp(0, 1), project.output,
+                                   atol=1e-5, rtol=0)
+
+
+def test_speed_has_a_stylegan2_256_case_counted_on_the_meta_device():
+    from ganprior_core.lab import speed
+    cases, _ = speed.full_cases()
+    case = next(case for case in cases if case.name == "stylegan2-paper")
+    assert case.generator == StyleGAN2Config.official(256)
+    assert "256x256 StyleGAN2" in case.describe() and "N=30, k=7" in case.describe()
+    reference, project = speed.step_flops(case, speed.REFERENCE), speed.step_flops(case, speed.PROJECT)
+    assert project == pytest.approx(reference, rel=0.01)  # same maths, no cheaper conv here
