@@ -300,9 +300,18 @@ def test_speed_reference_and_project_compute_the_same_stylegan2_optimisation(sg2
 
 def test_speed_has_a_stylegan2_256_case_counted_on_the_meta_device():
     from ganprior_core.lab import speed
-    cases, _ = speed.full_cases()
-    case = next(case for case in cases if case.name == "stylegan2-paper")
+    (case,) = speed.stylegan2_cases()
+    assert case.name == "stylegan2-paper"
     assert case.generator == StyleGAN2Config.official(256)
     assert "256x256 StyleGAN2" in case.describe() and "N=30, k=7" in case.describe()
     reference, project = speed.step_flops(case, speed.REFERENCE), speed.step_flops(case, speed.PROJECT)
     assert project == pytest.approx(reference, rel=0.01)  # same maths, no cheaper conv here
+
+
+def test_bf16_autocast_runs_and_stays_close_to_fp32(sg2):
+    image, hole = _problem(sg2)
+    config = MultiLatentConfig(num_codes=2, split_layer=3)
+    bf16 = inpaint(sg2, image, hole, config, replace(FAST, steps=6, precision="bf16"), seed=0)
+    fp32 = inpaint(sg2, image, hole, config, replace(FAST, steps=6), seed=0)
+    assert bf16.loss_history == pytest.approx(fp32.loss_history, rel=0.05)
+    torch.testing.assert_close(bf16.output, fp32.output, atol=0.05, rtol=0)

@@ -299,10 +299,13 @@ def full_cases() -> tuple[list[SpeedCase], list[str]]:
     cases = [SpeedCase("paper", paper_generator, "paper"),
              SpeedCase("mganprior", paper_generator, "mganprior", reference_steps=2, project_steps=4),
              SpeedCase("bundled-paper", bundled, "paper", reference_steps=10, project_steps=20),
-             SpeedCase("bundled-mganprior", bundled, "mganprior", reference_steps=10, project_steps=20),
-             # NVIDIA's 256x256 channel plan, random weights: the method on a StyleGAN2 prior
-             SpeedCase("stylegan2-paper", StyleGAN2Config.official(256), "paper")]
+             SpeedCase("bundled-mganprior", bundled, "mganprior", reference_steps=10, project_steps=20)]
     return cases, [f"bundled-*: {note}"]
+
+
+def stylegan2_cases() -> list[SpeedCase]:
+    """The method on a StyleGAN2 prior: NVIDIA's 256x256 channel plan, random weights."""
+    return [SpeedCase("stylegan2-paper", StyleGAN2Config.official(256), "paper")]
 
 
 def quick_cases() -> list[SpeedCase]:
@@ -456,10 +459,10 @@ def measure_variant(case: SpeedCase, variant: str, timed_steps: int, device: str
 def _run_worker(case: SpeedCase, variant: str, timed_steps: int, device: str, threads: int) -> dict:
     job = {"case": {**asdict(case), "generator": case.generator.to_dict()},
            "variant": variant, "timed_steps": timed_steps, "device": device, "threads": threads}
-    package_root = str(Path(__file__).resolve().parents[1])
+    package_root = str(Path(__file__).resolve().parents[2])  # holds this checkout's ganprior_core
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    completed = subprocess.run([sys.executable, "-m", "ganprior_core.speed", "worker", json.dumps(job)],
+    completed = subprocess.run([sys.executable, "-m", "ganprior_core.lab.speed", "worker", json.dumps(job)],
                                capture_output=True, text=True, env=env, check=False)
     if completed.returncode != 0:
         raise RuntimeError(f"speed worker for {case.name}/{variant} failed:\n{completed.stderr[-3000:]}")
@@ -577,6 +580,7 @@ def run_benchmark(quick: bool = False, rounds: int | None = None, device: str = 
         cases = quick_cases()
     else:
         cases, notes = full_cases()
+        cases += stylegan2_cases()
     if case_names:
         unknown = sorted(set(case_names) - {case.name for case in cases})
         if unknown:
