@@ -15,7 +15,8 @@ from .lab import procedural, swd
 from .method.compilation import parse_setting
 from .checkpoints import CheckpointError, convert_checkpoint, load_generator
 from .files import check_output_file, check_output_folder, require_regular_file, write_atomically
-from .sampling import generate, image_grid, sample_images
+from .method.priors import z_dim_of
+from .sampling import GENERATE_NOISE_MODES, generate, image_grid, sample_latents
 from .method.auto_stop import STOP_MODES
 from .optimize import (PRECISIONS, PRESET_NAMES, SCHEDULES, OptimizerConfig, Progress,
                        inpaint_any_size, preset)
@@ -36,15 +37,18 @@ def _generate_command(args: argparse.Namespace) -> None:
     check_output_file(out, suffixes, "--out")
     check_count(args.columns, "--columns", 1)
     require_regular_file(args.checkpoint, "checkpoint")
-    generator = load_generator(args.checkpoint)
+    generator = load_generator(args.checkpoint)  # a PGGAN or a StyleGAN2 generator
+    options = {"truncation_psi": args.truncation, "noise_mode": args.noise}
     if args.latents is not None:
-        images = generate(generator, _read_latents(args.latents), args.device)
+        images = generate(generator, _read_latents(args.latents), args.device, **options)
         if out.suffix.lower() == ".npy":
             write_atomically(out, lambda file: np.save(file, images.numpy()))
         else:
             imaging.save_image(image_grid(((images + 1) / 2).clamp(0, 1), args.columns), out)
     else:
-        images = sample_images(generator, args.count, args.seed, args.device)
+        # z ~ N(0, 1) from --seed, as sample_images draws them (the same images at psi 1, const)
+        latents = sample_latents(args.count, z_dim_of(generator), args.seed)
+        images = ((generate(generator, latents, args.device, **options) + 1) / 2).clamp(0, 1)
         imaging.save_image(image_grid(images, args.columns), out)
     print(f"wrote {out} ({len(images)} image(s), {generator.config.resolution}x"
           f"{generator.config.resolution})")
@@ -61,8 +65,8 @@ def _read_latents(path: str) -> torch.Tensor:
         raise CommandError(f"{path}: not a readable .npy file ({error})") from None
     if not isinstance(latents, np.ndarray) or latents.dtype.kind != "f":
         kind = latents.dtype if isinstance(latents, np.ndarray) else type(latents).__name__
-        raise CommandError(f"{path}: latents must be a floating-point array [N, latent_dim], "
-                           f"got {kind}")
+        raise CommandError(f"{path}: latents must be a floating-point array of codes ([N, "
+                           f"latent_dim]; StyleGAN2 also [N, num_ws, w_dim]), got {kind}")
     return torch.from_numpy(latents.astype(np.float32))
 
 
@@ -364,12 +368,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ganprior_core", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    gen = commands.add_parser("generate", help="sample images from a PGGAN checkpoint",
+    gen = commands.add_parser("generate", help="sample images from a PGGAN or StyleGAN2 checkpoint",
                               description="Raw outputs for given latents (--latents Z.npy --out X.npy: "
                                           "float32 NCHW in [-1, 1], unclamped) or a grid of seeded "
-                                          "samples (--seed S --count N --out grid.png).")
+                                          "samples (--seed S --count N --out grid.png). StyleGAN2: "
+                                          "with the file's constant noise unless --noise none.")
     gen.add_argument("checkpoint", help="generator checkpoint (.pth, .pkl, .safetensors)")
-    gen.add_argument("--latents", help="a .npy array [N, latent_dim] of latent codes")
+    gen.add_argument("--latents", help="a .npy array of latent codes: [N, latent_dim] z for a PGGAN; "
+                                       "z [N, z_dim] or w+ [N, num_ws, w_dim] for a StyleGAN2")
+    gen.add_argument("--truncation", type=float, default=1.0, metavar="PSI",
+                     help="StyleGAN2 only: pull every style towards w_avg, w_avg + PSI (w - w_avg), "
+                          "for z and w+ codes alike (default 1: none)")
+    gen.add_argument("--noise", choices=GENERATE_NOISE_MODES, default="const",
+                     help="StyleGAN2 only: const adds the file's stored noise, none adds none "
+                          "(default const)")
     gen.add_argument("--seed", type=int, default=0, help="seed of the sampled codes (default 0)")
     gen.add_argument("--count", type=int, default=16, help="number of samples (default 16)")
     gen.add_argument("--columns", type=int, default=8, help="grid width in images (default 8)")
@@ -386,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "watched) and returns its best image; a reconstruction runs all --steps; --stop "
                     "fixed runs exactly --steps steps, the paper's protocol.")
     inp.add_argument("--checkpoint", required=True,
-                     help="the prior: any supported PGGAN checkpoint (.pth, .pkl, .safetensors)")
+                     help="the prior: any supported PGGAN or StyleGAN2 checkpoint (.pth, .pkl, "
+                          ".safetensors)")
     inp.add_argument("--image", required=True, help="the image to fill (PNG, JPEG, ...)")
     inp.add_argument("--mask", help="mask image, white = hole; omit to reconstruct the whole image")
     inp.add_argument("--out", required=True, help="the composite at the input's size")

@@ -10,7 +10,7 @@ from ..ganprior_core.method.compilation import parse_setting
 from ..ganprior_core.method.auto_stop import STOP_MODES
 from ..ganprior_core.sampling import sample_images
 from ..ganprior_core.method.multi_latent import FINETUNE_SCOPES, MultiLatentConfig
-from ..ganprior_core.networks.pggan import PGGANGenerator
+from ..ganprior_core.method.priors import family_of
 from ..ganprior_core import optimize
 from ..ganprior_core.optimize import PRECISIONS, PRESET_NAMES, SCHEDULES, OptimizerConfig
 from ..ganprior_core.method.perceptual import VGG_EXTENSIONS, load_vgg16_features
@@ -39,7 +39,7 @@ class MultiLatentSpec:
     """What flows along a MULTI_LATENT_GENERATOR link: the (shared, read-only) prior and the
     configuration. GAN-Prior Inpaint builds a private working copy from it on every run."""
 
-    prior: PGGANGenerator
+    prior: torch.nn.Module  # a PGGANGenerator or a StyleGAN2Generator
     config: MultiLatentConfig
 
 
@@ -55,10 +55,21 @@ _SOURCE_NETWORKS = {"generator_smooth": "generator_smooth (the moving average)",
 
 
 def describe_prior(name: str, loaded: LoadedCheckpoint) -> str:
-    config = loaded.generator.config
+    generator = loaded.generator
+    config = generator.config
+    family = family_of(generator)
     source = _SOURCE_FORMATS.get(loaded.source_format, loaded.source_format)
     if loaded.source_network is not None:
         source += ", " + _SOURCE_NETWORKS.get(loaded.source_network, loaded.source_network)
+    if family == "stylegan2":
+        lines = [f"{name}: {config.resolution}x{config.resolution} StyleGAN2, z {config.z_dim}, "
+                 f"w {config.w_dim}, {config.num_ws} style slots, {config.num_layers} conv layers",
+                 f"read from: {source}",
+                 "split layer k -> fused feature maps (channels x height x width) + skip image:"]
+        lines += [f"  k={k}: {'x'.join(map(str, config.feature_shape(k)))} + skip image "
+                  f"{'x'.join(map(str, config.skip_image_shape(k)))}"
+                  for k in range(1, config.num_layers + 1)]
+        return "\n".join(lines)
     lines = [f"{name}: {config.resolution}x{config.resolution} PGGAN, latent {config.latent_dim}, "
              f"{config.num_layers} conv layers",
              f"read from: {source}",
@@ -69,25 +80,29 @@ def describe_prior(name: str, loaded: LoadedCheckpoint) -> str:
 
 
 class LoadPGGANPrior:
-    DESCRIPTION = ("Loads a pretrained PGGAN generator from ComfyUI/models/pggan: a genforce model-zoo "
+    DESCRIPTION = ("Loads a pretrained PGGAN or StyleGAN2 generator from ComfyUI/models/pggan (the info "
+                   "says which family and layout was read). PGGAN: a genforce model-zoo "
                    ".pth (generator_smooth when present, else generator, or a bare state dict), a "
                    "genforce/mGANprior .pth, an NVIDIA .pkl (TensorFlow or Theano; Gs) or this pack's "
-                   ".safetensors. The format is read from the file's content; nothing in the file is "
+                   ".safetensors; StyleGAN2: the formats this pack's loader reads. The format is read "
+                   "from the file's content; nothing in the file is "
                    "run. The bundled 64x64 facades prior is always listed.")
     CATEGORY = CATEGORY
     FUNCTION = "load"
     RETURN_TYPES = ("PGGAN_PRIOR", "STRING")
     RETURN_NAMES = ("prior", "info")
-    OUTPUT_TOOLTIPS = ("The generator. Shared and cached: nodes downstream never change it.",
-                       "Resolution, layer count, which format and which network of the file was "
-                       "read (e.g. generator_smooth), and the feature shape each split layer k gives.")
+    OUTPUT_TOOLTIPS = ("The generator (PGGAN or StyleGAN2). Shared and cached: nodes downstream "
+                       "never change it.",
+                       "Family (PGGAN / StyleGAN2), resolution, layer count, which format and which "
+                       "network of the file was read (e.g. generator_smooth), and the feature shape "
+                       "each split layer k gives (StyleGAN2: and the skip image's).")
 
     @classmethod
     def INPUT_TYPES(cls):
         names = host.model_names("pggan")
         return {"required": {"prior_name": (names, {"tooltip": (
-            "A file in models/pggan: genforce model-zoo or mGANprior .pth, NVIDIA .pkl "
-            "(TensorFlow or Theano) or ganprior .safetensors.")})}}
+            "A file in models/pggan: a PGGAN (genforce model-zoo or mGANprior .pth, NVIDIA .pkl "
+            "(TensorFlow or Theano), ganprior .safetensors) or a StyleGAN2 generator.")})}}
 
     def load(self, prior_name):
         # Loaded outside inference mode: the optimisation copies these weights into autograd.
@@ -120,7 +135,9 @@ class SamplePGGANPrior:
 class BuildMultiLatentGenerator:
     DESCRIPTION = ("The paper's generator: N latent codes pass the prior's first k layers (G1), their "
                    "feature maps are weighted per channel (alpha) and per code (beta), summed, and "
-                   "finished by the remaining layers (G2).")
+                   "finished by the remaining layers (G2). StyleGAN2: each code is a w+ code for "
+                   "G1's styles, one shared w+ drives G2, the skip image is summed with the beta "
+                   "weights, noise is the file's constant noise.")
     CATEGORY = CATEGORY
     FUNCTION = "build"
     RETURN_TYPES = ("MULTI_LATENT_GENERATOR",)
@@ -140,7 +157,9 @@ class BuildMultiLatentGenerator:
                                                "(1..number of conv layers; each resolution has two). "
                                                "256x256 PGGAN: k=4 -> 512x8x8 (mGANprior), k=6 -> "
                                                "512x16x16, k=8 -> 512x32x32 (paper). 64x64 prior: "
-                                               "k=6 -> 16x16, k=8 -> 32x32. Load PGGAN Prior's info "
+                                               "k=6 -> 16x16, k=8 -> 32x32. StyleGAN2 (b4.conv1 is "
+                                               "layer 0): k=2b+1 ends with the 4*2^b block, e.g. "
+                                               "256x256: k=3 -> 8x8, k=7 -> 32x32. The loader's info "
                                                "lists the shape of every k."}),
             "use_alpha": ("BOOLEAN", {"default": defaults.use_alpha,
                                       "tooltip": "Learn a weight per channel for each code (alpha). "
@@ -151,7 +170,9 @@ class BuildMultiLatentGenerator:
             "finetune": (list(FINETUNE_SCOPES), {"default": defaults.finetune,
                                                  "tooltip": "Generator weights optimised with the "
                                                             "codes: all layers, only G2 (after k), or "
-                                                            "none (frozen prior)."}),
+                                                            "none (frozen prior). StyleGAN2: conv, "
+                                                            "affine and ToRGB weights; never the "
+                                                            "mapping or the noise."}),
         }}
 
     def build(self, prior, num_codes, split_layer, use_alpha, use_beta, finetune):

@@ -6,6 +6,9 @@ Two implementations of the same maths (METHOD.md eqs. 5-8, 12) run the same opti
     mGANprior's code does it: fp32, one G1 call per latent code in a Python loop, nearest
     upsampling materialised before each 3x3 conv, per-parameter Adam, the loss read back to the
     host every step;
+    `ReferenceStyleGAN2Inpainting` is the same for a StyleGAN2 prior (the method of
+    method/priors.py): fp32, one G1 call per code in a Python loop, per-parameter Adam, a host
+    sync every step, no channels_last, no compilation;
 (b) the project's `optimize.inpaint` with its default settings: bf16 autocast, channels_last,
     batched G1, transposed-conv upsampling, fused Adam, no host sync inside the loop;
 (c) with `--compile`: (b) with `compile=True`, whose first step includes the compilation;
@@ -47,6 +50,7 @@ from . import masks, procedural
 from ..method.losses import LossWeights, MaskedReconstructionLoss
 from ..method.multi_latent import MultiLatentConfig, MultiLatentGenerator
 from ..networks.pggan import LEAKY_SLOPE, ConvLayer, PGGANConfig, PGGANGenerator, pixel_norm
+from ..networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from ..optimize import OptimizerConfig, Progress, inpaint, preset
 from ..method.perceptual import DEFAULT_DEPTH, VGG16Features
 
@@ -162,13 +166,98 @@ class ReferenceInpainting:
         return loss.item()
 
 
+class ReferenceStyleGAN2Inpainting(ReferenceInpainting):
+    """Variant (a) for a StyleGAN2 prior: the design of method/priors.py written plainly. Codes are
+    w+ for G1's slots (mapping of seeded z, psi 1), one shared w+ drives G2 (the codes' mean w),
+    features weighted by beta * alpha and the skip image by beta, constant noise."""
+
+    def __init__(self, prior: StyleGAN2Generator, image: torch.Tensor, hole_mask: torch.Tensor,
+                 model_config: MultiLatentConfig, optimizer_config: OptimizerConfig, seed: int,
+                 perceptual: VGG16Features | None, device: str | torch.device = "cpu") -> None:
+        device = torch.device(device)
+        self.config = model_config
+        self.generator = copy.deepcopy(prior).to(device).requires_grad_(False)
+        config, split = prior.config, model_config.split_layer
+        self.g1_slots, self.g2_slots = config.split_ws_slots(split)
+        synthesis = self.generator.synthesis
+        layers = {"all": range(0, config.num_layers), "g2": range(split, config.num_layers),
+                  "none": range(0)}[model_config.finetune]
+        finetuned = [synthesis.b4.const] if 0 in layers else []
+        for index in layers:
+            block = getattr(synthesis, f"b{4 * 2 ** ((index + 1) // 2)}")
+            for module in ([block.conv0] if index % 2 else [block.conv1, block.torgb]):
+                finetuned += [p for name, p in module.named_parameters() if name != "noise_strength"]
+        for parameter in finetuned:
+            parameter.requires_grad_(True)
+
+        codes = model_config.num_codes
+        z = torch.randn(codes, config.z_dim, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            ws = self.generator.mapping(z.to(device))
+        self.latents = ws[:, self.g1_slots.start:self.g1_slots.stop].clone().requires_grad_(True)
+        self.g2_styles = ws[:, 0].mean(0)[None, None].repeat(1, len(self.g2_slots), 1)
+        self.g2_styles.requires_grad_(len(self.g2_slots) > 0)
+        channels = config.feature_shape(split)[0]
+        self.alpha = torch.ones(codes, channels, device=device, requires_grad=model_config.use_alpha)
+        self.beta = torch.full((codes,), 1.0 / codes, device=device,
+                               requires_grad=model_config.use_beta)
+
+        self.known = (1 - (hole_mask.to(device) > 0.5).float())[None, None]
+        self.target = (image.to(device)[None] * 2 - 1) * self.known
+        self.mse_weight = optimizer_config.mse_weight
+        self.perceptual_weight = optimizer_config.perceptual_weight if perceptual is not None else 0.0
+        self.perceptual = perceptual.to(device) if self.perceptual_weight > 0 else None
+        if self.perceptual is not None:
+            with torch.no_grad():
+                self.target_features = self.perceptual(self.target)
+        latent_params = [self.latents] + ([self.g2_styles] if self.g2_styles.requires_grad else [])
+        groups = [(latent_params, optimizer_config.lr_latent),
+                  ([self.alpha], optimizer_config.lr_alpha),
+                  ([self.beta], optimizer_config.lr_beta),
+                  (finetuned, optimizer_config.lr_generator)]
+        self.optimizer = torch.optim.Adam(
+            [{"params": params, "lr": lr} for params, lr in groups
+             if lr > 0 and params and params[0].requires_grad],
+            betas=(0.9, 0.999), foreach=False)
+        total = optimizer_config.steps
+        self.scheduler = (torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
+            if optimizer_config.schedule == "cosine" else None)
+
+    def _ws(self, part: torch.Tensor, slots: range) -> torch.Tensor:
+        num_ws, w_dim = self.generator.config.num_ws, self.generator.config.w_dim
+        ws = torch.zeros(1, num_ws, w_dim, device=part.device)
+        return torch.cat([ws[:, :slots.start], part, ws[:, slots.stop:]], dim=1)
+
+    def image(self) -> torch.Tensor:
+        split = self.config.split_layer
+        fused_x, fused_img = 0, 0
+        for n in range(self.config.num_codes):
+            x, img = self.generator.features(self._ws(self.latents[n:n + 1], self.g1_slots), split)
+            fused_x = fused_x + self.beta[n] * self.alpha[n][None, :, None, None] * x
+            fused_img = fused_img + self.beta[n] * img
+        return self.generator.synthesize(fused_x, fused_img, self._ws(self.g2_styles, self.g2_slots),
+                                         split)
+
+
+def new_generator(config: PGGANConfig | StyleGAN2Config) -> PGGANGenerator | StyleGAN2Generator:
+    """A generator with random weights for either family's config."""
+    return StyleGAN2Generator(config) if isinstance(config, StyleGAN2Config) else PGGANGenerator(config)
+
+
+def reference_for(prior, *args, **kwargs) -> ReferenceInpainting:
+    """Variant (a) for the prior's family."""
+    cls = ReferenceStyleGAN2Inpainting if isinstance(prior, StyleGAN2Generator) else ReferenceInpainting
+    return cls(prior, *args, **kwargs)
+
+
 # ---------------------------------------------------------------------------------------------
 # Cases and their workloads
 
 @dataclass(frozen=True)
 class SpeedCase:
     name: str
-    generator: PGGANConfig
+    generator: PGGANConfig | StyleGAN2Config
     preset: str
     perceptual_depth: int = DEFAULT_DEPTH
     num_codes: int | None = None  # None: the preset's
@@ -187,7 +276,8 @@ class SpeedCase:
         weights = "+".join(name for name, used in (("alpha", model.use_alpha), ("beta", model.use_beta))
                            if used) or "no weights"
         resolution = self.generator.resolution
-        return (f"{self.name}: {resolution}x{resolution} PGGAN {list(self.generator.channels)}, "
+        family = "StyleGAN2" if isinstance(self.generator, StyleGAN2Config) else "PGGAN"
+        return (f"{self.name}: {resolution}x{resolution} {family} {list(self.generator.channels)}, "
                 f"N={model.num_codes}, k={model.split_layer}, {weights}, fine-tune {model.finetune}, "
                 f"MSE + VGG16 features[:{self.perceptual_depth}] at {resolution}x{resolution}")
 
@@ -213,6 +303,11 @@ def full_cases() -> tuple[list[SpeedCase], list[str]]:
     return cases, [f"bundled-*: {note}"]
 
 
+def stylegan2_cases() -> list[SpeedCase]:
+    """The method on a StyleGAN2 prior: NVIDIA's 256x256 channel plan, random weights."""
+    return [SpeedCase("stylegan2-paper", StyleGAN2Config.official(256), "paper")]
+
+
 def quick_cases() -> list[SpeedCase]:
     tiny = PGGANConfig(16, (32, 32, 16), latent_dim=32)
     return [SpeedCase("tiny-paper", tiny, "paper", perceptual_depth=9, num_codes=4,
@@ -222,7 +317,7 @@ def quick_cases() -> list[SpeedCase]:
 def build_workload(case: SpeedCase, device: str | torch.device = "cpu", weights_seed: int = 0):
     """Prior, perceptual network (random weights: speed does not depend on them), image, hole."""
     torch.manual_seed(weights_seed)
-    prior = PGGANGenerator(case.generator).eval()
+    prior = new_generator(case.generator).eval()
     perceptual = VGG16Features(case.perceptual_depth).to(device)
     resolution = case.generator.resolution
     image = torch.rand(3, resolution, resolution, generator=torch.Generator().manual_seed(weights_seed))
@@ -233,7 +328,7 @@ def wants_compile_for(case: SpeedCase, steps: int, device: str | None = None) ->
     """What compile="auto" chooses for a run of this case with `steps` steps."""
     model_config, optimizer_config = case.configs()
     with torch.device("meta"):
-        model = MultiLatentGenerator(PGGANGenerator(case.generator), model_config, 0, "meta")
+        model = MultiLatentGenerator(new_generator(case.generator), model_config, 0, "meta")
         perceptual = VGG16Features(case.perceptual_depth) if optimizer_config.perceptual_weight > 0 else None
     return compilation.wants_compile("auto", model, perceptual, steps, "cpu" if device is None else device)
 
@@ -274,14 +369,14 @@ def step_flops(case: SpeedCase, variant: str) -> int:
     model_config, optimizer_config = case.configs()
     resolution = case.generator.resolution
     with torch.device("meta"):
-        prior = PGGANGenerator(case.generator)
+        prior = new_generator(case.generator)
         perceptual = VGG16Features(case.perceptual_depth)
         image = torch.zeros(3, resolution, resolution)
         known = torch.ones(1, 1, resolution, resolution)
     with FlopCounterMode(display=False) as counter:
         if variant == REFERENCE:
-            reference = ReferenceInpainting(prior, image, 1 - known[0, 0], model_config,
-                                            optimizer_config, 0, perceptual, "meta")
+            reference = reference_for(prior, image, 1 - known[0, 0], model_config,
+                                      optimizer_config, 0, perceptual, "meta")
             reference.loss(reference.image()).backward()
         else:
             model = MultiLatentGenerator(prior, model_config, 0, "meta")
@@ -334,8 +429,8 @@ def measure_variant(case: SpeedCase, variant: str, timed_steps: int, device: str
     started = time.perf_counter()
     notes: list[str] = []
     if variant == REFERENCE:
-        reference = ReferenceInpainting(prior, image, hole, model_config, optimizer_config, seed,
-                                        perceptual, device)
+        reference = reference_for(prior, image, hole, model_config, optimizer_config, seed,
+                                  perceptual, device)
         losses = [reference.step() for _ in range(warmup_steps)]
         warmed_up = time.perf_counter()
         losses += [reference.step() for _ in range(timed_steps)]
@@ -364,10 +459,10 @@ def measure_variant(case: SpeedCase, variant: str, timed_steps: int, device: str
 def _run_worker(case: SpeedCase, variant: str, timed_steps: int, device: str, threads: int) -> dict:
     job = {"case": {**asdict(case), "generator": case.generator.to_dict()},
            "variant": variant, "timed_steps": timed_steps, "device": device, "threads": threads}
-    package_root = str(Path(__file__).resolve().parents[1])
+    package_root = str(Path(__file__).resolve().parents[2])  # holds this checkout's ganprior_core
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    completed = subprocess.run([sys.executable, "-m", "ganprior_core.speed", "worker", json.dumps(job)],
+    completed = subprocess.run([sys.executable, "-m", "ganprior_core.lab.speed", "worker", json.dumps(job)],
                                capture_output=True, text=True, env=env, check=False)
     if completed.returncode != 0:
         raise RuntimeError(f"speed worker for {case.name}/{variant} failed:\n{completed.stderr[-3000:]}")
@@ -377,7 +472,9 @@ def _run_worker(case: SpeedCase, variant: str, timed_steps: int, device: str, th
 def _worker_main(job_text: str) -> None:
     job = json.loads(job_text)
     case_fields = job["case"]
-    case = SpeedCase(**{**case_fields, "generator": PGGANConfig.from_dict(case_fields["generator"])})
+    fields = case_fields["generator"]
+    config_type = StyleGAN2Config if "z_dim" in fields else PGGANConfig
+    case = SpeedCase(**{**case_fields, "generator": config_type.from_dict(fields)})
     torch.set_num_threads(job["threads"])
     print(json.dumps(measure_variant(case, job["variant"], job["timed_steps"], job["device"])))
 
@@ -483,6 +580,7 @@ def run_benchmark(quick: bool = False, rounds: int | None = None, device: str = 
         cases = quick_cases()
     else:
         cases, notes = full_cases()
+        cases += stylegan2_cases()
     if case_names:
         unknown = sorted(set(case_names) - {case.name for case in cases})
         if unknown:
@@ -700,7 +798,7 @@ def format_quality(runs: list[QualityRun]) -> list[str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (a few seconds)")
     parser.add_argument("--cases", help="comma-separated subset of: paper, mganprior, "
-                                        "bundled-paper, bundled-mganprior")
+                                        "bundled-paper, bundled-mganprior, stylegan2-paper")
     parser.add_argument("--rounds", type=int, help="alternating rounds per case (default 2, quick 1)")
     parser.add_argument("--json", help="also write the report as JSON to this file")
     parser.add_argument("--threads", type=int,

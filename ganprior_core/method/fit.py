@@ -11,7 +11,6 @@ from typing import Callable
 import torch
 
 from .. import imaging
-from ..networks.pggan import PGGANGenerator
 from ..sampling import sample_images
 from ..validation import check_count, check_seed, resolve_device
 from . import compilation, precision
@@ -20,6 +19,7 @@ from .config import MAX_LATENT_CODES, OptimizerConfig
 from .losses import LossWeights, MaskedReconstructionLoss
 from .multi_latent import MultiLatentConfig, MultiLatentGenerator
 from .perceptual import VGG16Features
+from .priors import family_of
 from .results import InpaintResult, Progress
 
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
@@ -35,7 +35,7 @@ def _to_unit_range(image: torch.Tensor) -> torch.Tensor:
 
 def _build_optimizer(model: MultiLatentGenerator, config: OptimizerConfig,
                      device: torch.device) -> torch.optim.Adam:
-    groups = [([model.latents], config.lr_latent),
+    groups = [(model.latent_parameters(), config.lr_latent),
               ([model.alpha], config.lr_alpha),
               ([model.beta], config.lr_beta),
               (model.generator_parameters(), config.lr_generator)]
@@ -57,12 +57,13 @@ def _schedule(optimizer: torch.optim.Optimizer, config: OptimizerConfig):
     return None
 
 
-def inpaint(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor | None,
+def inpaint(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor | None,
             model_config: MultiLatentConfig, optimizer_config: OptimizerConfig, seed: int,
             device: str | torch.device = "cpu", perceptual: VGG16Features | None = None,
             callback: Callable[[Progress], None] | None = None) -> InpaintResult:
     """Fit the multi-latent generator to the known pixels of `image` and fill the hole.
 
+    prior: a PGGANGenerator or StyleGAN2Generator (the method per family: priors.py).
     image: [3, R, R] in [0, 1] at the prior's resolution R; hole_mask: [R, R] with 1 = hole,
     or None to reconstruct the whole image. `prior` is never modified. `callback` is called after
     every step; raising from it cancels the run (the exception propagates).
@@ -72,6 +73,7 @@ def inpaint(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor 
     outside 0 ... 2**64 - 1, devices this machine lacks, non-finite settings, and a loss that is 0.
     """
     optimizer_config.validate()
+    family_of(prior)  # a ValueError for anything but a PGGAN or StyleGAN2 generator
     resolution = prior.config.resolution
     if not isinstance(image, torch.Tensor) or image.shape != (3, resolution, resolution):
         shape = list(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
@@ -212,7 +214,7 @@ def inpaint(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor 
                          held_out_best_step=None if stop_rule is None else stop_rule.best_step)
 
 
-def inpaint_any_size(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor,
+def inpaint_any_size(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor,
                      model_config: MultiLatentConfig, optimizer_config: OptimizerConfig, seed: int,
                      fit: str = "resize", device: str | torch.device = "cpu",
                      perceptual: VGG16Features | None = None,

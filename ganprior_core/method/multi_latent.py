@@ -1,5 +1,9 @@
 """The paper's multi-latent generator: N codes through G1, weighted per channel (alpha) and per
-code (beta), fused, finished by G2 (METHOD.md eqs. 5-7)."""
+code (beta), fused, finished by G2 (METHOD.md eqs. 5-7), on a PGGAN or a StyleGAN2 prior.
+
+What a code is, what drives G2, how the StyleGAN2 skip image is fused, the noise and the
+fine-tune scopes of each family: see priors.py.
+"""
 from __future__ import annotations
 
 import copy
@@ -8,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..networks.pggan import PGGANConfig, PGGANGenerator
+from .priors import split_prior
 
 FINETUNE_SCOPES = ("none", "g2", "all")
 
@@ -21,7 +25,8 @@ class MultiLatentConfig:
     use_beta: bool = True  # learnable per-code weights beta [N]; off = 1/N (mGANprior's mean)
     finetune: str = "all"  # which generator parameters are optimised: none / g2 / all
 
-    def validate(self, generator_config: PGGANConfig) -> None:
+    def validate(self, generator_config) -> None:
+        """`generator_config`: a PGGANConfig or StyleGAN2Config (anything with check_split)."""
         if self.num_codes < 1:
             raise ValueError(f"number of latent codes must be at least 1, got {self.num_codes}")
         if self.finetune not in FINETUNE_SCOPES:
@@ -31,22 +36,32 @@ class MultiLatentConfig:
 
 
 class MultiLatentGenerator(nn.Module):
-    """Owns a private copy of the prior, so optimising it never touches the loaded generator."""
+    """Owns a private copy of the prior, so optimising it never touches the loaded generator.
 
-    def __init__(self, prior: PGGANGenerator, config: MultiLatentConfig, seed: int,
+    Parameters: `latents` (the codes: PGGAN [N, latent_dim] z; StyleGAN2 [N, |G1 slots|, w_dim]
+    w+), `g2_styles` (StyleGAN2 only: the shared w+ of G2's slots [1, |G2 slots|, w_dim]; None for
+    PGGAN), `alpha` [N, M] (starts at 1), `beta` [N] (starts at 1/N) and the fine-tuned
+    parameters of `generator` (`generator_parameters()`).
+    """
+
+    def __init__(self, prior: nn.Module, config: MultiLatentConfig, seed: int,
                  device: str | torch.device = "cpu") -> None:
         super().__init__()
         config.validate(prior.config)
         self.config = config
         self.generator = copy.deepcopy(prior).to(device)
+        self.split = split_prior(self.generator)
+        self.family = self.split.family
         self.generator.requires_grad_(False)
-        for module in self.finetuned_modules():
-            module.requires_grad_(True)
+        for parameter in self.generator_parameters():
+            parameter.requires_grad_(True)
 
-        channels = prior.config.feature_shape(config.split_layer)[0]
-        noise = torch.Generator().manual_seed(seed)
-        latents = torch.randn(config.num_codes, prior.config.latent_dim, generator=noise)
-        self.latents = nn.Parameter(latents.to(device))  # [N, latent_dim]
+        channels = self.split.feature_shape(config.split_layer)[0]
+        latents = self.split.init_codes(config.num_codes, seed, config.split_layer)
+        self.latents = nn.Parameter(latents.to(device))
+        g2_styles = self.split.init_g2_styles(self.latents.detach(), config.split_layer)
+        self.g2_styles = (None if g2_styles is None
+                          else nn.Parameter(g2_styles.to(device), requires_grad=g2_styles.numel() > 0))
         # alpha = 1 and beta = 1/N make the starting point exactly mGANprior's mean fusion.
         self.alpha = nn.Parameter(torch.ones(config.num_codes, channels, device=device),
                                   requires_grad=config.use_alpha)  # [N, M]
@@ -54,25 +69,24 @@ class MultiLatentGenerator(nn.Module):
                                             device=device),
                                  requires_grad=config.use_beta)  # [N]
 
-    def finetuned_modules(self) -> list[nn.Module]:
-        layers = list(self.generator.layers)
-        if self.config.finetune == "all":
-            return [*layers, self.generator.to_rgb]
-        if self.config.finetune == "g2":
-            return [*layers[self.config.split_layer:], self.generator.to_rgb]
-        return []
+    def latent_parameters(self) -> list[nn.Parameter]:
+        """What the codes' learning rate moves: the codes, and StyleGAN2's G2 styles if any."""
+        extra = [] if self.g2_styles is None or not self.g2_styles.requires_grad else [self.g2_styles]
+        return [self.latents, *extra]
 
     def generator_parameters(self) -> list[nn.Parameter]:
-        return [p for module in self.finetuned_modules() for p in module.parameters()]
+        split = self.config.split_layer
+        if self.config.finetune == "all":
+            return [*self.split.g1_parameters(split), *self.split.g2_parameters(split)]
+        if self.config.finetune == "g2":
+            return self.split.g2_parameters(split)
+        return []
 
-    def fused_features(self) -> torch.Tensor:
-        features = self.generator.features(self.latents, self.config.split_layer)  # [N, M, H, W]
-        # beta_n * alpha_n folded into one small [N, M] weight, so the large feature tensor is
-        # read once, stays in its memory format (an einsum copies channels_last features into
-        # its own layout) and keeps the autocast dtype instead of being promoted to fp32.
-        weights = (self.beta[:, None] * self.alpha).to(features.dtype)
-        return (features * weights[:, :, None, None]).sum(dim=0, keepdim=True)
+    def fused_features(self):
+        """PGGAN: [1, M, H, W]; StyleGAN2: (features [1, M, H, W], skip image [1, 3, h, h])."""
+        features = self.split.g1(self.latents, self.config.split_layer)
+        return self.split.fuse(features, self.beta[:, None] * self.alpha, self.beta)
 
     def forward(self) -> torch.Tensor:
         """The current image [1, 3, R, R] in about [-1, 1]."""
-        return self.generator.synthesize(self.fused_features(), self.config.split_layer)
+        return self.split.g2(self.fused_features(), self.g2_styles, self.config.split_layer)

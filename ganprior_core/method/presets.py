@@ -1,19 +1,27 @@
-"""The named configurations: the paper's method, mGANprior and single-code inversion."""
+"""The named configurations: the paper's method, mGANprior and single-code inversion, for PGGAN
+and StyleGAN2 priors (the split scales with the resolution in the same way for both)."""
 from __future__ import annotations
 
 import math
 
-from ..networks.pggan import PGGANConfig
+from ..networks.stylegan2 import StyleGAN2Config
 from .config import OptimizerConfig
 from .multi_latent import MultiLatentConfig
 
 PRESET_NAMES = ("paper", "mganprior", "single-z")
 
 
-def split_for_feature_resolution(generator_config: PGGANConfig, feature_resolution: int) -> int:
-    """The split k whose G1 ends with the block at `feature_resolution` (at least 4x4)."""
+def split_for_feature_resolution(generator_config, feature_resolution: int) -> int:
+    """The split k whose G1 ends with the block at `feature_resolution` (at least 4x4).
+
+    PGGAN (layer 0 = the dense 4x4 layer, two layers per block): k = 2 * block + 2.
+    StyleGAN2 (layer 0 = b4.conv1, then conv0, conv1 per block): k = 2 * block + 1, so G1 ends
+    with that block's conv1 and ToRGB and hands over features and skip image at that resolution.
+    """
     block = max(0, int(math.log2(max(feature_resolution, 4))) - 2)
     block = min(block, len(generator_config.channels) - 1)
+    if isinstance(generator_config, StyleGAN2Config):
+        return 2 * block + 1
     return 2 * block + 2
 
 
@@ -22,12 +30,21 @@ def _scaled_feature_resolution(resolution: int, divisor: int, coarsest: int) -> 
     return min(max(resolution // divisor, coarsest), resolution // 2)
 
 
-def preset(name: str, generator_config: PGGANConfig) -> tuple[MultiLatentConfig, OptimizerConfig]:
+def preset(name: str, generator_config) -> tuple[MultiLatentConfig, OptimizerConfig]:
     """Named configurations. Split layers scale with the resolution: at 256x256 `paper` fuses at
     k=8 (32x32 features) and `mganprior` at k=4 (8x8), as in the paper and mGANprior. Smaller
     generators keep `paper` at 16x16 or finer and `mganprior` at 8x8 or finer (k=6 and k=4 at
     64x64): the coarser maps the 256x256 ratio would give filled held-out facades worse
-    (ganprior_core/README.md, presets)."""
+    (ganprior_core/README.md, presets).
+
+    StyleGAN2 (`generator_config` a StyleGAN2Config) uses the same feature resolutions, split
+    after that block's conv1 (k = 2 * block + 1): `paper` N=30, alpha + beta, finetune all, at
+    resolution/8 but no coarser than 16x16 (and below the output): k = 3, 5, 5, 7, 11 at 16, 32,
+    64, 256, 1024; `mganprior` N=30, alpha only, frozen, at resolution/32 but no coarser than
+    8x8: k = 3, 3, 3, 3, 7 at 16, 32, 64, 256, 1024; `single-z` one w+ code for every style
+    slot through the whole synthesis (N=1, k = num_layers: G2 is empty, the image is the code's
+    skip image), frozen generator: the usual w+ projection.
+    """
     resolution = generator_config.resolution
     if name == "paper":
         feature_resolution = _scaled_feature_resolution(resolution, 8, coarsest=16)

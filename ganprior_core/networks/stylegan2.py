@@ -31,6 +31,7 @@ the styles, the demodulation coefficients and the skip image stay in float32.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass, fields
 
@@ -58,7 +59,9 @@ def _check_noise_mode(noise_mode: str) -> None:
         raise ValueError(f"noise_mode must be one of {', '.join(NOISE_MODES)}, got {noise_mode!r}")
 
 
-def _no_autocast(device: torch.device) -> torch.autocast:
+def _no_autocast(device: torch.device):
+    if device.type == "meta":  # shape-only runs (FLOP counts): autocast knows no meta dtype
+        return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, enabled=False)
 
 

@@ -1,0 +1,78 @@
+"""`generate` and `inpaint` on a StyleGAN2 prior. No StyleGAN2 file format is loadable in this
+branch yet, so the command's `load_generator` is replaced by one returning a StyleGAN2 with random
+weights (the checkpoint path must still be a regular file); everything after the load is the
+command's own code."""
+import numpy as np
+import pytest
+import torch
+
+from ganprior_core import cli, imaging
+from ganprior_core.cli import main
+from ganprior_core.networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
+
+
+@pytest.fixture
+def sg2(monkeypatch):
+    torch.manual_seed(0)
+    generator = StyleGAN2Generator(StyleGAN2Config(16, (16, 16, 8), z_dim=8, w_dim=8, mapping_layers=2))
+    with torch.no_grad():
+        for name, parameter in generator.named_parameters():
+            if name.endswith("noise_strength"):
+                parameter.fill_(0.2)
+        generator.mapping.w_avg.normal_(0, 0.5)
+    generator.eval()
+    monkeypatch.setattr(cli, "load_generator", lambda path: generator)
+    return generator
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    path = tmp_path / "sg2.pkl"
+    path.write_bytes(b"stand-in")
+    return path
+
+
+def _generate(tmp_path, checkpoint, latents, *options):
+    np.save(tmp_path / "codes.npy", latents)
+    code = main(["generate", str(checkpoint), "--latents", str(tmp_path / "codes.npy"),
+                 "--out", str(tmp_path / "x.npy"), *options])
+    return code, (np.load(tmp_path / "x.npy") if code == 0 else None)
+
+
+def test_generate_z_and_w_plus_codes_with_truncation_and_noise(tmp_path, checkpoint, sg2):
+    z = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
+    with torch.no_grad():
+        ws = sg2.mapping(torch.from_numpy(z))
+        code, images = _generate(tmp_path, checkpoint, z)
+        assert code == 0 and images.dtype == np.float32 and images.shape == (3, 3, 16, 16)
+        np.testing.assert_allclose(images, sg2(torch.from_numpy(z)).numpy(), atol=1e-6)
+        code, images = _generate(tmp_path, checkpoint, ws.numpy(), "--truncation", "0.5",
+                                 "--noise", "none")
+        expected = sg2.synthesis(sg2.mapping(torch.from_numpy(z), truncation_psi=0.5), noise_mode="none")
+        np.testing.assert_allclose(images, expected.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(3, 9), (3, 5, 8), (3, 6, 7)])
+def test_generate_refuses_wrong_shapes_with_one_line(tmp_path, checkpoint, sg2, capsys, shape):
+    code, _ = _generate(tmp_path, checkpoint, np.zeros(shape, np.float32))
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1
+    assert "z codes [N, 8] or w+ codes [N, 6, 8]" in error and f"got {list(shape)}" in error
+
+
+def test_generate_grid_and_inpaint_on_stylegan2(tmp_path, checkpoint, sg2):
+    assert main(["generate", str(checkpoint), "--count", "2", "--out", str(tmp_path / "g.png")]) == 0
+    image = torch.rand(3, 20, 12)
+    hole = torch.zeros(20, 12)
+    hole[5:12, 3:9] = 1
+    imaging.save_image(image, tmp_path / "in.png")
+    imaging.save_mask(hole, tmp_path / "mask.png")
+    before = {name: value.clone() for name, value in sg2.state_dict().items()}
+    assert main(["inpaint", "--checkpoint", str(checkpoint), "--image", str(tmp_path / "in.png"),
+                 "--mask", str(tmp_path / "mask.png"), "--out", str(tmp_path / "out.png"),
+                 "--preset", "paper", "--steps", "4", "--codes", "2", "--stop", "fixed",
+                 "--precision", "fp32", "--compile", "off"]) == 0
+    original, result = imaging.load_image(tmp_path / "in.png"), imaging.load_image(tmp_path / "out.png")
+    assert result.shape == original.shape
+    assert torch.equal(result[:, hole == 0], original[:, hole == 0])
+    assert all(torch.equal(before[name], value) for name, value in sg2.state_dict().items())

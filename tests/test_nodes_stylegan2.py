@@ -1,0 +1,133 @@
+"""The nodes with a StyleGAN2 prior, run as ComfyUI runs them (keyword inputs, inside
+torch.inference_mode()). No StyleGAN2 file format is loadable in this branch yet, so the prior is
+built with random weights and handed to the nodes the way Load PGGAN Prior's output would be; the
+loader's info text is checked through `describe_prior`."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from pack_under_test import load_pack, pack_module
+
+STEPS = 4
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run(node_type: str, **inputs):
+    cls = load_pack().NODE_CLASS_MAPPINGS[node_type]
+    declared = cls.INPUT_TYPES()
+    assert set(declared["required"]) <= set(inputs) <= set(declared["required"]) | set(declared.get("optional", {}))
+    with torch.inference_mode():
+        outputs = getattr(cls(), cls.FUNCTION)(**inputs)
+    assert len(outputs) == len(cls.RETURN_TYPES)
+    return outputs
+
+
+@pytest.fixture(scope="module")
+def prior():
+    network = pack_module("ganprior_core.networks.stylegan2")
+    torch.manual_seed(0)
+    generator = network.StyleGAN2Generator(network.StyleGAN2Config(16, (16, 16, 8), z_dim=8, w_dim=8,
+                                                                   mapping_layers=2))
+    with torch.no_grad():
+        for name, parameter in generator.named_parameters():
+            if name.endswith("noise_strength"):
+                parameter.fill_(0.2)
+        generator.mapping.w_avg.normal_(0, 0.5)
+    return generator.eval()
+
+
+@pytest.fixture
+def unchanged_prior(prior):
+    before = {name: value.clone() for name, value in prior.state_dict().items()}
+    assert any(name.endswith("noise_const") for name in before) and "mapping.w_avg" in before
+    yield prior
+    after = prior.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[name], after[name]) for name in before), "the cached prior changed"
+
+
+def fast_optimizer(**changes):
+    settings = dict(steps=STEPS, lr_latent=0.05, lr_alpha=0.01, lr_beta=0.01, lr_generator=1e-3,
+                    schedule="constant", mse_weight=1.0, perceptual_weight=0.0, precision="fp32",
+                    preview_every=2, compile="off", stop="fixed")
+    (optimizer,) = run("GANPriorOptimizer", **{**settings, **changes})
+    return optimizer
+
+
+def photo(batch, height, width, seed=0):
+    return torch.rand(batch, height, width, 3, generator=torch.Generator().manual_seed(seed))
+
+
+def box_mask(batch, height, width, top, bottom, left, right):
+    mask = torch.zeros(batch, height, width)
+    mask[:, top:bottom, left:right] = 1.0
+    return mask
+
+
+def test_loader_info_names_the_family_and_the_split_shapes(prior):
+    checkpoints = pack_module("ganprior_core.checkpoints")
+    nodes = pack_module("nodes.model_nodes")
+    info = nodes.describe_prior("tiny.pkl", checkpoints.LoadedCheckpoint(prior, "stylegan2-pkl", "G_ema"))
+    assert info.splitlines()[0] == "tiny.pkl: 16x16 StyleGAN2, z 8, w 8, 6 style slots, 5 conv layers"
+    assert "read from: stylegan2-pkl, G_ema" in info
+    assert "k=2: 16x8x8 + skip image 3x4x4" in info and "k=3: 16x8x8 + skip image 3x8x8" in info
+    assert "k=5: 8x16x16 + skip image 3x16x16" in info and "k=6" not in info
+
+
+def test_sample_build_and_preset_take_a_stylegan2_prior(unchanged_prior):
+    (images,) = run("SamplePGGANPrior", prior=unchanged_prior, count=2, seed=5)
+    expected = pack_module("ganprior_core.sampling").sample_images(unchanged_prior, 2, 5)
+    assert torch.equal(images, expected.permute(0, 2, 3, 1))
+
+    (spec,) = run("BuildMultiLatentGenerator", prior=unchanged_prior, num_codes=2, split_layer=5,
+                  use_alpha=True, use_beta=True, finetune="g2")
+    assert spec.prior is unchanged_prior and spec.config.split_layer == 5
+    with pytest.raises(ValueError, match="between 1 and 5"):
+        run("BuildMultiLatentGenerator", prior=unchanged_prior, num_codes=2, split_layer=6,
+            use_alpha=True, use_beta=True, finetune="g2")
+
+    spec, optimizer = run("GANPriorPreset", prior=unchanged_prior, preset="paper", steps=STEPS,
+                          stop="fixed")
+    assert (spec.config.num_codes, spec.config.split_layer, optimizer.steps) == (30, 3, STEPS)
+
+
+@pytest.mark.parametrize("preset", ["mganprior", "single-z"])
+def test_inpaint_node_fills_the_mask_with_a_stylegan2_prior(unchanged_prior, preset):
+    spec, _ = run("GANPriorPreset", prior=unchanged_prior, preset=preset, steps=STEPS, stop="fixed")
+    image, mask = photo(1, 20, 12), box_mask(1, 20, 12, 5, 15, 3, 9)
+    filled, generated, used_mask, info = run("GANPriorInpaint", image=image, mask=mask,
+                                             generator=spec, seed=0, fit="resize",
+                                             optimizer=fast_optimizer())
+    assert filled.shape == generated.shape == image.shape and used_mask.shape == mask.shape
+    known = mask[0] == 0
+    assert torch.equal(filled[0][known], image[0][known])
+    assert "fixed 4 steps" in info
+
+
+def test_cancel_leaves_the_cached_stylegan2_prior_alone(unchanged_prior, monkeypatch):
+    host = pack_module("nodes.host")
+    checks = []
+
+    def check():
+        checks.append(1)
+        if len(checks) > 2:
+            raise InterruptedError("cancelled by the user")
+
+    monkeypatch.setattr(host, "model_management", SimpleNamespace(
+        get_torch_device=lambda: torch.device("cpu"), throw_exception_if_processing_interrupted=check))
+    (spec,) = run("BuildMultiLatentGenerator", prior=unchanged_prior, num_codes=2, split_layer=2,
+                  use_alpha=True, use_beta=True, finetune="all")
+    with pytest.raises(InterruptedError):
+        run("GANPriorInpaint", image=photo(1, 16, 16), mask=box_mask(1, 16, 16, 4, 12, 4, 12),
+            generator=spec, seed=0, fit="resize", optimizer=fast_optimizer(steps=50))
+    assert len(checks) == 3 and spec.prior is unchanged_prior
