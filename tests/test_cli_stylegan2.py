@@ -1,34 +1,41 @@
-"""`generate` and `inpaint` on a StyleGAN2 prior. No StyleGAN2 file format is loadable in this
-branch yet, so the command's `load_generator` is replaced by one returning a StyleGAN2 with random
-weights (the checkpoint path must still be a regular file); everything after the load is the
-command's own code."""
+"""`generate` and `inpaint` on a StyleGAN2 prior, read from real files: this project's
+.safetensors and a stylegan2-ada-pytorch network pickle (built as NVIDIA's code writes one, with
+the pickle structure in tests/stylegan2_builders.py)."""
 import numpy as np
 import pytest
 import torch
 
-from ganprior_core import cli, imaging
+from ganprior_core import imaging
+from ganprior_core.checkpoints import save_generator
 from ganprior_core.cli import main
 from ganprior_core.networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
+from tests.stylegan2_builders import dumps, generator_kwargs, sg2ada_snapshot
 
 
 @pytest.fixture
-def sg2(monkeypatch):
+def sg2():
     torch.manual_seed(0)
+    # channel_base 128, channel_max 16: NVIDIA's plan gives 16, 16, 8 channels at 4, 8, 16.
     generator = StyleGAN2Generator(StyleGAN2Config(16, (16, 16, 8), z_dim=8, w_dim=8, mapping_layers=2))
     with torch.no_grad():
         for name, parameter in generator.named_parameters():
             if name.endswith("noise_strength"):
                 parameter.fill_(0.2)
         generator.mapping.w_avg.normal_(0, 0.5)
-    generator.eval()
-    monkeypatch.setattr(cli, "load_generator", lambda path: generator)
-    return generator
+    return generator.eval()
 
 
-@pytest.fixture
-def checkpoint(tmp_path):
-    path = tmp_path / "sg2.pkl"
-    path.write_bytes(b"stand-in")
+@pytest.fixture(params=["safetensors", "sg2ada-pickle"])
+def checkpoint(request, tmp_path, sg2):
+    if request.param == "safetensors":
+        path = tmp_path / "sg2.safetensors"
+        save_generator(sg2, path)
+        return path
+    state = {name: value.clone() for name, value in sg2.state_dict().items()}
+    kwargs = generator_kwargs(resolution=16, channel_base=128, channel_max=16, z_dim=8, w_dim=8,
+                              mapping_layers=2)
+    path = tmp_path / "network-snapshot-000100.pkl"
+    path.write_bytes(dumps(sg2ada_snapshot(state, None, kwargs)))
     return path
 
 
@@ -67,7 +74,7 @@ def test_generate_grid_and_inpaint_on_stylegan2(tmp_path, checkpoint, sg2):
     hole[5:12, 3:9] = 1
     imaging.save_image(image, tmp_path / "in.png")
     imaging.save_mask(hole, tmp_path / "mask.png")
-    before = {name: value.clone() for name, value in sg2.state_dict().items()}
+    before = checkpoint.read_bytes()
     assert main(["inpaint", "--checkpoint", str(checkpoint), "--image", str(tmp_path / "in.png"),
                  "--mask", str(tmp_path / "mask.png"), "--out", str(tmp_path / "out.png"),
                  "--preset", "paper", "--steps", "4", "--codes", "2", "--stop", "fixed",
@@ -75,4 +82,4 @@ def test_generate_grid_and_inpaint_on_stylegan2(tmp_path, checkpoint, sg2):
     original, result = imaging.load_image(tmp_path / "in.png"), imaging.load_image(tmp_path / "out.png")
     assert result.shape == original.shape
     assert torch.equal(result[:, hole == 0], original[:, hole == 0])
-    assert all(torch.equal(before[name], value) for name, value in sg2.state_dict().items())
+    assert checkpoint.read_bytes() == before

@@ -1,7 +1,7 @@
 """The nodes with a StyleGAN2 prior, run as ComfyUI runs them (keyword inputs, inside
-torch.inference_mode()). No StyleGAN2 file format is loadable in this branch yet, so the prior is
-built with random weights and handed to the nodes the way Load PGGAN Prior's output would be; the
-loader's info text is checked through `describe_prior`."""
+torch.inference_mode()). The prior is a stylegan2-ada-pytorch network pickle with random weights,
+written with the real pickle structure (tests/stylegan2_builders.py) into a temporary models folder
+and read by Load PGGAN Prior."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from pack_under_test import load_pack, pack_module
+from stylegan2_builders import dumps, generator_kwargs, sg2ada_snapshot
 
 STEPS = 4
 
@@ -33,9 +34,10 @@ def run(node_type: str, **inputs):
 
 
 @pytest.fixture(scope="module")
-def prior():
+def prior(tmp_path_factory):
     network = pack_module("ganprior_core.networks.stylegan2")
     torch.manual_seed(0)
+    # channel_base 128, channel_max 16: NVIDIA's plan gives 16, 16, 8 channels at 4, 8, 16.
     generator = network.StyleGAN2Generator(network.StyleGAN2Config(16, (16, 16, 8), z_dim=8, w_dim=8,
                                                                    mapping_layers=2))
     with torch.no_grad():
@@ -43,7 +45,20 @@ def prior():
             if name.endswith("noise_strength"):
                 parameter.fill_(0.2)
         generator.mapping.w_avg.normal_(0, 0.5)
-    return generator.eval()
+    kwargs = generator_kwargs(resolution=16, channel_base=128, channel_max=16, z_dim=8, w_dim=8,
+                              mapping_layers=2)
+    root = tmp_path_factory.mktemp("models")
+    (root / "pggan").mkdir()
+    (root / "pggan" / "sg2-tiny.pkl").write_bytes(dumps(sg2ada_snapshot(generator.state_dict(), None, kwargs)))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(pack_module("nodes.host").MODELS_DIR_ENV, str(root))
+        names = load_pack().NODE_CLASS_MAPPINGS["LoadPGGANPrior"].INPUT_TYPES()["required"]["prior_name"][0]
+        assert "sg2-tiny.pkl" in names
+        loaded, info = run("LoadPGGANPrior", prior_name="sg2-tiny.pkl")
+    assert isinstance(loaded, network.StyleGAN2Generator)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), generator.state_dict().values()))
+    assert info.splitlines()[0] == "sg2-tiny.pkl: 16x16 StyleGAN2, z 8, w 8, 6 style slots, 5 conv layers"
+    return loaded
 
 
 @pytest.fixture
