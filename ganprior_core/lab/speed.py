@@ -9,7 +9,8 @@ Two implementations of the same maths (METHOD.md eqs. 5-8, 12) run the same opti
     `ReferenceStyleGAN2Inpainting` is the same for a StyleGAN2 prior (the method of
     method/priors.py): fp32, one G1 call per code in a Python loop, per-parameter Adam, a host
     sync every step, no channels_last, no compilation;
-(b) the project's `optimize.inpaint` with its default settings: bf16 autocast, channels_last,
+(b) the project's `optimize.inpaint` with its default settings: precision auto (bf16 autocast where
+    the CPU or GPU has native bf16, else fp32), channels_last,
     batched G1, transposed-conv upsampling, fused Adam, no host sync inside the loop;
 (c) with `--compile`: (b) with `compile=True`, whose first step includes the compilation;
 (e) with `--eager`: (b) with `compile=False` (the default before compile="auto").
