@@ -14,7 +14,8 @@ from . import imaging, metrics
 from .lab import procedural, swd
 from .method.compilation import parse_setting
 from .checkpoints import CheckpointError, convert_checkpoint, load_generator
-from .files import check_output_file, check_output_folder, require_regular_file, write_atomically
+from .files import (UserFileError, check_output_file, check_output_folder, refuse_output_over_input,
+                    require_regular_file, write_atomically)
 from .sampling import generate, image_grid, sample_images
 from .method.auto_stop import STOP_MODES
 from .optimize import (PRECISIONS, PRESET_NAMES, SCHEDULES, OptimizerConfig, Progress,
@@ -36,18 +37,34 @@ def _generate_command(args: argparse.Namespace) -> None:
     check_output_file(out, suffixes, "--out")
     check_count(args.columns, "--columns", 1)
     require_regular_file(args.checkpoint, "checkpoint")
+    refuse_output_over_input({"--out": out}, {"checkpoint": args.checkpoint, "--latents": args.latents})
     generator = load_generator(args.checkpoint)
     if args.latents is not None:
-        images = generate(generator, _read_latents(args.latents), args.device)
+        latents = _read_latents(args.latents)
+        if out.suffix.lower() != ".npy":
+            _check_grid_fits(out, len(latents), args.columns, generator.config.resolution)
+        images = generate(generator, latents, args.device)
         if out.suffix.lower() == ".npy":
             write_atomically(out, lambda file: np.save(file, images.numpy()))
         else:
             imaging.save_image(image_grid(((images + 1) / 2).clamp(0, 1), args.columns), out)
     else:
+        check_count(args.count, "--count", 1)
+        _check_grid_fits(out, args.count, args.columns, generator.config.resolution)
         images = sample_images(generator, args.count, args.seed, args.device)
         imaging.save_image(image_grid(images, args.columns), out)
     print(f"wrote {out} ({len(images)} image(s), {generator.config.resolution}x"
           f"{generator.config.resolution})")
+
+
+def _check_grid_fits(out: Path, count: int, columns: int, resolution: int) -> None:
+    """The grid's size is known before sampling: refuse one its format cannot hold (JPEG 65535,
+    WebP 16383 pixels a side) or more pixels than an image may have, before any work."""
+    columns = max(1, min(columns, count))
+    rows = -(-count // columns)
+    gap = 2  # image_grid's
+    size = (rows * (resolution + gap) - gap, columns * (resolution + gap) - gap)
+    imaging.check_output_image_path(out, "--out", size=size)
 
 
 def _read_latents(path: str) -> torch.Tensor:
@@ -87,22 +104,20 @@ def _check_inpaint_files(args: argparse.Namespace) -> None:
     inputs = {"--image": args.image, "--mask": args.mask, "--checkpoint": args.checkpoint,
               "--vgg": args.vgg}
     for option, path in outputs.items():
-        if path is None:
-            continue
-        imaging.check_output_image_path(path, option)
-        for input_option, input_path in inputs.items():
-            if input_path is not None and Path(input_path).resolve() == Path(path).resolve():
-                raise CommandError(f"{option} {path} is the {input_option} file: writing the "
-                                   "result would destroy an input; choose another file")
-    if args.raw_out and Path(args.raw_out).resolve() == Path(args.out).resolve():
-        raise CommandError(f"--raw-out and --out are both {args.out}: the raw image would "
-                           "overwrite the composite; give two different files")
+        if path is not None:
+            imaging.check_output_image_path(path, option)
+    # Same path, a hard link or a symbolic link: compared by device and inode too.
+    refuse_output_over_input(outputs, inputs)
 
 
 def _inpaint_command(args: argparse.Namespace) -> None:
     _check_inpaint_files(args)
     generator = load_generator(args.checkpoint)
     image = imaging.load_image(args.image)
+    for option in ("out", "raw_out"):  # the result has the input's size: fits the format?
+        if getattr(args, option) is not None:
+            imaging.check_output_image_path(getattr(args, option), "--" + option.replace("_", "-"),
+                                            size=tuple(image.shape[1:]))
     hole = imaging.load_mask(args.mask) if args.mask else torch.zeros(image.shape[1:])
     model_config, optimizer_config = preset(args.preset, generator.config)
     overrides = {name: getattr(args, name) for name in
@@ -143,16 +158,8 @@ def _metrics_command(args: argparse.Namespace) -> None:
 def _convert_command(args: argparse.Namespace) -> None:
     require_regular_file(args.source, "checkpoint")
     destination = check_output_file(args.destination, (".safetensors",), "destination")
-    # save_generator writes <destination>.partial first; a failure must not leave it behind
-    # (unless it was there before, which is not this run's to remove).
-    partial = destination.with_name(destination.name + ".partial")
-    partial_existed = partial.exists()
-    try:
-        convert_checkpoint(args.source, destination)
-    except BaseException:
-        if not partial_existed:
-            partial.unlink(missing_ok=True)
-        raise
+    refuse_output_over_input({"destination": destination}, {"source": args.source})
+    convert_checkpoint(args.source, destination)  # written atomically: a failure leaves nothing
     print(f"wrote {destination}")
 
 
@@ -509,6 +516,18 @@ def main(argv: list[str] | None = None) -> int:
         _check_shared_options(args)
         args.run(args)
     except (CommandError, CheckpointError, PerceptualModelError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except OSError as error:  # a write failure the helpers did not name (they name the file)
+        where = f"{error.filename}: " if getattr(error, "filename", None) else ""
+        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        # Ctrl-C: every file is written atomically, so nothing partial is left behind.
+        print(f"interrupted: {args.command} stopped; nothing partial was written", file=sys.stderr)
+        return 130
     return 0
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())

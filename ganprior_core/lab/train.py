@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import contextlib
+import io
 import json
 import math
 import os
@@ -34,6 +35,8 @@ from .. import imaging
 
 from . import procedural
 from ..checkpoints import save_generator
+from ..files import folder_contains, write_atomically
+from ..validation import check_seed
 from ..sampling import image_grid
 from ..imaging import save_image
 from ..networks.pggan import LEAKY_SLOPE, EqualizedConv2d, PGGANConfig, PGGANGenerator
@@ -96,6 +99,67 @@ class TrainConfig:
                                  f"stddev group {self.minibatch_group}")
         if self.precision not in ("bf16", "fp32"):
             raise ValueError(f"precision must be 'bf16' or 'fp32', got {self.precision!r}")
+        self._check_values()
+
+    def _check_values(self) -> None:
+        """Zero, negative, NaN and out-of-range settings are refused before anything is built or
+        written (a batch of 0 would loop forever, --sample-every 0 divide by zero)."""
+        def whole(name: str, values, minimum: int = 1) -> None:
+            for value in (values if isinstance(values, tuple) else (values,)):
+                if type(value) is not int or value < minimum:
+                    raise ValueError(f"--{name} must be {'at least ' + str(minimum)}, got "
+                                     f"{list(values) if isinstance(values, tuple) else value}")
+        whole("latent-dim", self.latent_dim)
+        whole("channels", self.channels)
+        whole("images-per-phase", self.images_per_phase)
+        whole("batch-sizes", self.batch_sizes)
+        if self.final_stable_images is not None:
+            whole("final-stable-images", self.final_stable_images)
+        whole("log-every", self.log_every)
+        whole("sample-every", self.sample_every)
+        whole("checkpoint-every", self.checkpoint_every)
+        if self.num_threads is not None:
+            whole("threads", self.num_threads)
+        for name, value in (("lr-g", self.learning_rate_g), ("lr-d", self.learning_rate_d)):
+            if not (math.isfinite(value) and 0 < value <= 1):
+                raise ValueError(f"--{name} must be a learning rate in (0, 1], got {value}")
+        if not (math.isfinite(self.ema_beta) and 0 <= self.ema_beta < 1):
+            raise ValueError(f"--ema-beta must be in [0, 1), got {self.ema_beta}")
+        if not all(math.isfinite(b) and 0 <= b < 1 for b in self.adam_betas):
+            raise ValueError(f"adam betas must be in [0, 1), got {self.adam_betas}")
+        for name, value in (("adam_eps", self.adam_eps),
+                            ("gradient_penalty_weight", self.gradient_penalty_weight),
+                            ("drift_weight", self.drift_weight)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        whole("minibatch_group", self.minibatch_group)
+        check_seed(self.seed, "--seed")
+        if self.data != PROCEDURAL and folder_contains(self.data, self.output_dir):
+            raise ValueError(f"--out {self.output_dir} lies inside --data {self.data}: the sample "
+                             "grids written there would become training images; choose an --out "
+                             "outside the data folder")
+
+    # Settings a resumed run must share with the checkpoint: anything else would be recorded
+    # but not used (the optimisers keep their state) or would change a run half-way.
+    RESUME_MUST_MATCH = ("resolution", "channels", "latent_dim", "batch_sizes", "learning_rate_g",
+                         "learning_rate_d", "adam_betas", "adam_eps", "gradient_penalty_weight",
+                         "drift_weight", "ema_beta", "minibatch_group", "seed", "precision",
+                         "data")
+
+    def resume_differences(self, saved: dict) -> list[str]:
+        """Names of RESUME_MUST_MATCH settings in which `saved` (asdict of the checkpoint's
+        config) differs from this one."""
+        mine = asdict(self)
+        differing = []
+        for name in self.RESUME_MUST_MATCH:
+            ours, theirs = mine[name], saved.get(name)
+            if isinstance(ours, tuple):
+                theirs = tuple(theirs) if isinstance(theirs, (list, tuple)) else theirs
+            if name == "data" and ours != PROCEDURAL and isinstance(theirs, str) and theirs != PROCEDURAL:
+                ours, theirs = str(Path(ours).resolve()), str(Path(theirs).resolve())
+            if ours != theirs:
+                differing.append(f"{name} {theirs!r} -> {ours!r}")
+        return differing
 
     def network_config(self) -> PGGANConfig:
         return PGGANConfig(self.resolution, self.channels, self.latent_dim)
@@ -222,7 +286,7 @@ class ProceduralSource:
 class FolderSource:
     """Every image in a folder, centre-cropped to a square and resized, held in memory."""
 
-    EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+    EXTENSIONS = set(imaging.IMAGE_SUFFIXES)  # the one list: what imaging reads and writes
 
     def __init__(self, folder: str, resolution: int) -> None:
         paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in self.EXTENSIONS)
@@ -443,12 +507,35 @@ class Trainer:
         return index, images
 
     def save_checkpoint(self, path: Path) -> None:
-        temporary = path.with_suffix(".tmp")
-        torch.save(self.state_dict(), temporary)
-        os.replace(temporary, path)  # a crash mid-save never leaves a broken checkpoint
+        # Serialised in memory and written by the one atomic writer: a crash, Ctrl-C or a full
+        # disk mid-save never leaves a broken checkpoint or a temporary file.
+        buffer = io.BytesIO()
+        torch.save(self.state_dict(), buffer)
+        write_atomically(path, buffer.getvalue())
 
     def load_checkpoint(self, path: Path) -> None:
-        self.load_state_dict(torch.load(path, weights_only=True))
+        restart = (f"pass --restart to start from scratch (it replaces {path.name}), or choose "
+                   "another --out")
+        try:
+            state = torch.load(path, weights_only=True)
+        except Exception as error:  # truncated, empty, not a torch file, or unsafe to unpickle
+            reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+            raise ValueError(f"{path}: not a readable training checkpoint (corrupt, truncated "
+                             f"or another kind of file: {reason}); {restart}") from None
+        if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
+            raise ValueError(f"{path}: not a checkpoint of this trainer (no training config "
+                             f"inside); {restart}")
+        differing = self.config.resume_differences(state["config"])
+        if differing:
+            raise ValueError(f"{path} was trained with other settings ({'; '.join(differing)}): "
+                             "resume with the settings it was started with, or " + restart[5:])
+        try:
+            self.load_state_dict(state)
+        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as error:
+            if "phases that have already run" in str(error):
+                raise
+            reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+            raise ValueError(f"{path}: does not fit this trainer ({reason}); {restart}") from None
 
     def describe_phase(self) -> str:
         resolution = 4 * 2 ** self.level
@@ -502,7 +589,7 @@ def train(config: TrainConfig) -> Path:
         print(f"resumed from {checkpoint_path} at kimg {trainer.images_seen / 1000:.1f}",
               flush=True)
     output.mkdir(parents=True, exist_ok=True)
-    (output / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
+    write_atomically(output / "train_config.json", json.dumps(asdict(config), indent=2))
     trainer.run()
     final_path = output / FINAL_NAME
     save_sample_grid(trainer.samples(), config.resolution, output / "samples_final.png")
