@@ -47,7 +47,7 @@ def _generate_command(args: argparse.Namespace) -> None:
         if out.suffix.lower() == ".npy":
             write_atomically(out, lambda file: np.save(file, images.numpy()))
         else:
-            imaging.save_image(image_grid(((images + 1) / 2).clamp(0, 1), args.columns), out)
+            imaging.save_image(image_grid(imaging.to_unit_range(images), args.columns), out)
     else:
         check_count(args.count, "--count", 1)
         _check_grid_fits(out, args.count, args.columns, generator.config.resolution)

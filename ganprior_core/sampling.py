@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from .imaging.checks import to_unit_range
 from .networks.pggan import PGGANGenerator
 from .validation import check_count, check_seed, resolve_device
 
@@ -43,7 +44,7 @@ def sample_images(generator: PGGANGenerator, count: int, seed: int,
                   device: str | torch.device = "cpu") -> torch.Tensor:
     """[count, 3, R, R] images in [0, 1]."""
     latents = sample_latents(count, generator.config.latent_dim, seed)
-    return ((generate(generator, latents, device) + 1) / 2).clamp(0, 1)
+    return to_unit_range(generate(generator, latents, device))
 
 
 def image_grid(images: torch.Tensor, columns: int = 8, gap: int = 2) -> torch.Tensor:

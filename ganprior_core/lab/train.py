@@ -35,6 +35,7 @@ from .. import imaging
 
 from . import procedural
 from ..checkpoints import save_generator
+from ..method import compilation
 from ..files import folder_contains, write_atomically
 from ..validation import check_seed
 from ..sampling import image_grid
@@ -320,7 +321,7 @@ def make_source(config: TrainConfig) -> ImageSource:
 def save_sample_grid(images: torch.Tensor, display_size: int, path: Path) -> None:
     """[B, 3, r, r] in [-1, 1] as one grid, 8 per row, each nearest-upscaled to display_size."""
     enlarged = F.interpolate(images.float(), size=display_size, mode="nearest")
-    save_image(image_grid(((enlarged + 1) / 2).clamp(0, 1), columns=8, gap=0), path)
+    save_image(image_grid(imaging.to_unit_range(enlarged), columns=8, gap=0), path)
 
 
 class Trainer:
@@ -379,7 +380,7 @@ class Trainer:
         return contextlib.nullcontext()
 
     def _real_batch(self, level: int, alpha: float) -> torch.Tensor:
-        images = self.source.sample(self.data_rng, self.batch_size) * 2 - 1
+        images = imaging.to_signed_range(self.source.sample(self.data_rng, self.batch_size))
         images = F.avg_pool2d(images, self.config.resolution // (4 * 2 ** level))
         if level > 0 and alpha < 1.0:
             # Real images fade in like generated ones, so D never sees a sharper real set.
@@ -581,6 +582,10 @@ def train(config: TrainConfig) -> Path:
     """Runs (or resumes) a whole training run; returns the path of the saved Gs."""
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
+    notes: list[str] = []
+    compilation.prepare_cache_dir(notes)  # Adam imports torch's compiler stack (see there)
+    for note in notes:
+        print(f"note: {note}", flush=True)
     trainer = Trainer(config)
     output = Path(config.output_dir)
     checkpoint_path = output / CHECKPOINT_NAME

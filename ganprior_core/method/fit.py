@@ -25,12 +25,8 @@ from .results import InpaintResult, Progress
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
 
 
-def _to_generator_range(image: torch.Tensor) -> torch.Tensor:
-    return image * 2 - 1
-
-
-def _to_unit_range(image: torch.Tensor) -> torch.Tensor:
-    return ((image + 1) / 2).clamp(0, 1)
+_to_generator_range = imaging.to_signed_range
+_to_unit_range = imaging.to_unit_range
 
 
 def _build_optimizer(model: MultiLatentGenerator, config: OptimizerConfig,
@@ -95,7 +91,7 @@ def inpaint(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor 
 
     image = image.detach().to(device, torch.float32).clamp(0, 1)  # overshoot: see imaging doc
     hole = (torch.zeros(resolution, resolution, device=device) if hole_mask is None
-            else (hole_mask.detach().to(device, torch.float32) > 0.5).float())
+            else imaging.hole_pixels(hole_mask.detach().to(device)).float())
     known = (1 - hole)[None, None]
     if not known.any():
         # Nothing to fit: an optimisation would only return its starting blend of the codes.
@@ -142,6 +138,8 @@ def inpaint(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor 
     target = _to_generator_range(image)[None]
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
         loss_fn = MaskedReconstructionLoss(target, fit_mask, weights, perceptual)
+    # Adam imports torch's compiler stack, which fails on an unusable cache folder (item 5).
+    compilation.prepare_cache_dir(notes)
     optimizer = _build_optimizer(model, optimizer_config, device)
     scheduler = _schedule(optimizer, optimizer_config)
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..files import UserFileError, require_regular_file
+from ..imaging.checks import to_unit_range
 
 VGG_EXTENSIONS = (".pth", ".pt", ".safetensors")
 DEFAULT_DEPTH = 16  # features[:16] ends with relu3_3, as in mGANprior
@@ -52,7 +53,7 @@ class VGG16Features(nn.Sequential):
         self.eval()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = ((images + 1) / 2 - self.mean) / self.std
+        x = (to_unit_range(images, clamp=False) - self.mean) / self.std
         for layer in self:
             x = layer(x)
         return x
