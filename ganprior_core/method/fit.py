@@ -196,7 +196,15 @@ def inpaint(prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor 
         best_output = stop_rule.returned_image
         if best_output is None:  # every check was non-finite: the run diverged
             best_output = output.detach()[0].float()
+            notes.append("auto-stop: every held-out check was NaN or infinite (the run "
+                         "diverged); the last image is returned; lower the learning rates")
     best_step = None if stop_rule is None else stop_rule.returned_step
+    if best_step == 0 and steps_run > 0:
+        # Silent no-progress otherwise: the result would be the untouched starting image.
+        notes.append(f"auto-stop returned the starting image (step 0): in {steps_run} steps the "
+                     "held-out error never improved on it, so nothing was fitted; try --stop "
+                     "fixed, lower learning rates (e.g. --lr-generator) or a mask with more known "
+                     "pixels")
     final = _to_unit_range(best_output)
     if stop_rule is not None and stop_rule.should_stop and callback is not None:
         # The bar completes: the run is over, though it took fewer than `total` steps.
