@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from . import baselines, masks, procedural
 
 from .. import imaging, metrics
-from ..files import folder_contains, require_regular_file, write_atomically
+from ..files import UserFileError, folder_contains, require_regular_file, write_atomically
 from ..checkpoints import load_generator
 from .dip import DIPConfig, dip_inpaint
 from ..method.multi_latent import MultiLatentConfig
@@ -464,8 +464,13 @@ class _DirectoryLock:
                                      "another --out") from None
                 self.path.unlink(missing_ok=True)  # stale: its process is gone
                 continue
-            with os.fdopen(descriptor, "w") as file:
-                file.write(f"{os.getpid()}\n")
+            try:
+                os.write(descriptor, f"{os.getpid()}\n".encode())
+            except OSError as error:  # a full disk: no half-made lock may block the next run
+                os.close(descriptor)
+                self.path.unlink(missing_ok=True)
+                raise UserFileError(self.path, f"cannot write the lock file ({error.strerror})") from None
+            os.close(descriptor)
             return self
         raise ValueError(f"cannot take the lock {self.path}; another bench process keeps "
                          "taking it")

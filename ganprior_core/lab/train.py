@@ -89,6 +89,7 @@ class TrainConfig:
         self.batch_sizes = tuple(int(b) for b in self.batch_sizes)
         self.images_per_phase = tuple(int(n) for n in self.images_per_phase)
         self.adam_betas = tuple(float(b) for b in self.adam_betas)
+        self._check_values()
         levels = len(self.network_config().channels)
         for name in ("batch_sizes", "images_per_phase"):
             if len(getattr(self, name)) != levels:
@@ -100,7 +101,6 @@ class TrainConfig:
                                  f"stddev group {self.minibatch_group}")
         if self.precision not in ("bf16", "fp32"):
             raise ValueError(f"precision must be 'bf16' or 'fp32', got {self.precision!r}")
-        self._check_values()
 
     def _check_values(self) -> None:
         """Zero, negative, NaN and out-of-range settings are refused before anything is built or
@@ -520,7 +520,8 @@ class Trainer:
         try:
             state = torch.load(path, weights_only=True)
         except Exception as error:  # truncated, empty, not a torch file, or unsafe to unpickle
-            reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+            reason = (f"{type(error).__name__}: {str(error).splitlines()[0][:80]}" if str(error)
+                      else type(error).__name__)
             raise ValueError(f"{path}: not a readable training checkpoint (corrupt, truncated "
                              f"or another kind of file: {reason}); {restart}") from None
         if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
@@ -593,9 +594,16 @@ def train(config: TrainConfig) -> Path:
         trainer.load_checkpoint(checkpoint_path)
         print(f"resumed from {checkpoint_path} at kimg {trainer.images_seen / 1000:.1f}",
               flush=True)
-    output.mkdir(parents=True, exist_ok=True)
-    write_atomically(output / "train_config.json", json.dumps(asdict(config), indent=2))
-    trainer.run()
+    created = not output.exists()
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        write_atomically(output / "train_config.json", json.dumps(asdict(config), indent=2))
+        trainer.run()
+    except BaseException:
+        if created:  # a run that wrote nothing (a full disk, Ctrl-C at once) leaves no folder
+            with contextlib.suppress(OSError):
+                output.rmdir()
+        raise
     final_path = output / FINAL_NAME
     save_sample_grid(trainer.samples(), config.resolution, output / "samples_final.png")
     training = {"data": config.data, "images_seen": trainer.images_seen,
