@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -510,8 +512,26 @@ def _check_shared_options(args: argparse.Namespace) -> None:
         check_output_folder(args.out, "--out")
 
 
+class _Terminated(BaseException):
+    """SIGTERM (kill, a scheduler's stop): unwinds like Ctrl-C, so every temporary file goes."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise _Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
+    try:
+        return _run(args)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         _check_shared_options(args)
         args.run(args)
@@ -526,6 +546,10 @@ def main(argv: list[str] | None = None) -> int:
         # Ctrl-C: every file is written atomically, so nothing partial is left behind.
         print(f"interrupted: {args.command} stopped; nothing partial was written", file=sys.stderr)
         return 130
+    except _Terminated:
+        print(f"terminated: {args.command} stopped by SIGTERM; nothing partial was written",
+              file=sys.stderr)
+        return 143
     return 0
 
 

@@ -183,6 +183,19 @@ def _remove_quietly(path: Path) -> None:
         pass
 
 
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files write_atomically leaves only when its process is killed
+    (SIGKILL, a power cut) from `folder` and below; for a caller that holds the folder alone
+    (a lock), since another process's temporary file looks the same. Returns what it removed."""
+    removed = []
+    for path in Path(folder).rglob(".*.partial"):
+        parts = path.name.rsplit(".", 2)
+        if len(parts) == 3 and len(parts[1]) == 8 and all(c in "0123456789abcdef" for c in parts[1]):
+            _remove_quietly(path)
+            removed.append(path)
+    return removed
+
+
 def same_file(first: str | os.PathLike, second: str | os.PathLike) -> bool:
     """Whether two paths name one file: the same resolved path, or (both existing) the same
     device and inode, which also catches hard links and symbolic links."""

@@ -778,3 +778,87 @@ def test_inpaint_with_a_hostile_vgg_file_is_one_error_line(ws, tmp_path):
     files = hostile_vgg_files(tmp_path)
     for name in ("huge-header.safetensors", "payload.pth", "truncated.pth"):
         assert_refused(inpaint_argv(ws, **{"--vgg": files[name][0]}), [ws["root"]], name)
+
+
+def test_sigterm_in_inpaint_unwinds_like_ctrl_c(ws):
+    argv = inpaint_argv(ws)
+    argv[argv.index("--steps") + 1] = "1000000"
+    argv += ["--stop", "fixed", "--log-every", "1"]
+    process = subprocess.Popen([sys.executable, "-m", "ganprior_core", *map(str, argv)], cwd=ROOT,
+                               env=subprocess_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stdout:
+            if line.startswith("step "):
+                break
+        process.terminate()
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 143, stderr
+    assert stderr.strip().startswith("terminated") and len(stderr.strip().splitlines()) == 1
+    assert list(ws["out"].iterdir()) == []
+
+
+def test_ctrl_c_while_writing_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "result.png"
+    target.write_bytes(b"old")
+
+    def interrupted(file):
+        file.write(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(target, interrupted)
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["result.png"]
+
+
+@pytest.mark.parametrize("command", ["convert", "generate"])
+def test_ctrl_c_in_any_command_is_one_line_and_exit_130(ws, monkeypatch, command):
+    from ganprior_core import cli
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "convert_checkpoint" if command == "convert" else "sample_images", interrupt)
+    argv = (["convert", ws["checkpoint"], ws["out"] / "c.safetensors"] if command == "convert"
+            else ["generate", ws["checkpoint"], "--count", "2", "--out", ws["out"] / "g.png"])
+    code, _, err = run_cli(argv)
+    assert code == 130 and err.startswith("interrupted") and len(err.strip().splitlines()) == 1
+    assert list(ws["out"].iterdir()) == []
+
+
+def test_bench_removes_temporaries_a_killed_run_left(ws):
+    out = ws["out"] / "bench"
+    out.mkdir()
+    stale = [out / ".results.csv.0123abcd.partial", out / "results" / ".x.png.deadbeef.partial"]
+    stale[1].parent.mkdir()
+    for path in stale:
+        path.write_bytes(b"half")
+    keep = out / ".notes.partial"  # not a name write_atomically makes: not ours to remove
+    keep.write_bytes(b"user's")
+    assert run_cli(bench_argv(ws, out))[0] == 0
+    assert not any(path.exists() for path in stale) and keep.read_bytes() == b"user's"
+
+
+def test_a_second_bench_process_on_the_same_out_is_refused_while_the_first_runs(ws):
+    out = ws["out"] / "bench"
+    argv = ["bench", "--checkpoint", ws["checkpoint"], "--procedural", "2", "--methods", "single-z",
+            "--steps", "100000", "--stop", "fixed", "--precision", "fp32", "--threads", "1",
+            "--log-every", "10", "--out", out]
+    first = subprocess.Popen([sys.executable, "-m", "ganprior_core", *map(str, argv)], cwd=ROOT,
+                             env=subprocess_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in first.stdout:
+            if " step " in line:
+                break
+        code, _, err = run_cli(argv)
+        assert code == 2 and f"in use by another bench process (pid {first.pid}," in err, err
+        assert not (out / "results.csv").exists()
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=60)
+    assert first.returncode == 130 and not (out / ".bench.lock").exists()

@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from . import baselines, masks, procedural
 
 from .. import imaging, metrics
-from ..files import UserFileError, folder_contains, require_regular_file, write_atomically
+from ..files import (UserFileError, folder_contains, remove_stale_temporaries, require_regular_file,
+                     write_atomically)
 from ..checkpoints import load_generator
 from .dip import DIPConfig, dip_inpaint
 from ..method.multi_latent import MultiLatentConfig
@@ -432,6 +433,7 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print) -> BenchS
     try:
         out.mkdir(parents=True, exist_ok=True)
         with _DirectoryLock(out / LOCK_FILE):
+            remove_stale_temporaries(out)  # left by a run killed mid-write; the lock is ours
             return _run_bench(config, log)
     except BaseException:
         # A run that failed before writing anything leaves no empty --out behind.
