@@ -862,3 +862,37 @@ def test_a_second_bench_process_on_the_same_out_is_refused_while_the_first_runs(
         first.send_signal(signal.SIGINT)
         first.communicate(timeout=60)
     assert first.returncode == 130 and not (out / ".bench.lock").exists()
+
+
+def test_train_checkpoint_write_failing_mid_run_keeps_the_previous_checkpoint(ws, trained, monkeypatch):
+    """The disk fills while training: the failed save is one error line, the checkpoint from
+    before is byte-identical and resumable, and no temporary file is left."""
+    before = (trained / "checkpoint.pt").read_bytes()
+    calls = []
+    real_fsync = os.fsync
+
+    def fsync_filling_up(descriptor):
+        calls.append(descriptor)
+        if len(calls) >= 2:  # train_config.json is written, the next save finds the disk full
+            raise OSError(28, "No space left on device")
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync_filling_up)
+    code, _, err = run_cli([*TRAIN, "--final-stable-images", "16", "--out", trained])
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "checkpoint.pt" in err and "No space left on device" in err
+    assert (trained / "checkpoint.pt").read_bytes() == before
+    no_partials(trained)
+    assert run_cli([*TRAIN, "--final-stable-images", "16", "--out", trained])[0] == 0
+
+
+@pytest.mark.parametrize("name", ["report.md", "figure.png", "results.csv"])
+def test_bench_refuses_a_checkpoint_it_would_overwrite(ws, name):
+    out = ws["out"] / "bench"
+    out.mkdir()
+    checkpoint = out / name
+    checkpoint.write_bytes(ws["checkpoint"].read_bytes())
+    argv = bench_argv(ws, out)
+    argv[argv.index("--checkpoint") + 1] = str(checkpoint)
+    assert_refused(argv, [ws["root"]], "is the --checkpoint file")

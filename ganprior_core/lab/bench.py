@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from . import baselines, masks, procedural
 
 from .. import imaging, metrics
-from ..files import (UserFileError, folder_contains, remove_stale_temporaries, require_regular_file,
-                     write_atomically)
+from ..files import (UserFileError, folder_contains, refuse_output_over_input,
+                     remove_stale_temporaries, require_regular_file, write_atomically)
 from ..checkpoints import load_generator
 from .dip import DIPConfig, dip_inpaint
 from ..method.multi_latent import MultiLatentConfig
@@ -126,7 +126,15 @@ class BenchConfig:
         require_regular_file(self.checkpoint, "checkpoint")
         if self.vgg is not None:
             require_regular_file(self.vgg, "VGG16 weights")
+        inputs = {"--checkpoint": self.checkpoint, "--vgg": self.vgg}
+        refuse_output_over_input({f"--out's {name}": Path(self.out) / name for name in
+                                  ("report.md", "results.csv", "summary.json", "figure.png",
+                                   RUN_FILE, NOTES_FILE)}, inputs)
         written = [Path(self.out) / name for name in ("images", "masks", "results")]
+        for name, path in inputs.items():
+            if path is not None and any(folder_contains(folder, path) for folder in written):
+                raise ValueError(f"{name} {path} lies in a folder the bench writes into "
+                                 f"({', '.join(str(folder) for folder in written)}); move it")
         if self.images is not None and (folder_contains(self.images, self.out) or any(
                 folder_contains(folder, self.images) for folder in written)):
             raise ValueError(f"--out {self.out} and --images {self.images} overlap: the run's "
