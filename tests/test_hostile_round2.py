@@ -273,8 +273,7 @@ def test_every_write_in_the_project_goes_through_the_one_helper():
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if pattern.search(line) and not line.lstrip().startswith("#"):
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
-    # bench-speed's --json (lab/speed.py) belongs to another task and is listed, not hidden.
-    assert [o for o in offenders if "lab/speed.py" not in o] == []
+    assert offenders == []
 
 
 # --- 3: checks that came after the work ------------------------------------------------------

@@ -42,6 +42,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..method import compilation
 
 from .. import imaging, metrics
+from ..files import write_atomically
 
 from . import masks, procedural
 from ..method.losses import LossWeights, MaskedReconstructionLoss
@@ -757,7 +758,7 @@ def run_command(args: argparse.Namespace) -> None:
         payload = asdict(report)
     print("\n".join(lines))
     if args.json:
-        Path(args.json).write_text(json.dumps(payload, indent=1))
+        write_atomically(args.json, json.dumps(payload, indent=1))
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
