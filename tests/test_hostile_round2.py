@@ -449,7 +449,7 @@ def trained(ws):
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "foreign_torch",
-                                    "safetensors", "state_without_config"])
+                                    "safetensors", "state_without_config", "payload"])
 def test_train_refuses_a_damaged_or_foreign_checkpoint_naming_it(ws, trained, damage):
     checkpoint = trained / "checkpoint.pt"
     data = checkpoint.read_bytes()
@@ -463,11 +463,15 @@ def test_train_refuses_a_damaged_or_foreign_checkpoint_naming_it(ws, trained, da
         torch.save({"weights": torch.zeros(3)}, checkpoint)
     elif damage == "safetensors":
         checkpoint.write_bytes(ws["checkpoint"].read_bytes())
+    elif damage == "payload":
+        Path("/tmp/ganprior-vgg-payload-ran").unlink(missing_ok=True)
+        torch.save({"config": {}, "generator": Payload()}, checkpoint)
     else:
         torch.save([1, 2, 3], checkpoint)
     line = assert_refused([*TRAIN, "--final-stable-images", "16", "--out", trained],
                           [ws["root"]], "checkpoint.pt", "--restart")
     assert len(line) < 400
+    assert not Path("/tmp/ganprior-vgg-payload-ran").exists()  # nothing in it was run
 
 
 @pytest.mark.parametrize("change, name", [(["--seed", "3"], "seed"), (["--lr-g", "0.01"], "learning_rate_g"),

@@ -34,7 +34,7 @@ from torch import nn
 from .. import imaging
 
 from . import procedural
-from ..checkpoints import save_generator
+from ..checkpoints import save_generator, torch_file
 from ..method import compilation
 from ..files import folder_contains, write_atomically
 from ..validation import check_seed
@@ -518,7 +518,12 @@ class Trainer:
         restart = (f"pass --restart to start from scratch (it replaces {path.name}), or choose "
                    "another --out")
         try:
-            state = torch.load(path, weights_only=True)
+            # The bounded reader checkpoints use (no torch.load: a hostile file in --out can
+            # neither run code nor claim terabytes), format by content.
+            data = path.read_bytes()
+            if not torch_file.looks_like_torch_file(data[:16]):
+                raise ValueError("its first bytes are not a torch file's")
+            state = torch_file.read(data)
         except Exception as error:  # truncated, empty, not a torch file, or unsafe to unpickle
             reason = (f"{type(error).__name__}: {str(error).splitlines()[0][:80]}" if str(error)
                       else type(error).__name__)
