@@ -899,3 +899,16 @@ def test_bench_refuses_a_checkpoint_it_would_overwrite(ws, name):
     argv = bench_argv(ws, out)
     argv[argv.index("--checkpoint") + 1] = str(checkpoint)
     assert_refused(argv, [ws["root"]], "is the --checkpoint file")
+
+
+def test_bench_resume_refuses_an_image_folder_whose_contents_changed(ws):
+    images = ws["in"] / "images"
+    images.mkdir()
+    for name, value in (("a.png", 10), ("b.png", 200)):
+        Image.fromarray(np.full((16, 16, 3), value, np.uint8)).save(images / name)
+    out = ws["out"] / "bench"
+    argv = ["bench", "--checkpoint", ws["checkpoint"], "--images", images, "--methods",
+            "mean-fill", "--out", out]
+    assert run_cli(argv)[0] == 0
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(images / "b.png")  # same name
+    assert_refused(argv, [ws["root"]], "images_sha256")

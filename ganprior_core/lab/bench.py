@@ -159,6 +159,10 @@ class BenchConfig:
             settings["mask_centred"] = True
         if self.threads is not None:  # seconds and steps/s depend on it; rows must not mix
             settings["threads"] = self.threads
+        if self.device != "cpu":  # (cpu: how directories from before this key resume)
+            settings["device"] = self.device
+        if self.images:  # an image replaced under the same name must not reuse its old rows
+            settings["images_sha256"] = _folder_digest(_image_files(Path(self.images)))
         return settings
 
 
@@ -308,6 +312,18 @@ def _file_digest(path: str | Path) -> str:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _folder_digest(files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.name}\0{_file_digest(path)}\0".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+# Keys added to run.json after directories were already in use: a directory whose run.json
+# lacks one resumes (the check was not made then), one that has it must match.
+_LATER_KEYS = ("images_sha256",)
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -586,7 +602,8 @@ def _claim_directory(out: Path, settings: dict) -> None:
             previous = None
     if previous is not None:
         differing = sorted(key for key in settings.keys() | previous.keys()
-                           if settings.get(key) != previous.get(key))
+                           if settings.get(key) != previous.get(key)
+                           and not (key in _LATER_KEYS and key not in previous))
         if differing:
             raise ValueError(f"{out} holds results of a run with other settings "
                              f"(differs in: {', '.join(differing)}); choose another --out or delete it")
