@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,7 +16,8 @@ from . import imaging, metrics
 from .lab import procedural, swd
 from .method.compilation import parse_setting
 from .checkpoints import CheckpointError, convert_checkpoint, load_generator
-from .files import check_output_file, check_output_folder, require_regular_file, write_atomically
+from .files import (check_output_file, check_output_folder, refuse_output_over_input, require_regular_file,
+                    write_atomically)
 from .method.priors import z_dim_of
 from .sampling import GENERATE_NOISE_MODES, generate, image_grid, sample_latents
 from .method.auto_stop import STOP_MODES
@@ -37,21 +40,37 @@ def _generate_command(args: argparse.Namespace) -> None:
     check_output_file(out, suffixes, "--out")
     check_count(args.columns, "--columns", 1)
     require_regular_file(args.checkpoint, "checkpoint")
+    refuse_output_over_input({"--out": out}, {"checkpoint": args.checkpoint, "--latents": args.latents})
     generator = load_generator(args.checkpoint)  # a PGGAN or a StyleGAN2 generator
     options = {"truncation_psi": args.truncation, "noise_mode": args.noise}
     if args.latents is not None:
-        images = generate(generator, _read_latents(args.latents), args.device, **options)
+        latents = _read_latents(args.latents)
+        if out.suffix.lower() != ".npy":
+            _check_grid_fits(out, len(latents), args.columns, generator.config.resolution)
+        images = generate(generator, latents, args.device, **options)
         if out.suffix.lower() == ".npy":
             write_atomically(out, lambda file: np.save(file, images.numpy()))
         else:
-            imaging.save_image(image_grid(((images + 1) / 2).clamp(0, 1), args.columns), out)
+            imaging.save_image(image_grid(imaging.to_unit_range(images), args.columns), out)
     else:
+        check_count(args.count, "--count", 1)
+        _check_grid_fits(out, args.count, args.columns, generator.config.resolution)
         # z ~ N(0, 1) from --seed, as sample_images draws them (the same images at psi 1, const)
         latents = sample_latents(args.count, z_dim_of(generator), args.seed)
-        images = ((generate(generator, latents, args.device, **options) + 1) / 2).clamp(0, 1)
+        images = imaging.to_unit_range(generate(generator, latents, args.device, **options))
         imaging.save_image(image_grid(images, args.columns), out)
     print(f"wrote {out} ({len(images)} image(s), {generator.config.resolution}x"
           f"{generator.config.resolution})")
+
+
+def _check_grid_fits(out: Path, count: int, columns: int, resolution: int) -> None:
+    """The grid's size is known before sampling: refuse one its format cannot hold (JPEG 65535,
+    WebP 16383 pixels a side) or more pixels than an image may have, before any work."""
+    columns = max(1, min(columns, count))
+    rows = -(-count // columns)
+    gap = 2  # image_grid's
+    size = (rows * (resolution + gap) - gap, columns * (resolution + gap) - gap)
+    imaging.check_output_image_path(out, "--out", size=size)
 
 
 def _read_latents(path: str) -> torch.Tensor:
@@ -91,22 +110,20 @@ def _check_inpaint_files(args: argparse.Namespace) -> None:
     inputs = {"--image": args.image, "--mask": args.mask, "--checkpoint": args.checkpoint,
               "--vgg": args.vgg}
     for option, path in outputs.items():
-        if path is None:
-            continue
-        imaging.check_output_image_path(path, option)
-        for input_option, input_path in inputs.items():
-            if input_path is not None and Path(input_path).resolve() == Path(path).resolve():
-                raise CommandError(f"{option} {path} is the {input_option} file: writing the "
-                                   "result would destroy an input; choose another file")
-    if args.raw_out and Path(args.raw_out).resolve() == Path(args.out).resolve():
-        raise CommandError(f"--raw-out and --out are both {args.out}: the raw image would "
-                           "overwrite the composite; give two different files")
+        if path is not None:
+            imaging.check_output_image_path(path, option)
+    # Same path, a hard link or a symbolic link: compared by device and inode too.
+    refuse_output_over_input(outputs, inputs)
 
 
 def _inpaint_command(args: argparse.Namespace) -> None:
     _check_inpaint_files(args)
     generator = load_generator(args.checkpoint)
     image = imaging.load_image(args.image)
+    for option in ("out", "raw_out"):  # the result has the input's size: fits the format?
+        if getattr(args, option) is not None:
+            imaging.check_output_image_path(getattr(args, option), "--" + option.replace("_", "-"),
+                                            size=tuple(image.shape[1:]))
     hole = imaging.load_mask(args.mask) if args.mask else torch.zeros(image.shape[1:])
     model_config, optimizer_config = preset(args.preset, generator.config)
     overrides = {name: getattr(args, name) for name in
@@ -147,16 +164,8 @@ def _metrics_command(args: argparse.Namespace) -> None:
 def _convert_command(args: argparse.Namespace) -> None:
     require_regular_file(args.source, "checkpoint")
     destination = check_output_file(args.destination, (".safetensors",), "destination")
-    # save_generator writes <destination>.partial first; a failure must not leave it behind
-    # (unless it was there before, which is not this run's to remove).
-    partial = destination.with_name(destination.name + ".partial")
-    partial_existed = partial.exists()
-    try:
-        convert_checkpoint(args.source, destination)
-    except BaseException:
-        if not partial_existed:
-            partial.unlink(missing_ok=True)
-        raise
+    refuse_output_over_input({"destination": destination}, {"source": args.source})
+    convert_checkpoint(args.source, destination)  # written atomically: a failure leaves nothing
     print(f"wrote {destination}")
 
 
@@ -516,12 +525,46 @@ def _check_shared_options(args: argparse.Namespace) -> None:
         check_output_folder(args.out, "--out")
 
 
+class _Terminated(BaseException):
+    """SIGTERM (kill, a scheduler's stop): unwinds like Ctrl-C, so every temporary file goes."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise _Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
+    try:
+        return _run(args)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         _check_shared_options(args)
         args.run(args)
     except (CommandError, CheckpointError, PerceptualModelError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except OSError as error:  # a write failure the helpers did not name (they name the file)
+        where = f"{error.filename}: " if getattr(error, "filename", None) else ""
+        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        # Ctrl-C: every file is written atomically, so nothing partial is left behind.
+        print(f"interrupted: {args.command} stopped; nothing partial was written", file=sys.stderr)
+        return 130
+    except _Terminated:
+        print(f"terminated: {args.command} stopped by SIGTERM; nothing partial was written",
+              file=sys.stderr)
+        return 143
     return 0
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())

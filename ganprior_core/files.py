@@ -13,7 +13,7 @@ import secrets
 import stat
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable
+from typing import BinaryIO, Callable, Iterable, Union
 
 
 class UserFileError(ValueError):
@@ -50,6 +50,7 @@ def check_output_file(path: str | os.PathLike, suffixes: Iterable[str], what: st
     """
     path = Path(path)
     suffixes = tuple(suffixes)
+    _check_name_lengths(path, what)
     status = _status(path, what)
     if status is not None and stat.S_ISDIR(status.st_mode):
         raise UserFileError(path, f"{what} is a directory; give a file name inside it")
@@ -60,6 +61,16 @@ def check_output_file(path: str | os.PathLike, suffixes: Iterable[str], what: st
         raise UserFileError(path, f"{what} exists and is not a regular file")
     check_output_folder(path.parent, what)
     return path
+
+
+def _check_name_lengths(path: Path, what: str) -> None:
+    """A name longer than NAME_MAX bytes fails only once written (and under a folder that does
+    not exist yet, not even os.stat notices): refused here instead."""
+    for part in path.parts:
+        if len(os.fsencode(part)) > NAME_MAX:
+            raise UserFileError(path, f"the {what} name {part[:40]!r}... is "
+                                      f"{len(os.fsencode(part))} bytes: a file name too long (at most "
+                                      f"{NAME_MAX} bytes)")
 
 
 def _status(path: Path, what: str) -> os.stat_result | None:
@@ -76,6 +87,7 @@ def _status(path: Path, what: str) -> os.stat_result | None:
 def check_output_folder(folder: str | os.PathLike, what: str = "output") -> Path:
     """Refuse a folder that is a file, lies under a file, or cannot be written."""
     folder = Path(folder)
+    _check_name_lengths(folder, what)
     existing = folder
     while _status(existing, what) is None and existing != existing.parent:
         if existing.is_symlink():  # a dangling link: mkdir would fail on it
@@ -95,29 +107,137 @@ def check_output_folder(folder: str | os.PathLike, what: str = "output") -> Path
     return folder
 
 
-def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
-    """Call `write(file)` on a temporary file next to `path`, then move it into place.
+# Longest file name most filesystems take (ext4, xfs, btrfs, tmpfs: 255 bytes). The temporary
+# name is kept within it, so a name the up-front check accepts is never refused at the end.
+NAME_MAX = 255
+_TEMPORARY_SUFFIX_BYTES = len(".") + 8 + len(".partial")
+
+
+def temporary_path(path: str | os.PathLike) -> Path:
+    """A fresh hidden name next to `path` for its temporary file, at most NAME_MAX bytes long."""
+    path = Path(path)
+    name = os.fsencode(path.name)
+    room = NAME_MAX - len(b".") - _TEMPORARY_SUFFIX_BYTES
+    stem = os.fsdecode(name[:room]) if len(name) <= room else _cut(name, room)
+    return path.with_name(f".{stem}.{secrets.token_hex(4)}.partial")
+
+
+def _cut(name: bytes, room: int) -> str:
+    """The longest prefix of `name` within `room` bytes that is still a whole character."""
+    for size in range(room, 0, -1):
+        try:
+            return name[:size].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return "out"
+
+
+Content = Union[bytes, str, Callable[[BinaryIO], None]]
+
+
+def write_atomically(path: str | os.PathLike, content: Content) -> None:
+    """Write `content` (bytes, text, or a function `write(file)`) to a temporary file next to
+    `path`, flush it to the disk, then move it into place. The one way this project writes a file.
 
     Readers never see a half-written file, an existing file survives a failed write, and a
-    failure removes the temporary file and any folders this call created.
+    failure removes the temporary file and any folders this call created. A failure to write
+    (a full disk, a quota, an I/O error) is a UserFileError naming the file; an interrupt
+    (Ctrl-C) cleans up the same way and is re-raised.
     """
     path = Path(path)
-    created = _make_folders(path.parent)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+    existed = path.exists()
+    try:
+        created = _make_folders(path.parent)
+    except OSError as error:
+        raise UserFileError(path.parent, f"cannot create the folder ({error.strerror})") from None
+    temporary = temporary_path(path)
     try:
         # os.open with mode 0o666 lets the umask decide the permissions, as a plain open() would.
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(descriptor, "wb") as file:
-            write(file)
+            if callable(content):
+                content(file)
+            else:
+                file.write(content.encode("utf-8") if isinstance(content, str) else content)
+            file.flush()
+            os.fsync(file.fileno())  # a full disk can fail only here (delayed allocation)
         os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
+    except BaseException as error:
+        _remove_quietly(temporary)
         for folder in reversed(created):
             try:
                 folder.rmdir()
             except OSError:  # not empty: something else was put there meanwhile
                 break
+        if isinstance(error, OSError):
+            kept = "the previous file is unchanged" if existed else "nothing was written"
+            raise UserFileError(path, f"cannot write the file ({error.strerror or error}); "
+                                      f"{kept}") from None
         raise
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files write_atomically leaves only when its process is killed
+    (SIGKILL, a power cut) from `folder` and below; for a caller that holds the folder alone
+    (a lock), since another process's temporary file looks the same. Returns what it removed."""
+    removed = []
+    for path in Path(folder).rglob(".*.partial"):
+        parts = path.name.rsplit(".", 2)
+        if len(parts) == 3 and len(parts[1]) == 8 and all(c in "0123456789abcdef" for c in parts[1]):
+            _remove_quietly(path)
+            removed.append(path)
+    return removed
+
+
+def same_file(first: str | os.PathLike, second: str | os.PathLike) -> bool:
+    """Whether two paths name one file: the same resolved path, or (both existing) the same
+    device and inode, which also catches hard links and symbolic links."""
+    first, second = Path(first), Path(second)
+    try:
+        if first.resolve() == second.resolve():
+            return True
+    except (OSError, RuntimeError):  # a loop of links: compared by inode below, if at all
+        pass
+    try:
+        a, b = first.stat(), second.stat()
+    except (OSError, ValueError):
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def refuse_output_over_input(outputs: dict[str, str | os.PathLike | None],
+                             inputs: dict[str, str | os.PathLike | None]) -> None:
+    """Outputs are never one of the inputs, nor each other (README): checked before any work.
+
+    Keys are the option names used in the message ("--out", "--latents")."""
+    given_outputs = [(name, path) for name, path in outputs.items() if path is not None]
+    for name, path in given_outputs:
+        for input_name, input_path in inputs.items():
+            if input_path is not None and same_file(path, input_path):
+                raise UserFileError(path, f"{name} is the {input_name} file: writing it would "
+                                          "destroy an input; choose another file")
+    for index, (name, path) in enumerate(given_outputs):
+        for other_name, other in given_outputs[index + 1:]:
+            if same_file(path, other):
+                raise UserFileError(path, f"{name} and {other_name} are the same file: one "
+                                          "output would overwrite the other; give two files")
+
+
+def folder_contains(folder: str | os.PathLike, path: str | os.PathLike) -> bool:
+    """Whether `path` is `folder` or lies inside it (resolved, and by inode for `folder` itself)."""
+    try:
+        folder_resolved, path_resolved = Path(folder).resolve(), Path(path).resolve()
+    except (OSError, RuntimeError):
+        return False
+    return (same_file(folder, path) or folder_resolved == path_resolved
+            or folder_resolved in path_resolved.parents)
 
 
 def _make_folders(folder: Path) -> list[Path]:

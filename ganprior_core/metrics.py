@@ -187,9 +187,9 @@ def _region(mask: torch.Tensor | None, size: torch.Size) -> torch.Tensor | None:
         return None
     if tuple(mask.shape) != tuple(size):
         raise ValueError(f"mask must be [H, W] = {tuple(size)} like the image, got {tuple(mask.shape)}")
-    region = mask.detach() >= 0.5
+    region = imaging.hole_pixels(mask.detach())
     if not region.any():
-        raise ValueError("mask selects no pixels (no value >= 0.5): nothing to measure")
+        raise ValueError(f"mask selects no pixels (no value >= {imaging.HOLE_THRESHOLD}): nothing to measure")
     return region
 
 

@@ -5,6 +5,7 @@ import math
 
 import torch
 
+from .imaging.checks import to_unit_range
 from .method.priors import family_of, z_dim_of
 from .networks.stylegan2 import NOISE_MODES
 from .validation import check_count, check_seed, resolve_device
@@ -91,7 +92,7 @@ def sample_images(generator: torch.nn.Module, count: int, seed: int,
     """[count, 3, R, R] images in [0, 1]: z ~ N(0, 1) from `seed` (StyleGAN2: no truncation,
     constant noise)."""
     latents = sample_latents(count, z_dim_of(generator), seed)
-    return ((generate(generator, latents, device) + 1) / 2).clamp(0, 1)
+    return to_unit_range(generate(generator, latents, device))
 
 
 def image_grid(images: torch.Tensor, columns: int = 8, gap: int = 2) -> torch.Tensor:

@@ -218,7 +218,7 @@ class GANPriorOptimizer:
     def INPUT_TYPES(cls):
         defaults = OptimizerConfig()
         spec = {
-            "steps": ("INT", {"default": defaults.steps, "min": 1, "max": 100000}),
+            "steps": ("INT", {"default": defaults.steps, "min": 1, "max": 1000000}),
             "lr_latent": ("FLOAT", {"default": defaults.lr_latent, "min": 0.0, "max": 10.0, "step": 0.001}),
             "lr_alpha": ("FLOAT", {"default": defaults.lr_alpha, "min": 0.0, "max": 10.0, "step": 0.001}),
             "lr_beta": ("FLOAT", {"default": defaults.lr_beta, "min": 0.0, "max": 10.0, "step": 0.001}),
@@ -271,7 +271,7 @@ class GANPriorPreset:
                                             "tooltip": "paper: this paper's method; mganprior: "
                                                        "the mGANprior baseline; single-z: one "
                                                        "latent code, frozen generator."}),
-            "steps": ("INT", {"default": 0, "min": 0, "max": 100000,
+            "steps": ("INT", {"default": 0, "min": 0, "max": 1000000,
                               "tooltip": "The most steps per image (stop = auto) or exactly this "
                                          "many (stop = fixed); 0 keeps the preset's "
                                          f"({OptimizerConfig().steps})."}),

@@ -461,7 +461,7 @@ def test_demo_steps_zero_is_refused_not_replaced_by_the_default(workspace, capsy
 
 def test_raw_out_must_differ_from_out(workspace, capsys):
     out = workspace["out"] / "result.png"
-    refused(inpaint_args(workspace, **{"--raw-out": out}), workspace, capsys, "--raw-out and --out")
+    refused(inpaint_args(workspace, **{"--raw-out": out}), workspace, capsys, "--out and --raw-out")
 
 
 @pytest.mark.parametrize("argv, message", [

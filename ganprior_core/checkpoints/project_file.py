@@ -11,8 +11,9 @@ from typing import Any, Mapping
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 
+from ..files import write_atomically
 from ..networks.pggan import PGGANConfig, PGGANGenerator
 from ..networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from . import stylegan2_layout
@@ -40,10 +41,9 @@ def save_generator(generator: PGGANGenerator | StyleGAN2Generator, path: str | o
         header["source_network"] = source_network
     tensors = {name: tensor.detach().to("cpu", torch.float32).contiguous()
                for name, tensor in generator.state_dict().items()}
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")  # never leave a half-written model in a list
-    save_file(tensors, str(partial), metadata={SAFETENSORS_KEY: json.dumps(header)})
-    os.replace(partial, path)
+    # Serialised in memory, then written by the project's one atomic writer: a full disk is a
+    # one-line error, the file gets the umask's permissions, and nothing half-written remains.
+    write_atomically(Path(path), safetensors_bytes(tensors, metadata={SAFETENSORS_KEY: json.dumps(header)}))
 
 
 def read_safetensors(path: str | os.PathLike, header_length: int) -> ReadCheckpoint:

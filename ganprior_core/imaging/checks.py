@@ -13,13 +13,34 @@ up to RANGE_TOLERANCE, which bicubic resampling leaves at sharp edges, is accept
 from __future__ import annotations
 
 import torch
-HOLE_THRESHOLD = 0.5
+HOLE_THRESHOLD = 0.5  # the one rule: a mask value >= this is a hole (0.5 itself is a hole)
 # Below this many pixels on a side there is no structure for the prior to match: a 1x1 "image"
 # would still run a whole optimisation, so it is refused instead.
 MIN_IMAGE_SIDE = 8
 # Values up to this far outside [0, 1] are resampling overshoot (bicubic rings by ~0.1 at hard
 # edges) and are clamped; anything further is an image in another range ([0, 255], [-1, 1]).
 RANGE_TOLERANCE = 0.25
+
+
+def hole_pixels(mask: torch.Tensor) -> torch.Tensor:
+    """Bool tensor, True where `mask` (1 = hole, any shape, soft or bool) marks a hole: values
+    >= HOLE_THRESHOLD. Every decision about which pixels are holes goes through here (or, for
+    NumPy arrays, compares with HOLE_THRESHOLD the same way)."""
+    if mask.dtype == torch.bool:
+        return mask
+    return mask >= HOLE_THRESHOLD
+
+
+def to_signed_range(image: torch.Tensor) -> torch.Tensor:
+    """Pixels in [0, 1] (the project's images) to [-1, 1] (what the generators produce)."""
+    return image * 2 - 1
+
+
+def to_unit_range(image: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+    """Generator pixels in [-1, 1] to [0, 1]; clamped unless `clamp` is false (for a loss that
+    needs the gradient of the raw values)."""
+    image = (image + 1) / 2
+    return image.clamp(0, 1) if clamp else image
 
 
 def check_image_values(values: torch.Tensor, name: str, data_range: float = 1.0) -> None:

@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .checks import HOLE_THRESHOLD, MIN_IMAGE_SIDE, check_image, check_mask
+from .checks import MIN_IMAGE_SIDE, check_image, check_mask, hole_pixels
 FIT_MODES = ("resize", "pad")
 
 
@@ -30,7 +30,7 @@ def resize_mask(hole_mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     than shrink: a thin hole survives downscaling and known pixels are never invented.
     """
     check_mask(hole_mask)
-    binary = (hole_mask >= HOLE_THRESHOLD).float()
+    binary = hole_pixels(hole_mask).float()
     if tuple(binary.shape) == tuple(size):
         return binary
     return F.adaptive_max_pool2d(binary[None, None], size)[0, 0]

@@ -72,9 +72,25 @@ def save_mask(hole_mask: torch.Tensor, path: str | Path) -> None:
     _save(Image.fromarray(_to_uint8(hole_mask)), path)
 
 
-def check_output_image_path(path: str | Path, what: str = "output image") -> Path:
-    """Refuse, before any work, an image path save_image could not write (see files.check_output_file)."""
-    return check_output_file(path, IMAGE_SUFFIXES, what)
+# The largest side each format's writer can store; the others (PNG, TIFF, BMP) go far beyond
+# MAX_IMAGE_PIXELS on any side.
+FORMAT_MAX_SIDE = {"JPEG": 65_535, "WEBP": 16_383}
+
+
+def check_output_image_path(path: str | Path, what: str = "output image",
+                            size: tuple[int, int] | None = None) -> Path:
+    """Refuse, before any work, an image path save_image could not write (see
+    files.check_output_file), and with `size` (height, width) an image too large for the
+    format the suffix picks (JPEG 65535, WebP 16383 pixels a side)."""
+    path = check_output_file(path, IMAGE_SUFFIXES, what)
+    if size is not None:
+        image_format = Image.registered_extensions()[path.suffix.lower()]
+        limit = FORMAT_MAX_SIDE.get(image_format)
+        if limit is not None and max(size) > limit:
+            raise UserFileError(path, f"{what} would be {size[1]}x{size[0]} pixels, but "
+                                      f"{image_format} holds at most {limit} pixels a side; "
+                                      "write a .png instead")
+    return path
 
 
 def _to_uint8(values: torch.Tensor) -> np.ndarray:
@@ -82,7 +98,7 @@ def _to_uint8(values: torch.Tensor) -> np.ndarray:
 
 
 def _save(picture: Image.Image, path: str | Path) -> None:
-    path = check_output_image_path(path)
+    path = check_output_image_path(path, size=(picture.height, picture.width))
     image_format = Image.registered_extensions()[path.suffix.lower()]
     write_atomically(path, lambda file: picture.save(file, format=image_format))
 

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-HOLE_THRESHOLD = 0.5
+from ..imaging.checks import HOLE_THRESHOLD, hole_pixels  # noqa: F401 (the one rule)
 
 
 def mean_fill(image: torch.Tensor, hole_mask: torch.Tensor) -> torch.Tensor:
@@ -102,7 +102,7 @@ def _hole(image: torch.Tensor, hole_mask: torch.Tensor) -> torch.Tensor:
     if tuple(hole_mask.shape) != tuple(image.shape[1:]):
         raise ValueError(f"hole mask must be [H, W] = {tuple(image.shape[1:])} like the image, "
                          f"got {tuple(hole_mask.shape)}")
-    hole = hole_mask >= HOLE_THRESHOLD
+    hole = hole_pixels(hole_mask)
     if hole.all():
         raise ValueError("the hole covers the whole image: no known pixels to fill from")
     return hole

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -33,6 +34,8 @@ import torch.nn.functional as F
 from . import baselines, masks, procedural
 
 from .. import imaging, metrics
+from ..files import (UserFileError, folder_contains, refuse_output_over_input,
+                     remove_stale_temporaries, require_regular_file, write_atomically)
 from ..checkpoints import load_generator
 from .dip import DIPConfig, dip_inpaint
 from ..method.multi_latent import MultiLatentConfig
@@ -46,7 +49,7 @@ TASKS = ("inpaint", "reconstruct")
 FILL_METHODS = ("mean-fill", "diffusion-fill")
 METHODS = (*PRESET_NAMES, "dip", *FILL_METHODS)
 ABLATIONS = ("random-init", "frozen", "alpha-only")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+IMAGE_SUFFIXES = imaging.IMAGE_SUFFIXES  # the one list: what imaging reads and writes
 RECONSTRUCTION_PERCEPTUAL_WEIGHT = 1.0  # mGANprior's weight for inversion (0.1 for inpainting)
 FIGURE_PANEL_SIZE = 128  # small priors' images are enlarged so the labels fit above them
 
@@ -56,6 +59,8 @@ METRIC_FIELDS = ("psnr", "ssim", "psnr_hole", "ssim_hole", "psnr_fit_known", "se
                  "steps", "steps_per_second")
 INTEGER_FIELDS = ("image_seed", "seed", "steps", "best_step")
 RUN_FILE = "run.json"
+NOTES_FILE = "notes.json"  # notes of finished rows, so a resumed run's report keeps them
+LOCK_FILE = ".bench.lock"  # holds the pid of the bench process using the directory
 
 IDINVERT_NOTE = ("idinvert (the paper's encoder-based Table 1 row) is left out: it inverts an "
                  "image with an encoder trained jointly with the generator (In-Domain GAN "
@@ -96,6 +101,8 @@ class BenchConfig:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
         if (self.mask_area is not None or self.mask_centred) and self.masks != "box":
             raise ValueError("--mask-area and --mask-centred apply to box masks only")
+        if self.mask_area is not None and not (math.isfinite(self.mask_area) and 0 < self.mask_area <= 1):
+            raise ValueError(f"--mask-area must be a fraction in (0, 1], got {self.mask_area}")
         if self.masks not in masks.MASK_KINDS:
             raise ValueError(f"masks must be one of {', '.join(masks.MASK_KINDS)}, got {self.masks!r}")
         _check_choices("method", self.methods, METHODS)
@@ -116,6 +123,22 @@ class BenchConfig:
         if self.figure_images < 0 or self.log_every < 1:
             raise ValueError("figure images must not be negative and log_every must be positive")
         check_seed(self.seed)
+        require_regular_file(self.checkpoint, "checkpoint")
+        if self.vgg is not None:
+            require_regular_file(self.vgg, "VGG16 weights")
+        inputs = {"--checkpoint": self.checkpoint, "--vgg": self.vgg}
+        refuse_output_over_input({f"--out's {name}": Path(self.out) / name for name in
+                                  ("report.md", "results.csv", "summary.json", "figure.png",
+                                   RUN_FILE, NOTES_FILE)}, inputs)
+        written = [Path(self.out) / name for name in ("images", "masks", "results")]
+        for name, path in inputs.items():
+            if path is not None and any(folder_contains(folder, path) for folder in written):
+                raise ValueError(f"{name} {path} lies in a folder the bench writes into "
+                                 f"({', '.join(str(folder) for folder in written)}); move it")
+        if self.images is not None and (folder_contains(self.images, self.out) or any(
+                folder_contains(folder, self.images) for folder in written)):
+            raise ValueError(f"--out {self.out} and --images {self.images} overlap: the run's "
+                             "own images would become inputs; choose an --out outside --images")
         # The image folder is read here, before --out is created or claimed.
         images = self.procedural if self.images is None else len(_image_files(Path(self.images)))
         _check_seed_range(self.seed, images)
@@ -134,6 +157,12 @@ class BenchConfig:
             settings["mask_area"] = self.mask_area
         if self.mask_centred:
             settings["mask_centred"] = True
+        if self.threads is not None:  # seconds and steps/s depend on it; rows must not mix
+            settings["threads"] = self.threads
+        if self.device != "cpu":  # (cpu: how directories from before this key resume)
+            settings["device"] = self.device
+        if self.images:  # an image replaced under the same name must not reuse its old rows
+            settings["images_sha256"] = _folder_digest(_image_files(Path(self.images)))
         return settings
 
 
@@ -285,6 +314,18 @@ def _file_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def _folder_digest(files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.name}\0{_file_digest(path)}\0".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+# Keys added to run.json after directories were already in use: a directory whose run.json
+# lacks one resumes (the check was not made then), one that has it must match.
+_LATER_KEYS = ("images_sha256",)
+
+
 def _image_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise ValueError(f"image directory not found: {folder}")
@@ -411,15 +452,80 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print) -> BenchS
     threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
+    out = Path(config.out)
+    created = not out.exists()
     try:
-        return _run_bench(config, log)
+        out.mkdir(parents=True, exist_ok=True)
+        with _DirectoryLock(out / LOCK_FILE):
+            remove_stale_temporaries(out)  # left by a run killed mid-write; the lock is ours
+            return _run_bench(config, log)
+    except BaseException:
+        # A run that failed before writing anything leaves no empty --out behind.
+        if created:
+            try:
+                out.rmdir()
+            except OSError:
+                pass
+        raise
     finally:
         torch.set_num_threads(threads)
 
 
+class _DirectoryLock:
+    """One bench process per --out: a lock file made with O_EXCL holding the pid. A lock whose
+    process is gone (killed, crashed) is stale and taken over."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> "_DirectoryLock":
+        for _ in range(2):
+            try:
+                descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                owner = self._owner()
+                if owner is not None and owner != os.getpid() and _process_alive(owner):
+                    raise ValueError(f"{self.path.parent} is in use by another bench process "
+                                     f"(pid {owner}, see {self.path.name}); wait for it or choose "
+                                     "another --out") from None
+                self.path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            try:
+                os.write(descriptor, f"{os.getpid()}\n".encode())
+            except OSError as error:  # a full disk: no half-made lock may block the next run
+                os.close(descriptor)
+                self.path.unlink(missing_ok=True)
+                raise UserFileError(self.path, f"cannot write the lock file ({error.strerror})") from None
+            os.close(descriptor)
+            return self
+        raise ValueError(f"cannot take the lock {self.path}; another bench process keeps "
+                         "taking it")
+
+    def _owner(self) -> int | None:
+        try:
+            return int(self.path.read_text().strip())
+        except (OSError, ValueError):
+            return None  # empty or garbled: written by a process that died mid-write
+
+    def __exit__(self, *exc) -> None:
+        if self._owner() == os.getpid():
+            self.path.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
 def _run_bench(config: BenchConfig, log: Callable[[str], None]) -> BenchSummary:
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     checkpoint_digest = _file_digest(config.checkpoint)
     prior = load_generator(config.checkpoint)
     perceptual = load_vgg16_features(config.vgg) if config.vgg else None
@@ -430,6 +536,10 @@ def _run_bench(config: BenchConfig, log: Callable[[str], None]) -> BenchSummary:
     results_csv = out / "results.csv"
     rows = read_rows(results_csv)
     setup = _setup(config, prior, checkpoint_digest, cases, variants, notes)
+    row_notes = _read_notes(out / NOTES_FILE)
+    for (image, method), texts in row_notes.items():
+        if (image, method) in rows:
+            setup["notes"] += [f"`{method}`: {note}" for note in texts]
 
     random_prior_cache: list[PGGANGenerator] = []
 
@@ -454,8 +564,11 @@ def _run_bench(config: BenchConfig, log: Callable[[str], None]) -> BenchSummary:
             row = {"image": case.name, "image_seed": case.image_seed, "seed": case.seed,
                    "method": variant.name, **_score(case, composite, output),
                    **{key: value for key, value in run.items() if key != "notes"}}
-            append_row(results_csv, row)
             rows[(case.name, variant.name)] = parse_row(_csv_text(row))
+            if run.get("notes"):
+                row_notes[(case.name, variant.name)] = list(run["notes"])
+                _write_notes(out / NOTES_FILE, row_notes)
+            write_rows(results_csv, rows)
             for note in run.get("notes", []):
                 setup["notes"].append(f"`{variant.name}`: {note}")
             new_rows += 1
@@ -473,15 +586,43 @@ def _run_bench(config: BenchConfig, log: Callable[[str], None]) -> BenchSummary:
 def _claim_directory(out: Path, settings: dict) -> None:
     """Refuse to mix rows of runs whose settings would give different numbers."""
     run_file = out / RUN_FILE
+    previous = None
     if run_file.exists():
-        previous = json.loads(run_file.read_text())
+        try:
+            previous = json.loads(run_file.read_text())
+        except (OSError, ValueError):
+            previous = None
+        if not isinstance(previous, dict):
+            # Empty or garbled (a disk that filled up under an older version): harmless if no
+            # finished row depends on it, else the rows' settings are unknown.
+            if read_rows(out / "results.csv"):
+                raise ValueError(f"{run_file} is unreadable, so the settings of the rows in "
+                                 f"{out / 'results.csv'} are unknown; choose another --out or "
+                                 "delete the directory")
+            previous = None
+    if previous is not None:
         differing = sorted(key for key in settings.keys() | previous.keys()
-                           if settings.get(key) != previous.get(key))
+                           if settings.get(key) != previous.get(key)
+                           and not (key in _LATER_KEYS and key not in previous))
         if differing:
             raise ValueError(f"{out} holds results of a run with other settings "
                              f"(differs in: {', '.join(differing)}); choose another --out or delete it")
     else:
-        run_file.write_text(json.dumps(settings, indent=2) + "\n")
+        write_atomically(run_file, json.dumps(settings, indent=2) + "\n")
+
+
+def _read_notes(path: Path) -> dict[tuple[str, str], list[str]]:
+    try:
+        entries = json.loads(path.read_text())
+        return {(entry["image"], entry["method"]): [str(note) for note in entry["notes"]]
+                for entry in entries}
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}  # missing or garbled: only the report's notes suffer
+
+
+def _write_notes(path: Path, notes: dict[tuple[str, str], list[str]]) -> None:
+    write_atomically(path, json.dumps([{"image": image, "method": method, "notes": texts}
+                                       for (image, method), texts in notes.items()], indent=1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -493,13 +634,24 @@ def _csv_text(row: dict) -> dict:
             else str(row[name]) for name in CSV_FIELDS}
 
 
+def _csv_document(rows: list[dict]) -> str:
+    stream = io.StringIO(newline="")
+    writer = csv.DictWriter(stream, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    return stream.getvalue()
+
+
+def write_rows(path: Path, rows: dict[tuple[str, str], dict]) -> None:
+    """The whole file, rewritten atomically after every row: a kill or a full disk leaves the
+    previous complete file, never a line cut inside a column."""
+    write_atomically(path, _csv_document([_csv_text(row) for row in rows.values()]))
+
+
 def append_row(path: Path, row: dict) -> None:
-    new_file = not path.exists()
-    with open(path, "a", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=CSV_FIELDS)
-        if new_file:
-            writer.writeheader()
-        writer.writerow(_csv_text(row))
+    rows = read_rows(path)
+    rows[(row["image"], row["method"])] = parse_row(_csv_text(row))
+    write_rows(path, rows)
 
 
 def parse_row(text: dict) -> dict:
@@ -517,20 +669,32 @@ def read_rows(path: Path) -> dict[tuple[str, str], dict]:
     file rewritten without it) so that row simply runs again."""
     if not path.exists():
         return {}
-    with open(path, newline="") as stream:
-        reader = csv.DictReader(stream)
-        if tuple(reader.fieldnames or ()) != CSV_FIELDS:
-            raise ValueError(f"{path} has columns {reader.fieldnames}, expected {list(CSV_FIELDS)}")
-        texts = list(reader)
-    complete = [text for text in texts if None not in text.values() and text.get("psnr")]
-    if len(complete) != len(texts):
-        partial = path.with_name(path.name + ".partial")
-        with open(partial, "w", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames=CSV_FIELDS)
-            writer.writeheader()
-            writer.writerows(complete)
-        os.replace(partial, path)  # never a moment without the finished rows on disk
-    return {(text["image"], text["method"]): parse_row(text) for text in complete}
+    try:
+        with open(path, newline="") as stream:
+            document = stream.read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} cannot be read ({error}); delete it to rerun every row") from None
+    if not document.strip():
+        return {}  # empty: a run killed before its first row (by an older version)
+    if not document.endswith("\n"):
+        # The last line was cut (the old appending writer, killed mid-row): whatever it holds,
+        # even a parseable number cut short, is not a finished row.
+        document = document[:document.rfind("\n") + 1]
+    reader = csv.DictReader(io.StringIO(document, newline=""))
+    if tuple(reader.fieldnames or ()) != CSV_FIELDS:
+        raise ValueError(f"{path} has columns {reader.fieldnames}, expected {list(CSV_FIELDS)}")
+    texts = list(reader)
+    rows = {}
+    for text in texts:
+        if None in text.values() or None in text or not text.get("psnr"):
+            continue
+        try:
+            rows[(text["image"], text["method"])] = parse_row(text)
+        except ValueError:
+            continue  # a garbled line runs again
+    if len(rows) != len(texts):
+        write_rows(path, rows)  # never a moment without the finished rows on disk
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -764,10 +928,11 @@ def _figure(out: Path, cases: list[Case], variants: list[Variant], rows: dict, f
 
 def _write_outputs(out: Path, setup: dict, cases: list[Case], variants: list[Variant], rows: dict) -> dict:
     aggregates = aggregate(rows, cases, variants)
-    (out / "report.md").write_text(_report(setup, cases, variants, rows, aggregates))
+    write_atomically(out / "report.md", _report(setup, cases, variants, rows, aggregates))
     summary = {**setup, "complete": _count_done(cases, variants, rows) == len(cases) * len(variants),
                "aggregates": aggregates, "idinvert": IDINVERT_NOTE}
-    (out / "summary.json").write_text(json.dumps(_finite_or_none(summary), indent=2, allow_nan=False) + "\n")
+    write_atomically(out / "summary.json",
+                     json.dumps(_finite_or_none(summary), indent=2, allow_nan=False) + "\n")
     figure = _figure(out, cases, variants, rows, setup["config"]["figure_images"])
     if figure is not None:
         imaging.save_image(figure, out / "figure.png")

@@ -12,6 +12,7 @@ from .. import imaging
 from . import masks, procedural
 from .baselines import diffusion_fill
 from ..checkpoints import load_generator
+from ..files import write_atomically
 from ..metrics import MetricReport, measure
 from ..optimize import Progress, inpaint, preset
 from ..priors import bundled_prior_path
@@ -58,22 +59,45 @@ def run_demo(config: DemoConfig, callback: Callable[[Progress], None] | None = N
     naive = diffusion_fill(damaged, hole)
 
     out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     files = [out / name for name in ("input.png", "mask.png", "result.png", "truth.png",
                                      "side_by_side.png", "metrics.txt")]
-    imaging.save_image(damaged, files[0])
-    imaging.save_mask(hole, files[1])
-    imaging.save_image(result.composite, files[2])
-    imaging.save_image(truth, files[3])
     panels = [damaged, hole[None].expand(3, -1, -1), naive, result.output, result.composite, truth]
     enlarged = [torch.nn.functional.interpolate(panel[None], scale_factor=3, mode="nearest")[0]
                 for panel in panels]  # 64x64 is too small to judge by eye
-    imaging.save_image(imaging.side_by_side(
-        enlarged, ["input", "mask", "diffusion fill", "generator", "result", "truth"]), files[4])
+    figure = imaging.side_by_side(
+        enlarged, ["input", "mask", "diffusion fill", "generator", "result", "truth"])
     result_scores, naive_scores = measure(result.composite, truth, hole), measure(naive, truth, hole)
-    files[5].write_text(
+    metrics_text = (
         f"bundled prior, preset {config.preset}, {result.describe_stop()}, seed {config.seed}, "
         f"facade seed {config.image_seed}, {result.seconds:.1f} s\n"
         f"GAN prior      {result_scores.one_line()}\n"
         f"diffusion fill {naive_scores.one_line()}\n")
+    writes = [lambda: imaging.save_image(damaged, files[0]),
+              lambda: imaging.save_mask(hole, files[1]),
+              lambda: imaging.save_image(result.composite, files[2]),
+              lambda: imaging.save_image(truth, files[3]),
+              lambda: imaging.save_image(figure, files[4]),
+              lambda: write_atomically(files[5], metrics_text)]
+    _write_all(out, files, writes)
     return DemoOutcome(result_scores, naive_scores, result.seconds, files, result.describe_stop())
+
+
+def _write_all(out: Path, files: list[Path], writes: list[Callable[[], None]]) -> None:
+    """Every file or none of the new ones: a failure (a full disk, Ctrl-C) removes the files this
+    run added and the folder if it made it; files that were there before stay as they were or
+    are replaced whole."""
+    missing = [folder for folder in [out, *out.parents] if not folder.exists()]
+    existed = [path.exists() for path in files]
+    try:
+        for write in writes:
+            write()
+    except BaseException:
+        for path, was_there in zip(files, existed):
+            if not was_there:
+                path.unlink(missing_ok=True)
+        for folder in missing:  # innermost first
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise

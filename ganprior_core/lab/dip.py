@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import imaging
+from ..method import compilation
 from ..method.precision import PRECISIONS, uses_bf16
 from ..method.results import InpaintResult, Progress
 
@@ -157,7 +158,7 @@ def dip_inpaint(image: torch.Tensor, hole_mask: torch.Tensor | None, config: DIP
 
     image = image.detach().to(device, torch.float32)
     hole = (torch.zeros(height, width, device=device) if hole_mask is None
-            else (hole_mask.detach().to(device, torch.float32) >= imaging.HOLE_THRESHOLD).float())
+            else imaging.hole_pixels(hole_mask.detach().to(device)).float())
     known = (1 - hole)[None, None]
     if not known.any():
         notes.append("the mask covers the whole image: nothing is known, so the result is the "
@@ -171,6 +172,7 @@ def dip_inpaint(image: torch.Tensor, hole_mask: torch.Tensor | None, config: DIP
     noise = torch.Generator().manual_seed(seed)
     net_input = (torch.rand(1, config.input_channels, height, width, generator=noise)
                  * config.input_scale).to(device)
+    compilation.prepare_cache_dir(notes)  # Adam imports the compiler stack (see there)
     optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
     network.train()  # batch statistics throughout, as in the original: running stats never fit
 

@@ -46,6 +46,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..method import compilation
 
 from .. import imaging, metrics
+from ..files import write_atomically
 
 from . import masks, procedural
 from ..method.losses import LossWeights, MaskedReconstructionLoss
@@ -113,8 +114,8 @@ class ReferenceInpainting:
         self.beta = torch.full((codes,), 1.0 / codes, device=device,
                                requires_grad=model_config.use_beta)
 
-        self.known = (1 - (hole_mask.to(device) > 0.5).float())[None, None]
-        self.target = (image.to(device)[None] * 2 - 1) * self.known
+        self.known = (1 - imaging.hole_pixels(hole_mask.to(device)).float())[None, None]
+        self.target = imaging.to_signed_range(image.to(device)[None]) * self.known
         self.mse_weight = optimizer_config.mse_weight
         self.perceptual_weight = optimizer_config.perceptual_weight if perceptual is not None else 0.0
         self.perceptual = perceptual.to(device) if self.perceptual_weight > 0 else None
@@ -381,7 +382,7 @@ def step_flops(case: SpeedCase, variant: str) -> int:
             reference.loss(reference.image()).backward()
         else:
             model = MultiLatentGenerator(prior, model_config, 0, "meta")
-            loss_fn = MaskedReconstructionLoss(image[None] * 2 - 1, known,
+            loss_fn = MaskedReconstructionLoss(imaging.to_signed_range(image[None]), known,
                                                LossWeights(optimizer_config.mse_weight,
                                                            optimizer_config.perceptual_weight),
                                                perceptual)
@@ -856,7 +857,7 @@ def run_command(args: argparse.Namespace) -> None:
         payload = asdict(report)
     print("\n".join(lines))
     if args.json:
-        Path(args.json).write_text(json.dumps(payload, indent=1))
+        write_atomically(args.json, json.dumps(payload, indent=1))
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:

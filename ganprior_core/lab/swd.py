@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..imaging.checks import to_unit_range
 from ..sampling import generate, sample_latents
 from ..networks.pggan import PGGANGenerator
 
@@ -165,4 +166,4 @@ def generator_swd(generator: PGGANGenerator, real_images: torch.Tensor, seed: in
                          f"generator's output, got {tuple(real_images.shape)}")
     latents = sample_latents(len(real_images), generator.config.latent_dim, seed)
     generated = torch.cat([generate(generator, chunk) for chunk in latents.split(256)])
-    return swd_per_scale(real_images, ((generated + 1) / 2).clamp(0, 1), seed, config)
+    return swd_per_scale(real_images, to_unit_range(generated), seed, config)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import contextlib
+import io
 import json
 import math
 import os
@@ -33,7 +34,10 @@ from torch import nn
 from .. import imaging
 
 from . import procedural
-from ..checkpoints import save_generator
+from ..checkpoints import save_generator, torch_file
+from ..method import compilation
+from ..files import folder_contains, write_atomically
+from ..validation import check_seed
 from ..sampling import image_grid
 from ..imaging import save_image
 from ..networks.pggan import LEAKY_SLOPE, EqualizedConv2d, PGGANConfig, PGGANGenerator
@@ -85,6 +89,7 @@ class TrainConfig:
         self.batch_sizes = tuple(int(b) for b in self.batch_sizes)
         self.images_per_phase = tuple(int(n) for n in self.images_per_phase)
         self.adam_betas = tuple(float(b) for b in self.adam_betas)
+        self._check_values()
         levels = len(self.network_config().channels)
         for name in ("batch_sizes", "images_per_phase"):
             if len(getattr(self, name)) != levels:
@@ -96,6 +101,66 @@ class TrainConfig:
                                  f"stddev group {self.minibatch_group}")
         if self.precision not in ("bf16", "fp32"):
             raise ValueError(f"precision must be 'bf16' or 'fp32', got {self.precision!r}")
+
+    def _check_values(self) -> None:
+        """Zero, negative, NaN and out-of-range settings are refused before anything is built or
+        written (a batch of 0 would loop forever, --sample-every 0 divide by zero)."""
+        def whole(name: str, values, minimum: int = 1) -> None:
+            for value in (values if isinstance(values, tuple) else (values,)):
+                if type(value) is not int or value < minimum:
+                    raise ValueError(f"--{name} must be {'at least ' + str(minimum)}, got "
+                                     f"{list(values) if isinstance(values, tuple) else value}")
+        whole("latent-dim", self.latent_dim)
+        whole("channels", self.channels)
+        whole("images-per-phase", self.images_per_phase)
+        whole("batch-sizes", self.batch_sizes)
+        if self.final_stable_images is not None:
+            whole("final-stable-images", self.final_stable_images)
+        whole("log-every", self.log_every)
+        whole("sample-every", self.sample_every)
+        whole("checkpoint-every", self.checkpoint_every)
+        if self.num_threads is not None:
+            whole("threads", self.num_threads)
+        for name, value in (("lr-g", self.learning_rate_g), ("lr-d", self.learning_rate_d)):
+            if not (math.isfinite(value) and 0 < value <= 1):
+                raise ValueError(f"--{name} must be a learning rate in (0, 1], got {value}")
+        if not (math.isfinite(self.ema_beta) and 0 <= self.ema_beta < 1):
+            raise ValueError(f"--ema-beta must be in [0, 1), got {self.ema_beta}")
+        if not all(math.isfinite(b) and 0 <= b < 1 for b in self.adam_betas):
+            raise ValueError(f"adam betas must be in [0, 1), got {self.adam_betas}")
+        for name, value in (("adam_eps", self.adam_eps),
+                            ("gradient_penalty_weight", self.gradient_penalty_weight),
+                            ("drift_weight", self.drift_weight)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        whole("minibatch_group", self.minibatch_group)
+        check_seed(self.seed, "--seed")
+        if self.data != PROCEDURAL and folder_contains(self.data, self.output_dir):
+            raise ValueError(f"--out {self.output_dir} lies inside --data {self.data}: the sample "
+                             "grids written there would become training images; choose an --out "
+                             "outside the data folder")
+
+    # Settings a resumed run must share with the checkpoint: anything else would be recorded
+    # but not used (the optimisers keep their state) or would change a run half-way.
+    RESUME_MUST_MATCH = ("resolution", "channels", "latent_dim", "batch_sizes", "learning_rate_g",
+                         "learning_rate_d", "adam_betas", "adam_eps", "gradient_penalty_weight",
+                         "drift_weight", "ema_beta", "minibatch_group", "seed", "precision",
+                         "data")
+
+    def resume_differences(self, saved: dict) -> list[str]:
+        """Names of RESUME_MUST_MATCH settings in which `saved` (asdict of the checkpoint's
+        config) differs from this one."""
+        mine = asdict(self)
+        differing = []
+        for name in self.RESUME_MUST_MATCH:
+            ours, theirs = mine[name], saved.get(name)
+            if isinstance(ours, tuple):
+                theirs = tuple(theirs) if isinstance(theirs, (list, tuple)) else theirs
+            if name == "data" and ours != PROCEDURAL and isinstance(theirs, str) and theirs != PROCEDURAL:
+                ours, theirs = str(Path(ours).resolve()), str(Path(theirs).resolve())
+            if ours != theirs:
+                differing.append(f"{name} {theirs!r} -> {ours!r}")
+        return differing
 
     def network_config(self) -> PGGANConfig:
         return PGGANConfig(self.resolution, self.channels, self.latent_dim)
@@ -222,7 +287,7 @@ class ProceduralSource:
 class FolderSource:
     """Every image in a folder, centre-cropped to a square and resized, held in memory."""
 
-    EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+    EXTENSIONS = set(imaging.IMAGE_SUFFIXES)  # the one list: what imaging reads and writes
 
     def __init__(self, folder: str, resolution: int) -> None:
         paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in self.EXTENSIONS)
@@ -256,7 +321,7 @@ def make_source(config: TrainConfig) -> ImageSource:
 def save_sample_grid(images: torch.Tensor, display_size: int, path: Path) -> None:
     """[B, 3, r, r] in [-1, 1] as one grid, 8 per row, each nearest-upscaled to display_size."""
     enlarged = F.interpolate(images.float(), size=display_size, mode="nearest")
-    save_image(image_grid(((enlarged + 1) / 2).clamp(0, 1), columns=8, gap=0), path)
+    save_image(image_grid(imaging.to_unit_range(enlarged), columns=8, gap=0), path)
 
 
 class Trainer:
@@ -315,7 +380,7 @@ class Trainer:
         return contextlib.nullcontext()
 
     def _real_batch(self, level: int, alpha: float) -> torch.Tensor:
-        images = self.source.sample(self.data_rng, self.batch_size) * 2 - 1
+        images = imaging.to_signed_range(self.source.sample(self.data_rng, self.batch_size))
         images = F.avg_pool2d(images, self.config.resolution // (4 * 2 ** level))
         if level > 0 and alpha < 1.0:
             # Real images fade in like generated ones, so D never sees a sharper real set.
@@ -443,12 +508,41 @@ class Trainer:
         return index, images
 
     def save_checkpoint(self, path: Path) -> None:
-        temporary = path.with_suffix(".tmp")
-        torch.save(self.state_dict(), temporary)
-        os.replace(temporary, path)  # a crash mid-save never leaves a broken checkpoint
+        # Serialised in memory and written by the one atomic writer: a crash, Ctrl-C or a full
+        # disk mid-save never leaves a broken checkpoint or a temporary file.
+        buffer = io.BytesIO()
+        torch.save(self.state_dict(), buffer)
+        write_atomically(path, buffer.getvalue())
 
     def load_checkpoint(self, path: Path) -> None:
-        self.load_state_dict(torch.load(path, weights_only=True))
+        restart = (f"pass --restart to start from scratch (it replaces {path.name}), or choose "
+                   "another --out")
+        try:
+            # The bounded reader checkpoints use (no torch.load: a hostile file in --out can
+            # neither run code nor claim terabytes), format by content.
+            data = path.read_bytes()
+            if not torch_file.looks_like_torch_file(data[:16]):
+                raise ValueError("its first bytes are not a torch file's")
+            state = torch_file.read(data)
+        except Exception as error:  # truncated, empty, not a torch file, or unsafe to unpickle
+            reason = (f"{type(error).__name__}: {str(error).splitlines()[0][:80]}" if str(error)
+                      else type(error).__name__)
+            raise ValueError(f"{path}: not a readable training checkpoint (corrupt, truncated "
+                             f"or another kind of file: {reason}); {restart}") from None
+        if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
+            raise ValueError(f"{path}: not a checkpoint of this trainer (no training config "
+                             f"inside); {restart}")
+        differing = self.config.resume_differences(state["config"])
+        if differing:
+            raise ValueError(f"{path} was trained with other settings ({'; '.join(differing)}): "
+                             "resume with the settings it was started with, or " + restart[5:])
+        try:
+            self.load_state_dict(state)
+        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as error:
+            if "phases that have already run" in str(error):
+                raise
+            reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+            raise ValueError(f"{path}: does not fit this trainer ({reason}); {restart}") from None
 
     def describe_phase(self) -> str:
         resolution = 4 * 2 ** self.level
@@ -494,6 +588,10 @@ def train(config: TrainConfig) -> Path:
     """Runs (or resumes) a whole training run; returns the path of the saved Gs."""
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
+    notes: list[str] = []
+    compilation.prepare_cache_dir(notes)  # Adam imports torch's compiler stack (see there)
+    for note in notes:
+        print(f"note: {note}", flush=True)
     trainer = Trainer(config)
     output = Path(config.output_dir)
     checkpoint_path = output / CHECKPOINT_NAME
@@ -501,9 +599,16 @@ def train(config: TrainConfig) -> Path:
         trainer.load_checkpoint(checkpoint_path)
         print(f"resumed from {checkpoint_path} at kimg {trainer.images_seen / 1000:.1f}",
               flush=True)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
-    trainer.run()
+    created = not output.exists()
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        write_atomically(output / "train_config.json", json.dumps(asdict(config), indent=2))
+        trainer.run()
+    except BaseException:
+        if created:  # a run that wrote nothing (a full disk, Ctrl-C at once) leaves no folder
+            with contextlib.suppress(OSError):
+                output.rmdir()
+        raise
     final_path = output / FINAL_NAME
     save_sample_grid(trainer.samples(), config.resolution, output / "samples_final.png")
     training = {"data": config.data, "images_seen": trainer.images_seen,

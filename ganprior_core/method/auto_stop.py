@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..imaging.checks import hole_pixels
 from ..validation import check_count, check_non_negative
 
 STOP_MODES = ("auto", "fixed")
@@ -61,7 +62,7 @@ def holdout_mask(hole: torch.Tensor, seed: int, config: AutoStopConfig) -> torch
     Deterministic for a seed; all zeros when too few known pixels could be held out."""
     resolution = hole.shape[-1]
     tile = max(1, round(resolution * config.tile_fraction))
-    hole = (hole > 0.5).float().cpu()
+    hole = hole_pixels(hole).float().cpu()
     known_pixels = int((hole == 0).sum())
     # A tile is a candidate only if all of its pixels are known.
     hole_tiles = F.max_pool2d(hole[None, None], tile, tile, ceil_mode=True)[0, 0] > 0  # [T, T]

@@ -21,6 +21,7 @@ result. A failure is remembered for the process, so later runs do not retry it.
 """
 from __future__ import annotations
 
+import getpass
 import os
 import re
 import sys
@@ -137,7 +138,7 @@ def _spaceless_cache_dir(notes: list[str]) -> bool:
     """Inductor writes and compiles its C++ under its cache folder, and its build command breaks
     on a space there ("input file is the same as output file"). Move it if needed; False when no
     folder without a space is found."""
-    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    default_cache_dir = _default_cache_dir
     current = os.environ.get("TORCHINDUCTOR_CACHE_DIR") or default_cache_dir()
     if not re.search(r"\s", os.path.abspath(current)):
         return True
@@ -145,12 +146,77 @@ def _spaceless_cache_dir(notes: list[str]) -> bool:
     candidates = [os.path.join(os.path.expanduser("~"), ".cache", "ganprior", user),
                   os.path.join(tempfile.gettempdir(), user), os.path.join("/tmp", user)]
     for candidate in candidates:
-        if not re.search(r"\s", os.path.abspath(candidate)):
+        if not re.search(r"\s", os.path.abspath(candidate)) and _folder_problem(candidate) is None:
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.abspath(candidate)
             notes.append(f"torch.compile's cache folder {current!r} has a space, which breaks its "
                          f"C++ build; using {candidate!r} instead")
             return True
     return False
+
+
+CACHE_VARIABLE = "TORCHINDUCTOR_CACHE_DIR"
+
+
+def _folder_problem(folder: str) -> str | None:
+    """Why `folder` cannot be torch's compiler cache (None if it can): it must be, or be
+    creatable as, a folder files can be written in. Nothing is created here."""
+    from ..files import UserFileError, check_output_folder
+    if not os.path.isabs(folder):
+        folder = os.path.abspath(folder)
+    if folder == "/proc" or folder.startswith(("/proc/", "/sys/", "/dev/")):
+        return "it lies under /proc, /sys or /dev"
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        return "it is a file, not a folder"
+    try:
+        check_output_folder(folder, "cache")
+    except UserFileError as error:
+        return str(error).split(": ", 1)[-1]
+    return None
+
+
+def prepare_cache_dir(notes: list[str]) -> bool:
+    """Make sure torch's compiler cache folder is usable before anything imports the compiler
+    stack (torch.optim.Adam does, even with compiling off: torch._dynamo creates the folder on
+    import and a file, an unwritable folder or a path under /proc there raises). An unusable
+    TORCHINDUCTOR_CACHE_DIR (or default folder) is replaced by a usable one, with a note naming
+    the variable. False when no usable folder was found (compiling is then not tried)."""
+    given = os.environ.get(CACHE_VARIABLE)
+    default = _default_cache_dir()
+    current = given or default
+    problem = _folder_problem(current)
+    if problem is None:
+        return True
+    user = re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(default)) or "torchinductor"
+    for candidate in _fallback_cache_dirs(user):
+        if candidate != current and _folder_problem(candidate) is None:
+            os.environ[CACHE_VARIABLE] = candidate
+            what = f"{CACHE_VARIABLE}={given!r}" if given else f"torch's default cache {current!r}"
+            note = (f"{what} cannot hold torch.compile's cache ({problem}); using "
+                    f"{candidate!r} instead")
+            notes.append(note)
+            return True
+    notes.append(f"{CACHE_VARIABLE} {current!r} cannot hold torch.compile's cache ({problem}) "
+                 "and no usable folder was found")
+    return False
+
+
+def _default_cache_dir() -> str:
+    """torch's default_cache_dir, spelled out: importing torch._inductor to ask would import
+    torch._dynamo, which is what fails on a bad folder (and cannot be imported twice)."""
+    try:
+        username = getpass.getuser()
+    except (KeyError, ModuleNotFoundError, OSError):
+        username = f"uid_{os.getuid()}" if hasattr(os, "getuid") else "unknown_user"
+    return os.path.join(tempfile.gettempdir(),
+                        "torchinductor_" + re.sub(r'[\\/:*?"<>|]', "_", username))
+
+
+def _fallback_cache_dirs(user: str) -> list[str]:
+    home = os.path.expanduser("~")
+    candidates = [] if home == "~" else [os.path.join(home, ".cache", "ganprior", user)]
+    candidates += [os.path.join(tempfile.gettempdir(), f"ganprior-{user}"),
+                   os.path.join("/tmp", f"ganprior-{user}"), os.path.join(os.getcwd(), f".ganprior-{user}")]
+    return [os.path.abspath(candidate) for candidate in candidates]
 
 
 def _unavailable_reason(device: torch.device, notes: list[str]) -> str | None:
@@ -162,6 +228,8 @@ def _unavailable_reason(device: torch.device, notes: list[str]) -> str | None:
         if spaced:
             return (f"torch.compile cannot link its C++ kernels when torch or Python is installed "
                     f"under a path with a space ({spaced[0]!r}; inductor does not quote it)")
+        if not prepare_cache_dir([]):  # (the run's note was added before the optimiser)
+            return f"torch.compile has no usable cache folder ({CACHE_VARIABLE})"
         if not _spaceless_cache_dir(notes):
             return "torch.compile's cache folder has a space and no folder without one was found"
     return None

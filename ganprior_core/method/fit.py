@@ -25,12 +25,8 @@ from .results import InpaintResult, Progress
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
 
 
-def _to_generator_range(image: torch.Tensor) -> torch.Tensor:
-    return image * 2 - 1
-
-
-def _to_unit_range(image: torch.Tensor) -> torch.Tensor:
-    return ((image + 1) / 2).clamp(0, 1)
+_to_generator_range = imaging.to_signed_range
+_to_unit_range = imaging.to_unit_range
 
 
 def _build_optimizer(model: MultiLatentGenerator, config: OptimizerConfig,
@@ -97,7 +93,7 @@ def inpaint(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor
 
     image = image.detach().to(device, torch.float32).clamp(0, 1)  # overshoot: see imaging doc
     hole = (torch.zeros(resolution, resolution, device=device) if hole_mask is None
-            else (hole_mask.detach().to(device, torch.float32) > 0.5).float())
+            else imaging.hole_pixels(hole_mask.detach().to(device)).float())
     known = (1 - hole)[None, None]
     if not known.any():
         # Nothing to fit: an optimisation would only return its starting blend of the codes.
@@ -144,6 +140,8 @@ def inpaint(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor
     target = _to_generator_range(image)[None]
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
         loss_fn = MaskedReconstructionLoss(target, fit_mask, weights, perceptual)
+    # Adam imports torch's compiler stack, which fails on an unusable cache folder (item 5).
+    compilation.prepare_cache_dir(notes)
     optimizer = _build_optimizer(model, optimizer_config, device)
     scheduler = _schedule(optimizer, optimizer_config)
 
@@ -200,7 +198,15 @@ def inpaint(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor
         best_output = stop_rule.returned_image
         if best_output is None:  # every check was non-finite: the run diverged
             best_output = output.detach()[0].float()
+            notes.append("auto-stop: every held-out check was NaN or infinite (the run "
+                         "diverged); the last image is returned; lower the learning rates")
     best_step = None if stop_rule is None else stop_rule.returned_step
+    if best_step == 0 and steps_run > 0:
+        # Silent no-progress otherwise: the result would be the untouched starting image.
+        notes.append(f"auto-stop returned the starting image (step 0): in {steps_run} steps the "
+                     "held-out error never improved on it, so nothing was fitted; try --stop "
+                     "fixed, lower learning rates (e.g. --lr-generator) or a mask with more known "
+                     "pixels")
     final = _to_unit_range(best_output)
     if stop_rule is not None and stop_rule.should_stop and callback is not None:
         # The bar completes: the run is over, though it took fewer than `total` steps.
