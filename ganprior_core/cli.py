@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 import threading
@@ -126,10 +127,9 @@ def _inpaint_command(args: argparse.Namespace) -> None:
                                             size=tuple(image.shape[1:]))
     hole = imaging.load_mask(args.mask) if args.mask else torch.zeros(image.shape[1:])
     model_config, optimizer_config = preset(args.preset, generator.config)
-    overrides = {name: getattr(args, name) for name in
-                 ("steps", "stop", "precision", "schedule", "lr_latent", "lr_alpha", "lr_beta",
-                  "lr_generator", "mse_weight", "perceptual_weight")
-                 if getattr(args, name) is not None}
+    # Every OptimizerConfig field the command has an option for, where the option was given.
+    overrides = {name: value for name, value in given_fields(OptimizerConfig, args).items()
+                 if value is not None}
     if args.compile is not None:
         overrides["compile"] = parse_setting(args.compile)
     optimizer_config = replace(optimizer_config, preview_every=args.log_every, **overrides)
@@ -265,15 +265,7 @@ def _add_bench_command(commands) -> None:
     _add_device(bench)
 
     def run(args: argparse.Namespace) -> None:
-        config = BenchConfig(
-            checkpoint=args.checkpoint, out=args.out, images=args.images,
-            procedural=args.procedural or 0, task=args.task, masks=args.masks,
-            mask_area=args.mask_area, mask_centred=args.mask_centred,
-            methods=args.methods, ablations=args.ablations, codes=args.codes, splits=args.splits,
-            steps=args.steps, stop=args.stop, dip_steps=args.dip_steps, seed=args.seed,
-            precision=args.precision,
-            vgg=args.vgg, device=args.device, threads=args.threads, figure_images=args.figure_images,
-            log_every=args.log_every)
+        config = config_from_args(BenchConfig, args, procedural=args.procedural or 0)
         try:
             run_bench(config, lambda line: print(line, flush=True))
         except KeyboardInterrupt:
@@ -355,15 +347,9 @@ def _add_train_command(commands) -> None:
                         help="ignore a checkpoint in --out and start from scratch")
 
     def run(args: argparse.Namespace) -> None:
-        config = TrainConfig(
-            resolution=args.resolution, channels=args.channels, latent_dim=args.latent_dim,
-            images_per_phase=args.images_per_phase, batch_sizes=args.batch_sizes,
-            final_stable_images=args.final_stable_images or None,
-            learning_rate_g=args.lr_g, learning_rate_d=args.lr_d, ema_beta=args.ema_beta,
-            seed=args.seed, precision=args.precision, data=args.data, output_dir=args.out,
-            log_every=args.log_every, sample_every=args.sample_every,
-            checkpoint_every=args.checkpoint_every, num_threads=args.threads,
-            resume=not args.restart)
+        config = config_from_args(TrainConfig, args, final_stable_images=args.final_stable_images or None,
+                                  learning_rate_g=args.lr_g, learning_rate_d=args.lr_d,
+                                  output_dir=args.out, num_threads=args.threads, resume=not args.restart)
         print(f"wrote {train(config)}")
 
     parser.set_defaults(run=run)
@@ -373,10 +359,8 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ganprior_core", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_generate_command(commands) -> None:
+    """`generate`: raw outputs for given codes, or a grid of seeded samples."""
     gen = commands.add_parser("generate", help="sample images from a PGGAN or StyleGAN2 checkpoint",
                               description="Raw outputs for given latents (--latents Z.npy --out X.npy: "
                                           "float32 NCHW in [-1, 1], unclamped) or a grid of seeded "
@@ -398,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(gen)
     gen.set_defaults(run=_generate_command)
 
+
+def _add_inpaint_command(commands) -> None:
+    """`inpaint`: fill the hole of one image (or reconstruct it)."""
     defaults = OptimizerConfig()
     inp = commands.add_parser(
         "inpaint", help="fill the hole of an image with the GAN prior",
@@ -456,12 +443,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(inp)
     inp.set_defaults(run=_inpaint_command)
 
+
+def _add_metrics_command(commands) -> None:
+    """`metrics`: PSNR and SSIM of an image against a reference."""
     met = commands.add_parser("metrics", help="PSNR and SSIM of an image against a reference")
     met.add_argument("image", help="the image to score")
     met.add_argument("reference", help="the ground truth, same size")
     met.add_argument("--mask", help="also score inside this hole mask (white = hole)")
     met.set_defaults(run=_metrics_command)
 
+
+def _add_demo_command(commands) -> None:
+    """`demo`: the bundled-prior demo."""
     demo = commands.add_parser("demo", help="inpaint a bundled facade with the bundled prior",
                                description="The main job with nothing to download: fills a box "
                                            "over a facade the prior never saw and writes input, "
@@ -479,9 +472,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="print the loss every this many steps (default 100)")
     _add_device(demo)
     demo.set_defaults(run=_demo_command)
-    _add_bench_command(commands)
-    _add_train_command(commands)
 
+
+def _add_swd_command(commands) -> None:
+    """`swd`: sample quality of a prior against the procedural facades."""
     swd_parser = commands.add_parser(
         "swd", help="multi-scale sliced Wasserstein distance of a prior against procedural facades",
         description="The PGGAN paper's sample-quality metric (ganprior_core.swd): N seeded "
@@ -496,13 +490,39 @@ def build_parser() -> argparse.ArgumentParser:
                             help="seed of the samples and the patch positions (default 0)")
     swd_parser.add_argument("--threads", type=int, help="CPU threads (default torch's)")
     swd_parser.set_defaults(run=_swd_command)
-    _add_bench_speed_command(commands)
 
+
+def _add_convert_command(commands) -> None:
+    """`convert`: any supported checkpoint to this project's .safetensors."""
     conv = commands.add_parser("convert", help="convert any supported checkpoint to .safetensors")
     conv.add_argument("source", help="any supported checkpoint (.pth, .pkl, .safetensors)")
     conv.add_argument("destination", help="the .safetensors file to write")
     conv.set_defaults(run=_convert_command)
+
+
+COMMANDS = (_add_generate_command, _add_inpaint_command, _add_metrics_command, _add_convert_command,
+            _add_demo_command, _add_train_command, _add_bench_command, _add_bench_speed_command,
+            _add_swd_command)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ganprior_core", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_command in COMMANDS:
+        add_command(commands)
     return parser
+
+
+def given_fields(config_class, args: argparse.Namespace) -> dict:
+    """The parsed options named like fields of the dataclass `config_class`."""
+    return {field.name: getattr(args, field.name) for field in dataclasses.fields(config_class)
+            if hasattr(args, field.name)}
+
+
+def config_from_args(config_class, args: argparse.Namespace, **values):
+    """A config dataclass from the parsed options of the same names, then `values` (options
+    named otherwise, or derived)."""
+    return config_class(**{**given_fields(config_class, args), **values})
 
 
 # Commands whose --out is a folder they fill (the others' --out is a file, checked by the command).
