@@ -21,7 +21,7 @@ from torch import nn
 from .. import imaging
 from ..method import compilation
 from ..method.precision import PRECISIONS, uses_bf16
-from ..method.results import InpaintResult, Progress
+from ..method.results import InpaintResult, Progress, report_step
 
 UPSAMPLE_MODES = ("bilinear", "nearest")
 LEAKY_SLOPE = 0.2
@@ -190,12 +190,8 @@ def dip_inpaint(image: torch.Tensor, hole_mask: torch.Tensor | None, config: DIP
         loss.backward()
         optimizer.step()
         losses[step] = loss.detach()
-        if callback is not None:
-            done = step + 1
-            if done % config.preview_every == 0 or done == config.steps:
-                callback(Progress(done, config.steps, float(loss.detach()), output.detach()[0].float()))
-            else:
-                callback(Progress(done, config.steps))
+        report_step(callback, step + 1, config.steps, config.preview_every, loss,
+                    lambda: output.detach()[0].float())
 
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
         final = network(net_input)[0].float().clamp(0, 1)

@@ -20,7 +20,7 @@ from .losses import LossWeights, MaskedReconstructionLoss
 from .multi_latent import MultiLatentConfig, MultiLatentGenerator
 from .perceptual import VGG16Features
 from .priors import family_of
-from .results import InpaintResult, Progress
+from .results import InpaintResult, Progress, report_step
 
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
 
@@ -68,6 +68,92 @@ def inpaint(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor
     not finite floats in [0, 1] (see imaging.check_image_values), masks outside [0, 1], seeds
     outside 0 ... 2**64 - 1, devices this machine lacks, non-finite settings, and a loss that is 0.
     """
+    seed, device = _check_inputs(prior, image, hole_mask, model_config, optimizer_config, seed,
+                                 device, perceptual)
+    started = time.perf_counter()
+    notes: list[str] = []
+    resolution = prior.config.resolution
+    image = image.detach().to(device, torch.float32).clamp(0, 1)  # overshoot: see imaging doc
+    hole = (torch.zeros(resolution, resolution, device=device) if hole_mask is None
+            else imaging.hole_pixels(hole_mask.detach().to(device)).float())
+    known = (1 - hole)[None, None]
+    if not known.any():
+        # Nothing to fit: an optimisation would only return its starting blend of the codes.
+        sample = sample_images(prior, 1, seed, next(prior.parameters()).device)[0]
+        return InpaintResult(output=sample, composite=sample.clone(), loss_history=[],
+                             seconds=time.perf_counter() - started,
+                             notes=["the mask covers the whole image: nothing is known, so the "
+                                    "result is an unconditional sample from the prior"],
+                             stop_reason="nothing known: an unconditional sample")
+    optimizer_config, perceptual = _perceptual_term(optimizer_config, perceptual, device, notes)
+    fit_mask, stop_rule, holdout = _auto_stop_plan(hole, known, seed, optimizer_config, device, notes)
+
+    model = MultiLatentGenerator(prior, model_config, seed, device)
+    model.train()
+    # oneDNN (CPU) and cuDNN run bf16 convolutions fastest on NHWC activations; the format
+    # follows the weights, so converting the networks' weights is enough.
+    model.to(memory_format=torch.channels_last)
+    use_bf16 = precision.uses_bf16(optimizer_config.precision, device)
+    if (choice := precision.describe_choice(optimizer_config.precision, device)) is not None:
+        notes.append(choice)
+    weights = LossWeights(mse=optimizer_config.mse_weight, perceptual=optimizer_config.perceptual_weight)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        loss_fn = MaskedReconstructionLoss(_to_generator_range(image)[None], fit_mask, weights, perceptual)
+    # Adam imports torch's compiler stack, which fails on an unusable cache folder.
+    compilation.prepare_cache_dir(notes)
+    adam = _build_optimizer(model, optimizer_config, device)
+    scheduler = _schedule(adam, optimizer_config)
+    # The forward pass and loss, torch.compiled once per process where the run is long enough
+    # (eager, with a note, where compiling cannot work): see compilation.py.
+    expected_steps = (optimizer_config.steps if stop_rule is None
+                      else min(optimizer_config.steps, TYPICAL_AUTO_STOP_STEPS))
+    image_and_loss = compilation.image_and_loss(model, loss_fn, device, use_bf16,
+                                                 optimizer_config.compile, expected_steps, notes)
+
+    def held_out_error(output: torch.Tensor) -> float:
+        """MSE on the held-out pixels of the image as the user gets it (clamped, [0, 1])."""
+        squared = (_to_unit_range(output.detach()[0].float()) - image) ** 2 * holdout[0]
+        return float(squared.sum() / (holdout.sum() * 3))
+
+    steps = optimizer_config.steps
+    losses = torch.empty(steps, device=device)  # kept on device: no host sync inside the loop
+    steps_run, output = _run_steps(image_and_loss, adam, scheduler, stop_rule, held_out_error,
+                                   losses, optimizer_config, callback)
+    if stop_rule is not None and stop_rule.should_stop:
+        stop_reason = (f"stopped early: the held-out error had not improved for "
+                       f"{optimizer_config.auto_stop.patience} checks")
+        returned = None
+    else:
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            final = model()
+        stop_reason = (f"reached the {steps}-step maximum" if stop_rule is not None
+                       else f"fixed {steps} steps" if optimizer_config.stop == "fixed"
+                       else f"all {steps} steps: auto-stop had nothing to watch")
+        returned = final[0].float()
+        if stop_rule is not None:
+            stop_rule.record(steps_run, held_out_error(final), returned)
+    if stop_rule is not None:
+        returned = _auto_stop_image(stop_rule, output, steps_run, notes)
+    final = _to_unit_range(returned)
+    if stop_rule is not None and stop_rule.should_stop and callback is not None:
+        # The bar completes: the run is over, though it took fewer than `total` steps.
+        callback(Progress(steps, steps, float(losses[steps_run - 1]) if steps_run else None,
+                          final, stopped_early=True))
+    composite = imaging.composite(image, final, hole)
+    return InpaintResult(output=final.cpu(), composite=composite.cpu(),
+                         loss_history=losses[:steps_run].cpu().tolist(),
+                         seconds=time.perf_counter() - started, notes=notes,
+                         steps_run=steps_run,
+                         best_step=None if stop_rule is None else stop_rule.returned_step,
+                         stop_reason=stop_reason,
+                         held_out_best_step=None if stop_rule is None else stop_rule.best_step)
+
+
+def _check_inputs(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor | None,
+                  model_config: MultiLatentConfig, optimizer_config: OptimizerConfig, seed: int,
+                  device: str | torch.device, perceptual: VGG16Features | None
+                  ) -> tuple[int, torch.device]:
+    """inpaint's refusals, before any work; returns the checked seed and device."""
     optimizer_config.validate()
     family_of(prior)  # a ValueError for anything but a PGGAN or StyleGAN2 generator
     resolution = prior.config.resolution
@@ -88,78 +174,50 @@ def inpaint(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor
     if optimizer_config.mse_weight == 0 and (perceptual is None or optimizer_config.perceptual_weight == 0):
         raise ValueError("mse_weight is 0 and there is no perceptual term (no VGG16 weights given, "
                          "or perceptual_weight 0): the loss would be 0 and nothing would be fitted")
-    started = time.perf_counter()
-    notes: list[str] = []
+    return seed, device
 
-    image = image.detach().to(device, torch.float32).clamp(0, 1)  # overshoot: see imaging doc
-    hole = (torch.zeros(resolution, resolution, device=device) if hole_mask is None
-            else imaging.hole_pixels(hole_mask.detach().to(device)).float())
-    known = (1 - hole)[None, None]
-    if not known.any():
-        # Nothing to fit: an optimisation would only return its starting blend of the codes.
-        sample = sample_images(prior, 1, seed, next(prior.parameters()).device)[0]
-        return InpaintResult(output=sample, composite=sample.clone(), loss_history=[],
-                             seconds=time.perf_counter() - started,
-                             notes=["the mask covers the whole image: nothing is known, so the "
-                                    "result is an unconditional sample from the prior"],
-                             stop_reason="nothing known: an unconditional sample")
 
-    if optimizer_config.perceptual_weight > 0 and perceptual is None:
-        notes.append(f"perceptual weight {optimizer_config.perceptual_weight} ignored: no VGG16 "
+def _perceptual_term(config: OptimizerConfig, perceptual: VGG16Features | None, device: torch.device,
+                     notes: list[str]) -> tuple[OptimizerConfig, VGG16Features | None]:
+    """The perceptual term as it will run: off, with a note, when no VGG16 weights were given;
+    else a private copy of the network on the run's device."""
+    if config.perceptual_weight > 0 and perceptual is None:
+        notes.append(f"perceptual weight {config.perceptual_weight} ignored: no VGG16 "
                      f"weights given, so only the MSE term is used")
-        optimizer_config = replace(optimizer_config, perceptual_weight=0.0)
-    if perceptual is not None and optimizer_config.perceptual_weight > 0:
+        return replace(config, perceptual_weight=0.0), None
+    if perceptual is not None and config.perceptual_weight > 0:
         # A private copy: the caller's (e.g. ComfyUI's cached) model keeps its device and layout.
         perceptual = copy.deepcopy(perceptual).to(device, memory_format=torch.channels_last)
+    return config, perceptual
 
-    fit_mask, stop_rule, holdout = known, None, None
-    if optimizer_config.stop == "auto" and not hole.any():
+
+def _auto_stop_plan(hole: torch.Tensor, known: torch.Tensor, seed: int, config: OptimizerConfig,
+                    device: torch.device, notes: list[str]
+                    ) -> tuple[torch.Tensor, StopRule | None, torch.Tensor | None]:
+    """(pixels the loss fits, the stop rule or None, the held-out pixels or None)."""
+    if config.stop != "auto":
+        return known, None, None
+    if not hole.any():
         # Auto-stop ends a run when unseen pixels stop getting better, which is what a hole needs.
         # A reconstruction has no unseen pixels and keeps improving with every step, so stopping
         # early only costs quality (docs/auto_stop.md).
-        notes.append(f"auto-stop is for holes: a reconstruction runs all {optimizer_config.steps} "
+        notes.append(f"auto-stop is for holes: a reconstruction runs all {config.steps} "
                      f"steps (set fewer steps for a quicker, rougher result)")
-    elif optimizer_config.stop == "auto":
-        holdout = holdout_mask(hole, seed, optimizer_config.auto_stop).to(device)[None, None]
-        if holdout.any():
-            fit_mask = known * (1 - holdout)
-            stop_rule = StopRule(optimizer_config.auto_stop)
-        else:
-            notes.append(f"auto-stop off: too few known pixels to hold some out, so all "
-                         f"{optimizer_config.steps} steps ran")
+        return known, None, None
+    holdout = holdout_mask(hole, seed, config.auto_stop).to(device)[None, None]
+    if not holdout.any():
+        notes.append(f"auto-stop off: too few known pixels to hold some out, so all "
+                     f"{config.steps} steps ran")
+        return known, None, None
+    return known * (1 - holdout), StopRule(config.auto_stop), holdout
 
-    model = MultiLatentGenerator(prior, model_config, seed, device)
-    model.train()
-    # oneDNN (CPU) and cuDNN run bf16 convolutions fastest on NHWC activations; the format
-    # follows the weights, so converting the networks' weights is enough.
-    model.to(memory_format=torch.channels_last)
-    weights = LossWeights(mse=optimizer_config.mse_weight, perceptual=optimizer_config.perceptual_weight)
-    use_bf16 = precision.uses_bf16(optimizer_config.precision, device)
-    if (choice := precision.describe_choice(optimizer_config.precision, device)) is not None:
-        notes.append(choice)
-    target = _to_generator_range(image)[None]
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-        loss_fn = MaskedReconstructionLoss(target, fit_mask, weights, perceptual)
-    # Adam imports torch's compiler stack, which fails on an unusable cache folder (item 5).
-    compilation.prepare_cache_dir(notes)
-    optimizer = _build_optimizer(model, optimizer_config, device)
-    scheduler = _schedule(optimizer, optimizer_config)
 
-    # The forward pass and loss, torch.compiled once per process where the run is long enough
-    # (eager, with a note, where compiling cannot work): see compilation.py.
-    expected_steps = (optimizer_config.steps if stop_rule is None
-                      else min(optimizer_config.steps, TYPICAL_AUTO_STOP_STEPS))
-    image_and_loss = compilation.image_and_loss(model, loss_fn, device, use_bf16,
-                                                 optimizer_config.compile, expected_steps, notes)
-
-    def held_out_error(output: torch.Tensor) -> float:
-        """MSE on the held-out pixels of the image as the user gets it (clamped, [0, 1])."""
-        squared = (_to_unit_range(output.detach()[0].float()) - image) ** 2 * holdout[0]
-        return float(squared.sum() / (holdout.sum() * 3))
-
-    steps = optimizer_config.steps
-    losses = torch.empty(steps, device=device)  # kept on device: no host sync inside the loop
-    steps_run = 0
+def _run_steps(image_and_loss, adam: torch.optim.Optimizer, scheduler, stop_rule: StopRule | None,
+               held_out_error: Callable[[torch.Tensor], float], losses: torch.Tensor,
+               config: OptimizerConfig, callback: Callable[[Progress], None] | None
+               ) -> tuple[int, torch.Tensor]:
+    """The optimisation loop: (steps run, the image of the last forward pass)."""
+    steps, steps_run = config.steps, 0
     for step in range(steps):
         output, loss = image_and_loss()
         # The image of this forward pass is the one after `step` updates: a check costs no
@@ -168,56 +226,33 @@ def inpaint(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor
             stop_rule.record(step, held_out_error(output), output.detach()[0].float().clone())
             if stop_rule.should_stop:
                 break
-        optimizer.zero_grad(set_to_none=True)
+        adam.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        adam.step()
         if scheduler is not None:
             scheduler.step()
         losses[step] = loss.detach()
         steps_run = step + 1
-        if callback is not None:
-            if steps_run % optimizer_config.preview_every == 0 or steps_run == steps:
-                callback(Progress(steps_run, steps, float(loss.detach()),
-                                  _to_unit_range(output.detach()[0].float())))
-            else:
-                callback(Progress(steps_run, steps))
+        report_step(callback, steps_run, steps, config.preview_every, loss,
+                    lambda: _to_unit_range(output.detach()[0].float()))
+    return steps_run, output
 
-    if stop_rule is not None and stop_rule.should_stop:
-        stop_reason = (f"stopped early: the held-out error had not improved for "
-                       f"{optimizer_config.auto_stop.patience} checks")
-    else:
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            final = model()
-        stop_reason = (f"reached the {steps}-step maximum" if stop_rule is not None
-                       else f"fixed {steps} steps" if optimizer_config.stop == "fixed"
-                       else f"all {steps} steps: auto-stop had nothing to watch")
-        best_output = final[0].float()
-        if stop_rule is not None:
-            stop_rule.record(steps_run, held_out_error(final), best_output)
-    if stop_rule is not None:
-        best_output = stop_rule.returned_image
-        if best_output is None:  # every check was non-finite: the run diverged
-            best_output = output.detach()[0].float()
-            notes.append("auto-stop: every held-out check was NaN or infinite (the run "
-                         "diverged); the last image is returned; lower the learning rates")
-    best_step = None if stop_rule is None else stop_rule.returned_step
-    if best_step == 0 and steps_run > 0:
+
+def _auto_stop_image(stop_rule: StopRule, last_output: torch.Tensor, steps_run: int,
+                     notes: list[str]) -> torch.Tensor:
+    """The image auto-stop returns, with a note where that is no fit at all."""
+    returned = stop_rule.returned_image
+    if returned is None:  # every check was non-finite: the run diverged
+        notes.append("auto-stop: every held-out check was NaN or infinite (the run "
+                     "diverged); the last image is returned; lower the learning rates")
+        return last_output.detach()[0].float()
+    if stop_rule.returned_step == 0 and steps_run > 0:
         # Silent no-progress otherwise: the result would be the untouched starting image.
         notes.append(f"auto-stop returned the starting image (step 0): in {steps_run} steps the "
                      "held-out error never improved on it, so nothing was fitted; try --stop "
                      "fixed, lower learning rates (e.g. --lr-generator) or a mask with more known "
                      "pixels")
-    final = _to_unit_range(best_output)
-    if stop_rule is not None and stop_rule.should_stop and callback is not None:
-        # The bar completes: the run is over, though it took fewer than `total` steps.
-        callback(Progress(steps, steps, float(losses[steps_run - 1]) if steps_run else None,
-                          final, stopped_early=True))
-    composite = imaging.composite(image, final, hole)
-    return InpaintResult(output=final.cpu(), composite=composite.cpu(),
-                         loss_history=losses[:steps_run].cpu().tolist(),
-                         seconds=time.perf_counter() - started, notes=notes,
-                         steps_run=steps_run, best_step=best_step, stop_reason=stop_reason,
-                         held_out_best_step=None if stop_rule is None else stop_rule.best_step)
+    return returned
 
 
 def inpaint_any_size(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor,

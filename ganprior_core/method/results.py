@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
@@ -33,3 +34,16 @@ class InpaintResult:
         lowest = ("" if self.held_out_best_step in (None, self.best_step)
                   else f" (held-out error lowest at step {self.held_out_best_step})")
         return f"{self.steps_run} steps ({self.stop_reason}), image of step {self.best_step}{lowest}"
+
+
+def report_step(callback: Callable[[Progress], None] | None, steps_run: int, total: int,
+                preview_every: int, loss: torch.Tensor, preview: Callable[[], torch.Tensor]) -> None:
+    """Tell `callback` that `steps_run` of `total` steps are done. Every `preview_every` steps and
+    at the last one the report carries the loss and `preview()` (the current image [3, R, R] in
+    [0, 1], made only then: reading the loss is a host sync)."""
+    if callback is None:
+        return
+    if steps_run % preview_every == 0 or steps_run == total:
+        callback(Progress(steps_run, total, float(loss.detach()), preview()))
+    else:
+        callback(Progress(steps_run, total))
