@@ -2,12 +2,12 @@ import pytest
 import torch
 
 from ganprior_core.method.losses import LossWeights, MaskedReconstructionLoss
-from ganprior_core.method.multi_latent import MultiLatentConfig, MultiLatentGenerator
+from ganprior_core.method.multi_latent import MultiLatentConfig, MultiLatentModel
 
 
 def test_fusion_is_beta_weighted_sum_of_alpha_weighted_features(tiny_generator):
     config = MultiLatentConfig(num_codes=4, split_layer=3)
-    model = MultiLatentGenerator(tiny_generator, config, seed=0)
+    model = MultiLatentModel(tiny_generator, config, seed=0)
     with torch.no_grad():
         model.alpha.uniform_(0.5, 1.5)
         model.beta.copy_(torch.tensor([0.1, 0.2, 0.3, 0.4]))
@@ -19,7 +19,7 @@ def test_fusion_is_beta_weighted_sum_of_alpha_weighted_features(tiny_generator):
 
 
 def test_initial_fusion_is_the_plain_mean(tiny_generator):
-    model = MultiLatentGenerator(tiny_generator, MultiLatentConfig(num_codes=5, split_layer=4), seed=3)
+    model = MultiLatentModel(tiny_generator, MultiLatentConfig(num_codes=5, split_layer=4), seed=3)
     with torch.no_grad():
         mean = tiny_generator.features(model.latents, 4).mean(dim=0, keepdim=True)
         torch.testing.assert_close(model.fused_features(), mean, rtol=1e-5, atol=1e-6)
@@ -28,7 +28,7 @@ def test_initial_fusion_is_the_plain_mean(tiny_generator):
 def test_building_copies_the_prior_and_sets_the_finetune_scope(tiny_generator):
     tiny_generator.layers[0].requires_grad_(False)
     flags_before = [p.requires_grad for p in tiny_generator.parameters()]
-    model = MultiLatentGenerator(tiny_generator, MultiLatentConfig(num_codes=2, split_layer=2,
+    model = MultiLatentModel(tiny_generator, MultiLatentConfig(num_codes=2, split_layer=2,
                                                                    finetune="g2"), seed=0)
     assert [p.requires_grad for p in tiny_generator.parameters()] == flags_before
     assert model.generator is not tiny_generator
@@ -39,9 +39,9 @@ def test_building_copies_the_prior_and_sets_the_finetune_scope(tiny_generator):
 
 def test_seed_fixes_the_latents(tiny_generator):
     config = MultiLatentConfig(num_codes=3, split_layer=2)
-    first = MultiLatentGenerator(tiny_generator, config, seed=7).latents
-    assert torch.equal(first, MultiLatentGenerator(tiny_generator, config, seed=7).latents)
-    assert not torch.equal(first, MultiLatentGenerator(tiny_generator, config, seed=8).latents)
+    first = MultiLatentModel(tiny_generator, config, seed=7).latents
+    assert torch.equal(first, MultiLatentModel(tiny_generator, config, seed=7).latents)
+    assert not torch.equal(first, MultiLatentModel(tiny_generator, config, seed=8).latents)
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -50,7 +50,7 @@ def test_seed_fixes_the_latents(tiny_generator):
 def test_invalid_configs_are_refused_with_the_accepted_values(tiny_generator, field, value, message):
     config = MultiLatentConfig(**{field: value, **({} if field == "split_layer" else {"split_layer": 2})})
     with pytest.raises(ValueError, match=message):
-        MultiLatentGenerator(tiny_generator, config, seed=0)
+        MultiLatentModel(tiny_generator, config, seed=0)
 
 
 def test_masked_loss_has_no_gradient_in_the_hole(tiny_generator):

@@ -3,7 +3,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ganprior_core.method.multi_latent import MultiLatentConfig, MultiLatentGenerator
+from ganprior_core.method.multi_latent import MultiLatentConfig, MultiLatentModel
 from ganprior_core.optimize import OptimizerConfig, Progress, inpaint, preset
 from tests.conftest import inpainting_problem
 
@@ -21,16 +21,16 @@ def test_finetuning_changes_the_copy_never_the_prior(tiny_generator):
     before = _state(tiny_generator)
     config = MultiLatentConfig(num_codes=3, split_layer=2, finetune="all")
     captured = {}
-    original_init = MultiLatentGenerator.__init__
+    original_init = MultiLatentModel.__init__
 
     def spy(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
         captured["model"] = self
-    MultiLatentGenerator.__init__ = spy
+    MultiLatentModel.__init__ = spy
     try:
         inpaint(tiny_generator, image, hole, config, FAST, seed=0)
     finally:
-        MultiLatentGenerator.__init__ = original_init
+        MultiLatentModel.__init__ = original_init
     after = _state(tiny_generator)
     assert all(torch.equal(before[k], after[k]) for k in before)
     tuned = captured["model"].generator.state_dict()
@@ -44,7 +44,7 @@ def test_parameters_move_only_when_enabled(tiny_generator, use_alpha, use_beta, 
     image, hole = inpainting_problem(tiny_generator)
     config = MultiLatentConfig(num_codes=3, split_layer=2, use_alpha=use_alpha, use_beta=use_beta,
                                finetune=finetune)
-    model = MultiLatentGenerator(tiny_generator, config, seed=0)
+    model = MultiLatentModel(tiny_generator, config, seed=0)
     start = _state(model)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.05)
     target = image[None] * 2 - 1
@@ -64,7 +64,7 @@ def test_parameters_move_only_when_enabled(tiny_generator, use_alpha, use_beta, 
 def test_mganprior_preset_is_mean_fusion_of_alpha_weighted_codes(tiny_generator):
     model_config, optimizer_config = preset("mganprior", tiny_generator.config)
     assert (model_config.use_alpha, model_config.use_beta, model_config.finetune) == (True, False, "none")
-    model = MultiLatentGenerator(tiny_generator, replace(model_config, num_codes=4), seed=0)
+    model = MultiLatentModel(tiny_generator, replace(model_config, num_codes=4), seed=0)
     image, hole = inpainting_problem(tiny_generator)
     optimizer = torch.optim.Adam([model.latents, model.alpha], lr=0.1)
     for _ in range(3):  # move alpha away from 1 so the check is not trivial
@@ -233,7 +233,7 @@ def test_compiled_callable_is_compiled_once_and_reused_for_new_models_and_images
     image, hole = inpainting_problem(tiny_generator, seed=0)
     first = inpaint(tiny_generator, image, hole, config, compiled, seed=0)
     functions, graphs = compilation.STATS.compiled_functions, counters["stats"]["unique_graphs"]
-    for seed in (1, 2):  # new MultiLatentGenerator copies, new images and masks
+    for seed in (1, 2):  # new MultiLatentModel copies, new images and masks
         image, hole = inpainting_problem(tiny_generator, seed=seed)
         hole = hole.roll(seed, dims=1)
         result = inpaint(tiny_generator, image, hole, config, compiled, seed=seed)
@@ -296,11 +296,11 @@ def test_auto_compile_is_decided_by_the_configuration_and_options_do_not_change_
     from ganprior_core.method.perceptual import VGG16Features
     assert OptimizerConfig().compile == "auto"
     with torch.device("meta"):
-        paper = MultiLatentGenerator(PGGANGenerator(PGGANConfig.official(256)),
+        paper = MultiLatentModel(PGGANGenerator(PGGANConfig.official(256)),
                                      preset("paper", PGGANConfig.official(256))[0], 0, "meta")
     assert compilation.wants_compile("auto", paper, VGG16Features(), 3000)
     assert not compilation.wants_compile("auto", paper, VGG16Features(), 20)
-    tiny = MultiLatentGenerator(tiny_generator, MultiLatentConfig(num_codes=3, split_layer=2), 0)
+    tiny = MultiLatentModel(tiny_generator, MultiLatentConfig(num_codes=3, split_layer=2), 0)
     assert not compilation.wants_compile("auto", tiny, None, 100000)
     # A short tiny run under "auto" is the eager run, whatever the progress options.
     image, hole = inpainting_problem(tiny_generator)

@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ganprior_core.method.multi_latent import MultiLatentConfig, MultiLatentGenerator
+from ganprior_core.method.multi_latent import MultiLatentConfig, MultiLatentModel
 from ganprior_core.method.priors import family_of
 from ganprior_core.networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from ganprior_core.optimize import (OptimizerConfig, inpaint, inpaint_any_size, preset,
@@ -75,7 +75,7 @@ def _set_codes_from(model, ws):
 
 @pytest.mark.parametrize("split", [1, 2, 3, 4, 5])
 def test_one_code_at_every_split_is_the_plain_network(sg2, split):
-    model = MultiLatentGenerator(sg2, MultiLatentConfig(num_codes=1, split_layer=split), seed=3)
+    model = MultiLatentModel(sg2, MultiLatentConfig(num_codes=1, split_layer=split), seed=3)
     assert model.family == family_of(sg2) == "stylegan2"
     z = torch.randn(1, 8, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
@@ -89,7 +89,7 @@ def test_one_code_at_every_split_is_the_plain_network(sg2, split):
 
 def test_codes_are_seeded_mapped_z_and_g2_styles_start_at_their_mean_w(sg2):
     config = MultiLatentConfig(num_codes=3, split_layer=2)
-    model = MultiLatentGenerator(sg2, config, seed=7)
+    model = MultiLatentModel(sg2, config, seed=7)
     z = torch.randn(3, 8, generator=torch.Generator().manual_seed(7))
     with torch.no_grad():
         ws = sg2.mapping(z)
@@ -97,15 +97,15 @@ def test_codes_are_seeded_mapped_z_and_g2_styles_start_at_their_mean_w(sg2):
     assert model.latents.shape == (3, len(g1_slots), 8) and model.g2_styles.shape == (1, len(g2_slots), 8)
     torch.testing.assert_close(model.latents, ws[:, :len(g1_slots)], rtol=0, atol=0)
     torch.testing.assert_close(model.g2_styles[0], ws[:, 0].mean(0).expand(len(g2_slots), 8))
-    assert torch.equal(model.latents, MultiLatentGenerator(sg2, config, seed=7).latents)
-    assert not torch.equal(model.latents, MultiLatentGenerator(sg2, config, seed=8).latents)
+    assert torch.equal(model.latents, MultiLatentModel(sg2, config, seed=7).latents)
+    assert not torch.equal(model.latents, MultiLatentModel(sg2, config, seed=8).latents)
     assert model.g2_styles.requires_grad
     assert {id(p) for p in model.latent_parameters()} == {id(model.latents), id(model.g2_styles)}
 
 
 @pytest.mark.parametrize("split", [2, 3])
 def test_fusion_weights_features_by_beta_alpha_and_the_skip_image_by_beta_only(sg2, split):
-    model = MultiLatentGenerator(sg2, MultiLatentConfig(num_codes=2, split_layer=split), seed=1)
+    model = MultiLatentModel(sg2, MultiLatentConfig(num_codes=2, split_layer=split), seed=1)
     alpha = torch.tensor([[0.5, 1.5] * 8, [2.0, -1.0] * 8])
     beta = torch.tensor([0.3, 0.9])
     with torch.no_grad():
@@ -148,7 +148,7 @@ def _expected_trainable(config: StyleGAN2Config, split: int, scope: str) -> set[
 def test_finetune_scopes_set_exactly_the_right_requires_grad(sg2, scope):
     flags_before = [p.requires_grad for p in sg2.parameters()]
     for split in range(1, sg2.num_layers + 1):
-        model = MultiLatentGenerator(sg2, MultiLatentConfig(num_codes=2, split_layer=split,
+        model = MultiLatentModel(sg2, MultiLatentConfig(num_codes=2, split_layer=split,
                                                             finetune=scope), seed=0)
         trainable = {name for name, p in model.generator.named_parameters() if p.requires_grad}
         assert trainable == _expected_trainable(sg2.config, split, scope), (split, scope)
@@ -161,7 +161,7 @@ def test_finetuning_moves_the_copy_only_and_never_the_noise_or_mapping(sg2):
     from ganprior_core.method.fit import _build_optimizer
     image, hole = _problem(sg2)
     before = _state(sg2)
-    model = MultiLatentGenerator(sg2, MultiLatentConfig(num_codes=3, split_layer=3, finetune="all"), 0)
+    model = MultiLatentModel(sg2, MultiLatentConfig(num_codes=3, split_layer=3, finetune="all"), 0)
     start = _state(model.generator)
     optimizer = _build_optimizer(model, FAST, torch.device("cpu"))
     for _ in range(3):

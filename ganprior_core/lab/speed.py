@@ -50,7 +50,7 @@ from ..files import write_atomically
 
 from . import masks, procedural
 from ..method.losses import LossWeights, MaskedReconstructionLoss
-from ..method.multi_latent import MultiLatentConfig, MultiLatentGenerator
+from ..method.multi_latent import MultiLatentConfig, MultiLatentModel
 from ..networks.pggan import LEAKY_SLOPE, ConvLayer, PGGANConfig, PGGANGenerator, pixel_norm
 from ..networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from ..optimize import OptimizerConfig, Progress, inpaint, preset
@@ -104,7 +104,7 @@ class ReferenceInpainting:
         for module in finetuned:
             module.requires_grad_(True)
 
-        # Same initial values as MultiLatentGenerator, so both variants start from one point.
+        # Same initial values as MultiLatentModel, so both variants start from one point.
         codes = model_config.num_codes
         noise = torch.Generator().manual_seed(seed)
         self.latents = torch.randn(codes, prior.config.latent_dim, generator=noise).to(device)
@@ -330,7 +330,7 @@ def wants_compile_for(case: SpeedCase, steps: int, device: str | None = None) ->
     """What compile="auto" chooses for a run of this case with `steps` steps."""
     model_config, optimizer_config = case.configs()
     with torch.device("meta"):
-        model = MultiLatentGenerator(new_generator(case.generator), model_config, 0, "meta")
+        model = MultiLatentModel(new_generator(case.generator), model_config, 0, "meta")
         perceptual = VGG16Features(case.perceptual_depth) if optimizer_config.perceptual_weight > 0 else None
     return compilation.wants_compile("auto", model, perceptual, steps, "cpu" if device is None else device)
 
@@ -381,7 +381,7 @@ def step_flops(case: SpeedCase, variant: str) -> int:
                                       optimizer_config, 0, perceptual, "meta")
             reference.loss(reference.image()).backward()
         else:
-            model = MultiLatentGenerator(prior, model_config, 0, "meta")
+            model = MultiLatentModel(prior, model_config, 0, "meta")
             loss_fn = MaskedReconstructionLoss(imaging.to_signed_range(image[None]), known,
                                                LossWeights(optimizer_config.mse_weight,
                                                            optimizer_config.perceptual_weight),

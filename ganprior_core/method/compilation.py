@@ -4,7 +4,7 @@
 callable `step(*loss_args) -> (image, loss)` computing `loss_fn(model(), *loss_args)` under bf16
 autocast. With compilation it runs a `torch.compile`d function that takes the model and the loss
 as *arguments*: their parameters and tensors are graph inputs, never constants, so a new
-MultiLatentGenerator copy or a new image and mask reuse the graph compiled for the first one
+MultiLatentModel copy or a new image and mask reuse the graph compiled for the first one
 (a ComfyUI session pays the tens of seconds of compilation once, not per image). Each
 architecture/configuration gets its own compiled function (its own dynamo cache and recompile
 budget), kept for the life of the process.

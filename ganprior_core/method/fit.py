@@ -17,7 +17,7 @@ from . import compilation, precision
 from .auto_stop import TYPICAL_AUTO_STOP_STEPS, StopRule, holdout_mask
 from .config import MAX_LATENT_CODES, OptimizerConfig
 from .losses import LossWeights, MaskedReconstructionLoss
-from .multi_latent import MultiLatentConfig, MultiLatentGenerator
+from .multi_latent import MultiLatentConfig, MultiLatentModel
 from .perceptual import VGG16Features
 from .priors import family_of
 from .results import InpaintResult, Progress, report_step
@@ -29,7 +29,7 @@ _to_generator_range = imaging.to_signed_range
 _to_unit_range = imaging.to_unit_range
 
 
-def _build_optimizer(model: MultiLatentGenerator, config: OptimizerConfig,
+def _build_optimizer(model: MultiLatentModel, config: OptimizerConfig,
                      device: torch.device) -> torch.optim.Adam:
     groups = [(model.latent_parameters(), config.lr_latent),
               ([model.alpha], config.lr_alpha),
@@ -88,7 +88,7 @@ def inpaint(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor
     optimizer_config, perceptual = _perceptual_term(optimizer_config, perceptual, device, notes)
     fit_mask, stop_rule, holdout = _auto_stop_plan(hole, known, seed, optimizer_config, device, notes)
 
-    model = MultiLatentGenerator(prior, model_config, seed, device)
+    model = MultiLatentModel(prior, model_config, seed, device)
     model.train()
     # oneDNN (CPU) and cuDNN run bf16 convolutions fastest on NHWC activations; the format
     # follows the weights, so converting the networks' weights is enough.

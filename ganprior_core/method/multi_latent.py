@@ -35,7 +35,7 @@ class MultiLatentConfig:
         generator_config.check_split(self.split_layer)
 
 
-class MultiLatentGenerator(nn.Module):
+class MultiLatentModel(nn.Module):
     """Owns a private copy of the prior, so optimising it never touches the loaded generator.
 
     Parameters: `latents` (the codes: PGGAN [N, latent_dim] z; StyleGAN2 [N, |G1 slots|, w_dim]

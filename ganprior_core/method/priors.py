@@ -1,6 +1,6 @@
 """What the multi-latent method needs from a generator family, behind one small interface.
 
-`split_prior(generator)` wraps a generator (the MultiLatentGenerator's private copy) in an adapter
+`split_prior(generator)` wraps a generator (the MultiLatentModel's private copy) in an adapter
 with: `family`, `resolution`, `num_layers` (split layers k = 1..num_layers), `feature_shape(k)`,
 `init_codes(n, seed, k)` (seeded starting codes), `init_g2_styles(codes, k)` (what drives G2, if
 anything), `g1(codes, k)` (per-code features), `fuse(features, weights)`, `g2(fused, g2_styles, k)`
