@@ -19,7 +19,7 @@ from .method.compilation import parse_setting
 from .checkpoints import CheckpointError, convert_checkpoint, load_generator
 from .files import (check_output_file, check_output_folder, refuse_output_over_input, require_regular_file,
                     write_atomically)
-from .method.priors import z_dim_of
+from .method.families import z_dim_of
 from .sampling import GENERATE_NOISE_MODES, generate, image_grid, sample_latents
 from .method.auto_stop import STOP_MODES
 from .optimize import (PRECISIONS, PRESET_NAMES, SCHEDULES, OptimizerConfig, Progress,

@@ -6,7 +6,7 @@ import math
 import torch
 
 from .imaging.checks import to_unit_range
-from .method.priors import family_of, z_dim_of
+from .method.families import family_of, z_dim_of
 from .networks.stylegan2 import NOISE_MODES
 from .validation import check_count, check_seed, resolve_device
 

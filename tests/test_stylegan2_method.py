@@ -1,4 +1,4 @@
-"""The multi-latent method on StyleGAN2 priors (design in ganprior_core/method/priors.py), on a
+"""The multi-latent method on StyleGAN2 priors (design in ganprior_core/method/families.py), on a
 16x16 StyleGAN2 with random weights: 5 conv layers, 6 style slots, z and w of size 8."""
 from dataclasses import replace
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ganprior_core.method.multi_latent import MultiLatentConfig, MultiLatentModel
-from ganprior_core.method.priors import family_of
+from ganprior_core.method.families import family_of
 from ganprior_core.networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from ganprior_core.optimize import (OptimizerConfig, inpaint, inpaint_any_size, preset,
                                     split_for_feature_resolution)

@@ -19,7 +19,7 @@ from .config import MAX_LATENT_CODES, OptimizerConfig
 from .losses import LossWeights, MaskedReconstructionLoss
 from .multi_latent import MultiLatentConfig, MultiLatentModel
 from .perceptual import VGG16Features
-from .priors import family_of
+from .families import family_of
 from .results import InpaintResult, Progress, report_step
 
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
@@ -59,7 +59,7 @@ def inpaint(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor
             callback: Callable[[Progress], None] | None = None) -> InpaintResult:
     """Fit the multi-latent generator to the known pixels of `image` and fill the hole.
 
-    prior: a PGGANGenerator or StyleGAN2Generator (the method per family: priors.py).
+    prior: a PGGANGenerator or StyleGAN2Generator (the method per family: families.py).
     image: [3, R, R] in [0, 1] at the prior's resolution R; hole_mask: [R, R] with 1 = hole,
     or None to reconstruct the whole image. `prior` is never modified. `callback` is called after
     every step; raising from it cancels the run (the exception propagates).

@@ -2,7 +2,7 @@
 code (beta), fused, finished by G2 (METHOD.md eqs. 5-7), on a PGGAN or a StyleGAN2 prior.
 
 What a code is, what drives G2, how the StyleGAN2 skip image is fused, the noise and the
-fine-tune scopes of each family: see priors.py.
+fine-tune scopes of each family: see families.py.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .priors import split_prior
+from .families import split_prior
 
 FINETUNE_SCOPES = ("none", "g2", "all")
 
