@@ -176,3 +176,69 @@ class ProgressBar:
         self._held, self._last_time = None, now
         self._bar.update_absolute(value, preview=None if preview is None
                                   else ("JPEG", preview, PREVIEW_MAX_SIZE))
+
+
+# --- Example workflows under a folder name that URLs quote ---------------------------------
+# ComfyUI serves each pack's example_workflows/ with a static route named after the pack's
+# folder, /api/workflow_templates/<folder>/. With a space (or another character that URLs quote)
+# in the folder name the route is stored quoted while requests are matched decoded: the template
+# browser lists the workflows but their thumbnails and JSON answer 404. The pack then serves its
+# own folder under the decoded name (one GET route matching only that name).
+
+WORKFLOWS_FOLDER = "example_workflows"
+TEMPLATE_SUFFIXES = (".json", ".jpg", ".jpeg", ".png", ".webp")
+
+
+def pack_folder_name() -> str:
+    """The pack's folder name as ComfyUI sees it (the link's name, not its target's)."""
+    return os.path.basename(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def needs_own_template_route(folder_name: str) -> bool:
+    """True if URL-quoting changes the name (aiohttp quotes the static prefix; yarl's rule)."""
+    from urllib.parse import quote
+    return quote(folder_name, safe="!$&'()*+,;=:@-._~") != folder_name
+
+
+def template_file(filename: str, folder: Path | None = None) -> Path | None:
+    """The file `filename` of example_workflows/ if it is one the template browser may fetch."""
+    folder = folder or Path(__file__).resolve().parent.parent / WORKFLOWS_FOLDER
+    if (not filename or "/" in filename or "\\" in filename or filename.startswith(".")
+            or not filename.lower().endswith(TEMPLATE_SUFFIXES)):
+        return None
+    path = folder / filename
+    return path if path.is_file() else None
+
+
+def serve_example_workflows(server_module=None, folder_name: str | None = None) -> str | None:
+    """Register the route described above when the folder name needs it; the route's path, or
+    None when there is nothing to do (a plain name, or no ComfyUI server)."""
+    folder_name = folder_name or pack_folder_name()
+    if not needs_own_template_route(folder_name) or any(c in folder_name for c in "{}/"):
+        return None
+    if server_module is None:
+        try:
+            import server as server_module
+        except ImportError:
+            return None
+    instance = getattr(getattr(server_module, "PromptServer", None), "instance", None)
+    if instance is None:
+        return None
+    import re
+
+    # Every character escaped: aiohttp takes the part after ':' as a regular expression, and
+    # matches it against the decoded path. ComfyUI also adds the /api/ copy of the route.
+    path = "/workflow_templates/{pack:" + re.escape(folder_name) + "}/{filename}"
+
+    async def workflow_template(request):
+        from aiohttp import web
+        found = template_file(request.match_info["filename"])
+        if found is None:
+            raise web.HTTPNotFound()
+        return web.FileResponse(found)
+
+    instance.routes.get(path)(workflow_template)
+    return path
+
+
+serve_example_workflows()

@@ -620,3 +620,31 @@ def test_host_falls_back_without_comfyui():
     assert host.model_management is None
     host.make_room(10 ** 12, torch.device("cuda"))  # nothing to ask: no error
     host.release_memory()
+
+
+def test_example_workflows_are_served_under_a_folder_name_with_a_space():
+    """ComfyUI's static template route breaks for a folder name that URLs quote; the pack then
+    adds a GET route for exactly that name, serving only the workflow folder's own files."""
+    import re
+    host = pack_module("nodes.host")
+    registered = []
+
+    class Routes:
+        def get(self, path):
+            return lambda handler: registered.append((path, handler)) or handler
+
+    server = SimpleNamespace(PromptServer=SimpleNamespace(instance=SimpleNamespace(routes=Routes())))
+    assert host.serve_example_workflows(server, "ganprior") is None  # the host's route works
+    assert host.serve_example_workflows(server, "gan{prior}") is None  # not a route name
+    assert registered == []
+    path = host.serve_example_workflows(server, "GAN prior (copy)")
+    assert registered and registered[0][0] == path
+    pattern = re.fullmatch(r"/workflow_templates/\{pack:(.*)\}/\{filename\}", path).group(1)
+    assert re.fullmatch(pattern, "GAN prior (copy)") and not re.fullmatch(pattern, "GAN prior")
+    assert host.serve_example_workflows(None, "GAN prior") is None  # no ComfyUI server here
+
+    assert host.template_file("ganprior_bundled_prior_facade.json").is_file()
+    assert host.template_file("ganprior_bundled_prior_facade.jpg").is_file()
+    for name in ("../pyproject.toml", "api/ganprior_bundled_prior_facade.json", ".hidden.json",
+                 "missing.json", "ganprior_facade.txt", ""):
+        assert host.template_file(name) is None, name
