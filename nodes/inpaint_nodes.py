@@ -171,8 +171,9 @@ class GANPriorMetrics:
         images, references = tensors.match_batch_sizes(tensors.to_core_images(image),
                                                        tensors.to_core_images(reference))
         if images.shape != references.shape:
-            raise ValueError(f"image {tuple(image.shape[1:3])} and reference "
-                             f"{tuple(reference.shape[1:3])} (height, width) must be the same size")
+            raise ValueError(f"image {images.shape[-1]}x{images.shape[-2]} and reference "
+                             f"{references.shape[-1]}x{references.shape[-2]} (width x height) must "
+                             "be the same size")
         holes = [None] * len(images)
         if mask is not None:
             _, holes = tensors.match_batch_sizes(images, tensors.to_core_masks(mask, images.shape[-2:]))

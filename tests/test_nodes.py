@@ -648,3 +648,14 @@ def test_example_workflows_are_served_under_a_folder_name_with_a_space():
     for name in ("../pyproject.toml", "api/ganprior_bundled_prior_facade.json", ".hidden.json",
                  "missing.json", "ganprior_facade.txt", ""):
         assert host.template_file(name) is None, name
+
+
+def test_metrics_node_scores_the_smallest_image_inpaint_accepts(unchanged_prior):
+    side = pack_module("ganprior_core.imaging").MIN_IMAGE_SIDE
+    image, mask = photo(1, side, side), box_mask(1, side, side, 2, 6, 2, 6)
+    filled, *_ = inpaint(build(unchanged_prior), image, mask)
+    psnr, ssim, report = run("GANPriorMetrics", image=filled, reference=image, mask=mask)
+    assert math.isfinite(psnr) and -1 <= ssim <= 1 and "hole only" in report
+    assert "SSIM window 7x7" in report  # says it is not the standard 11x11 window
+    with pytest.raises(ValueError, match=r"image 8x9 and reference 9x8 \(width x height\)"):
+        run("GANPriorMetrics", image=photo(1, 9, 8), reference=photo(1, 8, 9))
