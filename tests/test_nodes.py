@@ -659,3 +659,21 @@ def test_metrics_node_scores_the_smallest_image_inpaint_accepts(unchanged_prior)
     assert "SSIM window 7x7" in report  # says it is not the standard 11x11 window
     with pytest.raises(ValueError, match=r"image 8x9 and reference 9x8 \(width x height\)"):
         run("GANPriorMetrics", image=photo(1, 9, 8), reference=photo(1, 8, 9))
+
+
+def test_registry_metadata_names_the_repository_an_icon_and_a_license():
+    import tomllib
+    from PIL import Image
+    from pack_under_test import ROOT
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    repository = project["project"]["urls"]["Repository"]
+    assert repository.startswith("https://github.com/")
+    icon_url = project["tool"]["comfy"]["Icon"]
+    owner_repo = repository.removeprefix("https://github.com/")
+    prefix = f"https://raw.githubusercontent.com/{owner_repo}/main/"
+    assert icon_url.startswith(prefix)
+    with Image.open(ROOT / icon_url.removeprefix(prefix)) as icon:  # the file the URL names
+        assert icon.width == icon.height <= 400 and icon.format == "PNG"
+    license_text = (ROOT / "LICENSE").read_text()
+    assert project["project"]["license"] == {"text": "MIT"} and license_text.startswith("MIT License")
+    assert "the ganprior authors" in license_text
