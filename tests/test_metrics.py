@@ -233,6 +233,9 @@ def test_sizes_in_messages_read_width_x_height():
         psnr(tall, torch.rand(3, 3000, 2))
     with pytest.raises(ValueError, match=r"mask must be 1x3000 \(width x height\)"):
         psnr(tall, tall, torch.ones(1, 3000))
-    from ganprior_core.imaging import fit_to_resolution
+    from ganprior_core.imaging import composite, fit_to_resolution
     with pytest.raises(ValueError, match=r"the image is 1x3000 pixels \(width x height\)"):
         fit_to_resolution(tall, torch.zeros(3000, 1), 64)
+    with pytest.raises(ValueError, match=r"hole mask 3000x1 must match the image size 1x3000 "
+                                         r"\(width x height\)"):
+        composite(tall, tall, torch.zeros(1, 3000))

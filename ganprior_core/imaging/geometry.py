@@ -109,8 +109,8 @@ def composite(original: torch.Tensor, result: torch.Tensor, hole_mask: torch.Ten
         raise ValueError(f"result {tuple(result.shape)} must have the original's shape "
                          f"{tuple(original.shape)}; restore it to the original size first")
     if tuple(hole_mask.shape) != tuple(original.shape[1:]):
-        raise ValueError(f"hole mask {tuple(hole_mask.shape)} must match the image size "
-                         f"{tuple(original.shape[1:])}")
+        raise ValueError(f"hole mask {hole_mask.shape[-1]}x{hole_mask.shape[-2]} must match the "
+                         f"image size {original.shape[-1]}x{original.shape[-2]} (width x height)")
     m = hole_mask.to(original.dtype)
     blended = original * (1 - m) + result * m
     # Arithmetic alone would keep known pixels only while result is finite (0 * inf is nan).
