@@ -1,12 +1,14 @@
-"""What the nodes need from ComfyUI: model folders, device, progress bar, cancel.
+"""What the nodes need from ComfyUI: model folders, device, memory, progress bar, cancel.
 
 ComfyUI is optional: without it (tests, scripts) models are looked up in
 $GANPRIOR_MODELS_DIR/<folder> (default: the pack's own `models/` folder), the device comes from
-torch, and there is no progress bar and nothing to cancel.
+torch, nothing needs to be unloaded to make room, and there is no progress bar and nothing to
+cancel.
 """
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -57,13 +59,34 @@ def model_names(name: str) -> list[str]:
 
 
 def model_path(name: str, filename: str) -> str:
+    """The file `filename` (relative, as model_names lists it) of the model folder `name`.
+
+    Outside ComfyUI a name that would leave its folder (an absolute path, `..` steps) is refused
+    with a ValueError: a workflow's widget value must not read an arbitrary file. (ComfyUI's own
+    folder_paths.get_full_path keeps such names inside the folder too.) Symbolic links inside the
+    folder are followed, as ComfyUI does.
+    """
     if folder_paths is not None:
         return folder_paths.get_full_path_or_raise(name, filename)
+    check_model_name(filename)
     for folder in _fallback_dirs(name):
         if (folder / filename).is_file():
             return str(folder / filename)
     raise FileNotFoundError(f"model {filename!r} not found in the {name!r} folders "
                             f"{', '.join(str(f) for f in _fallback_dirs(name))}")
+
+
+def check_model_name(filename: str) -> None:
+    """Refuse a model name that does not stay inside its folder once normalised: an absolute
+    path (also a Windows drive or a leading backslash) or one whose `..` steps climb out."""
+    if not isinstance(filename, str) or not filename or "\0" in filename:
+        raise ValueError(f"model name {filename!r} is not a file name")
+    posix = filename.replace("\\", "/")  # a backslash is a separator on Windows: treat it so
+    normalised = os.path.normpath(posix)
+    if (posix.startswith("/") or Path(filename).drive or (len(posix) > 1 and posix[1] == ":")
+            or normalised == ".." or normalised.startswith("../") or normalised == "."):
+        raise ValueError(f"model name {filename!r} points outside its model folder: give a file "
+                         "name relative to the folder, as the node's list shows it")
 
 
 def _fallback_dirs(name: str) -> list[Path]:
@@ -77,20 +100,145 @@ def torch_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def module_bytes(module: torch.nn.Module | None) -> int:
+    """Bytes of a module's parameters and buffers (what comfy.model_management.module_size counts)."""
+    if module is None:
+        return 0
+    return sum(t.numel() * t.element_size() for t in module.state_dict().values())
+
+
+def make_room(memory_required: int, device: torch.device) -> None:
+    """Before copying models to `device`: ask ComfyUI to unload what it keeps there (other packs'
+    models, its own checkpoints) until `memory_required` bytes are free.
+
+    Nothing to do outside ComfyUI, or on the CPU (unloading to RAM frees no RAM, and would make
+    ComfyUI reload its models for the next run).
+    """
+    if model_management is None or torch.device(device).type == "cpu":
+        return
+    model_management.free_memory(int(memory_required), torch.device(device))
+
+
+def release_memory() -> None:
+    """After a run: hand the device memory the run's private copies held back to ComfyUI
+    (`soft_empty_cache` empties torch's cache where there is one; a no-op on the CPU)."""
+    if model_management is not None:
+        model_management.soft_empty_cache()
+
+
 def throw_if_interrupted() -> None:
     """Raises ComfyUI's InterruptProcessingException once the user pressed Cancel."""
     if model_management is not None:
         model_management.throw_exception_if_processing_interrupted()
 
 
-class ProgressBar:
-    """ComfyUI's progress bar with a live preview; does nothing outside ComfyUI."""
+def now() -> float:
+    """The progress bar's clock (seconds); tests put a fake one here."""
+    return time.monotonic()
 
-    def __init__(self, total: int) -> None:
+
+class ProgressBar:
+    """ComfyUI's progress bar with a live preview; does nothing outside ComfyUI.
+
+    Throttled: each update is a websocket message the browser redraws the canvas for, and one
+    per step (~30 per second on a small prior) made a run in the UI twice as slow as headless on
+    two cores. An update is sent only when MIN_INTERVAL seconds passed since the last one sent,
+    except that these are always sent: the first, one carrying a preview, the bar's end
+    (value == total), and `flush()`, which sends the latest value if it was held back (the node
+    calls it after each image). So the bar ends exact and no preview is lost.
+    """
+
+    MIN_INTERVAL = 0.1  # seconds: at most 10 updates per second, besides previews and the end
+
+    def __init__(self, total: int, clock=None) -> None:
         self._bar = comfy_utils.ProgressBar(total) if comfy_utils is not None else None
+        self.total, self._clock = total, clock or now
+        self._last_time: float | None = None  # when the last update was sent
+        self._held: int | None = None  # a value not sent yet
 
     def update(self, value: int, preview=None) -> None:
         """`preview` is a PIL image or None."""
-        if self._bar is not None:
-            self._bar.update_absolute(value, preview=None if preview is None
-                                      else ("JPEG", preview, PREVIEW_MAX_SIZE))
+        if self._bar is None:
+            return
+        now = self._clock()
+        if (preview is None and value < self.total and self._last_time is not None
+                and now - self._last_time < self.MIN_INTERVAL):
+            self._held = value
+            return
+        self._send(value, preview, now)
+
+    def flush(self) -> None:
+        """Send the latest value if the throttle held it back."""
+        if self._bar is not None and self._held is not None:
+            self._send(self._held, None, self._clock())
+
+    def _send(self, value: int, preview, now: float) -> None:
+        self._held, self._last_time = None, now
+        self._bar.update_absolute(value, preview=None if preview is None
+                                  else ("JPEG", preview, PREVIEW_MAX_SIZE))
+
+
+# --- Example workflows under a folder name that URLs quote ---------------------------------
+# ComfyUI serves each pack's example_workflows/ with a static route named after the pack's
+# folder, /api/workflow_templates/<folder>/. With a space (or another character that URLs quote)
+# in the folder name the route is stored quoted while requests are matched decoded: the template
+# browser lists the workflows but their thumbnails and JSON answer 404. The pack then serves its
+# own folder under the decoded name (one GET route matching only that name).
+
+WORKFLOWS_FOLDER = "example_workflows"
+TEMPLATE_SUFFIXES = (".json", ".jpg", ".jpeg", ".png", ".webp")
+
+
+def pack_folder_name() -> str:
+    """The pack's folder name as ComfyUI sees it (the link's name, not its target's)."""
+    return os.path.basename(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def needs_own_template_route(folder_name: str) -> bool:
+    """True if URL-quoting changes the name (aiohttp quotes the static prefix; yarl's rule)."""
+    from urllib.parse import quote
+    return quote(folder_name, safe="!$&'()*+,;=:@-._~") != folder_name
+
+
+def template_file(filename: str, folder: Path | None = None) -> Path | None:
+    """The file `filename` of example_workflows/ if it is one the template browser may fetch."""
+    folder = folder or Path(__file__).resolve().parent.parent / WORKFLOWS_FOLDER
+    if (not filename or "/" in filename or "\\" in filename or filename.startswith(".")
+            or not filename.lower().endswith(TEMPLATE_SUFFIXES)):
+        return None
+    path = folder / filename
+    return path if path.is_file() else None
+
+
+def serve_example_workflows(server_module=None, folder_name: str | None = None) -> str | None:
+    """Register the route described above when the folder name needs it; the route's path, or
+    None when there is nothing to do (a plain name, or no ComfyUI server)."""
+    folder_name = folder_name or pack_folder_name()
+    if not needs_own_template_route(folder_name) or any(c in folder_name for c in "{}/"):
+        return None
+    if server_module is None:
+        try:
+            import server as server_module
+        except ImportError:
+            return None
+    instance = getattr(getattr(server_module, "PromptServer", None), "instance", None)
+    if instance is None:
+        return None
+    import re
+
+    # Every character escaped: aiohttp takes the part after ':' as a regular expression, and
+    # matches it against the decoded path. ComfyUI also adds the /api/ copy of the route.
+    path = "/workflow_templates/{pack:" + re.escape(folder_name) + "}/{filename}"
+
+    async def workflow_template(request):
+        from aiohttp import web
+        found = template_file(request.match_info["filename"])
+        if found is None:
+            raise web.HTTPNotFound()
+        return web.FileResponse(found)
+
+    instance.routes.get(path)(workflow_template)
+    return path
+
+
+serve_example_workflows()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import torch
 
@@ -68,12 +69,23 @@ class GANPriorInpaint:
         optimizer = optimizer or OptimizerConfig()
         check_seed(seed)  # before `seed + index` wraps a seed beyond the widget's range
         device = host.torch_device()
+        try:
+            return self._inpaint(image, mask, generator, seed, fit, optimizer, perceptual_model,
+                                 device)
+        finally:
+            host.release_memory()
+
+    def _inpaint(self, image, mask, generator, seed, fit, optimizer, perceptual_model, device):
         # ComfyUI runs nodes under inference_mode; the optimisation needs autograd, and tensors
         # made in inference mode cannot take part in it: clone inside.
         with torch.inference_mode(False), torch.enable_grad():
             images = tensors.to_core_images(image).clone()
             masks = tensors.to_core_masks(mask, images.shape[-2:]).clone()
             images, masks = tensors.match_batch_sizes(images, masks)
+            # The run copies the prior and VGG16 to the device: once the inputs are known to be
+            # good, let ComfyUI unload its own models if they leave too little room there (the
+            # cache goes back to it afterwards, in `inpaint`).
+            host.make_room(working_memory(generator, optimizer, perceptual_model), device)
             progress = host.ProgressBar(optimizer.steps * len(images))
             filled, generated, info = [], [], []
             for index, (original, hole) in enumerate(zip(images, masks)):
@@ -88,6 +100,7 @@ class GANPriorInpaint:
                 else:  # nothing was known: a sample, no steps to count
                     progress.update(optimizer.steps * (index + 1))
                     line = f"image {index + 1}: unconditional sample"
+                progress.flush()  # this image's last step, if the throttle held it back
                 for note in notes:
                     log.warning("GAN-Prior Inpaint, image %d: %s", index + 1, note)
                 generated.append(output)
@@ -104,6 +117,30 @@ class GANPriorInpaint:
             preview = None if step.preview is None else tensors.to_pil(step.preview)
             progress.update(steps_before + step.step, preview)
         return report
+
+
+def working_memory(generator, optimizer, perceptual_model) -> int:
+    """A generous estimate of the device memory (bytes) one image's optimisation needs: the
+    prior's private copy with its gradients and Adam's two moments (4x its size), a VGG16 copy,
+    and float32 activations kept for the backward pass (the N codes' feature maps up to the
+    split layer, one image's after it, x3 for gradients and slack; VGG16's ~300 values per pixel
+    at the prior's resolution)."""
+    prior, config = generator.prior, generator.config
+    needed = 4 * host.module_bytes(prior)
+    use_vgg = perceptual_model is not None and optimizer.perceptual_weight > 0
+    if use_vgg:
+        needed += host.module_bytes(perceptual_model)
+    prior_config = getattr(prior, "config", None)
+    shape = getattr(prior_config, "feature_shape", None)
+    layers = getattr(prior_config, "num_layers", 0)
+    if callable(shape):
+        activations = sum(math.prod(shape(k)) * (config.num_codes if k <= config.split_layer else 1)
+                          for k in range(1, layers + 1))
+        needed += 3 * 4 * activations
+    resolution = getattr(prior_config, "resolution", 0)
+    if use_vgg:
+        needed += 3 * 4 * 300 * resolution ** 2
+    return int(needed)
 
 
 class GANPriorMetrics:
@@ -134,8 +171,9 @@ class GANPriorMetrics:
         images, references = tensors.match_batch_sizes(tensors.to_core_images(image),
                                                        tensors.to_core_images(reference))
         if images.shape != references.shape:
-            raise ValueError(f"image {tuple(image.shape[1:3])} and reference "
-                             f"{tuple(reference.shape[1:3])} (height, width) must be the same size")
+            raise ValueError(f"image {images.shape[-1]}x{images.shape[-2]} and reference "
+                             f"{references.shape[-1]}x{references.shape[-2]} (width x height) must "
+                             "be the same size")
         holes = [None] * len(images)
         if mask is not None:
             _, holes = tensors.match_batch_sizes(images, tensors.to_core_masks(mask, images.shape[-2:]))

@@ -1,6 +1,7 @@
 """Nodes that load and configure models: prior, multi-latent generator, optimiser, VGG16."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import torch
@@ -238,13 +239,32 @@ class GANPriorOptimizer:
                              for name, (kind, options) in spec.items()}}
 
     @classmethod
-    def VALIDATE_INPUTS(cls, compile):
-        # Replaces ComfyUI's list check for `compile` only: workflows saved while it was an on/off
-        # switch carry true/false, which keep meaning on/off instead of failing "not in list".
-        try:
-            parse_setting(compile)
-        except ValueError as error:
-            return str(error)
+    def VALIDATE_INPUTS(cls, compile=None, lr_latent=None, lr_alpha=None, lr_beta=None,
+                        lr_generator=None, mse_weight=None, perceptual_weight=None):
+        # Learning rates and loss weights: NaN passes ComfyUI's min/max check (every comparison
+        # with NaN is false) and would fail only once the node runs, so they are checked here.
+        # ComfyUI skips its own checks for the inputs named here and passes None for a linked
+        # input (its value is not known before the run, where OptimizerConfig.validate checks it).
+        # `compile` replaces the list check: workflows saved while it was an on/off switch carry
+        # true/false, which keep meaning on/off instead of failing "not in list".
+        if compile is not None:
+            try:
+                parse_setting(compile)
+            except ValueError as error:
+                return str(error)
+        values = dict(lr_latent=lr_latent, lr_alpha=lr_alpha, lr_beta=lr_beta,
+                      lr_generator=lr_generator, mse_weight=mse_weight,
+                      perceptual_weight=perceptual_weight)
+        declared = cls.INPUT_TYPES()["required"]
+        for name, value in values.items():
+            if value is None:
+                continue
+            options = declared[name][1]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                return (f"{name} must be a finite number between {options['min']:g} and "
+                        f"{options['max']:g}, got {value!r}")
+            if not options["min"] <= value <= options["max"]:  # ComfyUI's min/max check, kept
+                return f"{name} must be between {options['min']:g} and {options['max']:g}, got {value!r}"
         return True
 
     def configure(self, **settings):

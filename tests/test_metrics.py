@@ -153,3 +153,89 @@ def test_report_formats_whole_and_hole_scores():
     assert perfect.psnr == math.inf and perfect.ssim == pytest.approx(1.0)
     assert perfect.psnr_hole is None and perfect.ssim_hole is None
     assert perfect.one_line() == "PSNR inf dB, SSIM 1.0000"
+
+
+# --- The implementation before tiling (whole float64 map, computed once per score), kept here as
+# the reference the tiled one-pass scores must match.
+
+def reference_ssim(image, reference, region=None):
+    similarity = ssim_map(image, reference).mean(dim=0)
+    interior = torch.zeros_like(similarity, dtype=torch.bool)
+    interior[5:-5, 5:-5] = True
+    if region is None:
+        return similarity[interior].mean().item()
+    chosen = region & interior if (region & interior).any() else region
+    return similarity[chosen].mean().item()
+
+
+def reference_psnr(image, reference, region=None):
+    error = (image.double() - reference.double()) ** 2
+    mse = (error if region is None else error[:, region]).mean().item()
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+@pytest.mark.parametrize("tile_rows", [1, 3, 7, 64])
+@pytest.mark.parametrize("shape", [(3, 11, 11), (3, 40, 23), (3, 75, 64)])
+def test_tiled_one_pass_scores_match_the_whole_map_at_every_tile_size(monkeypatch, tile_rows, shape):
+    import ganprior_core.metrics as metrics
+    monkeypatch.setattr(metrics, "TILE_ROWS", tile_rows)
+    image, reference = noisy_pair(shape, 11)
+    hole = torch.zeros(shape[1:])
+    hole[2:9, 3:shape[2] - 2] = 1  # crosses the cropped border and several tiles
+    region = hole >= 0.5
+    report = measure(image, reference, hole)
+    assert report.ssim == pytest.approx(reference_ssim(image, reference), abs=1e-9)
+    assert report.ssim_hole == pytest.approx(reference_ssim(image, reference, region), abs=1e-9)
+    assert report.psnr == pytest.approx(reference_psnr(image, reference), abs=1e-9)
+    assert report.psnr_hole == pytest.approx(reference_psnr(image, reference, region), abs=1e-9)
+    assert report.notes == ()
+    assert ssim(image, reference, hole) == pytest.approx(report.ssim_hole, abs=1e-12)
+    np.testing.assert_allclose(ssim_map(image, reference).numpy(),
+                               skimage_ssim(image, reference)[1].transpose(2, 0, 1), atol=1e-10)
+
+
+def test_border_only_mask_scores_the_same_as_before_with_tiles(monkeypatch):
+    import ganprior_core.metrics as metrics
+    monkeypatch.setattr(metrics, "TILE_ROWS", 4)
+    image, reference = noisy_pair((3, 32, 32), 7)
+    hole = torch.zeros(32, 32)
+    hole[0:3, 8:20] = 1
+    assert ssim(image, reference, hole) == pytest.approx(reference_ssim(image, reference, hole > 0),
+                                                          abs=1e-9)
+
+
+def test_images_under_11x11_get_a_smaller_window_and_a_note():
+    from ganprior_core.imaging import MIN_IMAGE_SIDE
+    from ganprior_core.metrics import ssim_window
+    assert ssim_window(11, 300) == ssim_window(4000, 4000)  # the standard window
+    window = ssim_window(MIN_IMAGE_SIDE, 30, shrink_window=True)
+    assert (window.size, window.sigma) == (7, pytest.approx(0.9))
+    assert ssim_window(10, 10, shrink_window=True).size == 9
+    assert ssim_window(1, 1, shrink_window=True).size == 1
+
+    image, reference = noisy_pair((3, MIN_IMAGE_SIDE, MIN_IMAGE_SIDE), 12)
+    report = measure(image, reference, torch.ones(MIN_IMAGE_SIDE, MIN_IMAGE_SIDE))
+    assert -1 <= report.ssim <= 1 and -1 <= report.ssim_hole <= 1
+    assert report.notes and "7x7" in report.notes[0] and "7x7" in report.multi_line()
+    assert measure(image, image).ssim == pytest.approx(1.0)
+    worse = measure((image + 0.3).clamp(0, 1), image).ssim
+    assert worse < measure((image + 0.05).clamp(0, 1), image).ssim < 1
+    with pytest.raises(ValueError, match=r"at least 11x11, got 30x8 \(width x height\)"):
+        ssim(noisy_pair((3, 8, 30), 1)[0], noisy_pair((3, 8, 30), 2)[0])
+    assert isinstance(ssim(image, reference, shrink_window=True), float)
+
+
+def test_sizes_in_messages_read_width_x_height():
+    tall = torch.rand(3, 3000, 1)
+    with pytest.raises(ValueError, match=r"got 1x3000 \(width x height\)"):
+        ssim(tall, tall)
+    with pytest.raises(ValueError, match=r"1x3000"):
+        psnr(tall, torch.rand(3, 3000, 2))
+    with pytest.raises(ValueError, match=r"mask must be 1x3000 \(width x height\)"):
+        psnr(tall, tall, torch.ones(1, 3000))
+    from ganprior_core.imaging import composite, fit_to_resolution
+    with pytest.raises(ValueError, match=r"the image is 1x3000 pixels \(width x height\)"):
+        fit_to_resolution(tall, torch.zeros(3000, 1), 64)
+    with pytest.raises(ValueError, match=r"hole mask 3000x1 must match the image size 1x3000 "
+                                         r"\(width x height\)"):
+        composite(tall, tall, torch.zeros(1, 3000))

@@ -311,9 +311,11 @@ def test_metrics_node_refuses_bad_images(image, message):
 class FakeComfy:
     """Stand-ins for comfy.model_management and comfy.utils that record what the node does."""
 
-    def __init__(self, cancel_after_checks=None):
+    def __init__(self, cancel_after_checks=None, device="cpu"):
         self.updates, self.checks, self.devices = [], 0, 0
+        self.freed, self.cache_emptied = [], 0
         self.cancel_after_checks = cancel_after_checks
+        self.device = torch.device(device)
         fake = self
 
         class ProgressBar:
@@ -325,11 +327,20 @@ class FakeComfy:
 
         self.utils = SimpleNamespace(ProgressBar=ProgressBar)
         self.model_management = SimpleNamespace(get_torch_device=self.get_torch_device,
-                                                throw_exception_if_processing_interrupted=self.check)
+                                                throw_exception_if_processing_interrupted=self.check,
+                                                free_memory=self.free_memory,
+                                                soft_empty_cache=self.soft_empty_cache)
 
     def get_torch_device(self):
         self.devices += 1
-        return torch.device("cpu")
+        return self.device
+
+    def free_memory(self, memory_required, device, keep_loaded=()):
+        self.freed.append((memory_required, device))
+        return []
+
+    def soft_empty_cache(self, force=False):
+        self.cache_emptied += 1
 
     def check(self):
         self.checks += 1
@@ -337,13 +348,26 @@ class FakeComfy:
             raise InterruptedError("cancelled by the user")
 
 
+class FakeClock:
+    """host.now: every reading moves time on by `tick` seconds."""
+
+    def __init__(self, tick):
+        self.tick, self.time = tick, 1000.0
+
+    def __call__(self):
+        self.time += self.tick
+        return self.time
+
+
 @pytest.fixture
 def fake_comfy(monkeypatch):
-    def install(**options):
+    def install(tick=1.0, **options):
+        """`tick`: seconds between two clock readings (1 s: the throttle never holds back)."""
         comfy = FakeComfy(**options)
         host = pack_module("nodes.host")
         monkeypatch.setattr(host, "comfy_utils", comfy.utils)
         monkeypatch.setattr(host, "model_management", comfy.model_management)
+        monkeypatch.setattr(host, "now", FakeClock(tick))
         return comfy
     return install
 
@@ -359,6 +383,50 @@ def test_progress_bar_counts_every_step_of_the_batch_with_previews(unchanged_pri
     kind, picture, max_size = previews[1]
     assert (kind, picture.size, picture.mode, max_size) == ("JPEG", (RESOLUTION, RESOLUTION), "RGB", 512)
     assert comfy.devices == 1 and comfy.checks == total
+
+
+def test_progress_is_throttled_to_ten_updates_a_second_keeping_previews_and_the_end(
+        unchanged_prior, fake_comfy):
+    # 40 steps 0.01 s apart (the clock is read once per update): 0.4 s, about 4 throttled updates.
+    comfy = fake_comfy(tick=0.01)
+    steps = 40
+    optimizer = fast_optimizer(steps=steps, preview_every=15)
+    inpaint(build(unchanged_prior), photo(2, 20, 20), box_mask(1, 20, 20, 5, 15, 5, 15),
+            optimizer=optimizer)
+    values = [value for value, _, _ in comfy.updates]
+    with_preview = [value for value, _, preview in comfy.updates if preview is not None]
+    assert values == sorted(values) and values[0] == 1 and values[-1] == 2 * steps  # exact end
+    assert steps in values  # each image's last step is sent
+    # No preview lost: every preview_every steps, and each image's last step (the returned image).
+    assert with_preview == [15, 30, steps, steps + 15, steps + 30, 2 * steps]
+    plain = [value for value, _, preview in comfy.updates if preview is None]
+    assert len(plain) <= 2 * (2 * steps * 0.01 / 0.1 + 2)  # <= 10/s (+ the ends), not 80
+    assert comfy.checks == 2 * steps  # cancel is still checked every step
+
+
+def test_progress_bar_sends_one_update_per_tenth_of_a_second_and_what_it_held_on_flush():
+    host = pack_module("nodes.host")
+    clock, sent = FakeClock(0.0), []
+    bar = host.ProgressBar(100, clock=clock)
+    bar._bar = SimpleNamespace(update_absolute=lambda value, preview=None: sent.append(
+        (round(clock.time - 1000, 2), value, preview is not None)))
+    for value in range(1, 92):
+        clock.time += 0.03  # 33 steps a second
+        bar.update(value, preview="picture" if value == 50 else None)
+    assert (1.5, 50, True) in sent  # a preview is never held back
+    assert sent[0] == (0.03, 1, False)  # the first is sent at once
+    gaps = [(later[0] - earlier[0], later[2]) for earlier, later in zip(sent, sent[1:])]
+    assert all(gap >= 0.1 - 1e-9 for gap, preview in gaps if not preview)  # at most 10 a second
+    assert all(gap <= 0.12 + 1e-9 for gap, _ in gaps)  # and never much fewer
+    assert sent[-1][1] < 91  # step 91 came too soon after the last one sent...
+    bar.flush()
+    assert sent[-1][1:] == (91, False)  # ...and flush sends it
+    count = len(sent)
+    bar.flush()
+    assert len(sent) == count  # nothing held: nothing sent twice
+    clock.time += 0.001
+    bar.update(100)
+    assert sent[-1][1:] == (100, False)  # the end is sent however soon it comes
 
 
 def test_auto_stop_completes_each_images_share_of_the_bar_and_says_why(unchanged_prior, fake_comfy):
@@ -451,3 +519,161 @@ def test_model_folders_join_comfyui_folder_paths_keeping_the_users_own(monkeypat
     assert table["vgg"] == ([str(tmp_path / "vgg")], {".pth"})
 
 
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("name", ["lr_latent", "lr_alpha", "lr_beta", "lr_generator", "mse_weight",
+                                  "perceptual_weight"])
+def test_optimizer_node_refuses_nan_settings_at_validation_before_running(name):
+    """ComfyUI's min/max check lets NaN through (comparisons with NaN are false): the node's
+    VALIDATE_INPUTS refuses it, and since ComfyUI then skips its own check for these inputs,
+    it keeps the min/max check too. A linked input arrives as None and is checked at run time."""
+    node = load_pack().NODE_CLASS_MAPPINGS["GANPriorOptimizer"]
+    declared = node.INPUT_TYPES()["required"][name][1]
+    for bad in (NAN, INF, -INF):
+        message = node.VALIDATE_INPUTS(**{name: bad})
+        assert isinstance(message, str) and name in message and "finite" in message, message
+    assert "between" in node.VALIDATE_INPUTS(**{name: declared["max"] * 2 + 1})
+    assert "between" in node.VALIDATE_INPUTS(**{name: -0.5})
+    for good in (declared["min"], declared["default"], declared["max"], None):
+        assert node.VALIDATE_INPUTS(**{name: good}) is True
+
+
+def test_optimizer_node_validates_every_float_widget():
+    import inspect
+    node = load_pack().NODE_CLASS_MAPPINGS["GANPriorOptimizer"]
+    floats = {name for name, (kind, _) in node.INPUT_TYPES()["required"].items() if kind == "FLOAT"}
+    validated = set(inspect.signature(node.VALIDATE_INPUTS).parameters)
+    assert floats <= validated
+    assert node.VALIDATE_INPUTS(compile="auto", lr_latent=0.05, mse_weight=1.0) is True
+
+
+@pytest.mark.parametrize("name", ["../outside.safetensors", "../../etc/passwd", "/etc/passwd",
+                                  "sub/../../outside.safetensors", "..", "\\\\server\\share\\x.pth",
+                                  "..\\outside.safetensors", "C:\\models\\x.pth", ""])
+def test_model_names_that_leave_the_models_folder_are_refused(models_dir, name):
+    outside = models_dir / "outside.safetensors"
+    outside.write_bytes(b"not a model")
+    try:
+        with pytest.raises(ValueError, match="outside its model folder|not a file name"):
+            pack_module("nodes.host").model_path("pggan", name)
+        with pytest.raises(ValueError):
+            run("LoadPGGANPrior", prior_name=name)
+    finally:
+        outside.unlink()
+
+
+def test_model_names_inside_the_folder_still_resolve(models_dir):
+    host = pack_module("nodes.host")
+    (models_dir / "pggan" / "sub").mkdir(exist_ok=True)
+    assert host.model_path("pggan", "tiny16.safetensors") == str(models_dir / "pggan" / "tiny16.safetensors")
+    assert host.model_path("pggan", "sub/../tiny16.safetensors").endswith("tiny16.safetensors")
+    with pytest.raises(FileNotFoundError):
+        host.model_path("pggan", "missing.safetensors")
+
+
+def test_inpaint_asks_comfyui_to_make_room_on_a_gpu_and_empties_the_cache_after(
+        unchanged_prior, fake_comfy, models_dir):
+    host = pack_module("nodes.host")
+    comfy = fake_comfy(device="cuda")
+    generator = build(unchanged_prior)
+    vgg = pack_module("ganprior_core.method.perceptual").VGG16Features()
+    needed = pack_module("nodes.inpaint_nodes").working_memory(generator, fast_optimizer(
+        perceptual_weight=0.1), vgg)
+    # At least the prior, its gradients and Adam's moments, and a VGG16 copy.
+    assert needed >= 4 * host.module_bytes(unchanged_prior) + host.module_bytes(vgg)
+    host.make_room(needed, host.torch_device())
+    assert comfy.freed == [(needed, torch.device("cuda"))]
+
+    comfy = fake_comfy(device="cpu")  # --cpu: nothing to unload, RAM is not freed by unloading
+    inpaint(generator, photo(1, 16, 16), box_mask(1, 16, 16, 4, 12, 4, 12))
+    assert comfy.freed == [] and comfy.cache_emptied == 1
+    with pytest.raises(ValueError):  # a refused input unloads nothing, yet the cache is tidied
+        inpaint(generator, photo(1, 16, 16) * 255, box_mask(1, 16, 16, 4, 12, 4, 12))
+    assert comfy.freed == [] and comfy.cache_emptied == 2
+
+
+def test_inpaint_on_a_gpu_makes_room_before_it_runs(unchanged_prior, fake_comfy, monkeypatch):
+    """The call order the node makes on a GPU: free_memory (with the estimate), the run, then
+    soft_empty_cache, also when the run fails."""
+    comfy = fake_comfy(device="cuda")
+    nodes = pack_module("nodes.inpaint_nodes")
+    calls = []
+
+    def fake_run(*args, **kwargs):
+        calls.append(("run", list(comfy.freed), comfy.cache_emptied))
+        raise RuntimeError("CUDA out of memory (pretend)")
+
+    monkeypatch.setattr(nodes, "inpaint_any_size", fake_run)
+    generator = build(unchanged_prior)
+    with pytest.raises(RuntimeError, match="pretend"):
+        inpaint(generator, photo(1, 16, 16), box_mask(1, 16, 16, 4, 12, 4, 12))
+    expected = nodes.working_memory(generator, fast_optimizer(), None)
+    assert calls == [("run", [(expected, torch.device("cuda"))], 0)]
+    assert comfy.cache_emptied == 1
+
+
+def test_host_falls_back_without_comfyui():
+    host = pack_module("nodes.host")
+    assert host.model_management is None
+    host.make_room(10 ** 12, torch.device("cuda"))  # nothing to ask: no error
+    host.release_memory()
+
+
+def test_example_workflows_are_served_under_a_folder_name_with_a_space():
+    """ComfyUI's static template route breaks for a folder name that URLs quote; the pack then
+    adds a GET route for exactly that name, serving only the workflow folder's own files."""
+    import re
+    host = pack_module("nodes.host")
+    registered = []
+
+    class Routes:
+        def get(self, path):
+            return lambda handler: registered.append((path, handler)) or handler
+
+    server = SimpleNamespace(PromptServer=SimpleNamespace(instance=SimpleNamespace(routes=Routes())))
+    assert host.serve_example_workflows(server, "ganprior") is None  # the host's route works
+    assert host.serve_example_workflows(server, "gan{prior}") is None  # not a route name
+    assert registered == []
+    path = host.serve_example_workflows(server, "GAN prior (copy)")
+    assert registered and registered[0][0] == path
+    pattern = re.fullmatch(r"/workflow_templates/\{pack:(.*)\}/\{filename\}", path).group(1)
+    assert re.fullmatch(pattern, "GAN prior (copy)") and not re.fullmatch(pattern, "GAN prior")
+    assert host.serve_example_workflows(None, "GAN prior") is None  # no ComfyUI server here
+
+    assert host.template_file("ganprior_bundled_prior_facade.json").is_file()
+    assert host.template_file("ganprior_bundled_prior_facade.jpg").is_file()
+    for name in ("../pyproject.toml", "api/ganprior_bundled_prior_facade.json", ".hidden.json",
+                 "missing.json", "ganprior_facade.txt", ""):
+        assert host.template_file(name) is None, name
+
+
+def test_metrics_node_scores_the_smallest_image_inpaint_accepts(unchanged_prior):
+    side = pack_module("ganprior_core.imaging").MIN_IMAGE_SIDE
+    image, mask = photo(1, side, side), box_mask(1, side, side, 2, 6, 2, 6)
+    filled, *_ = inpaint(build(unchanged_prior), image, mask)
+    psnr, ssim, report = run("GANPriorMetrics", image=filled, reference=image, mask=mask)
+    assert math.isfinite(psnr) and -1 <= ssim <= 1 and "hole only" in report
+    assert "SSIM window 7x7" in report  # says it is not the standard 11x11 window
+    with pytest.raises(ValueError, match=r"image 8x9 and reference 9x8 \(width x height\)"):
+        run("GANPriorMetrics", image=photo(1, 9, 8), reference=photo(1, 8, 9))
+
+
+def test_registry_metadata_names_the_repository_an_icon_and_a_license():
+    import tomllib
+    from PIL import Image
+    from pack_under_test import ROOT
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    repository = project["project"]["urls"]["Repository"]
+    assert repository.startswith("https://github.com/")
+    icon_url = project["tool"]["comfy"]["Icon"]
+    owner_repo = repository.removeprefix("https://github.com/")
+    prefix = f"https://raw.githubusercontent.com/{owner_repo}/main/"
+    assert icon_url.startswith(prefix)
+    with Image.open(ROOT / icon_url.removeprefix(prefix)) as icon:  # the file the URL names
+        assert icon.width == icon.height <= 400 and icon.format == "PNG"
+    license_text = (ROOT / "LICENSE").read_text()
+    assert project["project"]["license"] == {"text": "MIT"} and license_text.startswith("MIT License")
+    assert "the ganprior authors" in license_text

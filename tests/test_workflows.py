@@ -244,27 +244,49 @@ def test_models_to_download_say_where_to_get_them(path):
 
 
 TITLE_HEIGHT = 30  # the frontend draws a node's title bar above its saved position
+BADGE_HEIGHT = 16  # ...and, for a custom node, the pack's name badge above the title
 SLOT_HEIGHT, WIDGET_HEIGHT, NODE_PADDING = 20, 24, 14  # LiteGraph's row heights (frontend 1.35)
+# A node showing an image (GAN-Prior Inpaint's progress preview, 512x512) grows to at least the
+# top of the image (below its last widget, + 6) + 220 (the frontend's minimum image area).
+# Measured in ComfyUI 0.8.0 / frontend 1.35.9: GAN-Prior Inpaint 320x200 grew to 320x398.
+IMAGE_TOP_MARGIN, IMAGE_MIN_HEIGHT = 6, 220
+PREVIEW_NODES = {"GANPriorInpaint"}
 
 
 def drawn_height(node: dict) -> float:
-    """The height the frontend draws a node of this pack with: it grows a saved size that is too
-    small for the node's slots and widgets (to computeSize) but never shrinks one."""
+    """The height the frontend draws a node of this pack with once it ran: it grows a saved size
+    that is too small for the node's slots and widgets (to computeSize), and for its preview
+    image where it shows one, but never shrinks one."""
     ours = load_pack().NODE_CLASS_MAPPINGS
     if node["type"] not in ours:
         return node["size"][1]
     input_types, return_types, _ = node_spec(node["type"])
     rows = max(len(link_inputs(input_types)), len(return_types))
     widgets = [slot for slot in widget_slots(input_types) if slot[1] != "image_upload"]
-    return max(node["size"][1], rows * SLOT_HEIGHT + len(widgets) * WIDGET_HEIGHT + NODE_PADDING)
+    content = rows * SLOT_HEIGHT + len(widgets) * WIDGET_HEIGHT
+    height = max(node["size"][1], content + NODE_PADDING)
+    if node["type"] in PREVIEW_NODES:
+        height = max(height, content + IMAGE_TOP_MARGIN + IMAGE_MIN_HEIGHT)
+    return height
+
+
+def drawn_top(node: dict) -> float:
+    ours = load_pack().NODE_CLASS_MAPPINGS
+    return node["pos"][1] - TITLE_HEIGHT - (BADGE_HEIGHT if node["type"] in ours else 0)
+
+
+def test_the_drawn_height_model_matches_what_the_frontend_drew():
+    """The numbers above against the real frontend's: GAN-Prior Inpaint after a run."""
+    assert drawn_height({"type": "GANPriorInpaint", "size": [320, 200]}) == 398
+    assert drawn_height({"type": "GANPriorPreset", "size": [300, 110]}) == 126
 
 
 @pytest.mark.parametrize("path", UI_FILES, ids=lambda p: p.stem)
-def test_no_node_is_drawn_over_another(path):
+def test_no_node_is_drawn_over_another_even_once_previews_appear(path):
     boxes = []
     for node in json.loads(path.read_text())["nodes"]:
-        (x, y), width = node["pos"], node["size"][0]
-        boxes.append((node["id"], x, y - TITLE_HEIGHT, x + width, y + drawn_height(node)))
+        x, width = node["pos"][0], node["size"][0]
+        boxes.append((node["id"], x, drawn_top(node), x + width, node["pos"][1] + drawn_height(node)))
     for index, (first, left, top, right, bottom) in enumerate(boxes):
         for second, left2, top2, right2, bottom2 in boxes[index + 1:]:
             overlap = min(right, right2) > max(left, left2) and min(bottom, bottom2) > max(top, top2)

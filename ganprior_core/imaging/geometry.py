@@ -66,8 +66,8 @@ def fit_to_resolution(image: torch.Tensor, hole_mask: torch.Tensor, resolution: 
         raise ValueError(f"resolution must be positive, got {resolution}")
     height, width = image.shape[1:]
     if min(height, width) < MIN_IMAGE_SIDE:
-        raise ValueError(f"the image is {height}x{width} pixels, too small to inpaint: at least "
-                         f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} are needed")
+        raise ValueError(f"the image is {width}x{height} pixels (width x height), too small to "
+                         f"inpaint: at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} are needed")
     hole_mask = resize_mask(hole_mask, (height, width))
     square = (resolution, resolution)
 
@@ -92,7 +92,7 @@ def fit_to_resolution(image: torch.Tensor, hole_mask: torch.Tensor, resolution: 
         fitted = padded_image, padded_mask, restore
     if bool((hole_mask == 0).any()) and bool(fitted[1].all()):
         raise ValueError(f"at the prior's {resolution}x{resolution} resolution no known pixel of "
-                         f"this {height}x{width} image survives (a hole grows by up to one pixel "
+                         f"this {width}x{height} image survives (a hole grows by up to one pixel "
                          "there, and every known area is thinner than that): use a smaller hole, "
                          "or crop the image around it")
     return fitted
@@ -109,8 +109,8 @@ def composite(original: torch.Tensor, result: torch.Tensor, hole_mask: torch.Ten
         raise ValueError(f"result {tuple(result.shape)} must have the original's shape "
                          f"{tuple(original.shape)}; restore it to the original size first")
     if tuple(hole_mask.shape) != tuple(original.shape[1:]):
-        raise ValueError(f"hole mask {tuple(hole_mask.shape)} must match the image size "
-                         f"{tuple(original.shape[1:])}")
+        raise ValueError(f"hole mask {hole_mask.shape[-1]}x{hole_mask.shape[-2]} must match the "
+                         f"image size {original.shape[-1]}x{original.shape[-2]} (width x height)")
     m = hole_mask.to(original.dtype)
     blended = original * (1 - m) + result * m
     # Arithmetic alone would keep known pixels only while result is finite (0 * inf is nan).
