@@ -13,18 +13,21 @@ import numpy as np
 import torch
 
 from . import imaging, metrics
-
-from .lab import procedural, swd
-from .method.compilation import parse_setting
 from .checkpoints import CheckpointError, convert_checkpoint, load_generator
-from .files import (check_output_file, check_output_folder, refuse_output_over_input, require_regular_file,
-                    write_atomically)
-from .method.families import z_dim_of
-from .sampling import GENERATE_NOISE_MODES, generate, image_grid, sample_latents
+from .files import (
+    check_output_file,
+    check_output_folder,
+    refuse_output_over_input,
+    require_regular_file,
+    write_atomically,
+)
+from .lab import procedural, swd
 from .method.auto_stop import STOP_MODES
-from .optimize import (PRECISIONS, PRESET_NAMES, SCHEDULES, OptimizerConfig, Progress,
-                       inpaint_any_size, preset)
+from .method.compilation import parse_setting
+from .method.families import z_dim_of
 from .method.perceptual import PerceptualModelError, load_vgg16_features
+from .optimize import PRECISIONS, PRESET_NAMES, SCHEDULES, OptimizerConfig, Progress, inpaint_any_size, preset
+from .sampling import GENERATE_NOISE_MODES, generate, image_grid, sample_latents
 from .validation import check_count, check_seed, resolve_device
 
 
@@ -271,7 +274,7 @@ def _add_bench_command(commands) -> None:
         except KeyboardInterrupt:
             print(f"interrupted: finished rows are in {args.out}/results.csv; rerun the same "
                   f"command to continue", file=sys.stderr)
-            raise SystemExit(130)
+            raise SystemExit(130) from None
 
     bench.set_defaults(run=run)
 

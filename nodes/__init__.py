@@ -1,7 +1,13 @@
 """ComfyUI nodes: thin wrappers that declare inputs and call ganprior_core."""
 from .inpaint_nodes import GANPriorInpaint, GANPriorMetrics
-from .model_nodes import (BuildMultiLatentGenerator, GANPriorOptimizer, GANPriorPreset,
-                          LoadPerceptualModel, LoadPGGANPrior, SamplePGGANPrior)
+from .model_nodes import (
+                          BuildMultiLatentGenerator,
+                          GANPriorOptimizer,
+                          GANPriorPreset,
+                          LoadPerceptualModel,
+                          LoadPGGANPrior,
+                          SamplePGGANPrior,
+)
 
 NODE_CLASS_MAPPINGS = {
     "LoadPGGANPrior": LoadPGGANPrior,

@@ -6,16 +6,16 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..ganprior_core.checkpoints import CHECKPOINT_EXTENSIONS, LoadedCheckpoint, load_checkpoint
-from ..ganprior_core.method.compilation import parse_setting
-from ..ganprior_core.method.auto_stop import STOP_MODES
-from ..ganprior_core.sampling import sample_images
-from ..ganprior_core.method.multi_latent import FINETUNE_SCOPES, MultiLatentConfig
-from ..ganprior_core.method.families import family_of
 from ..ganprior_core import optimize
-from ..ganprior_core.optimize import PRECISIONS, PRESET_NAMES, SCHEDULES, OptimizerConfig
+from ..ganprior_core.checkpoints import CHECKPOINT_EXTENSIONS, LoadedCheckpoint, load_checkpoint
+from ..ganprior_core.method.auto_stop import STOP_MODES
+from ..ganprior_core.method.compilation import parse_setting
+from ..ganprior_core.method.families import family_of
+from ..ganprior_core.method.multi_latent import FINETUNE_SCOPES, MultiLatentConfig
 from ..ganprior_core.method.perceptual import VGG_EXTENSIONS, load_vgg16_features
+from ..ganprior_core.optimize import PRECISIONS, PRESET_NAMES, SCHEDULES, OptimizerConfig
 from ..ganprior_core.priors import PRIORS_DIR
+from ..ganprior_core.sampling import sample_images
 from . import host, tensors
 
 CATEGORY = "inpaint/GAN prior"

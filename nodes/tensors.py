@@ -14,7 +14,6 @@ from PIL import Image
 
 from ..ganprior_core.imaging import check_image_values, check_mask_values
 
-
 IMAGE_CHANNELS = (1, 3, 4)  # gray, RGB, RGBA
 
 

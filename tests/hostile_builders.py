@@ -19,11 +19,20 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from checkpoint_builders import (
+    NUMPY_2,
+    Arch,
+    PickledNetwork,
+    genforce_state_dict,
+    genforce_zoo_state_dict,
+    nvidia_pickle,
+    tf_network_state,
+    tf_variables,
+    theano_network_state,
+    theano_param_values,
+)
 from safetensors.torch import save_file
 
-from checkpoint_builders import (NUMPY_2, Arch, PickledNetwork, genforce_state_dict,
-                                 genforce_zoo_state_dict, nvidia_pickle, tf_network_state,
-                                 tf_variables, theano_network_state, theano_param_values)
 from ganprior_core.checkpoints import save_generator
 from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
 

@@ -202,8 +202,12 @@ def discriminator(rng_seed: int = 5) -> Persistent:
                                                     _init_args=(), _init_kwargs={"c_dim": 0}))
 
 
+# A numpy scalar inside training_set_kwargs, as snapshots hold (max_size).
+NUMPY_SCALAR = np.int64(100)
+
+
 def sg2ada_snapshot(g_ema: dict, g: dict | None, kwargs: dict, *, nhwc: bool = False,
-                    legacy_layout: bool = False, numpy_scalar: Any = np.int64(100),
+                    legacy_layout: bool = False, numpy_scalar: Any = NUMPY_SCALAR,
                     module_src: str = MODULE_SRC, block_attributes: dict | None = None) -> dict:
     """The dict training_loop.py pickles (or legacy.py's dict(G, D, G_ema) + None fields)."""
     attributes = {"_init_args": (), "_init_kwargs": kwargs, "z_dim": kwargs["z_dim"],

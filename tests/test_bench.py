@@ -9,11 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from ganprior_core.lab import baselines, masks, procedural
-
 from ganprior_core import imaging, metrics
 from ganprior_core.checkpoints import save_generator
 from ganprior_core.cli import main
+from ganprior_core.lab import baselines, masks, procedural
 from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
 
 METHODS = ["paper", "mganprior", "single-z", "dip", "mean-fill", "diffusion-fill"]

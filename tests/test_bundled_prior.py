@@ -9,12 +9,12 @@ order, after 325 steps with the image of step 200 (16.45 dB)."""
 import torch
 
 from ganprior_core import metrics
-from ganprior_core.lab.baselines import diffusion_fill, mean_fill
 from ganprior_core.checkpoints import load_generator
+from ganprior_core.lab.baselines import diffusion_fill, mean_fill
 from ganprior_core.lab.demo import demo_problem
+from ganprior_core.lab.procedural import EVALUATION_SEED_START
 from ganprior_core.optimize import inpaint, preset
 from ganprior_core.priors import bundled_prior_path
-from ganprior_core.lab.procedural import EVALUATION_SEED_START
 
 MARGIN_DB = 4.0  # half the measured gain of 8.0 dB (1 thread): room for bf16 rounding on other CPUs
 

@@ -11,11 +11,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hostile_builders import valid_files
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ganprior_core.checkpoints import CheckpointError, load_generator
-from hostile_builders import valid_files
 
 EXAMPLES_PER_FORMAT = 100
 

@@ -20,17 +20,34 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from checkpoint_builders import (
+    NUMPY_1,
+    NUMPY_2,
+    Arch,
+    PickledNetwork,
+    genforce_state_dict,
+    genforce_zoo_state_dict,
+    nvidia_pickle,
+    tf_discriminator_variables,
+    tf_network_state,
+    tf_variables,
+    theano_network_state,
+    theano_param_values,
+    write_pickle,
+)
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from checkpoint_builders import (NUMPY_1, NUMPY_2, Arch, PickledNetwork, genforce_state_dict,
-                                 genforce_zoo_state_dict, nvidia_pickle, tf_discriminator_variables, tf_network_state,
-                                 tf_variables, theano_network_state, theano_param_values,
-                                 write_pickle)
-from ganprior_core.checkpoints import (ACCEPTED_FORMATS, CHECKPOINT_EXTENSIONS, CheckpointError,
-                                       convert_checkpoint, load_checkpoint, load_generator,
-                                       save_generator)
+from ganprior_core.checkpoints import (
+    ACCEPTED_FORMATS,
+    CHECKPOINT_EXTENSIONS,
+    CheckpointError,
+    convert_checkpoint,
+    load_checkpoint,
+    load_generator,
+    save_generator,
+)
 from ganprior_core.cli import main as cli_main
 
 # float32 against a float64 reference, relative to the output's scale: the network's outputs reach

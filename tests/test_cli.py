@@ -89,6 +89,7 @@ def test_module_entry_point_help():
 
 def test_every_option_says_what_it_does_and_its_default():
     import argparse
+
     from ganprior_core.cli import build_parser
     commands = next(action for action in build_parser()._actions
                     if isinstance(action, argparse._SubParsersAction))

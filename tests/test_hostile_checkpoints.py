@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from hostile_builders import CLASSES, MARKER_NAME, Case
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

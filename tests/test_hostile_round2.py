@@ -30,7 +30,7 @@ from safetensors.torch import save_file
 from ganprior_core import imaging, metrics
 from ganprior_core.checkpoints import save_generator
 from ganprior_core.cli import main
-from ganprior_core.files import NAME_MAX, UserFileError, temporary_path, write_atomically
+from ganprior_core.files import NAME_MAX, UserFileError, check_output_file, temporary_path, write_atomically
 from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -290,6 +290,8 @@ def test_output_names_up_to_name_max_are_written(ws, length):
 
 def test_long_multibyte_names_get_a_temporary_name_that_fits():
     name = "é" * 126 + ".png"  # 256 bytes: over the limit, refused up front; 254 bytes fits
+    with pytest.raises(UserFileError, match="bytes"):
+        check_output_file(Path("/tmp") / name, (".png",))
     assert len(temporary_path(Path("/x") / ("é" * 125 + ".png")).name.encode()) <= NAME_MAX
 
 
@@ -615,6 +617,7 @@ def test_ctrl_c_in_train_is_one_line_exit_130_and_leaves_a_usable_checkpoint(ws)
 
 def test_auto_stop_says_when_it_returns_the_starting_image():
     from dataclasses import replace
+
     from ganprior_core.optimize import inpaint, preset
     torch.manual_seed(1234)
     prior = PGGANGenerator(PGGANConfig(64, (16, 16, 8, 8, 8), latent_dim=16)).eval()

@@ -3,8 +3,16 @@ import pytest
 import torch
 from PIL import Image
 
-from ganprior_core.imaging import (composite, fit_to_resolution, load_image, load_mask, resize_mask,
-                                   save_image, save_mask, side_by_side)
+from ganprior_core.imaging import (
+    composite,
+    fit_to_resolution,
+    load_image,
+    load_mask,
+    resize_mask,
+    save_image,
+    save_mask,
+    side_by_side,
+)
 
 
 def quantized_image(height, width, seed=0):

@@ -77,6 +77,7 @@ def test_upsampling_conv_gradients_are_those_of_upsample_then_conv():
     """The hand-written backward of the transposed-conv upsampling, against autograd through the
     plain nearest upsampling + 3x3 conv, in float64; and gradcheck's numerical derivatives."""
     import torch.nn.functional as F
+
     from ganprior_core.networks.pggan import upsample_conv3x3
 
     noise = torch.Generator().manual_seed(0)

@@ -11,7 +11,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-
 from checkpoint_builders import Arch, genforce_zoo_state_dict
 from pack_under_test import load_pack, pack_module
 
@@ -663,8 +662,8 @@ def test_metrics_node_scores_the_smallest_image_inpaint_accepts(unchanged_prior)
 
 def test_registry_metadata_names_the_repository_an_icon_and_a_license():
     import tomllib
-    from PIL import Image
     from pack_under_test import ROOT
+    from PIL import Image
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     repository = project["project"]["urls"]["Repository"]
     assert repository.startswith("https://github.com/")

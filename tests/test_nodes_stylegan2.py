@@ -8,7 +8,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-
 from pack_under_test import load_pack, pack_module
 from stylegan2_builders import dumps, generator_kwargs, sg2ada_snapshot
 

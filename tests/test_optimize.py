@@ -227,6 +227,7 @@ def test_any_size_keeps_known_pixels_and_blends_soft_edges(tiny_generator, fit):
 
 def test_compiled_callable_is_compiled_once_and_reused_for_new_models_and_images(tiny_generator):
     from torch._dynamo.utils import counters
+
     from ganprior_core.method import compilation
     config = MultiLatentConfig(num_codes=2, split_layer=3, use_beta=False)  # a key no other test uses
     compiled = replace(FAST, steps=2, compile=True)
@@ -260,7 +261,7 @@ def test_compile_failure_falls_back_to_eager_with_one_note(tiny_generator, monke
     image, hole = inpainting_problem(tiny_generator)
     config = MultiLatentConfig(num_codes=3, split_layer=3)
     eager = inpaint(tiny_generator, image, hole, config, FAST, seed=0)
-    for attempt in range(2):  # the second run does not retry, and says why once again
+    for _ in range(2):  # the second run does not retry, and says why once again
         fallback = inpaint(tiny_generator, image, hole, config, replace(FAST, compile=True), seed=0)
         assert len(fallback.notes) == 1 and "g++ not usable" in fallback.notes[0]
         assert "ran eagerly" in fallback.notes[0]
@@ -292,8 +293,8 @@ def test_inductor_cache_folder_with_a_space_is_moved(monkeypatch, tmp_path):
 
 def test_auto_compile_is_decided_by_the_configuration_and_options_do_not_change_results(tiny_generator):
     from ganprior_core.method import compilation
-    from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
     from ganprior_core.method.perceptual import VGG16Features
+    from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
     assert OptimizerConfig().compile == "auto"
     with torch.device("meta"):
         paper = MultiLatentModel(PGGANGenerator(PGGANConfig.official(256)),

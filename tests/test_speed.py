@@ -9,9 +9,9 @@ import torch
 
 from ganprior_core.lab import speed
 from ganprior_core.method.multi_latent import MultiLatentConfig
+from ganprior_core.method.perceptual import VGG16Features
 from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
 from ganprior_core.optimize import OptimizerConfig, inpaint
-from ganprior_core.method.perceptual import VGG16Features
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,7 +113,8 @@ def test_time_to_quality_reports_the_first_step_within_the_margin_of_the_final_p
 
 
 def test_machine_description_names_the_cpu_and_its_bf16_features():
-    amx = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\nflags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile\n"
+    amx = ("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
+           "flags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile\n")
     epyc = "processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu avx512f avx512_bf16\n"
     assert speed.cpu_model_and_flags(amx) == ("Intel(R) Xeon(R) Platinum 8480+",
                                               {"fpu", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})

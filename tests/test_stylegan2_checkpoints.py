@@ -18,21 +18,39 @@ import struct
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from stylegan2_builders import (
+    NUMPY_1,
+    NUMPY_2,
+    Persistent,
+    Reduce,
+    dumps,
+    generator_kwargs,
+    module_state,
+    rosinality_converted,
+    rosinality_state,
+    rosinality_train_checkpoint,
+    sg2ada_snapshot,
+    tf_generator,
+    tf_pickle,
+)
+from stylegan2_reference import random_state, reference_mapping, reference_synthesis
 
-from ganprior_core.checkpoints import (ACCEPTED_FORMATS, GANPRIOR_SG2, NVIDIA_SG2_TF,
-                                       NVIDIA_SG2ADA, ROSINALITY, CheckpointError,
-                                       convert_checkpoint, load_checkpoint, load_generator)
+from ganprior_core.checkpoints import (
+    ACCEPTED_FORMATS,
+    GANPRIOR_SG2,
+    NVIDIA_SG2_TF,
+    NVIDIA_SG2ADA,
+    ROSINALITY,
+    CheckpointError,
+    convert_checkpoint,
+    load_checkpoint,
+    load_generator,
+)
 from ganprior_core.cli import main as cli_main
 from ganprior_core.networks.stylegan2 import StyleGAN2Generator
-from stylegan2_builders import (NUMPY_1, NUMPY_2, Persistent, Reduce, dumps, generator_kwargs,
-                                module_state, rosinality_converted, rosinality_state,
-                                rosinality_train_checkpoint, sg2ada_snapshot, tf_generator,
-                                tf_network, tf_pickle)
-from stylegan2_reference import random_state, reference_mapping, reference_synthesis
 
 TOLERANCE = 1e-4
 Z = W = 8
@@ -497,8 +515,9 @@ def test_claims_that_disagree_with_the_weights_and_bad_weights_are_refused(tmp_p
 def test_real_torch_modules_reduced_as_persistence_does_load(tmp_path, protocol, nhwc):
     """The module state is torch's own Module __dict__ (all its hook dicts, the
     _non_persistent_buffers_set, Parameters pickled by torch), not a hand-written one."""
-    from ganprior_core.networks.stylegan2 import StyleGAN2Config
     from stylegan2_builders import real_module_snapshot
+
+    from ganprior_core.networks.stylegan2 import StyleGAN2Config
     state = nvidia_state(40)
     generator = StyleGAN2Generator(StyleGAN2Config(**SMALL))
     generator.load_state_dict(state)

@@ -10,13 +10,20 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from ganprior_core.checkpoints import CheckpointError, convert_checkpoint, load_generator
-from stylegan2_builders import (dumps, generator_kwargs, rosinality_converted, rosinality_state,
-                                rosinality_train_checkpoint, sg2ada_snapshot, tf_generator,
-                                tf_pickle)
+from stylegan2_builders import (
+    dumps,
+    generator_kwargs,
+    rosinality_converted,
+    rosinality_state,
+    rosinality_train_checkpoint,
+    sg2ada_snapshot,
+    tf_generator,
+    tf_pickle,
+)
 from stylegan2_reference import random_state
 from test_checkpoint_fuzz import _mutation, mutate
+
+from ganprior_core.checkpoints import CheckpointError, convert_checkpoint, load_generator
 
 EXAMPLES_PER_FORMAT = 40
 SECONDS_PER_LOAD = 10

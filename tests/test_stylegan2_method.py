@@ -5,11 +5,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ganprior_core.method.multi_latent import MultiLatentConfig, MultiLatentModel
 from ganprior_core.method.families import family_of
+from ganprior_core.method.multi_latent import MultiLatentConfig, MultiLatentModel
 from ganprior_core.networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
-from ganprior_core.optimize import (OptimizerConfig, inpaint, inpaint_any_size, preset,
-                                    split_for_feature_resolution)
+from ganprior_core.optimize import OptimizerConfig, inpaint, inpaint_any_size, preset, split_for_feature_resolution
 from ganprior_core.sampling import generate, sample_images
 
 FAST = OptimizerConfig(steps=8, lr_latent=0.05, lr_alpha=0.05, lr_beta=0.05, lr_generator=1e-3,

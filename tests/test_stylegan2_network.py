@@ -10,9 +10,9 @@ import json
 import math
 
 import pytest
+import stylegan2_reference as ref
 import torch
 
-import stylegan2_reference as ref
 from ganprior_core.networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
 TOL = 1e-4

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from ganprior_core.lab import procedural, swd
 from ganprior_core.checkpoints import save_generator
 from ganprior_core.cli import main
+from ganprior_core.lab import procedural, swd
 from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
 
 FAST = swd.SWDConfig(neighbourhoods_per_image=64, directions_per_repeat=64, repeats=2)

@@ -11,9 +11,8 @@ from safetensors import safe_open
 
 from ganprior_core.checkpoints import load_generator
 from ganprior_core.imaging import load_image
+from ganprior_core.lab.train import FolderSource, GrowingGenerator, TrainConfig, Trainer, minibatch_stddev, train
 from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
-from ganprior_core.lab.train import (FolderSource, GrowingGenerator, TrainConfig, Trainer,
-                                 minibatch_stddev, train)
 
 
 def tiny_config(tmp_path, **overrides) -> TrainConfig:

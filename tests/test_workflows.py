@@ -12,7 +12,6 @@ import json
 import math
 
 import pytest
-
 from pack_under_test import ROOT, load_pack, pack_module
 
 WORKFLOWS = ROOT / "example_workflows"

@@ -40,9 +40,23 @@ Layouts and scales follow the public code: NVIDIA progressive_growing_of_gans (n
 tfutil.py, legacy.py; the Theano branch's network.py), genforce/mganprior
 (models/pggan_generator*.py and its TF converter) and genforce/genforce (models/pggan_generator.py).
 """
-from .common import (ACCEPTED_FORMATS, CHECKPOINT_EXTENSIONS, GANPRIOR, GANPRIOR_SG2, GENFORCE,
-                     GENFORCE_ZOO, NVIDIA_SG2_TF, NVIDIA_SG2ADA, NVIDIA_THEANO, NVIDIA_TF, PGGAN,
-                     ROSINALITY, STYLEGAN2, CheckpointError, LoadedCheckpoint)
+from .common import (
+                     ACCEPTED_FORMATS,
+                     CHECKPOINT_EXTENSIONS,
+                     GANPRIOR,
+                     GANPRIOR_SG2,
+                     GENFORCE,
+                     GENFORCE_ZOO,
+                     NVIDIA_SG2_TF,
+                     NVIDIA_SG2ADA,
+                     NVIDIA_TF,
+                     NVIDIA_THEANO,
+                     PGGAN,
+                     ROSINALITY,
+                     STYLEGAN2,
+                     CheckpointError,
+                     LoadedCheckpoint,
+)
 from .loading import convert_checkpoint, load_checkpoint, load_generator
 from .project_file import save_generator
 

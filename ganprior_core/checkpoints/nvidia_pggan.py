@@ -14,6 +14,7 @@ from . import safe_pickle
 from .common import NVIDIA_TF, NVIDIA_THEANO, ReadCheckpoint, Refused, as_weight
 from .pggan_layout import RESOLUTIONS, infer_config, refuse_mid_training
 
+
 class _PickledNetwork:
     """Stand-in for tfutil.Network / network.Network: keeps the pickled state, runs nothing."""
 

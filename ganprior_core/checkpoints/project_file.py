@@ -17,10 +17,20 @@ from ..files import write_atomically
 from ..networks.pggan import PGGANConfig, PGGANGenerator
 from ..networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from . import stylegan2_layout
-from .common import (GANPRIOR, GANPRIOR_SG2, MAX_SAFETENSORS_HEADER_BYTES, SAFETENSORS_FORMAT,
-                     SAFETENSORS_FORMAT_SG2, SAFETENSORS_KEY, SAFETENSORS_VERSION, ReadCheckpoint,
-                     Refused, finite)
+from .common import (
+    GANPRIOR,
+    GANPRIOR_SG2,
+    MAX_SAFETENSORS_HEADER_BYTES,
+    SAFETENSORS_FORMAT,
+    SAFETENSORS_FORMAT_SG2,
+    SAFETENSORS_KEY,
+    SAFETENSORS_VERSION,
+    ReadCheckpoint,
+    Refused,
+    finite,
+)
 from .pggan_layout import RESOLUTIONS, check_config_values, check_shapes_fit
+
 
 def save_generator(generator: PGGANGenerator | StyleGAN2Generator, path: str | os.PathLike,
                    source_format: str | None = None, source_network: str | None = None,

@@ -190,7 +190,8 @@ def _read_legacy(data: bytes, classes: dict[tuple[str, str], Any]) -> Any:
 
 
 def _parse_legacy(data: bytes, classes: dict[tuple[str, str], Any],
-                  leaf_types: tuple[type, ...] = (_PendingTensor,)) -> tuple[Any, dict[str, _StorageRef], dict[str, bytearray]]:
+                  leaf_types: tuple[type, ...] = (_PendingTensor,)
+                  ) -> tuple[Any, dict[str, _StorageRef], dict[str, bytearray]]:
     stream = io.BytesIO(data)
     if safe_pickle.load(stream) != LEGACY_MAGIC_NUMBER:
         raise UnsafePickle("it is not a PyTorch file (wrong magic number)")

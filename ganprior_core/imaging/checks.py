@@ -13,6 +13,7 @@ up to RANGE_TOLERANCE, which bicubic resampling leaves at sharp edges, is accept
 from __future__ import annotations
 
 import torch
+
 HOLE_THRESHOLD = 0.5  # the one rule: a mask value >= this is a hole (0.5 itself is a hole)
 # Below this many pixels on a side there is no structure for the prior to match: a 1x1 "image"
 # would still run a whole optimisation, so it is refused instead.

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .checks import MIN_IMAGE_SIDE, check_image, check_mask, hole_pixels
+
 FIT_MODES = ("resize", "pad")
 
 

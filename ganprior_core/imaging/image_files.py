@@ -12,6 +12,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..files import UserFileError, check_output_file, require_regular_file, write_atomically
 from .checks import HOLE_THRESHOLD, check_image, check_mask
+
 # A bound on what one file may decode to: 8192x8192 is 805 MB as a float32 RGB tensor. Files
 # claiming more are refused from their header, before any pixel is decoded (a decompression bomb
 # is a few kilobytes that claim gigapixels).

@@ -1,1 +1,3 @@
-"""Research tools around the library: benchmarks, speed, training, baselines, procedural data. The node pack never imports them."""
+"""Research tools around the library: benchmarks, speed, training, baselines, procedural data.
+
+Neither the library nor the node pack imports them."""

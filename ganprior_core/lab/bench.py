@@ -31,19 +31,24 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from . import baselines, masks, procedural
-
 from .. import imaging, metrics
-from ..files import (UserFileError, folder_contains, refuse_output_over_input,
-                     remove_stale_temporaries, require_regular_file, write_atomically)
 from ..checkpoints import load_generator
-from .dip import DIPConfig, dip_inpaint
-from ..method.multi_latent import MultiLatentConfig
-from ..networks.pggan import PGGANConfig, PGGANGenerator
+from ..files import (
+    UserFileError,
+    folder_contains,
+    refuse_output_over_input,
+    remove_stale_temporaries,
+    require_regular_file,
+    write_atomically,
+)
 from ..method.auto_stop import STOP_MODES
-from ..optimize import PRECISIONS, PRESET_NAMES, OptimizerConfig, Progress, inpaint, preset
+from ..method.multi_latent import MultiLatentConfig
 from ..method.perceptual import VGG16Features, load_vgg16_features
+from ..networks.pggan import PGGANConfig, PGGANGenerator
+from ..optimize import PRECISIONS, PRESET_NAMES, OptimizerConfig, Progress, inpaint, preset
 from ..validation import MAX_SEED, check_seed
+from . import baselines, masks, procedural
+from .dip import DIPConfig, dip_inpaint
 
 TASKS = ("inpaint", "reconstruct")
 FILL_METHODS = ("mean-fill", "diffusion-fill")
@@ -897,7 +902,8 @@ def _finite_or_none(value):
     return value
 
 
-def _figure(out: Path, cases: list[Case], variants: list[Variant], rows: dict, figure_images: int) -> torch.Tensor | None:
+def _figure(out: Path, cases: list[Case], variants: list[Variant], rows: dict,
+            figure_images: int) -> torch.Tensor | None:
     shown = [c for c in cases[:figure_images] if all((c.name, v.name) in rows for v in variants)]
     if not shown:
         return None

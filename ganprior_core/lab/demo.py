@@ -8,14 +8,13 @@ from typing import Callable
 import torch
 
 from .. import imaging
-
-from . import masks, procedural
-from .baselines import diffusion_fill
 from ..checkpoints import load_generator
 from ..files import write_atomically
 from ..metrics import MetricReport, measure
 from ..optimize import Progress, inpaint, preset
 from ..priors import bundled_prior_path
+from . import masks, procedural
+from .baselines import diffusion_fill
 
 DEMO_HOLE_FRACTION = 0.14  # a centred 24x24 box at 64x64: over the facade and its window grid
 

@@ -190,8 +190,8 @@ def dip_inpaint(image: torch.Tensor, hole_mask: torch.Tensor | None, config: DIP
         loss.backward()
         optimizer.step()
         losses[step] = loss.detach()
-        report_step(callback, step + 1, config.steps, config.preview_every, loss,
-                    lambda: output.detach()[0].float())
+        report_step(callback, step + 1, config.steps, config.preview_every, loss, output,
+                    lambda image: image[0].float())
 
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
         final = network(net_input)[0].float().clamp(0, 1)

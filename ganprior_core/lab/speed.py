@@ -43,18 +43,16 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..method import compilation
-
 from .. import imaging, metrics
 from ..files import write_atomically
-
-from . import masks, procedural
+from ..method import compilation
 from ..method.losses import LossWeights, MaskedReconstructionLoss
 from ..method.multi_latent import MultiLatentConfig, MultiLatentModel
+from ..method.perceptual import DEFAULT_DEPTH, VGG16Features
 from ..networks.pggan import LEAKY_SLOPE, ConvLayer, PGGANConfig, PGGANGenerator, pixel_norm
 from ..networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from ..optimize import OptimizerConfig, Progress, inpaint, preset
-from ..method.perceptual import DEFAULT_DEPTH, VGG16Features
+from . import masks, procedural
 
 try:
     import resource
@@ -693,6 +691,18 @@ def _whole_run(prior: PGGANGenerator, truth: torch.Tensor, hole: torch.Tensor, m
                        metrics.psnr(result.composite, truth))
 
 
+def _psnr_recorder(truth: torch.Tensor, hole: torch.Tensor, curve: list[tuple[int, float, float]]
+                   ) -> Callable[[Progress], None]:
+    """A progress callback appending (step, seconds, PSNR of the composited preview) to `curve`."""
+    started = time.perf_counter()
+
+    def record(progress: Progress) -> None:
+        if progress.preview is not None:
+            filled = imaging.composite(truth, progress.preview.cpu(), hole)
+            curve.append((progress.step, time.perf_counter() - started, metrics.psnr(filled, truth)))
+    return record
+
+
 def time_to_quality(prior: PGGANGenerator, steps: int = 3000, precisions: tuple[str, ...] = ("bf16", "fp32"),
                     image_seeds: list[int] | None = None, every: int = 25, device: str = "cpu",
                     perceptual: VGG16Features | None = None, budgets: tuple[int, ...] = (),
@@ -711,13 +721,7 @@ def time_to_quality(prior: PGGANGenerator, steps: int = 3000, precisions: tuple[
         truth = procedural.facade_image(image_seed)
         for precision in precisions:
             curve: list[tuple[int, float, float]] = []
-            started = time.perf_counter()
-
-            def record(progress: Progress) -> None:
-                if progress.preview is not None:
-                    filled = imaging.composite(truth, progress.preview.cpu(), hole)
-                    curve.append((progress.step, time.perf_counter() - started,
-                                  metrics.psnr(filled, truth)))
+            record = _psnr_recorder(truth, hole, curve)
             config = replace(base_config, steps=steps, precision=precision, preview_every=every,
                              stop="fixed")
             result = inpaint(prior, truth, hole, model_config, config, seed=0, device=device,

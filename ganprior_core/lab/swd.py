@@ -2,9 +2,10 @@
 
 Follows the official code (metrics/sliced_wasserstein.py): a Laplacian pyramid per image down to
 16x16 (5x5 binomial filter, mirrored borders, as cv2.pyrDown / pyrUp); 128 random 7x7x3
-neighbourhoods per image and level (here at the same positions in both sets); each set's descriptors normalised per colour channel by that
-set's own mean and standard deviation; then the sliced Wasserstein distance over random unit
-directions (the paper's 512, repeated 4 times and averaged), reported x1e3 per pyramid level.
+neighbourhoods per image and level (here at the same positions in both sets); each set's
+descriptors normalised per colour channel by that set's own mean and standard deviation; then the
+sliced Wasserstein distance over random unit directions (the paper's 512, repeated 4 times and
+averaged), reported x1e3 per pyramid level.
 Lower is better; two independent real sets give the floor a finite sample size can reach.
 """
 from __future__ import annotations
@@ -16,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from ..imaging.checks import to_unit_range
-from ..sampling import generate, sample_latents
 from ..networks.pggan import PGGANGenerator
+from ..sampling import generate, sample_latents
 
 _BINOMIAL_5 = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0])
 _PYRAMID_FILTER = torch.outer(_BINOMIAL_5, _BINOMIAL_5) / 256.0

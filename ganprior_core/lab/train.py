@@ -14,12 +14,11 @@ a plain PGGANGenerator with only the final toRGB.
 """
 from __future__ import annotations
 
-import copy
 import contextlib
+import copy
 import io
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,15 +31,14 @@ from PIL import Image
 from torch import nn
 
 from .. import imaging
-
-from . import procedural
 from ..checkpoints import save_generator, torch_file
-from ..method import compilation
 from ..files import folder_contains, write_atomically
-from ..validation import check_seed
-from ..sampling import image_grid
 from ..imaging import save_image
+from ..method import compilation
 from ..networks.pggan import LEAKY_SLOPE, EqualizedConv2d, PGGANConfig, PGGANGenerator
+from ..sampling import image_grid
+from ..validation import check_seed
+from . import procedural
 
 PROCEDURAL = "procedural"
 CHECKPOINT_NAME = "checkpoint.pt"

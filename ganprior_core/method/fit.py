@@ -16,10 +16,10 @@ from ..validation import check_count, check_seed, resolve_device
 from . import compilation, precision
 from .auto_stop import TYPICAL_AUTO_STOP_STEPS, StopRule, holdout_mask
 from .config import MAX_LATENT_CODES, OptimizerConfig
+from .families import family_of
 from .losses import LossWeights, MaskedReconstructionLoss
 from .multi_latent import MultiLatentConfig, MultiLatentModel
 from .perceptual import VGG16Features
-from .families import family_of
 from .results import InpaintResult, Progress, report_step
 
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
@@ -233,8 +233,8 @@ def _run_steps(image_and_loss, adam: torch.optim.Optimizer, scheduler, stop_rule
             scheduler.step()
         losses[step] = loss.detach()
         steps_run = step + 1
-        report_step(callback, steps_run, steps, config.preview_every, loss,
-                    lambda: _to_unit_range(output.detach()[0].float()))
+        report_step(callback, steps_run, steps, config.preview_every, loss, output,
+                    lambda image: _to_unit_range(image[0].float()))
     return steps_run, output
 
 

@@ -70,9 +70,9 @@ def _read_state_dict(path: Path, wanted: dict[str, tuple[int, ...]]) -> dict[str
     checkpoints are: the format from the content, not the suffix; torch files through the
     bounded `checkpoints.torch_file` reader (no torch.load); a .safetensors header bounded and
     every shape checked before a tensor is read. Failures are one-line PerceptualModelErrors."""
+    from ..checkpoints import torch_file
     from ..checkpoints.common import MAX_SAFETENSORS_HEADER_BYTES
     from ..checkpoints.safe_pickle import ForbiddenGlobal, UnsafePickle
-    from ..checkpoints import torch_file
 
     expected = ("expected torchvision's vgg16-*.pth state dict or a .safetensors file with the "
                 "same keys")

@@ -6,6 +6,7 @@ from typing import Callable
 
 import torch
 
+
 @dataclass
 class Progress:
     step: int  # optimisation steps completed
@@ -37,13 +38,14 @@ class InpaintResult:
 
 
 def report_step(callback: Callable[[Progress], None] | None, steps_run: int, total: int,
-                preview_every: int, loss: torch.Tensor, preview: Callable[[], torch.Tensor]) -> None:
+                preview_every: int, loss: torch.Tensor, output: torch.Tensor,
+                to_image: Callable[[torch.Tensor], torch.Tensor]) -> None:
     """Tell `callback` that `steps_run` of `total` steps are done. Every `preview_every` steps and
-    at the last one the report carries the loss and `preview()` (the current image [3, R, R] in
-    [0, 1], made only then: reading the loss is a host sync)."""
+    at the last one the report carries the loss and `to_image(output)` (the current image
+    [3, R, R] in [0, 1], made only then: reading the loss is a host sync)."""
     if callback is None:
         return
     if steps_run % preview_every == 0 or steps_run == total:
-        callback(Progress(steps_run, total, float(loss.detach()), preview()))
+        callback(Progress(steps_run, total, float(loss.detach()), to_image(output.detach())))
     else:
         callback(Progress(steps_run, total))
