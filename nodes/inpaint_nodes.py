@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ..ganprior_core.imaging import FIT_MODES, HOLE_THRESHOLD
+from ..ganprior_core.imaging import FIT_MODES, hole_pixels
 from ..ganprior_core.metrics import measure
 from ..ganprior_core.optimize import OptimizerConfig, inpaint_any_size
 from ..ganprior_core.validation import check_seed
@@ -177,7 +177,7 @@ class GANPriorMetrics:
         holes = [None] * len(images)
         if mask is not None:
             _, holes = tensors.match_batch_sizes(images, tensors.to_core_masks(mask, images.shape[-2:]))
-        reports = [measure(result, truth, hole if hole is not None and bool((hole >= HOLE_THRESHOLD).any())
+        reports = [measure(result, truth, hole if hole is not None and bool(hole_pixels(hole).any())
                            else None)
                    for result, truth, hole in zip(images, references, holes)]
         text = "\n".join(report.multi_line() if len(reports) == 1
