@@ -685,9 +685,8 @@ def test_no_second_hole_threshold_or_range_conversion_in_the_code():
             code = re.sub(r"\s+", " ", code).replace("( ", "(").replace(" )", ")").strip()
             if pattern.search(code) and "rng . random" not in code and "_COLS + 0.5" not in code:
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {code.strip()}")
-    # load_mask compares a NumPy array with HOLE_THRESHOLD (>=, the same rule); the nodes'
-    # metrics guard is another task's file.
-    allowed = ("imaging/image_files.py", "IMAGE_SUFFIXES = tuple(", "nodes/inpaint_nodes.py")
+    # load_mask compares a NumPy array with HOLE_THRESHOLD (>=, the same rule).
+    allowed = ("imaging/image_files.py", "IMAGE_SUFFIXES = tuple(")
     assert [o for o in offenders if not any(a in o for a in allowed)] == []
 
 
@@ -828,7 +827,7 @@ def test_ctrl_c_in_any_command_is_one_line_and_exit_130(ws, monkeypatch, command
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "convert_checkpoint" if command == "convert" else "sample_images", interrupt)
+    monkeypatch.setattr(cli, "convert_checkpoint" if command == "convert" else "generate", interrupt)
     argv = (["convert", ws["checkpoint"], ws["out"] / "c.safetensors"] if command == "convert"
             else ["generate", ws["checkpoint"], "--count", "2", "--out", ws["out"] / "g.png"])
     code, _, err = run_cli(argv)

@@ -202,8 +202,8 @@ class ReferenceStyleGAN2Inpainting(ReferenceInpainting):
         self.beta = torch.full((codes,), 1.0 / codes, device=device,
                                requires_grad=model_config.use_beta)
 
-        self.known = (1 - (hole_mask.to(device) > 0.5).float())[None, None]
-        self.target = (image.to(device)[None] * 2 - 1) * self.known
+        self.known = (1 - imaging.hole_pixels(hole_mask.to(device)).float())[None, None]
+        self.target = imaging.to_signed_range(image.to(device)[None]) * self.known
         self.mse_weight = optimizer_config.mse_weight
         self.perceptual_weight = optimizer_config.perceptual_weight if perceptual is not None else 0.0
         self.perceptual = perceptual.to(device) if self.perceptual_weight > 0 else None
