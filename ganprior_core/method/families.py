@@ -68,10 +68,10 @@ def _seeded_normal(count: int, dim: int, seed: int) -> torch.Tensor:
     return torch.randn(count, dim, generator=torch.Generator().manual_seed(seed))
 
 
-class PGGANSplit:
-    family = "pggan"
+class _Split:
+    """What both families' splits share: the generator and its split geometry."""
 
-    def __init__(self, generator: PGGANGenerator) -> None:
+    def __init__(self, generator: nn.Module) -> None:
         self.generator = generator
         self.config = generator.config
 
@@ -88,6 +88,10 @@ class PGGANSplit:
 
     def feature_shape(self, split: int) -> tuple[int, int, int]:
         return self.config.feature_shape(split)
+
+
+class PGGANSplit(_Split):
+    family = "pggan"
 
     def init_codes(self, count: int, seed: int, split: int) -> torch.Tensor:
         return _seeded_normal(count, self.config.latent_dim, seed)  # [N, latent_dim]
@@ -120,26 +124,8 @@ class PGGANSplit:
         return self.generator(z)
 
 
-class StyleGAN2Split:
+class StyleGAN2Split(_Split):
     family = "stylegan2"
-
-    def __init__(self, generator: StyleGAN2Generator) -> None:
-        self.generator = generator
-        self.config = generator.config
-
-    @property
-    def resolution(self) -> int:
-        return self.config.resolution
-
-    @property
-    def num_layers(self) -> int:
-        return self.config.num_layers
-
-    def check_split(self, split: int) -> None:
-        self.config.check_split(split)
-
-    def feature_shape(self, split: int) -> tuple[int, int, int]:
-        return self.config.feature_shape(split)
 
     def init_codes(self, count: int, seed: int, split: int) -> torch.Tensor:
         """[N, |slots1|, w_dim]: mapping (psi = 1) of seeded z, G1's slots."""
