@@ -87,6 +87,10 @@ class TrainConfig:
         self.batch_sizes = tuple(int(b) for b in self.batch_sizes)
         self.images_per_phase = tuple(int(n) for n in self.images_per_phase)
         self.adam_betas = tuple(float(b) for b in self.adam_betas)
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse, with one line, a setting this trainer cannot run (called on construction)."""
         self._check_values()
         levels = len(self.network_config().channels)
         for name in ("batch_sizes", "images_per_phase"):
