@@ -1,4 +1,4 @@
-"""GAN-Prior Inpainting: ComfyUI nodes that inpaint with a pretrained PGGAN as the prior.
+"""GAN-Prior Inpainting: ComfyUI nodes that inpaint with a pretrained PGGAN or StyleGAN2 as the prior.
 
 ComfyUI imports this folder as a package under whatever name the folder has; the library
 itself is `ganprior_core` (no ComfyUI inside).
