@@ -26,3 +26,20 @@ def inpainting_problem(generator: PGGANGenerator, seed: int = 0) -> tuple[torch.
     hole = torch.zeros(16, 16)
     hole[4:12, 3:9] = 1
     return image, hole
+
+
+def tiny_stylegan2(network=None):
+    """A 16x16 StyleGAN2 with random weights: channels 16, 16, 8 (NVIDIA's plan for channel_base
+    128, channel_max 16), z and w of 8, two mapping layers, noise strong enough to show, and a w_avg
+    away from 0. `network`: the module holding the classes (the pack's own copy in node tests)."""
+    if network is None:
+        from ganprior_core.networks import stylegan2 as network
+    torch.manual_seed(0)
+    generator = network.StyleGAN2Generator(network.StyleGAN2Config(16, (16, 16, 8), z_dim=8, w_dim=8,
+                                                                   mapping_layers=2))
+    with torch.no_grad():
+        for name, parameter in generator.named_parameters():
+            if name.endswith("noise_strength"):
+                parameter.fill_(0.2)
+        generator.mapping.w_avg.normal_(0, 0.5)
+    return generator.eval()

@@ -8,21 +8,13 @@ import torch
 from ganprior_core import imaging
 from ganprior_core.checkpoints import save_generator
 from ganprior_core.cli import main
-from ganprior_core.networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
+from tests.conftest import tiny_stylegan2
 from tests.stylegan2_builders import dumps, generator_kwargs, sg2ada_snapshot
 
 
 @pytest.fixture
 def sg2():
-    torch.manual_seed(0)
-    # channel_base 128, channel_max 16: NVIDIA's plan gives 16, 16, 8 channels at 4, 8, 16.
-    generator = StyleGAN2Generator(StyleGAN2Config(16, (16, 16, 8), z_dim=8, w_dim=8, mapping_layers=2))
-    with torch.no_grad():
-        for name, parameter in generator.named_parameters():
-            if name.endswith("noise_strength"):
-                parameter.fill_(0.2)
-        generator.mapping.w_avg.normal_(0, 0.5)
-    return generator.eval()
+    return tiny_stylegan2()
 
 
 @pytest.fixture(params=["safetensors", "sg2ada-pickle"])

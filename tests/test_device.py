@@ -18,8 +18,8 @@ from pack_under_test import load_pack, pack_module
 from ganprior_core.method.multi_latent import MultiLatentConfig
 from ganprior_core.method.precision import uses_bf16
 from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
-from ganprior_core.networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from ganprior_core.optimize import OptimizerConfig, inpaint, inpaint_any_size
+from tests.conftest import tiny_stylegan2
 
 DEVICE_ENV = "GANPRIOR_TEST_DEVICE"
 STEPS = 12
@@ -48,16 +48,6 @@ def pggan() -> PGGANGenerator:
     return PGGANGenerator(PGGANConfig(16, (32, 32, 16), latent_dim=32)).eval()
 
 
-def stylegan2() -> StyleGAN2Generator:
-    torch.manual_seed(0)
-    generator = StyleGAN2Generator(StyleGAN2Config(16, (16, 16, 8), z_dim=8, w_dim=8, mapping_layers=2))
-    with torch.no_grad():
-        for name, parameter in generator.named_parameters():
-            if name.endswith("noise_strength"):
-                parameter.fill_(0.2)
-    return generator.eval()
-
-
 def problem(resolution: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     image = torch.rand(3, resolution, resolution, generator=torch.Generator().manual_seed(3))
     hole = torch.zeros(resolution, resolution)
@@ -69,7 +59,7 @@ FIXED = OptimizerConfig(steps=STEPS, stop="fixed", preview_every=4, compile=Fals
                         perceptual_weight=0.0, schedule="constant")
 
 
-@pytest.mark.parametrize("make_prior, split", [(pggan, 4), (stylegan2, 3)])
+@pytest.mark.parametrize("make_prior, split", [(pggan, 4), (tiny_stylegan2, 3)])
 def test_inpaint_on_the_device_is_reproducible_and_leaves_the_prior_alone(device, make_prior, split):
     prior = make_prior()
     before = {name: value.clone() for name, value in prior.state_dict().items()}

@@ -11,6 +11,8 @@ import torch
 from pack_under_test import load_pack, pack_module
 from stylegan2_builders import dumps, generator_kwargs, sg2ada_snapshot
 
+from tests.conftest import tiny_stylegan2
+
 STEPS = 4
 
 
@@ -35,15 +37,7 @@ def run(node_type: str, **inputs):
 @pytest.fixture(scope="module")
 def prior(tmp_path_factory):
     network = pack_module("ganprior_core.networks.stylegan2")
-    torch.manual_seed(0)
-    # channel_base 128, channel_max 16: NVIDIA's plan gives 16, 16, 8 channels at 4, 8, 16.
-    generator = network.StyleGAN2Generator(network.StyleGAN2Config(16, (16, 16, 8), z_dim=8, w_dim=8,
-                                                                   mapping_layers=2))
-    with torch.no_grad():
-        for name, parameter in generator.named_parameters():
-            if name.endswith("noise_strength"):
-                parameter.fill_(0.2)
-        generator.mapping.w_avg.normal_(0, 0.5)
+    generator = tiny_stylegan2(network)
     kwargs = generator_kwargs(resolution=16, channel_base=128, channel_max=16, z_dim=8, w_dim=8,
                               mapping_layers=2)
     root = tmp_path_factory.mktemp("models")
@@ -137,11 +131,15 @@ def test_cancel_leaves_the_cached_stylegan2_prior_alone(unchanged_prior, monkeyp
         if len(checks) > 2:
             raise InterruptedError("cancelled by the user")
 
+    emptied = []
     monkeypatch.setattr(host, "model_management", SimpleNamespace(
-        get_torch_device=lambda: torch.device("cpu"), throw_exception_if_processing_interrupted=check))
+        get_torch_device=lambda: torch.device("cpu"), throw_exception_if_processing_interrupted=check,
+        free_memory=lambda needed, device, keep_loaded=(): [],
+        soft_empty_cache=lambda force=False: emptied.append(1)))
     (spec,) = run("BuildMultiLatentGenerator", prior=unchanged_prior, num_codes=2, split_layer=2,
                   use_alpha=True, use_beta=True, finetune="all")
     with pytest.raises(InterruptedError):
         run("GANPriorInpaint", image=photo(1, 16, 16), mask=box_mask(1, 16, 16, 4, 12, 4, 12),
             generator=spec, seed=0, fit="resize", optimizer=fast_optimizer(steps=50))
     assert len(checks) == 3 and spec.prior is unchanged_prior
+    assert emptied  # the cache is emptied after a cancelled run too
