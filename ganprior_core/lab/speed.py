@@ -108,10 +108,18 @@ class ReferenceInpainting:
         self.latents = torch.randn(codes, prior.config.latent_dim, generator=noise).to(device)
         self.latents.requires_grad_(True)
         channels = prior.config.feature_shape(model_config.split_layer)[0]
+        self._set_up_fit(image, hole_mask, model_config, optimizer_config, perceptual, channels,
+                         [self.latents], [p for m in finetuned for p in m.parameters()], device)
+
+    def _set_up_fit(self, image: torch.Tensor, hole_mask: torch.Tensor, model_config: MultiLatentConfig,
+                    optimizer_config: OptimizerConfig, perceptual: VGG16Features | None, channels: int,
+                    latent_parameters: list[torch.Tensor], generator_parameters: list[torch.Tensor],
+                    device: torch.device) -> None:
+        """What both families' references share: alpha, beta, the masked loss, Adam, the schedule."""
+        codes = model_config.num_codes
         self.alpha = torch.ones(codes, channels, device=device, requires_grad=model_config.use_alpha)
         self.beta = torch.full((codes,), 1.0 / codes, device=device,
                                requires_grad=model_config.use_beta)
-
         self.known = (1 - imaging.hole_pixels(hole_mask.to(device)).float())[None, None]
         self.target = imaging.to_signed_range(image.to(device)[None]) * self.known
         self.mse_weight = optimizer_config.mse_weight
@@ -120,11 +128,10 @@ class ReferenceInpainting:
         if self.perceptual is not None:
             with torch.no_grad():
                 self.target_features = self.perceptual(self.target)
-
-        groups = [([self.latents], optimizer_config.lr_latent),
+        groups = [(latent_parameters, optimizer_config.lr_latent),
                   ([self.alpha], optimizer_config.lr_alpha),
                   ([self.beta], optimizer_config.lr_beta),
-                  ([p for m in finetuned for p in m.parameters()], optimizer_config.lr_generator)]
+                  (generator_parameters, optimizer_config.lr_generator)]
         self.optimizer = torch.optim.Adam(
             [{"params": params, "lr": lr} for params, lr in groups
              if lr > 0 and params and params[0].requires_grad],
@@ -197,32 +204,9 @@ class ReferenceStyleGAN2Inpainting(ReferenceInpainting):
         self.latents = ws[:, self.g1_slots.start:self.g1_slots.stop].clone().requires_grad_(True)
         self.g2_styles = ws[:, 0].mean(0)[None, None].repeat(1, len(self.g2_slots), 1)
         self.g2_styles.requires_grad_(len(self.g2_slots) > 0)
-        channels = config.feature_shape(split)[0]
-        self.alpha = torch.ones(codes, channels, device=device, requires_grad=model_config.use_alpha)
-        self.beta = torch.full((codes,), 1.0 / codes, device=device,
-                               requires_grad=model_config.use_beta)
-
-        self.known = (1 - imaging.hole_pixels(hole_mask.to(device)).float())[None, None]
-        self.target = imaging.to_signed_range(image.to(device)[None]) * self.known
-        self.mse_weight = optimizer_config.mse_weight
-        self.perceptual_weight = optimizer_config.perceptual_weight if perceptual is not None else 0.0
-        self.perceptual = perceptual.to(device) if self.perceptual_weight > 0 else None
-        if self.perceptual is not None:
-            with torch.no_grad():
-                self.target_features = self.perceptual(self.target)
-        latent_params = [self.latents] + ([self.g2_styles] if self.g2_styles.requires_grad else [])
-        groups = [(latent_params, optimizer_config.lr_latent),
-                  ([self.alpha], optimizer_config.lr_alpha),
-                  ([self.beta], optimizer_config.lr_beta),
-                  (finetuned, optimizer_config.lr_generator)]
-        self.optimizer = torch.optim.Adam(
-            [{"params": params, "lr": lr} for params, lr in groups
-             if lr > 0 and params and params[0].requires_grad],
-            betas=(0.9, 0.999), foreach=False)
-        total = optimizer_config.steps
-        self.scheduler = (torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
-            if optimizer_config.schedule == "cosine" else None)
+        latent_parameters = [self.latents] + ([self.g2_styles] if self.g2_styles.requires_grad else [])
+        self._set_up_fit(image, hole_mask, model_config, optimizer_config, perceptual,
+                         config.feature_shape(split)[0], latent_parameters, finetuned, device)
 
     def _ws(self, part: torch.Tensor, slots: range) -> torch.Tensor:
         num_ws, w_dim = self.generator.config.num_ws, self.generator.config.w_dim
