@@ -11,6 +11,16 @@ if str(ROOT) not in sys.path:
 from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator  # noqa: E402
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small tensors gain nothing from threads, and on a busy shared machine the hand-offs between
+    them cost more than the work. Modules opt in with `pytestmark = pytest.mark.usefixtures(...)`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny_generator() -> PGGANGenerator:
     """A 16x16 generator with random weights: 6 conv layers, latent size 32."""

@@ -24,3 +24,16 @@ def pack_module(name: str):
     """A submodule of the pack, e.g. "ganprior_core.networks.pggan" (the pack's own copy of the core)."""
     load_pack()
     return importlib.import_module(f"{PACKAGE}.{name}")
+
+
+def run_node(node_type: str, **inputs):
+    """Call a node as ComfyUI's executor does, checking the inputs against INPUT_TYPES first."""
+    import torch
+    cls = load_pack().NODE_CLASS_MAPPINGS[node_type]
+    declared = cls.INPUT_TYPES()
+    assert set(declared["required"]) <= set(inputs), f"missing inputs of {node_type}"
+    assert set(inputs) <= set(declared["required"]) | set(declared.get("optional", {}))
+    with torch.inference_mode():
+        outputs = getattr(cls(), cls.FUNCTION)(**inputs)
+    assert len(outputs) == len(cls.RETURN_TYPES)
+    return outputs

@@ -6,15 +6,7 @@ import torch
 from ganprior_core.lab.dip import DIPConfig, HourglassNet, dip_inpaint
 from ganprior_core.optimize import Progress
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tensors this small gain nothing from threads, and on a busy machine the hand-offs between
-    # threads cost far more than the work.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 FAST = DIPConfig(steps=25, channels=16, preview_every=10)

@@ -27,12 +27,7 @@ from ganprior_core.sampling import generate, sample_latents
 FAST = ["--steps", "2", "--codes", "2", "--precision", "fp32", "--preset", "mganprior"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def png_header_claiming(width: int, height: int) -> bytes:

@@ -38,12 +38,7 @@ FAST = ["--steps", "2", "--codes", "2", "--precision", "fp32", "--preset", "mgan
         "--compile", "off"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_cli(argv) -> tuple[int, str, str]:

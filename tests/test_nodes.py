@@ -12,19 +12,13 @@ import numpy as np
 import pytest
 import torch
 from checkpoint_builders import Arch, genforce_zoo_state_dict
-from pack_under_test import load_pack, pack_module
+from pack_under_test import load_pack, pack_module, run_node
 
 RESOLUTION = 16
 STEPS = 4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensors: one thread is faster than two fighting over shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -41,21 +35,11 @@ def models_dir(tmp_path_factory):
         yield root
 
 
-def run(node_type: str, **inputs):
-    """Call a node as ComfyUI's executor does, checking the inputs against INPUT_TYPES first."""
-    cls = load_pack().NODE_CLASS_MAPPINGS[node_type]
-    declared = cls.INPUT_TYPES()
-    assert set(declared["required"]) <= set(inputs), f"missing inputs of {node_type}"
-    assert set(inputs) <= set(declared["required"]) | set(declared.get("optional", {}))
-    with torch.inference_mode():
-        outputs = getattr(cls(), cls.FUNCTION)(**inputs)
-    assert len(outputs) == len(cls.RETURN_TYPES)
-    return outputs
 
 
 @pytest.fixture(scope="module")
 def prior(models_dir):
-    prior, _ = run("LoadPGGANPrior", prior_name="tiny16.safetensors")
+    prior, _ = run_node("LoadPGGANPrior", prior_name="tiny16.safetensors")
     return prior
 
 
@@ -73,19 +57,19 @@ def fast_optimizer(**changes):
     settings = dict(steps=STEPS, lr_latent=0.05, lr_alpha=0.01, lr_beta=0.01, lr_generator=1e-3,
                     schedule="constant", mse_weight=1.0, perceptual_weight=0.0, precision="fp32",
                     preview_every=2, compile="off", stop="fixed")
-    (optimizer,) = run("GANPriorOptimizer", **{**settings, **changes})
+    (optimizer,) = run_node("GANPriorOptimizer", **{**settings, **changes})
     return optimizer
 
 
 def build(prior, **changes):
     settings = dict(num_codes=3, split_layer=4, use_alpha=True, use_beta=True, finetune="all")
-    (generator,) = run("BuildMultiLatentGenerator", prior=prior, **{**settings, **changes})
+    (generator,) = run_node("BuildMultiLatentGenerator", prior=prior, **{**settings, **changes})
     return generator
 
 
 def inpaint(generator, image, mask, seed=0, fit="resize", **optional):
     optional.setdefault("optimizer", fast_optimizer())
-    return run("GANPriorInpaint", image=image, mask=mask, generator=generator, seed=seed, fit=fit,
+    return run_node("GANPriorInpaint", image=image, mask=mask, generator=generator, seed=seed, fit=fit,
                **optional)
 
 
@@ -120,7 +104,7 @@ def test_pack_registers_every_node_with_labels_and_tooltips():
 def test_load_prior_lists_the_models_folder_and_describes_the_split(models_dir, prior):
     names = load_pack().NODE_CLASS_MAPPINGS["LoadPGGANPrior"].INPUT_TYPES()["required"]["prior_name"][0]
     assert "tiny16.safetensors" in names
-    _, info = run("LoadPGGANPrior", prior_name="tiny16.safetensors")
+    _, info = run_node("LoadPGGANPrior", prior_name="tiny16.safetensors")
     assert "16x16 PGGAN" in info and "6 conv layers" in info and "k=4: 16x8x8" in info
     assert "read from: ganprior .safetensors\n" in info
     saved = pack_module("ganprior_core.checkpoints").load_generator(models_dir / "pggan" / "tiny16.safetensors")
@@ -135,7 +119,7 @@ def test_load_prior_info_names_the_layout_and_the_generator_read(models_dir):
     torch.save({"generator": genforce_zoo_state_dict(Arch(), rng),
                 "generator_smooth": genforce_zoo_state_dict(Arch(), rng)}, path)
     try:
-        _, info = run("LoadPGGANPrior", prior_name="pggan_zoo16.pth")
+        _, info = run_node("LoadPGGANPrior", prior_name="pggan_zoo16.pth")
     finally:
         path.unlink()
     assert "read from: genforce model-zoo .pth, generator_smooth (the moving average)" in info
@@ -174,9 +158,9 @@ def test_optimizer_node_accepts_the_compile_switch_of_workflows_saved_before_the
 
 def test_preset_node_matches_the_library_preset_and_overrides_steps(prior):
     optimize = pack_module("ganprior_core.optimize")
-    generator, optimizer = run("GANPriorPreset", prior=prior, preset="mganprior", steps=0, stop="auto")
+    generator, optimizer = run_node("GANPriorPreset", prior=prior, preset="mganprior", steps=0, stop="auto")
     assert (generator.config, optimizer) == optimize.preset("mganprior", prior.config)
-    _, optimizer = run("GANPriorPreset", prior=prior, preset="mganprior", steps=9, stop="fixed")
+    _, optimizer = run_node("GANPriorPreset", prior=prior, preset="mganprior", steps=9, stop="fixed")
     assert (optimizer.steps, optimizer.stop) == (9, "fixed")
 
 
@@ -304,7 +288,7 @@ def test_optimizer_node_refuses_non_finite_settings(changes):
 ])
 def test_metrics_node_refuses_bad_images(image, message):
     with pytest.raises(ValueError, match=message):
-        run("GANPriorMetrics", image=image, reference=torch.rand(1, 24, 24, 3))
+        run_node("GANPriorMetrics", image=image, reference=torch.rand(1, 24, 24, 3))
 
 
 class FakeComfy:
@@ -465,7 +449,7 @@ def test_perceptual_model_loads_from_the_vgg_folder_and_trains_under_inference_m
     declared = load_pack().NODE_CLASS_MAPPINGS["LoadPerceptualModelVGG16"].INPUT_TYPES()
     assert declared["required"]["vgg_name"][0] == ["vgg16-test.pth"]
 
-    (vgg,) = run("LoadPerceptualModelVGG16", vgg_name="vgg16-test.pth")
+    (vgg,) = run_node("LoadPerceptualModelVGG16", vgg_name="vgg16-test.pth")
     assert all(torch.equal(vgg.state_dict()[name], value) for name, value in weights.items())
     optimizer = fast_optimizer(perceptual_weight=0.5)
     image, mask = photo(1, RESOLUTION, RESOLUTION), box_mask(1, 16, 16, 4, 12, 4, 12)
@@ -476,24 +460,24 @@ def test_perceptual_model_loads_from_the_vgg_folder_and_trains_under_inference_m
 
 
 def test_sample_node_returns_comfy_images_from_the_prior(prior):
-    (images,) = run("SamplePGGANPrior", prior=prior, count=3, seed=2)
+    (images,) = run_node("SamplePGGANPrior", prior=prior, count=3, seed=2)
     expected = pack_module("ganprior_core.sampling").sample_images(prior, 3, 2)
     assert torch.equal(images, expected.permute(0, 2, 3, 1))
 
 
 def test_metrics_node_scores_whole_image_and_masked_area():
     reference = photo(1, 20, 20).clamp(0.2, 0.8)
-    psnr, ssim, report = run("GANPriorMetrics", image=reference, reference=reference)
+    psnr, ssim, report = run_node("GANPriorMetrics", image=reference, reference=reference)
     assert math.isinf(psnr) and ssim == pytest.approx(1.0) and "hole only" not in report
 
     shifted = reference.clone()
     shifted[:, :10] += 0.1  # error 0.1 on half of the pixels: MSE 0.005
     mask = box_mask(1, 10, 10, 0, 5, 0, 10)  # the top half, at half size
-    psnr, _, report = run("GANPriorMetrics", image=shifted, reference=reference, mask=mask)
+    psnr, _, report = run_node("GANPriorMetrics", image=shifted, reference=reference, mask=mask)
     assert psnr == pytest.approx(10 * math.log10(1 / 0.005), abs=1e-3)
     assert "hole only:   PSNR 20.00 dB" in report
 
-    batch_psnr, _, report = run("GANPriorMetrics", image=torch.cat([reference, shifted]), reference=reference)
+    batch_psnr, _, report = run_node("GANPriorMetrics", image=torch.cat([reference, shifted]), reference=reference)
     assert math.isinf(batch_psnr) and report.count("image ") == 2
 
 
@@ -559,7 +543,7 @@ def test_model_names_that_leave_the_models_folder_are_refused(models_dir, name):
         with pytest.raises(ValueError, match="outside its model folder|not a file name"):
             pack_module("nodes.host").model_path("pggan", name)
         with pytest.raises(ValueError):
-            run("LoadPGGANPrior", prior_name=name)
+            run_node("LoadPGGANPrior", prior_name=name)
     finally:
         outside.unlink()
 
@@ -653,11 +637,11 @@ def test_metrics_node_scores_the_smallest_image_inpaint_accepts(unchanged_prior)
     side = pack_module("ganprior_core.imaging").MIN_IMAGE_SIDE
     image, mask = photo(1, side, side), box_mask(1, side, side, 2, 6, 2, 6)
     filled, *_ = inpaint(build(unchanged_prior), image, mask)
-    psnr, ssim, report = run("GANPriorMetrics", image=filled, reference=image, mask=mask)
+    psnr, ssim, report = run_node("GANPriorMetrics", image=filled, reference=image, mask=mask)
     assert math.isfinite(psnr) and -1 <= ssim <= 1 and "hole only" in report
     assert "SSIM window 7x7" in report  # says it is not the standard 11x11 window
     with pytest.raises(ValueError, match=r"image 8x9 and reference 9x8 \(width x height\)"):
-        run("GANPriorMetrics", image=photo(1, 9, 8), reference=photo(1, 8, 9))
+        run_node("GANPriorMetrics", image=photo(1, 9, 8), reference=photo(1, 8, 9))
 
 
 def test_registry_metadata_names_the_repository_an_icon_and_a_license():

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from pack_under_test import load_pack, pack_module
+from pack_under_test import load_pack, pack_module, run_node
 from stylegan2_builders import dumps, generator_kwargs, sg2ada_snapshot
 
 from tests.conftest import tiny_stylegan2
@@ -16,22 +16,9 @@ from tests.conftest import tiny_stylegan2
 STEPS = 4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def run(node_type: str, **inputs):
-    cls = load_pack().NODE_CLASS_MAPPINGS[node_type]
-    declared = cls.INPUT_TYPES()
-    assert set(declared["required"]) <= set(inputs) <= set(declared["required"]) | set(declared.get("optional", {}))
-    with torch.inference_mode():
-        outputs = getattr(cls(), cls.FUNCTION)(**inputs)
-    assert len(outputs) == len(cls.RETURN_TYPES)
-    return outputs
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +34,7 @@ def prior(tmp_path_factory):
         patch.setenv(pack_module("nodes.host").MODELS_DIR_ENV, str(root))
         names = load_pack().NODE_CLASS_MAPPINGS["LoadPGGANPrior"].INPUT_TYPES()["required"]["prior_name"][0]
         assert "sg2-tiny.pkl" in names
-        loaded, info = run("LoadPGGANPrior", prior_name="sg2-tiny.pkl")
+        loaded, info = run_node("LoadPGGANPrior", prior_name="sg2-tiny.pkl")
     assert isinstance(loaded, network.StyleGAN2Generator)
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), generator.state_dict().values()))
     assert info.splitlines()[0] == "sg2-tiny.pkl: 16x16 StyleGAN2, z 8, w 8, 6 style slots, 5 conv layers"
@@ -68,7 +55,7 @@ def fast_optimizer(**changes):
     settings = dict(steps=STEPS, lr_latent=0.05, lr_alpha=0.01, lr_beta=0.01, lr_generator=1e-3,
                     schedule="constant", mse_weight=1.0, perceptual_weight=0.0, precision="fp32",
                     preview_every=2, compile="off", stop="fixed")
-    (optimizer,) = run("GANPriorOptimizer", **{**settings, **changes})
+    (optimizer,) = run_node("GANPriorOptimizer", **{**settings, **changes})
     return optimizer
 
 
@@ -93,27 +80,27 @@ def test_loader_info_names_the_family_and_the_split_shapes(prior):
 
 
 def test_sample_build_and_preset_take_a_stylegan2_prior(unchanged_prior):
-    (images,) = run("SamplePGGANPrior", prior=unchanged_prior, count=2, seed=5)
+    (images,) = run_node("SamplePGGANPrior", prior=unchanged_prior, count=2, seed=5)
     expected = pack_module("ganprior_core.sampling").sample_images(unchanged_prior, 2, 5)
     assert torch.equal(images, expected.permute(0, 2, 3, 1))
 
-    (spec,) = run("BuildMultiLatentGenerator", prior=unchanged_prior, num_codes=2, split_layer=5,
+    (spec,) = run_node("BuildMultiLatentGenerator", prior=unchanged_prior, num_codes=2, split_layer=5,
                   use_alpha=True, use_beta=True, finetune="g2")
     assert spec.prior is unchanged_prior and spec.config.split_layer == 5
     with pytest.raises(ValueError, match="between 1 and 5"):
-        run("BuildMultiLatentGenerator", prior=unchanged_prior, num_codes=2, split_layer=6,
+        run_node("BuildMultiLatentGenerator", prior=unchanged_prior, num_codes=2, split_layer=6,
             use_alpha=True, use_beta=True, finetune="g2")
 
-    spec, optimizer = run("GANPriorPreset", prior=unchanged_prior, preset="paper", steps=STEPS,
+    spec, optimizer = run_node("GANPriorPreset", prior=unchanged_prior, preset="paper", steps=STEPS,
                           stop="fixed")
     assert (spec.config.num_codes, spec.config.split_layer, optimizer.steps) == (30, 3, STEPS)
 
 
 @pytest.mark.parametrize("preset", ["mganprior", "single-z"])
 def test_inpaint_node_fills_the_mask_with_a_stylegan2_prior(unchanged_prior, preset):
-    spec, _ = run("GANPriorPreset", prior=unchanged_prior, preset=preset, steps=STEPS, stop="fixed")
+    spec, _ = run_node("GANPriorPreset", prior=unchanged_prior, preset=preset, steps=STEPS, stop="fixed")
     image, mask = photo(1, 20, 12), box_mask(1, 20, 12, 5, 15, 3, 9)
-    filled, generated, used_mask, info = run("GANPriorInpaint", image=image, mask=mask,
+    filled, generated, used_mask, info = run_node("GANPriorInpaint", image=image, mask=mask,
                                              generator=spec, seed=0, fit="resize",
                                              optimizer=fast_optimizer())
     assert filled.shape == generated.shape == image.shape and used_mask.shape == mask.shape
@@ -136,10 +123,10 @@ def test_cancel_leaves_the_cached_stylegan2_prior_alone(unchanged_prior, monkeyp
         get_torch_device=lambda: torch.device("cpu"), throw_exception_if_processing_interrupted=check,
         free_memory=lambda needed, device, keep_loaded=(): [],
         soft_empty_cache=lambda force=False: emptied.append(1)))
-    (spec,) = run("BuildMultiLatentGenerator", prior=unchanged_prior, num_codes=2, split_layer=2,
+    (spec,) = run_node("BuildMultiLatentGenerator", prior=unchanged_prior, num_codes=2, split_layer=2,
                   use_alpha=True, use_beta=True, finetune="all")
     with pytest.raises(InterruptedError):
-        run("GANPriorInpaint", image=photo(1, 16, 16), mask=box_mask(1, 16, 16, 4, 12, 4, 12),
+        run_node("GANPriorInpaint", image=photo(1, 16, 16), mask=box_mask(1, 16, 16, 4, 12, 4, 12),
             generator=spec, seed=0, fit="resize", optimizer=fast_optimizer(steps=50))
     assert len(checks) == 3 and spec.prior is unchanged_prior
     assert emptied  # the cache is emptied after a cancelled run too

@@ -16,14 +16,7 @@ from ganprior_core.optimize import OptimizerConfig, inpaint
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tests check maths and bookkeeping, not speed; tiny ops on 2 threads crawl when other
-    jobs load the machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("finetune, use_beta", [("all", True), ("none", False)])
