@@ -7,7 +7,10 @@ examples on every run.
 """
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,7 @@ from ganprior_core.checkpoints import CheckpointError, load_generator
 EXAMPLES_PER_FORMAT = 100
 
 _WORK = Path(tempfile.mkdtemp(prefix="ganprior-fuzz-"))
+atexit.register(shutil.rmtree, _WORK, ignore_errors=True)
 VALID = {name: path.read_bytes() for name, path in valid_files(_WORK).items()}
 
 
@@ -48,19 +52,26 @@ def mutate(data: bytes, mutations: list[tuple]) -> bytes:
     return bytes(data)
 
 
-@pytest.mark.parametrize("name", list(VALID))
-def test_mutated_files_load_or_raise_checkpoint_error(name):
-    original = VALID[name]
-    path = _WORK / f"mutated_{name}"
-
-    @settings(max_examples=EXAMPLES_PER_FORMAT, deadline=None, derandomize=True,
+def assert_mutations_load_or_refuse(original: bytes, path: Path, examples: int,
+                                    seconds_per_load: float | None = None) -> None:
+    """Write `examples` mutations of `original` to `path`; each loads or gives a one-line
+    CheckpointError naming the file (within `seconds_per_load`, when given)."""
+    @settings(max_examples=examples, deadline=None, derandomize=True,
               database=None, suppress_health_check=[HealthCheck.too_slow])
     @given(st.lists(_mutation(len(original)), min_size=1, max_size=4))
     def check(mutations):
         path.write_bytes(mutate(original, mutations))
+        start = time.perf_counter()
         try:
             load_generator(path)
         except CheckpointError as error:
             assert str(path) in str(error) and "\n" not in str(error)
+        if seconds_per_load is not None:
+            assert time.perf_counter() - start < seconds_per_load
 
     check()
+
+
+@pytest.mark.parametrize("name", list(VALID))
+def test_mutated_files_load_or_raise_checkpoint_error(name):
+    assert_mutations_load_or_refuse(VALID[name], _WORK / f"mutated_{name}", EXAMPLES_PER_FORMAT)
