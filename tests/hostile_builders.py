@@ -498,3 +498,18 @@ CLASSES: dict[str, Callable[[Path], list[Case]]] = {
     "truncations": truncations,
     "payloads (marker file)": payloads,
 }
+
+
+def write_good_inputs(inputs: Path, prior) -> None:
+    """What the CLI tests feed every command: tiny.safetensors (`prior`), a 28x20 image.png, its
+    mask.png with a 12x7 hole, and z.npy with two 32-long codes."""
+    from PIL import Image
+
+    from ganprior_core.checkpoints import save_generator
+    save_generator(prior, inputs / "tiny.safetensors")
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (20, 28, 3), dtype=np.uint8)).save(inputs / "image.png")
+    hole = np.zeros((20, 28), np.uint8)
+    hole[5:12, 8:20] = 255
+    Image.fromarray(hole).save(inputs / "mask.png")
+    np.save(inputs / "z.npy", np.zeros((2, 32), np.float32))

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hostile_builders import write_good_inputs
 from PIL import Image
 
 from ganprior_core import imaging, metrics, optimize
-from ganprior_core.checkpoints import save_generator
 from ganprior_core.cli import main
 from ganprior_core.files import write_atomically
 from ganprior_core.sampling import generate, sample_latents
@@ -45,13 +45,7 @@ def workspace(tmp_path, tiny_generator):
     inputs, outputs = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()
     outputs.mkdir()
-    save_generator(tiny_generator, inputs / "tiny.safetensors")
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (20, 28, 3), dtype=np.uint8)).save(inputs / "image.png")
-    hole = np.zeros((20, 28), np.uint8)
-    hole[5:12, 8:20] = 255
-    Image.fromarray(hole).save(inputs / "mask.png")
-    np.save(inputs / "z.npy", np.zeros((2, 32), np.float32))
+    write_good_inputs(inputs, tiny_generator)
     good_png = (inputs / "image.png").read_bytes()
     bad = {
         "missing": inputs / "missing.png",

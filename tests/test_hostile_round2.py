@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hostile_builders import write_good_inputs
 from PIL import Image
 from safetensors.torch import save_file
 
@@ -93,13 +94,7 @@ def ws(tmp_path, tiny_prior):
     inputs, outputs = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()
     outputs.mkdir()
-    save_generator(tiny_prior, inputs / "tiny.safetensors")
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (20, 28, 3), dtype=np.uint8)).save(inputs / "image.png")
-    hole = np.zeros((20, 28), np.uint8)
-    hole[5:12, 8:20] = 255
-    Image.fromarray(hole).save(inputs / "mask.png")
-    np.save(inputs / "z.npy", np.zeros((2, 32), np.float32))
+    write_good_inputs(inputs, tiny_prior)
     return {"in": inputs, "out": outputs, "root": tmp_path, "checkpoint": inputs / "tiny.safetensors"}
 
 
