@@ -259,3 +259,13 @@ def test_unusable_images_or_seeds_are_refused_before_the_output_folder_exists(ch
                             "--methods", "mean-fill", "--out", str(out)])
     assert code == 2 and message in stderr
     assert not out.exists()
+
+
+def test_the_report_says_what_precision_auto_ran_here():
+    import torch
+
+    from ganprior_core.lab.bench import _precision_run
+    from ganprior_core.method.precision import uses_bf16
+    here = "bf16" if uses_bf16("auto", torch.device("cpu")) else "fp32"
+    assert _precision_run("auto", "cpu") == f"precision auto ({here} here)"
+    assert _precision_run("fp32", "cpu") == "fp32" and _precision_run("bf16", "cpu") == "bf16"

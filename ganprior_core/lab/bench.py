@@ -44,6 +44,7 @@ from ..files import (
 from ..method.auto_stop import STOP_MODES
 from ..method.multi_latent import MultiLatentConfig
 from ..method.perceptual import VGG16Features, load_vgg16_features
+from ..method.precision import uses_bf16
 from ..networks.pggan import PGGANConfig, PGGANGenerator
 from ..optimize import PRECISIONS, PRESET_NAMES, OptimizerConfig, Progress, inpaint, preset
 from ..validation import MAX_SEED, check_seed
@@ -214,8 +215,16 @@ def _check_choices(kind: str, chosen: tuple[str, ...], allowed: tuple[str, ...])
 # ---------------------------------------------------------------------------------------------
 # Variants
 
+def _precision_run(precision: str, device: str) -> str:
+    """The precision setting and, for auto, what it runs on this device (the report's readers
+    may be on another machine)."""
+    if precision != "auto":
+        return precision
+    return f"precision auto ({'bf16' if uses_bf16(precision, torch.device(device)) else 'fp32'} here)"
+
+
 def _describe_gan(model: MultiLatentConfig, optimizer: OptimizerConfig, prior: PGGANConfig,
-                  task: str) -> str:
+                  task: str, device: str) -> str:
     channels, height, width = prior.feature_shape(model.split_layer)
     alpha = "α learnt" if model.use_alpha else "no α"
     beta = "β learnt" if model.use_beta else ("β = 1/N (mean fusion)" if model.num_codes > 1 else "no β")
@@ -241,7 +250,7 @@ def _describe_gan(model: MultiLatentConfig, optimizer: OptimizerConfig, prior: P
         stop = f"{optimizer.steps} steps"
     return (f"N={model.num_codes}, k={model.split_layer} ({channels}×{height}×{width} features), "
             f"{alpha}, {beta}, {tuning}; {loss}; Adam {rates}, {optimizer.schedule} schedule, "
-            f"{stop}, {optimizer.precision}")
+            f"{stop}, {_precision_run(optimizer.precision, device)}")
 
 
 def build_variants(config: BenchConfig, prior: PGGANConfig, has_vgg: bool) -> tuple[list[Variant], list[str]]:
@@ -260,7 +269,7 @@ def build_variants(config: BenchConfig, prior: PGGANConfig, has_vgg: bool) -> tu
         optimizer = replace(optimizer, preview_every=config.log_every, stop=config.stop,
                             **({"steps": config.steps} if config.steps else {}),
                             **({"precision": config.precision} if config.precision else {}))
-        description = _describe_gan(model, optimizer, prior, config.task)
+        description = _describe_gan(model, optimizer, prior, config.task, config.device)
         if random_generator:
             description = f"randomly initialised generator (seed {config.seed}); " + description
         return Variant(name, description, "gan", model, optimizer,
