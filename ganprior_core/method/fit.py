@@ -25,10 +25,6 @@ from .results import InpaintResult, Progress, report_step
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
 
 
-_to_generator_range = imaging.to_signed_range
-_to_unit_range = imaging.to_unit_range
-
-
 def _build_optimizer(model: MultiLatentModel, config: OptimizerConfig,
                      device: torch.device) -> torch.optim.Adam:
     groups = [(model.latent_parameters(), config.lr_latent),
@@ -98,7 +94,7 @@ def inpaint(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor
         notes.append(choice)
     weights = LossWeights(mse=optimizer_config.mse_weight, perceptual=optimizer_config.perceptual_weight)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-        loss_fn = MaskedReconstructionLoss(_to_generator_range(image)[None], fit_mask, weights, perceptual)
+        loss_fn = MaskedReconstructionLoss(imaging.to_signed_range(image)[None], fit_mask, weights, perceptual)
     # Adam imports torch's compiler stack, which fails on an unusable cache folder.
     compilation.prepare_cache_dir(notes)
     adam = _build_optimizer(model, optimizer_config, device)
@@ -112,7 +108,7 @@ def inpaint(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor
 
     def held_out_error(output: torch.Tensor) -> float:
         """MSE on the held-out pixels of the image as the user gets it (clamped, [0, 1])."""
-        squared = (_to_unit_range(output.detach()[0].float()) - image) ** 2 * holdout[0]
+        squared = (imaging.to_unit_range(output.detach()[0].float()) - image) ** 2 * holdout[0]
         return float(squared.sum() / (holdout.sum() * 3))
 
     steps = optimizer_config.steps
@@ -134,7 +130,7 @@ def inpaint(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor
             stop_rule.record(steps_run, held_out_error(final), returned)
     if stop_rule is not None:
         returned = _auto_stop_image(stop_rule, output, steps_run, notes)
-    final = _to_unit_range(returned)
+    final = imaging.to_unit_range(returned)
     if stop_rule is not None and stop_rule.should_stop and callback is not None:
         # The bar completes: the run is over, though it took fewer than `total` steps.
         callback(Progress(steps, steps, float(losses[steps_run - 1]) if steps_run else None,
@@ -234,7 +230,7 @@ def _run_steps(image_and_loss, adam: torch.optim.Optimizer, scheduler, stop_rule
         losses[step] = loss.detach()
         steps_run = step + 1
         report_step(callback, steps_run, steps, config.preview_every, loss, output,
-                    lambda image: _to_unit_range(image[0].float()))
+                    lambda image: imaging.to_unit_range(image[0].float()))
     return steps_run, output
 
 
