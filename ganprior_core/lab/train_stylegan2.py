@@ -545,7 +545,8 @@ class StyleGAN2Trainer:
                 print(f"kimg {self.images_seen / 1000:8.1f}/{c.total_images / 1000:.0f} | "
                       f"{rate:6.1f} img/s | ETA at this rate {remaining / rate / 60:6.1f} min | "
                       f"elapsed {self.elapsed_seconds / 60:6.1f} min | "
-                      + " ".join(f"{k} {v:+.3f}" for k, v in losses.items()), flush=True)
+                      + " ".join(f"{k} {v:.2e}" if k == "r1" else f"{k} {v:+.3f}"
+                               for k, v in losses.items()), flush=True)
                 window_start, window_images = now, 0
             if self.images_seen // c.sample_every != before // c.sample_every:
                 save_sample_grid(self.samples(), c.resolution,
