@@ -289,11 +289,24 @@ def _add_bench_speed_command(commands) -> None:
     parser.set_defaults(run=speed.run_command)
 
 
-def _add_train_command(commands) -> None:
-    """`train`: a PGGAN from a folder of images or the procedural facades (ganprior_core.train)."""
-    from .lab.train import PROCEDURAL, TrainConfig, train
+# Options of `train` that only one architecture has: dest -> option.
+TRAIN_PGGAN_ONLY = {"latent_dim": "--latent-dim", "images_per_phase": "--images-per-phase",
+                    "batch_sizes": "--batch-sizes", "final_stable_images": "--final-stable-images",
+                    "ema_beta": "--ema-beta"}
+TRAIN_STYLEGAN2_ONLY = {"z_dim": "--z-dim", "w_dim": "--w-dim", "mapping_layers": "--mapping-layers",
+                        "batch_size": "--batch-size", "total_images": "--total-images",
+                        "r1_gamma": "--r1-gamma", "r1_every": "--r1-every",
+                        "style_mixing": "--style-mixing", "ema_images": "--ema-images",
+                        "ema_rampup": "--ema-rampup"}
 
-    defaults = TrainConfig()
+
+def _add_train_command(commands) -> None:
+    """`train`: a PGGAN (lab.train) or a StyleGAN2 (lab.train_stylegan2) from a folder of images
+    or the procedural facades."""
+    from .lab.train import PROCEDURAL, TrainConfig
+    from .lab.train_stylegan2 import StyleGAN2TrainConfig
+
+    pggan, sg2 = TrainConfig(), StyleGAN2TrainConfig()
 
     def numbers(text: str) -> tuple[int, ...]:
         return tuple(int(item) for item in text.split(",") if item.strip())
@@ -302,57 +315,113 @@ def _add_train_command(commands) -> None:
         return ",".join(str(value) for value in values)
 
     parser = commands.add_parser(
-        "train", help="train a PGGAN prior (progressive growing, WGAN-GP)",
-        description="Progressive-growing PGGAN training with fade-in, WGAN-GP and a moving-average "
-                    "generator; writes progress lines, sample grids, a resumable checkpoint.pt "
-                    "and finally generator.safetensors into --out. Rerun the same command to "
-                    "resume. Lists are per resolution 4, 8, ..., --resolution.")
+        "train", help="train a PGGAN or StyleGAN2 prior",
+        description="--arch pggan (the default): progressive-growing PGGAN training with fade-in, "
+                    "WGAN-GP and a moving-average generator. --arch stylegan2: StyleGAN2 with a "
+                    "residual discriminator, the non-saturating logistic loss, lazy R1, style "
+                    "mixing and G_ema (no path-length regularisation). Both write progress "
+                    "lines, sample grids, a resumable checkpoint.pt and finally "
+                    "generator.safetensors into --out; rerun the same command to resume. Lists "
+                    "are per resolution 4, 8, ..., --resolution. Options marked [pggan] or "
+                    "[stylegan2] apply only to that architecture.")
+    parser.add_argument("--arch", choices=("pggan", "stylegan2"), default="pggan",
+                        help="the network to train (default pggan)")
     parser.add_argument("--data", required=True,
                         help=f"a folder of images (centre-cropped, resized) or '{PROCEDURAL}'")
-    parser.add_argument("--resolution", type=int, default=defaults.resolution,
-                        help=f"output size, a power of two (default {defaults.resolution})")
-    parser.add_argument("--channels", type=numbers, default=defaults.channels,
-                        help=f"feature channels per resolution (default {listed(defaults.channels)})")
-    parser.add_argument("--latent-dim", type=int, default=defaults.latent_dim,
-                        help=f"length of the latent code z (default {defaults.latent_dim})")
-    parser.add_argument("--images-per-phase", type=numbers, default=defaults.images_per_phase,
-                        help="images per fade-in and per stabilise phase, per resolution "
-                             f"(default {listed(defaults.images_per_phase)})")
-    parser.add_argument("--batch-sizes", type=numbers, default=defaults.batch_sizes,
-                        help=f"minibatch per resolution (default {listed(defaults.batch_sizes)})")
-    parser.add_argument("--final-stable-images", type=int, default=defaults.final_stable_images,
-                        help="length of the last phase at full resolution (default "
-                             f"{defaults.final_stable_images}; 0 means the last --images-per-phase); "
-                             "raise it and rerun to continue a finished run")
-    parser.add_argument("--lr-g", type=float, default=defaults.learning_rate_g,
-                        help=f"Adam learning rate of the generator (default {defaults.learning_rate_g})")
-    parser.add_argument("--lr-d", type=float, default=defaults.learning_rate_d,
-                        help=f"Adam learning rate of the discriminator (default {defaults.learning_rate_d})")
-    parser.add_argument("--ema-beta", type=float, default=defaults.ema_beta,
-                        help=f"decay of the moving-average generator that is saved (default "
-                             f"{defaults.ema_beta})")
-    parser.add_argument("--seed", type=int, default=defaults.seed,
-                        help=f"seed of weights, data order and noise (default {defaults.seed})")
-    parser.add_argument("--precision", choices=("bf16", "fp32"), default=defaults.precision,
-                        help=f"bf16 autocast or fp32 (default {defaults.precision})")
-    parser.add_argument("--out", default=defaults.output_dir,
-                        help=f"output directory, reused to resume (default {defaults.output_dir})")
-    parser.add_argument("--log-every", type=int, default=defaults.log_every,
-                        help=f"progress line every this many images (default {defaults.log_every})")
-    parser.add_argument("--sample-every", type=int, default=defaults.sample_every,
-                        help=f"sample grid every this many images (default {defaults.sample_every})")
-    parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every,
+    parser.add_argument("--resolution", type=int,
+                        help=f"output size, a power of two (default {pggan.resolution})")
+    parser.add_argument("--channels", type=numbers,
+                        help=f"feature channels per resolution (default {listed(pggan.channels)}; "
+                             f"stylegan2: {listed(sg2.channels)}, for G and D)")
+    parser.add_argument("--lr-g", type=float,
+                        help=f"Adam learning rate of the generator (default {pggan.learning_rate_g}; "
+                             f"stylegan2: {sg2.learning_rate_g})")
+    parser.add_argument("--lr-d", type=float,
+                        help=f"Adam learning rate of the discriminator (default "
+                             f"{pggan.learning_rate_d}; stylegan2: {sg2.learning_rate_d})")
+    parser.add_argument("--seed", type=int, default=pggan.seed,
+                        help=f"seed of weights, data order and noise (default {pggan.seed})")
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help=f"bf16 autocast or fp32 (default {pggan.precision}; stylegan2: "
+                             f"{sg2.precision}, bf16 only where the CPU has native bf16; pggan "
+                             "takes bf16 or fp32)")
+
+    pg = parser.add_argument_group("PGGAN only")
+    pg.add_argument("--latent-dim", type=int,
+                    help=f"[pggan] length of the latent code z (default {pggan.latent_dim})")
+    pg.add_argument("--images-per-phase", type=numbers,
+                    help="[pggan] images per fade-in and per stabilise phase, per resolution "
+                         f"(default {listed(pggan.images_per_phase)})")
+    pg.add_argument("--batch-sizes", type=numbers,
+                    help=f"[pggan] minibatch per resolution (default {listed(pggan.batch_sizes)})")
+    pg.add_argument("--final-stable-images", type=int,
+                    help="[pggan] length of the last phase at full resolution (default "
+                         f"{pggan.final_stable_images}; 0 means the last --images-per-phase); "
+                         "raise it and rerun to continue a finished run")
+    pg.add_argument("--ema-beta", type=float,
+                    help=f"[pggan] decay of the moving-average generator that is saved (default "
+                         f"{pggan.ema_beta})")
+
+    sg = parser.add_argument_group("StyleGAN2 only")
+    sg.add_argument("--z-dim", type=int, help=f"[stylegan2] length of z (default {sg2.z_dim})")
+    sg.add_argument("--w-dim", type=int, help=f"[stylegan2] length of w (default {sg2.w_dim})")
+    sg.add_argument("--mapping-layers", type=int,
+                    help=f"[stylegan2] layers of the mapping network (default {sg2.mapping_layers})")
+    sg.add_argument("--batch-size", type=int,
+                    help=f"[stylegan2] minibatch (default {sg2.batch_size})")
+    sg.add_argument("--total-images", type=int,
+                    help=f"[stylegan2] images to train on (default {sg2.total_images}); raise it "
+                         "and rerun to continue a finished run")
+    sg.add_argument("--r1-gamma", type=float,
+                    help="[stylegan2] R1 weight gamma (default 0.0002 * resolution^2 / batch, "
+                         "stylegan2-ada's auto value; 0 turns R1 off)")
+    sg.add_argument("--r1-every", type=int,
+                    help=f"[stylegan2] lazy R1: every this many steps (default {sg2.r1_every})")
+    sg.add_argument("--style-mixing", type=float,
+                    help=f"[stylegan2] probability of mixing two latents (default {sg2.style_mixing})")
+    sg.add_argument("--ema-images", type=int,
+                    help="[stylegan2] half-life of the saved moving-average generator in images "
+                         "(default batch * 10000 / 32)")
+    sg.add_argument("--ema-rampup", type=float,
+                    help="[stylegan2] the half-life is at most this times the images seen "
+                         f"(default {sg2.ema_rampup}; 0 turns the ramp-up off)")
+
+    parser.add_argument("--out", default=pggan.output_dir,
+                        help=f"output directory, reused to resume (default {pggan.output_dir})")
+    parser.add_argument("--log-every", type=int, default=pggan.log_every,
+                        help=f"progress line every this many images (default {pggan.log_every})")
+    parser.add_argument("--sample-every", type=int, default=pggan.sample_every,
+                        help=f"sample grid every this many images (default {pggan.sample_every})")
+    parser.add_argument("--checkpoint-every", type=int, default=pggan.checkpoint_every,
                         help=f"save the resumable checkpoint every this many images (default "
-                             f"{defaults.checkpoint_every})")
+                             f"{pggan.checkpoint_every})")
     parser.add_argument("--threads", type=int, help="CPU threads (default torch's; 1 is often "
                                                   "fastest on a busy machine)")
     parser.add_argument("--restart", action="store_true",
                         help="ignore a checkpoint in --out and start from scratch")
 
     def run(args: argparse.Namespace) -> None:
-        config = config_from_args(TrainConfig, args, final_stable_images=args.final_stable_images or None,
-                                  learning_rate_g=args.lr_g, learning_rate_d=args.lr_d,
-                                  output_dir=args.out, num_threads=args.threads, resume=not args.restart)
+        stylegan2 = args.arch == "stylegan2"
+        foreign = TRAIN_PGGAN_ONLY if stylegan2 else TRAIN_STYLEGAN2_ONLY
+        given = [option for dest, option in foreign.items() if getattr(args, dest) is not None]
+        if given:
+            other = "pggan" if stylegan2 else "stylegan2"
+            raise CommandError(f"{', '.join(given)} appl{'y' if len(given) > 1 else 'ies'} only "
+                               f"to --arch {other}, not to --arch {args.arch} (see train --help)")
+        config_class = StyleGAN2TrainConfig if stylegan2 else TrainConfig
+        options = {**given_fields(config_class, args), "learning_rate_g": args.lr_g,
+                   "learning_rate_d": args.lr_d, "output_dir": args.out,
+                   "num_threads": args.threads}
+        # Options not given keep the architecture's own defaults; 0 means "off" (None) for these.
+        values = {name: value for name, value in options.items() if value is not None}
+        for name in ("ema_rampup", "final_stable_images"):
+            if name in values and values[name] == 0:
+                values[name] = None
+        config = config_class(**values, resume=not args.restart)
+        if stylegan2:
+            from .lab.train_stylegan2 import train
+        else:
+            from .lab.train import train
         print(f"wrote {train(config)}")
 
     parser.set_defaults(run=run)

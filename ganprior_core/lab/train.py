@@ -44,6 +44,7 @@ PROCEDURAL = "procedural"
 CHECKPOINT_NAME = "checkpoint.pt"
 FINAL_NAME = "generator.safetensors"
 TRAINED_FORMAT = "ganprior-train"
+ARCH = "pggan"  # the architecture this trainer trains, recorded in its checkpoints
 
 
 @dataclass
@@ -326,6 +327,38 @@ def save_sample_grid(images: torch.Tensor, display_size: int, path: Path) -> Non
     save_image(image_grid(imaging.to_unit_range(enlarged), columns=8, gap=0), path)
 
 
+def restart_advice(path: Path) -> str:
+    return (f"pass --restart to start from scratch (it replaces {path.name}), or choose "
+            "another --out")
+
+
+def read_checkpoint(path: Path, arch: str) -> dict:
+    """The state dict in a training checkpoint of architecture `arch`, read without torch.load;
+    anything else (damaged, foreign, another trainer's) is one ValueError naming the file."""
+    restart = restart_advice(path)
+    try:
+        # The bounded reader checkpoints use (no torch.load: a hostile file in --out can
+        # neither run code nor claim terabytes), format by content.
+        data = path.read_bytes()
+        if not torch_file.looks_like_torch_file(data[:16]):
+            raise ValueError("its first bytes are not a torch file's")
+        state = torch_file.read(data)
+    except Exception as error:  # truncated, empty, not a torch file, or unsafe to unpickle
+        reason = (f"{type(error).__name__}: {str(error).splitlines()[0][:80]}" if str(error)
+                  else type(error).__name__)
+        raise ValueError(f"{path}: not a readable training checkpoint (corrupt, truncated "
+                         f"or another kind of file: {reason}); {restart}") from None
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
+        raise ValueError(f"{path}: not a checkpoint of this trainer (no training config "
+                         f"inside); {restart}")
+    saved_arch = state.get("arch", ARCH)  # PGGAN checkpoints from before --arch name none
+    if saved_arch != arch:
+        raise ValueError(f"{path} is a checkpoint of a {str(saved_arch)[:20]} training run, not "
+                         f"a {arch} one: resume it with --arch {str(saved_arch)[:20]}, or "
+                         + restart[5:])
+    return state
+
+
 class Trainer:
     """Training state and one step at a time; `run` loops, logs, samples and checkpoints."""
 
@@ -458,6 +491,7 @@ class Trainer:
 
     def state_dict(self) -> dict:
         return {
+            "arch": ARCH,
             "config": asdict(self.config),
             "generator": self.generator.state_dict(),
             "discriminator": self.discriminator.state_dict(),
@@ -517,23 +551,8 @@ class Trainer:
         write_atomically(path, buffer.getvalue())
 
     def load_checkpoint(self, path: Path) -> None:
-        restart = (f"pass --restart to start from scratch (it replaces {path.name}), or choose "
-                   "another --out")
-        try:
-            # The bounded reader checkpoints use (no torch.load: a hostile file in --out can
-            # neither run code nor claim terabytes), format by content.
-            data = path.read_bytes()
-            if not torch_file.looks_like_torch_file(data[:16]):
-                raise ValueError("its first bytes are not a torch file's")
-            state = torch_file.read(data)
-        except Exception as error:  # truncated, empty, not a torch file, or unsafe to unpickle
-            reason = (f"{type(error).__name__}: {str(error).splitlines()[0][:80]}" if str(error)
-                      else type(error).__name__)
-            raise ValueError(f"{path}: not a readable training checkpoint (corrupt, truncated "
-                             f"or another kind of file: {reason}); {restart}") from None
-        if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
-            raise ValueError(f"{path}: not a checkpoint of this trainer (no training config "
-                             f"inside); {restart}")
+        restart = restart_advice(path)
+        state = read_checkpoint(path, ARCH)
         differing = self.config.resume_differences(state["config"])
         if differing:
             raise ValueError(f"{path} was trained with other settings ({'; '.join(differing)}): "
