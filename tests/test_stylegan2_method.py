@@ -115,8 +115,10 @@ def test_fusion_weights_features_by_beta_alpha_and_the_skip_image_by_beta_only(s
             + beta[1] * alpha[1][None, :, None, None] * per_code[1][0]
         img = beta[0] * per_code[0][1] + beta[1] * per_code[1][1]  # no alpha on the RGB image
         fused_x, fused_img = model.fused_features()
-        torch.testing.assert_close(fused_x, x, rtol=1e-6, atol=1e-6)
-        torch.testing.assert_close(fused_img, img, rtol=1e-6, atol=1e-6)
+        # One code at a time against both in one batch: the convolutions' float rounding differs
+        # with the batch size (by ~2e-6 on AVX-512 CPUs); a wrong fusion would differ by O(1).
+        torch.testing.assert_close(fused_x, x, rtol=1e-5, atol=1e-5 * float(x.abs().max()))
+        torch.testing.assert_close(fused_img, img, rtol=1e-5, atol=1e-5 * float(img.abs().max()))
         ws2 = torch.zeros(1, sg2.num_ws, 8)
         ws2[:, g2_slots.start:g2_slots.stop] = model.g2_styles
         torch.testing.assert_close(model(), sg2.synthesize(x, img, ws2, split), rtol=1e-5, atol=1e-5)
