@@ -133,6 +133,7 @@ def _inpaint_command(args: argparse.Namespace) -> None:
     # Every OptimizerConfig field the command has an option for, where the option was given.
     overrides = {name: value for name, value in given_fields(OptimizerConfig, args).items()
                  if value is not None}
+    overrides["freeze_g1_at"] = args.freeze_g1_at  # None is a value here: never freeze
     if args.compile is not None:
         overrides["compile"] = parse_setting(args.compile)
     optimizer_config = replace(optimizer_config, preview_every=args.log_every, **overrides)
@@ -255,6 +256,7 @@ def _add_bench_command(commands) -> None:
     bench.add_argument("--steps", type=int, help="steps of every optimising method: the maximum with "
                                                  "--stop auto (default: each method's, 3000)")
     bench.add_argument("--dip-steps", type=int, help="steps of DIP only (default --steps)")
+    _add_freeze_option(bench)
     bench.add_argument("--seed", type=int, default=0, help="image i uses seed + i for mask and start")
     bench.add_argument("--precision", choices=PRECISIONS, help="default: each method's own")
     bench.add_argument("--vgg", help="VGG16 weights for the perceptual loss; without: MSE only")
@@ -507,6 +509,7 @@ def _add_inpaint_command(commands) -> None:
                      help="torch.compile the step: auto compiles only where the run is long enough "
                           "to repay it (large priors), on always, off never; falls back to eager "
                           "with a note where compiling cannot work (default auto)")
+    _add_freeze_option(inp)
     inp.add_argument("--fit", choices=imaging.FIT_MODES, default="resize",
                      help="how a non-square or differently sized image meets the generator: "
                           "resize (stretch) or pad (keep the aspect) (default resize)")
@@ -514,6 +517,25 @@ def _add_inpaint_command(commands) -> None:
                      help="print the loss every this many steps (default 100)")
     _add_device(inp)
     inp.set_defaults(run=_inpaint_command)
+
+
+def _freeze_step(text: str) -> int | None:
+    if text.strip().lower() == "never":
+        return None
+    try:
+        return check_count(int(text), "--freeze-g1-at", 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of steps (at least 1) or 'never', "
+                                         f"got {text!r}") from None
+
+
+def _add_freeze_option(parser: argparse.ArgumentParser) -> None:
+    default = OptimizerConfig().freeze_g1_at
+    parser.add_argument("--freeze-g1-at", type=_freeze_step, default=default, metavar="STEPS|never",
+                        help="in runs that fine-tune the whole generator (paper), freeze the codes "
+                             "and G1 after this many steps and reuse their features, so later steps "
+                             "run only the fusion, G2 and the loss; 'never' runs G1 at every step, "
+                             f"the paper's computation (default {default})")
 
 
 def _add_metrics_command(commands) -> None:

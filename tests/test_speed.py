@@ -65,11 +65,19 @@ def test_quick_benchmark_report(tmp_path):
     assert f"torch {torch.__version__}" in machine_line
     assert report["conv_flops_per_second"]["fp32"] > 0 and report["conv_flops_per_second"]["bf16"] > 0
     (case,) = report["cases"]
-    reference, project = case["variants"]
-    assert reference["variant"] == "reference" and project["variant"] == "project"
+    reference, project, frozen, never_frozen = case["variants"]
+    assert [v["variant"] for v in case["variants"]] == ["reference", "project", "project-frozen",
+                                                        "project-never-frozen"]
+    # The tiny case fine-tunes everything, so it has a late phase, and the report projects a run.
+    assert frozen["flops_per_step"] < project["flops_per_step"] == never_frozen["flops_per_step"]
+    projection = speed.RunProjection(**case["projection"])
+    assert (f"default paper run at 16x16: projected {projection.seconds:.0f} s"
+            in completed.stdout)
+    assert (f"never frozen paper run at 16x16 (--freeze-g1-at never): projected "
+            f"{projection.never_frozen_seconds:.0f} s" in completed.stdout)
     # Same maths from the same seed: the step-0 losses differ only by the project's bf16 rounding.
     assert project["first_loss"] == pytest.approx(reference["first_loss"], rel=0.02)
-    for variant in (reference, project):
+    for variant in (reference, project, frozen, never_frozen):
         assert variant["steps_per_second"] > 0
         assert variant["step_seconds"] == pytest.approx(1 / variant["steps_per_second"])
         assert variant["flops_per_step"] > 0
@@ -122,3 +130,30 @@ def test_bench_variant_b_compiles_as_auto_would_for_the_full_run():
     paper, _, bundled, _ = speed.full_cases()[0]
     assert speed.wants_compile_for(paper, 3000) and not speed.wants_compile_for(paper, 50)
     assert not speed.wants_compile_for(bundled, 300)
+
+
+def _variant(name, step_seconds, warmup_seconds, compiled=False):
+    return speed.VariantReport(variant=name, steps_per_second=1 / step_seconds, step_seconds=step_seconds,
+                               warmup_seconds=warmup_seconds, first_loss=0.0, peak_memory_growth=None,
+                               flops_per_step=1, effective_flops_per_second=1.0,
+                               executed_flops_per_second=1.0, compile=compiled)
+
+
+def test_projection_adds_set_up_and_the_steps_of_each_phase():
+    paper = speed.full_cases()[0][0]
+    variants = {speed.PROJECT: _variant(speed.PROJECT, 2.0, 50.0),
+                speed.PROJECT_FROZEN: _variant(speed.PROJECT_FROZEN, 0.25, 62.25, compiled=True),
+                speed.PROJECT_NEVER_FROZEN: _variant(speed.PROJECT_NEVER_FROZEN, 1.5, 61.5, compiled=True)}
+    freeze_at = paper.configs()[1].freeze_g1_at
+    projection = speed.project_run(paper, variants, {"frozen": freeze_at + 400, "never frozen": 480})
+    assert projection.run == "paper run at 256x256" and projection.freeze_at == freeze_at
+    assert (projection.steps_before_freeze, projection.steps_after_freeze) == (freeze_at, 400)
+    # (f)'s warm-up is one step of each phase plus set-up and both compilations: 60 s here.
+    assert projection.set_up_seconds == pytest.approx(60.0)
+    assert projection.seconds == pytest.approx(60 + freeze_at * 2.0 + 400 * 0.25)
+    assert projection.never_frozen_seconds == pytest.approx(60 + 480 * 1.5)
+    short = speed.project_run(paper, variants, {"frozen": freeze_at // 2, "never frozen": 480})
+    assert (short.steps_before_freeze, short.steps_after_freeze) == (freeze_at // 2, 0)
+    lines = speed.format_projection(projection)
+    assert lines[0].startswith(f"  default paper run at 256x256: projected {projection.seconds:.0f} s (")
+    assert "set-up and compilation" in lines[0] and "--freeze-g1-at never" in lines[1]

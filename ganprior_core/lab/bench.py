@@ -47,7 +47,7 @@ from ..method.perceptual import VGG16Features, load_vgg16_features
 from ..method.precision import uses_bf16
 from ..networks.pggan import PGGANConfig, PGGANGenerator
 from ..optimize import PRECISIONS, PRESET_NAMES, OptimizerConfig, Progress, inpaint, preset
-from ..validation import MAX_SEED, check_seed
+from ..validation import MAX_SEED, check_count, check_seed
 from . import baselines, masks, procedural
 from .dip import DIPConfig, dip_inpaint
 
@@ -91,6 +91,9 @@ class BenchConfig:
     steps: int | None = None  # every optimising method; None = each method's default
     stop: str = "auto"  # GAN methods: auto-stop (steps = the maximum) or exactly `steps` ("fixed")
     dip_steps: int | None = None  # DIP only, overriding `steps`
+    # GAN methods that fine-tune the whole generator: OptimizerConfig.freeze_g1_at (None: never,
+    # the paper's per-step computation)
+    freeze_g1_at: int | None = OptimizerConfig.freeze_g1_at
     seed: int = 0  # image i uses seed + i for its mask and its optimisation
     precision: str | None = None  # None = each method's default
     vgg: str | None = None  # VGG16 weights for the perceptual loss; None = MSE only
@@ -122,6 +125,8 @@ class BenchConfig:
                 raise ValueError(f"{name} must be at least 1, got {value}")
         if any(n < 1 for n in self.codes):
             raise ValueError(f"numbers of codes must be at least 1, got {list(self.codes)}")
+        if self.freeze_g1_at is not None:
+            check_count(self.freeze_g1_at, "--freeze-g1-at", 1)
         if self.precision is not None and self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.threads is not None and self.threads < 1:
@@ -163,6 +168,8 @@ class BenchConfig:
             settings["mask_area"] = self.mask_area
         if self.mask_centred:
             settings["mask_centred"] = True
+        if self.freeze_g1_at is not None:  # (None, never freezing: how runs before it resume)
+            settings["freeze_g1_at"] = self.freeze_g1_at
         if self.threads is not None:  # seconds and steps/s depend on it; rows must not mix
             settings["threads"] = self.threads
         if self.device != "cpu":  # (cpu: how directories from before this key resume)
@@ -248,6 +255,8 @@ def _describe_gan(model: MultiLatentConfig, optimizer: OptimizerConfig, prior: P
                 f"{optimizer.auto_stop.rewind:g} × the best one's step returned)")
     else:
         stop = f"{optimizer.steps} steps"
+    if model.finetune == "all" and optimizer.freeze_g1_at is not None and optimizer.freeze_g1_at < optimizer.steps:
+        stop += f", codes and G₁ frozen after {optimizer.freeze_g1_at} steps"
     return (f"N={model.num_codes}, k={model.split_layer} ({channels}×{height}×{width} features), "
             f"{alpha}, {beta}, {tuning}; {loss}; Adam {rates}, {optimizer.schedule} schedule, "
             f"{stop}, {_precision_run(optimizer.precision, device)}")
@@ -267,6 +276,7 @@ def build_variants(config: BenchConfig, prior: PGGANConfig, has_vgg: bool) -> tu
         if not has_vgg:
             optimizer = replace(optimizer, perceptual_weight=0.0)
         optimizer = replace(optimizer, preview_every=config.log_every, stop=config.stop,
+                            freeze_g1_at=config.freeze_g1_at,
                             **({"steps": config.steps} if config.steps else {}),
                             **({"precision": config.precision} if config.precision else {}))
         description = _describe_gan(model, optimizer, prior, config.task, config.device)

@@ -13,7 +13,16 @@ Two implementations of the same maths (METHOD.md eqs. 5-8, 12) run the same opti
     the CPU or GPU has native bf16, else fp32), channels_last,
     batched G1, transposed-conv upsampling, fused Adam, no host sync inside the loop;
 (c) with `--compile`: (b) with `compile=True`, whose first step includes the compilation;
-(e) with `--eager`: (b) with `compile=False` (the default before compile="auto").
+(e) with `--eager`: (b) with `compile=False` (the default before compile="auto");
+for configurations that fine-tune the whole generator (`paper`), whose default run freezes the
+codes and G1 after `OptimizerConfig.freeze_g1_at` steps:
+(f) (b)'s steps after that freeze (fusion, G2 and the loss only);
+(p) (b) never frozen (`freeze_g1_at=None`, the paper's per-step computation), compiled or not as
+    "auto" decides for such a run.
+(b), (f) and (p) compile as "auto" decides for a default, auto-stopped run, each worker with an
+empty compiler cache (a cold compilation, as a new process pays it). From them and the
+steps auto-stop takes (AUTO_STOP_MEAN_STEPS) the report projects the seconds of a whole default
+run and of one never frozen, set-up and compilation included.
 
 Each variant runs in a subprocess of its own, so the peak memory reported is its own, and the
 variants alternate in rounds so that load from other processes on a shared machine hits both.
@@ -34,6 +43,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -46,6 +56,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .. import imaging, metrics
 from ..files import write_atomically
 from ..method import compilation
+from ..method.auto_stop import TYPICAL_AUTO_STOP_STEPS
 from ..method.losses import LossWeights, MaskedReconstructionLoss
 from ..method.multi_latent import MultiLatentConfig, MultiLatentModel
 from ..method.perceptual import DEFAULT_DEPTH, VGG16Features
@@ -67,11 +78,26 @@ REFERENCE = "reference"
 PROJECT = "project"
 PROJECT_COMPILED = "project+compile"
 PROJECT_EAGER = "project-eager"
+PROJECT_FROZEN = "project-frozen"
+PROJECT_NEVER_FROZEN = "project-never-frozen"
 VARIANT_LABELS = {REFERENCE: "(a) reference, fp32 per-code loop",
                   PROJECT: "(b) project optimize.inpaint     ",
                   PROJECT_COMPILED: "(c) (b) with compile=True        ",
-                  PROJECT_EAGER: "(e) (b) with compile=False       "}
-VARIANT_COMPILE = {PROJECT: OptimizerConfig.compile, PROJECT_COMPILED: True, PROJECT_EAGER: False}
+                  PROJECT_EAGER: "(e) (b) with compile=False       ",
+                  PROJECT_FROZEN: "(f) (b) after the G1 freeze      ",
+                  PROJECT_NEVER_FROZEN: "(p) (b) never frozen             "}
+VARIANT_COMPILE = {PROJECT: OptimizerConfig.compile, PROJECT_COMPILED: True, PROJECT_EAGER: False,
+                   PROJECT_FROZEN: OptimizerConfig.compile, PROJECT_NEVER_FROZEN: OptimizerConfig.compile}
+# When the timed variants freeze G1 (steps before it; None: never). (f) freezes after one step, so
+# its two warm-up steps compile both graphs, and the timed steps are all after the freeze.
+VARIANT_FREEZE = {PROJECT_FROZEN: 1}
+# What the "auto" compile decision of each variant assumes about the run's freeze.
+VARIANT_RUN_FREEZE = {PROJECT_NEVER_FROZEN: None}
+# Mean steps of default (auto-stopped) `paper` runs with the default freeze and never frozen,
+# measured with the bundled 64x64 prior on held-out facades with box and stroke holes
+# (docs/late_phase.md). Auto-stop's rule is in fractions of the resolution, so they stand for
+# every resolution here, untested beyond 64x64.
+AUTO_STOP_MEAN_STEPS = {"frozen": 765, "never frozen": 478}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,13 +334,22 @@ def build_workload(case: SpeedCase, device: str | torch.device = "cpu", weights_
     return prior, perceptual, image, masks.box_mask(resolution)
 
 
-def wants_compile_for(case: SpeedCase, steps: int, device: str | None = None) -> bool:
-    """What compile="auto" chooses for a run of this case with `steps` steps."""
+def wants_compile_for(case: SpeedCase, steps: int, device: str | None = None,
+                      freeze_at: int | None = None) -> bool:
+    """What compile="auto" chooses for a run of this case with `steps` steps (G1 frozen after
+    `freeze_at` of them; None: never)."""
     model_config, optimizer_config = case.configs()
     with torch.device("meta"):
         model = MultiLatentModel(new_generator(case.generator), model_config, 0, "meta")
         perceptual = VGG16Features(case.perceptual_depth) if optimizer_config.perceptual_weight > 0 else None
-    return compilation.wants_compile("auto", model, perceptual, steps, "cpu" if device is None else device)
+    return compilation.wants_compile("auto", model, perceptual, steps, "cpu" if device is None else device,
+                                     freeze_at)
+
+
+def freezes_g1(case: SpeedCase) -> bool:
+    """Whether this case's default run has a late phase (it fine-tunes the whole generator)."""
+    model_config, optimizer_config = case.configs()
+    return model_config.finetune == "all" and optimizer_config.freeze_g1_at is not None
 
 
 def machine_description(device: str | torch.device = "cpu") -> str:
@@ -357,18 +392,20 @@ def step_flops(case: SpeedCase, variant: str) -> int:
         perceptual = VGG16Features(case.perceptual_depth)
         image = torch.zeros(3, resolution, resolution)
         known = torch.ones(1, 1, resolution, resolution)
-    with FlopCounterMode(display=False) as counter:
-        if variant == REFERENCE:
-            reference = reference_for(prior, image, 1 - known[0, 0], model_config,
-                                      optimizer_config, 0, perceptual, "meta")
+    if variant == REFERENCE:
+        reference = reference_for(prior, image, 1 - known[0, 0], model_config, optimizer_config, 0,
+                                  perceptual, "meta")
+        with FlopCounterMode(display=False) as counter:
             reference.loss(reference.image()).backward()
-        else:
-            model = MultiLatentModel(prior, model_config, 0, "meta")
-            loss_fn = MaskedReconstructionLoss(imaging.to_signed_range(image[None]), known,
-                                               LossWeights(optimizer_config.mse_weight,
-                                                           optimizer_config.perceptual_weight),
-                                               perceptual)
-            loss_fn(model()).backward()
+        return counter.get_total_flops()
+    model = MultiLatentModel(prior, model_config, 0, "meta")
+    if variant == PROJECT_FROZEN:
+        model.freeze_g1()  # once per run, not per step
+    loss_fn = MaskedReconstructionLoss(imaging.to_signed_range(image[None]), known,
+                                       LossWeights(optimizer_config.mse_weight, optimizer_config.perceptual_weight),
+                                       perceptual)
+    with FlopCounterMode(display=False) as counter:
+        loss_fn(model()).backward()
     return counter.get_total_flops()
 
 
@@ -393,19 +430,25 @@ def measure_variant(case: SpeedCase, variant: str, timed_steps: int, device: str
                     warmup_steps: int = 1, seed: int = 0) -> dict:
     """Steps/s, the step-0 loss and the peak memory growth of one variant on one case.
 
-    The warm-up steps' seconds include setting up (and for PROJECT_COMPILED, compiling).
+    The warm-up steps' seconds include setting up (and, where compiled, compiling; for
+    PROJECT_FROZEN both graphs, before and after the freeze).
     """
     device = torch.device(device)
     prior, perceptual, image, hole = build_workload(case, device)
     model_config, optimizer_config = case.configs()
+    freeze_at = VARIANT_FREEZE.get(variant)
+    if freeze_at is not None:
+        warmup_steps = max(warmup_steps, freeze_at + 1)
     total = warmup_steps + timed_steps
-    # (b) keeps the default compile setting but decides as for the real run's length: "auto"
-    # chooses by the configured steps, not by the few steps timed here.
+    # (b), (f) and (p) keep the default compile setting but decide as for a default run: "auto"
+    # chooses by an auto-stopped run's length and freeze, not by the few steps timed here.
     compile_setting = VARIANT_COMPILE.get(variant, False)
     if compile_setting == "auto":
-        compile_setting = wants_compile_for(case, optimizer_config.steps, device.type)
+        run_steps = min(optimizer_config.steps, TYPICAL_AUTO_STOP_STEPS)
+        compile_setting = wants_compile_for(case, run_steps, device.type,
+                                            VARIANT_RUN_FREEZE.get(variant, optimizer_config.freeze_g1_at))
     optimizer_config = replace(optimizer_config, steps=total, preview_every=total,
-                               compile=compile_setting)
+                               compile=compile_setting, freeze_g1_at=freeze_at)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     memory_before = _peak_memory_bytes(device)
@@ -444,10 +487,13 @@ def _run_worker(case: SpeedCase, variant: str, timed_steps: int, device: str, th
     job = {"case": {**asdict(case), "generator": case.generator.to_dict()},
            "variant": variant, "timed_steps": timed_steps, "device": device, "threads": threads}
     package_root = str(Path(__file__).resolve().parents[2])  # holds this checkout's ganprior_core
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    completed = subprocess.run([sys.executable, "-m", "ganprior_core.lab.speed", "worker", json.dumps(job)],
-                               capture_output=True, text=True, env=env, check=False)
+    # An empty compiler cache per worker: every compiled variant's first steps pay a cold
+    # compilation, as a new process on a new machine does, not one warmed by the variant before.
+    with tempfile.TemporaryDirectory(prefix="ganprior-speed-") as cache:
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache,
+               "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        completed = subprocess.run([sys.executable, "-m", "ganprior_core.lab.speed", "worker", json.dumps(job)],
+                                   capture_output=True, text=True, env=env, check=False)
     if completed.returncode != 0:
         raise RuntimeError(f"speed worker for {case.name}/{variant} failed:\n{completed.stderr[-3000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
@@ -507,10 +553,72 @@ class VariantReport:
 
 
 @dataclass
+class RunProjection:
+    """Seconds of one whole auto-stopped run: set-up (and compilation) + steps x seconds per step,
+    for the default run (steps before and after the freeze) and for one never frozen."""
+    run: str  # e.g. "paper run at 256x256"
+    freeze_at: int
+    steps_before_freeze: int
+    steps_after_freeze: int
+    step_seconds_before: float  # (b)
+    step_seconds_after: float  # (f)
+    set_up_seconds: float  # (f)'s two warm-up steps less one step of each phase
+    never_frozen_steps: int
+    never_frozen_step_seconds: float  # (p)
+    never_frozen_set_up_seconds: float  # (p)'s warm-up step less one step
+    compiled: bool
+    never_frozen_compiled: bool
+
+    @property
+    def seconds(self) -> float:
+        return (self.set_up_seconds + self.steps_before_freeze * self.step_seconds_before
+                + self.steps_after_freeze * self.step_seconds_after)
+
+    @property
+    def never_frozen_seconds(self) -> float:
+        return self.never_frozen_set_up_seconds + self.never_frozen_steps * self.never_frozen_step_seconds
+
+
+def project_run(case: SpeedCase, variants: dict[str, VariantReport],
+                mean_steps: dict[str, float] | None = None) -> RunProjection:
+    """The projection from (b), (f) and (p) and the auto-stopped runs' mean steps."""
+    mean_steps = AUTO_STOP_MEAN_STEPS if mean_steps is None else mean_steps
+    before, after, never = (variants[name] for name in (PROJECT, PROJECT_FROZEN, PROJECT_NEVER_FROZEN))
+    steps = round(mean_steps["frozen"])
+    freeze_at = case.configs()[1].freeze_g1_at
+    resolution = case.generator.resolution
+    return RunProjection(
+        run=f"{case.preset} run at {resolution}x{resolution}", freeze_at=freeze_at,
+        steps_before_freeze=min(freeze_at, steps), steps_after_freeze=max(steps - freeze_at, 0),
+        step_seconds_before=before.step_seconds, step_seconds_after=after.step_seconds,
+        set_up_seconds=max(after.warmup_seconds - before.step_seconds - after.step_seconds, 0.0),
+        never_frozen_steps=round(mean_steps["never frozen"]),
+        never_frozen_step_seconds=never.step_seconds,
+        never_frozen_set_up_seconds=max(never.warmup_seconds - never.step_seconds, 0.0),
+        compiled=after.compile, never_frozen_compiled=never.compile)
+
+
+def format_projection(projection: RunProjection) -> list[str]:
+    def set_up(seconds: float, compiled: bool) -> str:
+        return f"{seconds:.1f} s set-up" + (" and compilation" if compiled else ", eager")
+    return [f"  default {projection.run}: projected {projection.seconds:.0f} s "
+            f"({projection.steps_before_freeze} steps x {projection.step_seconds_before:.3f} s, then "
+            f"codes and G1 frozen: {projection.steps_after_freeze} steps x "
+            f"{projection.step_seconds_after:.3f} s; {set_up(projection.set_up_seconds, projection.compiled)})",
+            f"  never frozen {projection.run} (--freeze-g1-at never): projected "
+            f"{projection.never_frozen_seconds:.0f} s ({projection.never_frozen_steps} steps x "
+            f"{projection.never_frozen_step_seconds:.3f} s; "
+            f"{set_up(projection.never_frozen_set_up_seconds, projection.never_frozen_compiled)})",
+            f"  (steps: the mean of auto-stopped runs, bundled prior, held-out facades; freeze after "
+            f"{projection.freeze_at} steps)"]
+
+
+@dataclass
 class CaseReport:
     name: str
     description: str
     variants: list[VariantReport]  # the reference first
+    projection: RunProjection | None = None  # cases with a late phase
 
     def speedup(self, variant: VariantReport) -> float:
         return variant.steps_per_second / self.variants[0].steps_per_second
@@ -582,9 +690,10 @@ def run_benchmark(quick: bool = False, rounds: int | None = None, device: str = 
     reports = []
     for case in cases:
         log(case.describe())
-        runs: dict[str, list[dict]] = {variant: [] for variant in variants}
+        case_variants = variants + ([PROJECT_FROZEN, PROJECT_NEVER_FROZEN] if freezes_g1(case) else [])
+        runs: dict[str, list[dict]] = {variant: [] for variant in case_variants}
         for round_index in range(rounds):
-            for variant in variants:
+            for variant in case_variants:
                 steps = case.reference_steps if variant == REFERENCE else case.project_steps
                 run = _run_worker(case, variant, steps, device, threads)
                 runs[variant].append(run)
@@ -592,9 +701,10 @@ def run_benchmark(quick: bool = False, rounds: int | None = None, device: str = 
                     f"{run['steps'] / run['seconds']:.3f} steps/s, first step "
                     f"{run['warmup_seconds']:.1f} s")
         reference_flops = step_flops(case, REFERENCE)
-        reports.append(CaseReport(case.name, case.describe(),
-                                  [_variant_report(case, variant, runs[variant], reference_flops)
-                                   for variant in variants]))
+        measured = {variant: _variant_report(case, variant, runs[variant], reference_flops)
+                    for variant in case_variants}
+        projection = project_run(case, measured) if freezes_g1(case) else None
+        reports.append(CaseReport(case.name, case.describe(), list(measured.values()), projection))
     return SpeedReport(device=device, machine=machine_description(device), threads=threads,
                        conv_flops_per_second=throughput, cases=reports, load_before=load_before,
                        load_after=_load_average(), notes=notes,
@@ -636,6 +746,8 @@ def format_report(report: SpeedReport) -> list[str]:
         lines.append("  speed-up over (a): " + ", ".join(
             f"{VARIANT_LABELS[variant.variant][:3]} {case.speedup(variant):.2f}x"
             for variant in case.variants[1:]))
+        if case.projection is not None:
+            lines += format_projection(case.projection)
     lines += [f"note: {note}" for note in report.notes]
     lines.append(f"benchmark took {report.seconds:.0f} s")
     return lines

@@ -1,6 +1,6 @@
 """The optimisation step's forward pass and loss, compiled once per process where it pays.
 
-`image_and_loss(model, loss_fn, device, use_bf16, compile_setting, steps, notes)` returns a
+`image_and_loss(model, loss_fn, device, use_bf16, compile_setting, steps, notes, freeze_at)` returns a
 callable `step(*loss_args) -> (image, loss)` computing `loss_fn(model(), *loss_args)` under bf16
 autocast. With compilation it runs a `torch.compile`d function that takes the model and the loss
 as *arguments*: their parameters and tensors are graph inputs, never constants, so a new
@@ -73,9 +73,9 @@ def _compile(index: int) -> Callable:
     return torch.compile(_fresh_function(index), dynamic=False)
 
 
-def _pggan_forward_flop(config, split: int, codes: int) -> float:
-    flops = 2.0 * config.latent_dim * config.channels[0] * 16 * codes  # dense layer
-    for index in range(1, config.num_layers):
+def _pggan_forward_flop(config, split: int, codes: int, include_g1: bool = True) -> float:
+    flops = 2.0 * config.latent_dim * config.channels[0] * 16 * codes if include_g1 else 0.0
+    for index in range(1 if include_g1 else max(split, 1), config.num_layers):
         block = index // 2
         size = config.layer_resolution(index)
         in_channels = config.channels[block - 1] if index % 2 == 0 else config.channels[block]
@@ -86,11 +86,11 @@ def _pggan_forward_flop(config, split: int, codes: int) -> float:
     return flops
 
 
-def _stylegan2_forward_flop(config, split: int, codes: int) -> float:
+def _stylegan2_forward_flop(config, split: int, codes: int, include_g1: bool = True) -> float:
     """Modulated convs (an upsampling conv0 is a stride-2 transposed 3x3 conv: 9 taps per input
     pixel), ToRGBs and the styles' affine layers; G1 runs once per code, G2 once."""
     flops = 0.0
-    for index in range(config.num_layers):
+    for index in range(0 if include_g1 else split, config.num_layers):
         block = (index + 1) // 2
         size = config.resolutions[block]
         out_channels = config.channels[block]
@@ -105,15 +105,16 @@ def _stylegan2_forward_flop(config, split: int, codes: int) -> float:
     return flops
 
 
-def estimated_step_tflop(model, perceptual_depth: int | None) -> float:
-    """Conv/matmul TFLOP of one step (forward + backward ~ 3x forward), from the shapes alone."""
+def estimated_step_tflop(model, perceptual_depth: int | None, include_g1: bool = True) -> float:
+    """Conv/matmul TFLOP of one step (forward + backward ~ 3x forward), from the shapes alone;
+    without G1 for a step after the codes and G1 were frozen."""
     config = model.generator.config
     split = model.config.split_layer
     codes = model.config.num_codes
     if getattr(model, "family", "pggan") == "stylegan2":
-        flops = _stylegan2_forward_flop(config, split, codes)
+        flops = _stylegan2_forward_flop(config, split, codes, include_g1)
     else:
-        flops = _pggan_forward_flop(config, split, codes)
+        flops = _pggan_forward_flop(config, split, codes, include_g1)
     if perceptual_depth:
         size, in_channels, seen = config.resolution, 3, 0
         for item in VGG16_PLAN:
@@ -247,15 +248,26 @@ def auto_compile_min_tflop(device_type: str) -> float:
     return AUTO_COMPILE_MIN_TFLOP_PER_THREAD * torch.get_num_threads()
 
 
-def wants_compile(compile_setting, model, perceptual, steps: int, device_type: str = "cpu") -> bool:
-    """Whether to compile a run of `steps` steps. "auto" decides from the configuration (and the
-    thread count) alone, never from timings or from what this process compiled before, so the
-    same seed gives the same result."""
+def estimated_run_tflop(model, perceptual_depth: int | None, steps: int,
+                        freeze_at: int | None = None) -> float:
+    """Conv/matmul TFLOP of `steps` steps whose codes and G1 are frozen after `freeze_at` steps
+    (None: never)."""
+    full = steps if freeze_at is None else min(steps, freeze_at)
+    return (full * estimated_step_tflop(model, perceptual_depth)
+            + (steps - full) * estimated_step_tflop(model, perceptual_depth, include_g1=False))
+
+
+def wants_compile(compile_setting, model, perceptual, steps: int, device_type: str = "cpu",
+                  freeze_at: int | None = None) -> bool:
+    """Whether to compile a run of `steps` steps (G1 frozen after `freeze_at`). "auto" decides
+    from the configuration (and the thread count) alone, never from timings or from what this
+    process compiled before, so the same seed gives the same result."""
     if compile_setting == "auto":
         if device_type not in COMPILE_DEVICES:
             return False
         depth = None if perceptual is None else len(perceptual)
-        return steps * estimated_step_tflop(model, depth) >= auto_compile_min_tflop(device_type)
+        work = estimated_run_tflop(model, depth, steps, freeze_at)
+        return work >= auto_compile_min_tflop(device_type)
     return bool(compile_setting)
 
 
@@ -274,15 +286,17 @@ def parse_setting(text: str | bool):
 
 
 def image_and_loss(model, loss_fn, device: torch.device, use_bf16: bool, compile_setting,
-                   steps: int, notes: list[str]) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
-    """The step's forward and loss, compiled or not (see the module docstring)."""
+                   steps: int, notes: list[str], freeze_at: int | None = None
+                   ) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    """The step's forward and loss, compiled or not (see the module docstring). Freezing G1
+    (`freeze_at`) changes the graph: the step after it compiles a second, smaller one."""
     device_type = device.type
 
     def eager(*loss_args):
         return _image_and_loss(model, loss_fn, device_type, use_bf16, *loss_args)
 
     if not wants_compile(compile_setting, model, getattr(loss_fn, "perceptual", None), steps,
-                         device.type):
+                         device.type, freeze_at):
         return eager
     reason = _unavailable_reason(device, notes)
     key = _key(model, loss_fn, device, use_bf16)

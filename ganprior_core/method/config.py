@@ -42,6 +42,12 @@ class OptimizerConfig:
     # torch.compile the forward pass and loss: True, False or "auto" (compile when the run is long
     # enough to repay the compilation, paid once per process; see compilation.py)
     compile: bool | str = "auto"
+    # From this step on, in runs that fine-tune the whole generator (finetune="all", the paper's
+    # method), the codes and G1 are frozen and their features computed once: a step then runs
+    # only the fusion, G2 and the loss (docs/late_phase.md). None: every step runs G1, the paper's
+    # per-step computation. Runs that keep G1 frozen (mganprior, single-z) fit mainly the codes
+    # and never freeze them. At least 1: frozen from the start, the codes would never be fitted.
+    freeze_g1_at: int | None = 100
 
     def validate(self) -> None:
         check_count(self.steps, "steps", 1, MAX_STEPS)
@@ -61,5 +67,7 @@ class OptimizerConfig:
             raise ValueError("mse_weight and perceptual_weight are both 0: the loss would be 0 "
                              "and nothing would be fitted")
         check_count(self.preview_every, "preview_every", 1)
+        if self.freeze_g1_at is not None:
+            check_count(self.freeze_g1_at, "freeze_g1_at", 1, MAX_STEPS)
         if self.compile not in compilation.COMPILE_SETTINGS:
             raise ValueError(f"compile must be True, False or 'auto', got {self.compile!r}")

@@ -99,12 +99,18 @@ def inpaint(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor
     compilation.prepare_cache_dir(notes)
     adam = _build_optimizer(model, optimizer_config, device)
     scheduler = _schedule(adam, optimizer_config)
+    freeze_at = _g1_freeze_step(model, optimizer_config)
     # The forward pass and loss, torch.compiled once per process where the run is long enough
     # (eager, with a note, where compiling cannot work): see compilation.py.
     expected_steps = (optimizer_config.steps if stop_rule is None
                       else min(optimizer_config.steps, TYPICAL_AUTO_STOP_STEPS))
     image_and_loss = compilation.image_and_loss(model, loss_fn, device, use_bf16,
-                                                 optimizer_config.compile, expected_steps, notes)
+                                                 optimizer_config.compile, expected_steps, notes,
+                                                 freeze_at)
+
+    def freeze_g1() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            model.freeze_g1()
 
     def held_out_error(output: torch.Tensor) -> float:
         """MSE on the held-out pixels of the image as the user gets it (clamped, [0, 1])."""
@@ -114,7 +120,7 @@ def inpaint(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor
     steps = optimizer_config.steps
     losses = torch.empty(steps, device=device)  # kept on device: no host sync inside the loop
     steps_run, output = _run_steps(image_and_loss, adam, scheduler, stop_rule, held_out_error,
-                                   losses, optimizer_config, callback)
+                                   losses, optimizer_config, callback, freeze_at, freeze_g1)
     if stop_rule is not None and stop_rule.should_stop:
         stop_reason = (f"stopped early: the held-out error had not improved for "
                        f"{optimizer_config.auto_stop.patience} checks")
@@ -142,7 +148,8 @@ def inpaint(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor
                          steps_run=steps_run,
                          best_step=None if stop_rule is None else stop_rule.returned_step,
                          stop_reason=stop_reason,
-                         held_out_best_step=None if stop_rule is None else stop_rule.best_step)
+                         held_out_best_step=None if stop_rule is None else stop_rule.best_step,
+                         g1_frozen_at=freeze_at if freeze_at is not None and steps_run > freeze_at else None)
 
 
 def _check_inputs(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor | None,
@@ -208,13 +215,24 @@ def _auto_stop_plan(hole: torch.Tensor, known: torch.Tensor, seed: int, config: 
     return known * (1 - holdout), StopRule(config.auto_stop), holdout
 
 
+def _g1_freeze_step(model: MultiLatentModel, config: OptimizerConfig) -> int | None:
+    """After how many steps the codes and G1 are frozen (OptimizerConfig.freeze_g1_at), or None:
+    only in runs that fine-tune the whole generator, and only while something else is left to fit."""
+    freeze_at = config.freeze_g1_at
+    if freeze_at is None or freeze_at >= config.steps or model.config.finetune != "all":
+        return None
+    return freeze_at if model.trains_after_freezing_g1() else None
+
+
 def _run_steps(image_and_loss, adam: torch.optim.Optimizer, scheduler, stop_rule: StopRule | None,
                held_out_error: Callable[[torch.Tensor], float], losses: torch.Tensor,
-               config: OptimizerConfig, callback: Callable[[Progress], None] | None
-               ) -> tuple[int, torch.Tensor]:
+               config: OptimizerConfig, callback: Callable[[Progress], None] | None,
+               freeze_at: int | None, freeze_g1: Callable[[], None]) -> tuple[int, torch.Tensor]:
     """The optimisation loop: (steps run, the image of the last forward pass)."""
     steps, steps_run = config.steps, 0
     for step in range(steps):
+        if step == freeze_at:
+            freeze_g1()
         output, loss = image_and_loss()
         # The image of this forward pass is the one after `step` updates: a check costs no
         # extra forward pass, only one host sync every check_every steps.

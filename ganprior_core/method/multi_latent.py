@@ -68,6 +68,8 @@ class MultiLatentModel(nn.Module):
         self.beta = nn.Parameter(torch.full((config.num_codes,), 1.0 / config.num_codes,
                                             device=device),
                                  requires_grad=config.use_beta)  # [N]
+        # G1's output once the codes and G1 are frozen (freeze_g1); None while they are fitted.
+        self.frozen_g1_features: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None
 
     def latent_parameters(self) -> list[nn.Parameter]:
         """What the codes' learning rate moves: the codes, and StyleGAN2's G2 styles if any."""
@@ -82,10 +84,32 @@ class MultiLatentModel(nn.Module):
             return self.split.g2_parameters(split)
         return []
 
+    def g1_features(self):
+        """PGGAN: [N, M, H, W]; StyleGAN2: (features [N, M, H, W], skip images [N, 3, h, h])."""
+        if self.frozen_g1_features is not None:
+            return self.frozen_g1_features
+        return self.split.g1(self.latents, self.config.split_layer)
+
     def fused_features(self):
         """PGGAN: [1, M, H, W]; StyleGAN2: (features [1, M, H, W], skip image [1, 3, h, h])."""
-        features = self.split.g1(self.latents, self.config.split_layer)
-        return self.split.fuse(features, self.beta[:, None] * self.alpha, self.beta)
+        return self.split.fuse(self.g1_features(), self.beta[:, None] * self.alpha, self.beta)
+
+    def trains_after_freezing_g1(self) -> bool:
+        """Whether anything is left to fit once the codes and G1 are frozen."""
+        g2 = self.split.g2_parameters(self.config.split_layer) if self.config.finetune != "none" else []
+        rest = [self.alpha, self.beta, *([] if self.g2_styles is None else [self.g2_styles]), *g2]
+        return any(p.requires_grad and p.numel() for p in rest)
+
+    def freeze_g1(self) -> None:
+        """Freeze the codes and G1 and keep their features: from now on a forward pass runs only
+        the fusion and G2. Call under the run's autocast, so the kept features have the dtype
+        G1 would have handed over."""
+        with torch.no_grad():
+            features = self.split.g1(self.latents, self.config.split_layer)
+        self.latents.requires_grad_(False)
+        for parameter in self.split.g1_parameters(self.config.split_layer):
+            parameter.requires_grad_(False)
+        self.frozen_g1_features = features
 
     def forward(self) -> torch.Tensor:
         """The current image [1, 3, R, R] in about [-1, 1]."""

@@ -27,14 +27,17 @@ class InpaintResult:
     best_step: int | None = None  # auto-stop: the returned image is the one after this many steps
     stop_reason: str = ""  # why the run ended, in words
     held_out_best_step: int | None = None  # auto-stop: the check with the lowest held-out error
+    g1_frozen_at: int | None = None  # steps after which the codes and G1 were frozen; None: never
 
     def describe_stop(self) -> str:
         """One phrase for logs and the node's info."""
+        frozen = "" if self.g1_frozen_at is None else f"; codes and G1 frozen from step {self.g1_frozen_at}"
         if self.best_step is None:
-            return f"{self.steps_run} steps ({self.stop_reason})"
+            return f"{self.steps_run} steps ({self.stop_reason}){frozen}"
         lowest = ("" if self.held_out_best_step in (None, self.best_step)
                   else f" (held-out error lowest at step {self.held_out_best_step})")
-        return f"{self.steps_run} steps ({self.stop_reason}), image of step {self.best_step}{lowest}"
+        return (f"{self.steps_run} steps ({self.stop_reason}), image of step {self.best_step}"
+                f"{lowest}{frozen}")
 
 
 def report_step(callback: Callable[[Progress], None] | None, steps_run: int, total: int,
