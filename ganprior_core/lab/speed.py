@@ -97,7 +97,7 @@ VARIANT_RUN_FREEZE = {PROJECT_NEVER_FROZEN: None}
 # measured with the bundled 64x64 prior on held-out facades with box and stroke holes
 # (docs/late_phase.md). Auto-stop's rule is in fractions of the resolution, so they stand for
 # every resolution here, untested beyond 64x64.
-AUTO_STOP_MEAN_STEPS = {"frozen": 765, "never frozen": 478}
+AUTO_STOP_MEAN_STEPS = {"frozen": 776, "never frozen": 476}
 
 
 # ---------------------------------------------------------------------------------------------
