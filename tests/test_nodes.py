@@ -137,6 +137,9 @@ def test_optimizer_node_defaults_are_the_library_defaults_and_values_pass_throug
     declared = load_pack().NODE_CLASS_MAPPINGS["GANPriorOptimizer"].INPUT_TYPES()["required"]
     library_defaults = vars(config_class())
     del library_defaults["auto_stop"]  # the rule's settings are the library's, not widgets
+    # No widget yet (the shipped workflows' layout would change): the node runs the late phase
+    # as the library does by default.
+    del library_defaults["freeze_g1_at"]
     assert {name: options["default"] for name, (_, options) in declared.items()} == library_defaults
     assert fast_optimizer(steps=7, lr_beta=0.5) == config_class(
         steps=7, lr_latent=0.05, lr_alpha=0.01, lr_beta=0.5, lr_generator=1e-3, schedule="constant",
