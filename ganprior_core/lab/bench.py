@@ -42,6 +42,7 @@ from ..files import (
     write_atomically,
 )
 from ..method.auto_stop import STOP_MODES
+from ..method.config import g1_freeze_step
 from ..method.multi_latent import MultiLatentConfig
 from ..method.perceptual import VGG16Features, load_vgg16_features
 from ..method.precision import uses_bf16
@@ -255,8 +256,8 @@ def _describe_gan(model: MultiLatentConfig, optimizer: OptimizerConfig, prior: P
                 f"{optimizer.auto_stop.rewind:g} × the best one's step returned)")
     else:
         stop = f"{optimizer.steps} steps"
-    if model.finetune == "all" and optimizer.freeze_g1_at is not None and optimizer.freeze_g1_at < optimizer.steps:
-        stop += f", codes and G₁ frozen after {optimizer.freeze_g1_at} steps"
+    if (freeze_at := g1_freeze_step(model, optimizer)) is not None:
+        stop += f", codes and G₁ frozen after {freeze_at} steps"
     return (f"N={model.num_codes}, k={model.split_layer} ({channels}×{height}×{width} features), "
             f"{alpha}, {beta}, {tuning}; {loss}; Adam {rates}, {optimizer.schedule} schedule, "
             f"{stop}, {_precision_run(optimizer.precision, device)}")

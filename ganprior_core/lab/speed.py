@@ -57,6 +57,7 @@ from .. import imaging, metrics
 from ..files import write_atomically
 from ..method import compilation
 from ..method.auto_stop import TYPICAL_AUTO_STOP_STEPS
+from ..method.config import g1_freeze_step
 from ..method.losses import LossWeights, MaskedReconstructionLoss
 from ..method.multi_latent import MultiLatentConfig, MultiLatentModel
 from ..method.perceptual import DEFAULT_DEPTH, VGG16Features
@@ -348,8 +349,7 @@ def wants_compile_for(case: SpeedCase, steps: int, device: str | None = None,
 
 def freezes_g1(case: SpeedCase) -> bool:
     """Whether this case's default run has a late phase (it fine-tunes the whole generator)."""
-    model_config, optimizer_config = case.configs()
-    return model_config.finetune == "all" and optimizer_config.freeze_g1_at is not None
+    return g1_freeze_step(*case.configs()) is not None
 
 
 def machine_description(device: str | torch.device = "cpu") -> str:

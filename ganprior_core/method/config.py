@@ -71,3 +71,13 @@ class OptimizerConfig:
             check_count(self.freeze_g1_at, "freeze_g1_at", 1, MAX_STEPS)
         if self.compile not in compilation.COMPILE_SETTINGS:
             raise ValueError(f"compile must be True, False or 'auto', got {self.compile!r}")
+
+
+def g1_freeze_step(model_config, optimizer_config: OptimizerConfig) -> int | None:
+    """After how many steps a run with these configs freezes the codes and G1, or None: only runs
+    that fine-tune the whole generator (`model_config.finetune == "all"`), and only before their
+    last step."""
+    freeze_at = optimizer_config.freeze_g1_at
+    if freeze_at is None or freeze_at >= optimizer_config.steps or model_config.finetune != "all":
+        return None
+    return freeze_at

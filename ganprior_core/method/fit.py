@@ -15,7 +15,7 @@ from ..sampling import sample_images
 from ..validation import check_count, check_seed, resolve_device
 from . import compilation, precision
 from .auto_stop import TYPICAL_AUTO_STOP_STEPS, StopRule, holdout_mask
-from .config import MAX_LATENT_CODES, OptimizerConfig
+from .config import MAX_LATENT_CODES, OptimizerConfig, g1_freeze_step
 from .families import family_of
 from .losses import LossWeights, MaskedReconstructionLoss
 from .multi_latent import MultiLatentConfig, MultiLatentModel
@@ -216,12 +216,9 @@ def _auto_stop_plan(hole: torch.Tensor, known: torch.Tensor, seed: int, config: 
 
 
 def _g1_freeze_step(model: MultiLatentModel, config: OptimizerConfig) -> int | None:
-    """After how many steps the codes and G1 are frozen (OptimizerConfig.freeze_g1_at), or None:
-    only in runs that fine-tune the whole generator, and only while something else is left to fit."""
-    freeze_at = config.freeze_g1_at
-    if freeze_at is None or freeze_at >= config.steps or model.config.finetune != "all":
-        return None
-    return freeze_at if model.trains_after_freezing_g1() else None
+    """config.g1_freeze_step, and None where nothing would be left to fit after it."""
+    freeze_at = g1_freeze_step(model.config, config)
+    return None if freeze_at is None or not model.trains_after_freezing_g1() else freeze_at
 
 
 def _run_steps(image_and_loss, adam: torch.optim.Optimizer, scheduler, stop_rule: StopRule | None,
