@@ -7,12 +7,13 @@ fine-tune scopes of each family: see families.py.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from .families import split_prior
+from ..networks.stylegan2 import StyleGAN2Config
+from .families import StyleGAN2Options, split_prior
 
 FINETUNE_SCOPES = ("none", "g2", "all")
 
@@ -24,9 +25,18 @@ class MultiLatentConfig:
     use_alpha: bool = True  # learnable per-channel weights alpha [N, M]; off = all ones
     use_beta: bool = True  # learnable per-code weights beta [N]; off = 1/N (mGANprior's mean)
     finetune: str = "all"  # which generator parameters are optimised: none / g2 / all
+    # StyleGAN2 priors only: latent space, what drives G2, noise (families.StyleGAN2Options)
+    stylegan2: StyleGAN2Options = field(default_factory=StyleGAN2Options)
 
     def validate(self, generator_config) -> None:
         """`generator_config`: a PGGANConfig or StyleGAN2Config (anything with check_split)."""
+        if not isinstance(self.stylegan2, StyleGAN2Options):
+            raise ValueError(f"stylegan2 must be a StyleGAN2Options, got "
+                             f"{type(self.stylegan2).__name__}")
+        self.stylegan2.validate()
+        if not isinstance(generator_config, StyleGAN2Config) and self.stylegan2 != StyleGAN2Options():
+            raise ValueError("latent space, G2 styles and noise choices apply to StyleGAN2 priors "
+                             "only: a PGGAN code is always z and its G2 has no styles or noise")
         if self.num_codes < 1:
             raise ValueError(f"number of latent codes must be at least 1, got {self.num_codes}")
         if self.finetune not in FINETUNE_SCOPES:
@@ -50,7 +60,7 @@ class MultiLatentModel(nn.Module):
         config.validate(prior.config)
         self.config = config
         self.generator = copy.deepcopy(prior).to(device)
-        self.split = split_prior(self.generator)
+        self.split = split_prior(self.generator, config.stylegan2)
         self.family = self.split.family
         self.generator.requires_grad_(False)
         for parameter in self.generator_parameters():
@@ -62,6 +72,9 @@ class MultiLatentModel(nn.Module):
         g2_styles = self.split.init_g2_styles(self.latents.detach(), config.split_layer)
         self.g2_styles = (None if g2_styles is None
                           else nn.Parameter(g2_styles.to(device), requires_grad=g2_styles.numel() > 0))
+        self.g1_noise, self.g2_noise = self.split.noise_parameters(config.split_layer)
+        for noise in [*self.g1_noise, *self.g2_noise]:
+            noise.requires_grad_(True)
         # alpha = 1 and beta = 1/N make the starting point exactly mGANprior's mean fusion.
         self.alpha = nn.Parameter(torch.ones(config.num_codes, channels, device=device),
                                   requires_grad=config.use_alpha)  # [N, M]
@@ -72,9 +85,10 @@ class MultiLatentModel(nn.Module):
         self.frozen_g1_features: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None
 
     def latent_parameters(self) -> list[nn.Parameter]:
-        """What the codes' learning rate moves: the codes, and StyleGAN2's G2 styles if any."""
+        """What the codes' learning rate moves: the codes and, on StyleGAN2, G2's own styles and
+        the optimised noise maps, if any."""
         extra = [] if self.g2_styles is None or not self.g2_styles.requires_grad else [self.g2_styles]
-        return [self.latents, *extra]
+        return [self.latents, *extra, *self.g1_noise, *self.g2_noise]
 
     def generator_parameters(self) -> list[nn.Parameter]:
         split = self.config.split_layer
@@ -97,7 +111,8 @@ class MultiLatentModel(nn.Module):
     def trains_after_freezing_g1(self) -> bool:
         """Whether anything is left to fit once the codes and G1 are frozen."""
         g2 = self.split.g2_parameters(self.config.split_layer) if self.config.finetune != "none" else []
-        rest = [self.alpha, self.beta, *([] if self.g2_styles is None else [self.g2_styles]), *g2]
+        rest = [self.alpha, self.beta, *([] if self.g2_styles is None else [self.g2_styles]),
+                *self.g2_noise, *g2]
         return any(p.requires_grad and p.numel() for p in rest)
 
     def freeze_g1(self) -> None:
@@ -107,10 +122,12 @@ class MultiLatentModel(nn.Module):
         with torch.no_grad():
             features = self.split.g1(self.latents, self.config.split_layer)
         self.latents.requires_grad_(False)
-        for parameter in self.split.g1_parameters(self.config.split_layer):
+        for parameter in [*self.split.g1_parameters(self.config.split_layer), *self.g1_noise]:
             parameter.requires_grad_(False)
         self.frozen_g1_features = features
 
     def forward(self) -> torch.Tensor:
         """The current image [1, 3, R, R] in about [-1, 1]."""
-        return self.split.g2(self.fused_features(), self.g2_styles, self.config.split_layer)
+        split = self.config.split_layer
+        g2_ws = self.split.g2_ws(self.latents, self.g2_styles, split)
+        return self.split.g2(self.fused_features(), g2_ws, split)
