@@ -4,12 +4,12 @@ from dataclasses import replace
 
 import pytest
 import torch
+from test_stylegan2_method import FAST, _assert_same_state, _problem, _state, tiny_stylegan2
 
 from ganprior_core.method.families import StyleGAN2Options
 from ganprior_core.method.multi_latent import MultiLatentConfig, MultiLatentModel
 from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
 from ganprior_core.optimize import inpaint
-from test_stylegan2_method import FAST, _assert_same_state, _problem, _state, tiny_stylegan2
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
