@@ -21,12 +21,13 @@ from .files import (
     require_regular_file,
     write_atomically,
 )
-from .lab import procedural, swd
+from .lab import choose, procedural, swd
 from .method.auto_stop import STOP_MODES
 from .method.compilation import parse_setting
 from .method.families import z_dim_of
 from .method.perceptual import PerceptualModelError, load_vgg16_features
 from .optimize import PRECISIONS, PRESET_NAMES, SCHEDULES, OptimizerConfig, Progress, inpaint_any_size, preset
+from .priors import BUNDLED_PRIORS
 from .sampling import GENERATE_NOISE_MODES, generate, image_grid, sample_latents
 from .validation import check_count, check_seed, resolve_device
 
@@ -200,11 +201,12 @@ def _swd_command(args: argparse.Namespace) -> None:
 
 
 def _demo_command(args: argparse.Namespace) -> None:
-    from .lab.demo import DemoConfig, run_demo
+    from .lab.demo import FAMILY_NAMES, DemoConfig, run_demo
     config = DemoConfig(out_dir=Path(args.out), seed=args.seed, preset=args.preset,
-                        device=args.device, stop=args.stop, steps=args.steps)
+                        device=args.device, stop=args.stop, steps=args.steps, prior=args.prior)
     limit = "the preset's steps" if config.steps is None else f"{config.steps} steps"
-    print(f"inpainting a bundled facade with the bundled prior (preset {config.preset}, "
+    print(f"inpainting a bundled facade with the bundled {FAMILY_NAMES[config.prior]} prior "
+          f"(preset {config.preset}, "
           f"{'auto-stop, at most ' + limit if config.stop == 'auto' else limit})", flush=True)
     outcome = run_demo(config, _print_progress(args.log_every))
     print(f"GAN prior      {outcome.result.one_line()} ({outcome.stop})")
@@ -549,7 +551,7 @@ def _add_metrics_command(commands) -> None:
 
 def _add_demo_command(commands) -> None:
     """`demo`: the bundled-prior demo."""
-    demo = commands.add_parser("demo", help="inpaint a bundled facade with the bundled prior",
+    demo = commands.add_parser("demo", help="inpaint a bundled facade with a bundled prior",
                                description="The main job with nothing to download: fills a box "
                                            "over a facade the prior never saw and writes input, "
                                            "mask, result, truth, a side-by-side figure and metrics.")
@@ -562,6 +564,9 @@ def _add_demo_command(commands) -> None:
     demo.add_argument("--seed", type=int, default=0, help="seed of the starting codes (default 0)")
     demo.add_argument("--preset", choices=PRESET_NAMES, default="paper",
                       help="paper, mganprior or single-z (default paper)")
+    demo.add_argument("--prior", choices=tuple(BUNDLED_PRIORS), default="pggan",
+                      help="the bundled prior: the PGGAN or the StyleGAN2 facade prior "
+                           "(default pggan)")
     demo.add_argument("--log-every", type=int, default=100,
                       help="print the loss every this many steps (default 100)")
     _add_device(demo)
@@ -586,6 +591,32 @@ def _add_swd_command(commands) -> None:
     swd_parser.set_defaults(run=_swd_command)
 
 
+def _choose_command(args: argparse.Namespace) -> None:
+    only = tuple(name.strip() for name in args.only.split(",") if name.strip()) if args.only else ()
+    report = choose.run_choice(choose.ChoiceConfig(args.checkpoint, args.variants, args.out,
+                                                   args.facades, only, args.threads))
+    print(report.read_text(), end="")
+    print(f"wrote {report}")
+
+
+def _add_choose_command(commands) -> None:
+    """`choose`: settings of the method compared on held-out facades."""
+    parser = commands.add_parser(
+        "choose", help="compare settings of the method on held-out facades (paired differences)",
+        description="Runs every variant of a JSON variants file on held-out procedural facades "
+                    "(never the benchmark's evaluation facades), each with a seeded box and "
+                    "seeded strokes, and reports hole PSNR / SSIM paired against the reference "
+                    "variant. The file's format: ganprior_core/lab/choose.py. Rerun to resume.")
+    parser.add_argument("--checkpoint", required=True, help="the prior (any supported format)")
+    parser.add_argument("--variants", required=True, help="the variants file (JSON)")
+    parser.add_argument("--facades", type=int, default=12,
+                        help="held-out facades, each run with both hole kinds (default 12)")
+    parser.add_argument("--only", help="comma-separated variants to run now (default all)")
+    parser.add_argument("--threads", type=int, help="CPU threads (default torch's)")
+    parser.add_argument("--out", required=True, help="output directory (reused to resume)")
+    parser.set_defaults(run=_choose_command)
+
+
 def _add_convert_command(commands) -> None:
     """`convert`: any supported checkpoint to this project's .safetensors."""
     conv = commands.add_parser("convert", help="convert any supported checkpoint to .safetensors")
@@ -596,7 +627,7 @@ def _add_convert_command(commands) -> None:
 
 COMMANDS = (_add_generate_command, _add_inpaint_command, _add_metrics_command, _add_convert_command,
             _add_demo_command, _add_train_command, _add_bench_command, _add_bench_speed_command,
-            _add_swd_command)
+            _add_swd_command, _add_choose_command)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -620,7 +651,7 @@ def config_from_args(config_class, args: argparse.Namespace, **values):
 
 
 # Commands whose --out is a folder they fill (the others' --out is a file, checked by the command).
-OUTPUT_FOLDER_COMMANDS = ("demo", "bench", "train")
+OUTPUT_FOLDER_COMMANDS = ("demo", "bench", "train", "choose")
 
 
 def _check_shared_options(args: argparse.Namespace) -> None:

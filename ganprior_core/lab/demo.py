@@ -1,4 +1,5 @@
-"""The main job out of the box: inpaint a bundled facade with the bundled prior and show it."""
+"""The main job out of the box: inpaint a bundled facade with a bundled prior (PGGAN or StyleGAN2)
+and show it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -16,6 +17,7 @@ from ..priors import bundled_prior_path
 from . import masks, procedural
 from .baselines import diffusion_fill
 
+FAMILY_NAMES = {"pggan": "PGGAN", "stylegan2": "StyleGAN2"}
 DEMO_HOLE_FRACTION = 0.14  # a centred 24x24 box at 64x64: over the facade and its window grid
 
 
@@ -28,6 +30,7 @@ class DemoConfig:
     image_seed: int = procedural.EVALUATION_SEED_START  # an evaluation facade: never trained on
     preset: str = "paper"
     device: str = "cpu"
+    prior: str = "pggan"  # which bundled prior: "pggan" or "stylegan2" (priors.BUNDLED_PRIORS)
 
 
 @dataclass
@@ -47,7 +50,7 @@ def demo_problem(image_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def run_demo(config: DemoConfig, callback: Callable[[Progress], None] | None = None) -> DemoOutcome:
-    prior = load_generator(bundled_prior_path())
+    prior = load_generator(bundled_prior_path(config.prior))
     truth, hole = demo_problem(config.image_seed)
     model_config, optimizer_config = preset(config.preset, prior.config)
     optimizer_config = replace(optimizer_config, stop=config.stop,
@@ -67,8 +70,9 @@ def run_demo(config: DemoConfig, callback: Callable[[Progress], None] | None = N
         enlarged, ["input", "mask", "diffusion fill", "generator", "result", "truth"])
     result_scores, naive_scores = measure(result.composite, truth, hole), measure(naive, truth, hole)
     metrics_text = (
-        f"bundled prior, preset {config.preset}, {result.describe_stop()}, seed {config.seed}, "
-        f"facade seed {config.image_seed}, {result.seconds:.1f} s\n"
+        f"bundled {FAMILY_NAMES[config.prior]} prior, preset {config.preset}, "
+        f"{result.describe_stop()}, seed {config.seed}, facade seed {config.image_seed}, "
+        f"{result.seconds:.1f} s\n"
         f"GAN prior      {result_scores.one_line()}\n"
         f"diffusion fill {naive_scores.one_line()}\n")
     writes = [lambda: imaging.save_image(damaged, files[0]),

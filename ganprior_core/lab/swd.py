@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..imaging.checks import to_unit_range
-from ..networks.pggan import PGGANGenerator
+from ..method.families import z_dim_of
 from ..sampling import generate, sample_latents
 
 _BINOMIAL_5 = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0])
@@ -155,9 +155,10 @@ def swd_per_scale(images_a: torch.Tensor, images_b: torch.Tensor, seed: int = 0,
     return distances
 
 
-def generator_swd(generator: PGGANGenerator, real_images: torch.Tensor, seed: int = 0,
+def generator_swd(generator: torch.nn.Module, real_images: torch.Tensor, seed: int = 0,
                   config: SWDConfig = SWDConfig()) -> dict[int, float]:
-    """SWD x1e3 per scale between `len(real_images)` samples of `generator` and the real images.
+    """SWD x1e3 per scale between `len(real_images)` samples of `generator` (PGGAN, or StyleGAN2
+    with its constant noise, as the method uses it) and the real images.
 
     real_images: [N, 3, R, R] in [0, 1]. The samples use `sampling.sample_latents(N, ..., seed)`,
     clamped to [-1, 1] and mapped to [0, 1]; `seed` also fixes neighbourhoods and directions."""
@@ -165,6 +166,6 @@ def generator_swd(generator: PGGANGenerator, real_images: torch.Tensor, seed: in
     if real_images.dim() != 4 or real_images.shape[1:] != (3, resolution, resolution):
         raise ValueError(f"real images must be [N, 3, {resolution}, {resolution}] like the "
                          f"generator's output, got {tuple(real_images.shape)}")
-    latents = sample_latents(len(real_images), generator.config.latent_dim, seed)
+    latents = sample_latents(len(real_images), z_dim_of(generator), seed)
     generated = torch.cat([generate(generator, chunk) for chunk in latents.split(256)])
     return swd_per_scale(real_images, to_unit_range(generated), seed, config)

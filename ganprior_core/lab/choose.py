@@ -1,0 +1,222 @@
+"""Choosing the method's settings on held-out facades, as `python -m ganprior_core choose ...`.
+
+Every variant (a preset with some of its settings changed) fills the same held-out facades, each
+once with a seeded box and once with seeded strokes, MSE only and auto-stopped unless the variant
+says otherwise; the report pairs every variant's hole PSNR and SSIM with the reference variant's
+on the same facade and hole (mean ± standard error of the differences), so a setting is judged by
+what it changes, not by how hard the facades happen to be.
+
+The held-out facades are `procedural.evaluation_seeds(n, offset=HELD_OUT_OFFSET)`: never trained
+on and disjoint from the 50 evaluation facades the benchmark reports. A variants file is JSON:
+
+    {"reference": "chosen",
+     "variants": {"chosen": {},
+                  "codes in w": {"stylegan2": {"latent_space": "w"}},
+                  "k = 3": {"split_layer": 3},
+                  "generator lr 3e-4": {"optimizer": {"lr_generator": 3e-4}},
+                  "mganprior": {"preset": "mganprior"}}}
+
+Keys of a variant: "preset" (default "paper"), any MultiLatentConfig field, "stylegan2" (fields
+of families.StyleGAN2Options) and "optimizer" (OptimizerConfig fields). Rows go to
+`<out>/results.csv` as each run ends; rerunning resumes, and `--only` lets two processes share the
+variants of one directory (each row is one appended line).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .. import metrics
+from ..checkpoints import load_generator
+from ..files import write_atomically
+from ..method.config import OptimizerConfig
+from ..method.families import StyleGAN2Options
+from ..method.multi_latent import MultiLatentConfig
+from ..method.presets import PRESET_NAMES, preset
+from ..optimize import inpaint
+from ..validation import check_count
+from . import masks, procedural
+
+HELD_OUT_OFFSET = 5_100  # seeds 10,005,100 on: apart from the PGGAN choices' 10,005,000-043
+HOLE_KINDS = ("box", "strokes")
+MAX_FACADES = 10_000  # two runs each: more than anyone waits for
+COLUMNS = ("variant", "facade_seed", "hole", "psnr_hole", "ssim_hole", "steps", "seconds")
+
+
+@dataclass(frozen=True)
+class ChoiceConfig:
+    checkpoint: str
+    variants_file: str
+    out: str
+    facades: int = 12
+    only: tuple[str, ...] = ()  # run only these variants (all: the empty tuple)
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    model: MultiLatentConfig
+    optimizer: OptimizerConfig
+
+
+def read_variants(path: str | Path, generator_config) -> tuple[str, list[Variant]]:
+    """(reference name, variants in file order), each validated against the prior."""
+    try:
+        spec = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read the variants file {path}: {error}") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("variants"), dict) or not spec["variants"]:
+        raise ValueError(f"{path}: expected {{\"reference\": NAME, \"variants\": {{NAME: {{...}}}}}}")
+    variants = [_variant(name, changes, generator_config) for name, changes in spec["variants"].items()]
+    reference = spec.get("reference", variants[0].name)
+    if reference not in spec["variants"]:
+        raise ValueError(f"{path}: the reference {reference!r} is not among the variants")
+    return reference, variants
+
+
+def _variant(name: str, changes, generator_config) -> Variant:
+    if not isinstance(changes, dict):
+        raise ValueError(f"variant {name!r}: expected an object of settings, got {changes!r}")
+    changes = dict(changes)
+    base = changes.pop("preset", "paper")
+    if base not in PRESET_NAMES:
+        raise ValueError(f"variant {name!r}: unknown preset {base!r}; choose one of {', '.join(PRESET_NAMES)}")
+    model, optimizer = preset(base, generator_config)
+    optimizer = replace(optimizer, perceptual_weight=0.0,
+                        **_checked(name, "optimizer", changes.pop("optimizer", {}), OptimizerConfig))
+    stylegan2 = replace(model.stylegan2,
+                        **_checked(name, "stylegan2", changes.pop("stylegan2", {}), StyleGAN2Options))
+    model = replace(model, stylegan2=stylegan2, **_checked(name, "model", changes, MultiLatentConfig))
+    try:
+        model.validate(generator_config)
+        optimizer.validate()
+    except ValueError as error:
+        raise ValueError(f"variant {name!r}: {error}") from None
+    return Variant(name, model, optimizer)
+
+
+def _checked(variant: str, part: str, changes, config_class) -> dict:
+    if not isinstance(changes, dict):
+        raise ValueError(f"variant {variant!r}: {part} must be an object, got {changes!r}")
+    known = {f.name for f in fields(config_class)} - {"stylegan2", "auto_stop"}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise ValueError(f"variant {variant!r}: unknown {part} setting(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(sorted(known))}")
+    return changes
+
+
+def held_out_cases(count: int, resolution: int) -> list[tuple[int, str, torch.Tensor, torch.Tensor]]:
+    """(facade seed, hole kind, image [3, R, R] quantised to 8 bits, hole [R, R]) per run."""
+    if resolution != procedural.IMAGE_SIZE:
+        raise ValueError(f"the procedural facades are {procedural.IMAGE_SIZE}x{procedural.IMAGE_SIZE}; "
+                         f"this prior generates {resolution}x{resolution}")
+    cases = []
+    for seed in procedural.evaluation_seeds(count, offset=HELD_OUT_OFFSET):
+        image = torch.round(procedural.facade_image(seed) * 255) / 255  # what a PNG holds
+        for kind in HOLE_KINDS:
+            cases.append((seed, kind, image, masks.make_mask(kind, resolution, seed)))
+    return cases
+
+
+def run_choice(config: ChoiceConfig, log: Callable[[str], None] = print) -> Path:
+    """Run every missing (variant, facade, hole) and write report.md; returns the report's path."""
+    check_count(config.facades, "facades", 1, MAX_FACADES)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    prior = load_generator(config.checkpoint).eval()
+    reference, variants = read_variants(config.variants_file, prior.config)
+    unknown = sorted(set(config.only) - {v.name for v in variants})
+    if unknown:
+        raise ValueError(f"--only names variant(s) not in {config.variants_file}: {', '.join(unknown)}")
+    cases = held_out_cases(config.facades, prior.config.resolution)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows_path = out / "results.csv"
+    done = {(row["variant"], int(row["facade_seed"]), row["hole"]) for row in read_rows(rows_path)}
+    todo = [v for v in variants if not config.only or v.name in config.only]
+    for variant in todo:
+        for seed, kind, image, hole in cases:
+            if (variant.name, seed, kind) in done:
+                continue
+            result = inpaint(prior, image, hole, variant.model, variant.optimizer, seed=seed)
+            scores = metrics.measure(result.composite, image, hole)
+            row = {"variant": variant.name, "facade_seed": seed, "hole": kind,
+                   "psnr_hole": f"{scores.psnr_hole:.4f}", "ssim_hole": f"{scores.ssim_hole:.5f}",
+                   "steps": result.steps_run, "seconds": f"{result.seconds:.2f}"}
+            _append_row(rows_path, row)
+            log(f"{variant.name} | facade {seed} {kind}: hole PSNR {scores.psnr_hole:.2f} dB, "
+                f"{result.steps_run} steps, {result.seconds:.1f} s")
+    report = out / "report.md"
+    write_atomically(report, format_report(reference, variants, read_rows(rows_path), config))
+    return report
+
+
+def _append_row(path: Path, row: dict) -> None:
+    new = not path.exists() or path.stat().st_size == 0
+    with open(path, "a", newline="") as stream:
+        writer = csv.DictWriter(stream, COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as stream:
+        return [row for row in csv.DictReader(stream) if row.get("variant") != "variant"]
+
+
+def _mean_se(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:+.2f}"
+    return f"{statistics.fmean(values):+.2f} ± {statistics.stdev(values) / math.sqrt(len(values)):.2f}"
+
+
+def format_report(reference: str, variants: list[Variant], rows: list[dict],
+                  config: ChoiceConfig) -> str:
+    """One line per variant: its hole scores paired with the reference's on the same runs."""
+    by_key = {(r["variant"], int(r["facade_seed"]), r["hole"]): r for r in rows}
+    lines = [f"# Held-out choice on {config.checkpoint}", "",
+             f"{config.facades} facades (seeds from {procedural.EVALUATION_SEED_START + HELD_OUT_OFFSET:,}), "
+             f"each with a seeded box and seeded strokes; MSE only. Differences are the variant's "
+             f"hole score minus `{reference}`'s on the same facade and hole (mean ± s.e.); "
+             f"`{reference}`'s own row gives its mean scores.", "",
+             "| variant | runs | hole PSNR | box | strokes | hole SSIM | steps | s / run |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for variant in variants:
+        mine = [(key, row) for key, row in by_key.items() if key[0] == variant.name]
+        if not mine:
+            lines.append(f"| {variant.name} | 0 | | | | | | |")
+            continue
+        paired = [(key, row, by_key[(reference, *key[1:])]) for key, row in mine
+                  if (reference, *key[1:]) in by_key]
+
+        def differences(metric: str, hole: str | None = None, paired=paired) -> list[float]:
+            return [float(row[metric]) - float(theirs[metric]) for key, row, theirs in paired
+                    if hole is None or key[2] == hole]
+
+        psnr = (f"{statistics.fmean(float(r['psnr_hole']) for _, r in mine):.2f} dB"
+                if variant.name == reference else _mean_se(differences("psnr_hole")))
+        ssim = (f"{statistics.fmean(float(r['ssim_hole']) for _, r in mine):.4f}"
+                if variant.name == reference else _mean_se([d * 100 for d in differences("ssim_hole")])
+                + " ×10⁻²")
+        box, strokes = ("–", "–") if variant.name == reference else (
+            _mean_se(differences("psnr_hole", "box")), _mean_se(differences("psnr_hole", "strokes")))
+        steps = statistics.fmean(int(r["steps"]) for _, r in mine)
+        seconds = statistics.fmean(float(r["seconds"]) for _, r in mine)
+        lines.append(f"| {variant.name} | {len(mine)} | {psnr} | {box} | {strokes} | {ssim} | "
+                     f"{steps:.0f} | {seconds:.1f} |")
+    return "\n".join(lines) + "\n"
+
