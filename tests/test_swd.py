@@ -6,6 +6,7 @@ from ganprior_core.checkpoints import save_generator
 from ganprior_core.cli import main
 from ganprior_core.lab import procedural, swd
 from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
+from ganprior_core.networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
 FAST = swd.SWDConfig(neighbourhoods_per_image=64, directions_per_repeat=64, repeats=2)
 
@@ -78,6 +79,17 @@ def test_generator_swd_scores_the_seeded_samples_against_the_reals(real_sets):
     assert swd.generator_swd(generator, real_sets[0], seed=7, config=FAST) == pytest.approx(expected, abs=1e-6)
     with pytest.raises(ValueError, match=r"\[N, 3, 64, 64\]"):
         swd.generator_swd(generator, real_sets[0][:, :, :32, :32])
+
+
+def test_generator_swd_samples_a_stylegan2_with_its_constant_noise(real_sets):
+    torch.manual_seed(4)
+    generator = StyleGAN2Generator(StyleGAN2Config(64, (8, 8, 8, 8, 8), z_dim=12, w_dim=8,
+                                                   mapping_layers=1)).eval()
+    z = torch.randn(32, 12, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        samples = (generator(z, noise_mode="const").clamp(-1, 1) + 1) / 2
+    expected = swd.swd_per_scale(real_sets[0], samples, seed=5, config=FAST)
+    assert swd.generator_swd(generator, real_sets[0], seed=5, config=FAST) == pytest.approx(expected, abs=1e-6)
 
 
 def test_swd_command_prints_every_scale_and_refuses_a_prior_of_another_size(tmp_path, capsys):
