@@ -24,7 +24,13 @@ from .files import (
 from .lab import choose, procedural, swd
 from .method.auto_stop import STOP_MODES
 from .method.compilation import parse_setting
-from .method.families import z_dim_of
+from .method.families import (
+    G2_STYLE_SOURCES,
+    LATENT_SPACES,
+    NOISE_HANDLING,
+    StyleGAN2Options,
+    z_dim_of,
+)
 from .method.perceptual import PerceptualModelError, load_vgg16_features
 from .optimize import PRECISIONS, PRESET_NAMES, SCHEDULES, OptimizerConfig, Progress, inpaint_any_size, preset
 from .priors import BUNDLED_PRIORS
@@ -142,6 +148,11 @@ def _inpaint_command(args: argparse.Namespace) -> None:
         model_config = replace(model_config,
                                num_codes=args.codes if args.codes is not None else model_config.num_codes,
                                split_layer=args.split if args.split is not None else model_config.split_layer)
+    stylegan2 = {name: value for name, value in given_fields(StyleGAN2Options, args).items()
+                 if value is not None}
+    if stylegan2:
+        model_config = replace(model_config, stylegan2=replace(model_config.stylegan2, **stylegan2))
+        model_config.validate(generator.config)
     perceptual = load_vgg16_features(args.vgg) if args.vgg else None
 
     result = inpaint_any_size(generator, image, hole, model_config, optimizer_config, args.seed,
@@ -493,6 +504,15 @@ def _add_inpaint_command(commands) -> None:
                                    "default: none (MSE only)")
     inp.add_argument("--codes", type=int, help="number of latent codes N (default: the preset's)")
     inp.add_argument("--split", type=int, help="split layer k (default: the preset's)")
+    inp.add_argument("--latent-space", dest="latent_space", choices=LATENT_SPACES,
+                     help="StyleGAN2 priors: a code is one w per G1 style slot (w+), one w, or a z "
+                          "through the mapping (default: the preset's)")
+    inp.add_argument("--g2-styles", dest="g2_styles", choices=G2_STYLE_SOURCES,
+                     help="StyleGAN2 priors: G2's styles are learnt, the codes' mean w, or w_avg "
+                          "(default: the preset's)")
+    inp.add_argument("--noise", dest="noise", choices=NOISE_HANDLING,
+                     help="StyleGAN2 priors: the per-layer noise stays constant or is optimised "
+                          "with the codes (default: the preset's)")
     inp.add_argument("--precision", choices=PRECISIONS,
                      help=f"bf16 autocast or exact fp32 networks (default {defaults.precision})")
     inp.add_argument("--schedule", choices=SCHEDULES,

@@ -75,3 +75,25 @@ def test_generate_grid_and_inpaint_on_stylegan2(tmp_path, checkpoint, sg2):
     assert result.shape == original.shape
     assert torch.equal(result[:, hole == 0], original[:, hole == 0])
     assert checkpoint.read_bytes() == before
+
+
+def test_inpaint_takes_the_stylegan2_choices_and_a_pggan_prior_refuses_them(tmp_path, checkpoint, capsys):
+    from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
+    image = torch.rand(3, 16, 16)
+    hole = torch.zeros(16, 16)
+    hole[4:10, 4:10] = 1
+    imaging.save_image(image, tmp_path / "in.png")
+    imaging.save_mask(hole, tmp_path / "mask.png")
+    common = ["--image", str(tmp_path / "in.png"), "--mask", str(tmp_path / "mask.png"),
+              "--steps", "3", "--codes", "2", "--stop", "fixed", "--precision", "fp32",
+              "--compile", "off", "--latent-space", "z", "--g2-styles", "average",
+              "--noise", "optimised"]
+    assert main(["inpaint", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out.png"),
+                 *common]) == 0
+    assert (tmp_path / "out.png").is_file()
+    pggan = tmp_path / "pggan.safetensors"
+    save_generator(PGGANGenerator(PGGANConfig(16, (8, 8, 8), latent_dim=8)), pggan)
+    capsys.readouterr()
+    assert main(["inpaint", "--checkpoint", str(pggan), "--out", str(tmp_path / "p.png"), *common]) == 2
+    assert "StyleGAN2 priors only" in capsys.readouterr().err
+    assert not (tmp_path / "p.png").exists()
