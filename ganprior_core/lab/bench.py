@@ -47,6 +47,7 @@ from ..method.multi_latent import MultiLatentConfig
 from ..method.perceptual import VGG16Features, load_vgg16_features
 from ..method.precision import uses_bf16
 from ..networks.pggan import PGGANConfig, PGGANGenerator
+from ..networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from ..optimize import PRECISIONS, PRESET_NAMES, OptimizerConfig, Progress, inpaint, preset
 from ..validation import MAX_SEED, check_count, check_seed
 from . import baselines, masks, procedural
@@ -57,6 +58,9 @@ FILL_METHODS = ("mean-fill", "diffusion-fill")
 METHODS = (*PRESET_NAMES, "dip", *FILL_METHODS)
 ABLATIONS = ("random-init", "frozen", "alpha-only")
 IMAGE_SUFFIXES = imaging.IMAGE_SUFFIXES  # the one list: what imaging reads and writes
+Generator = PGGANGenerator | StyleGAN2Generator
+GeneratorConfig = PGGANConfig | StyleGAN2Config
+G2_STYLE_WORDS = {"learned": "learnt", "codes": "the codes' mean w", "average": "w_avg"}
 RECONSTRUCTION_PERCEPTUAL_WEIGHT = 1.0  # mGANprior's weight for inversion (0.1 for inpainting)
 FIGURE_PANEL_SIZE = 128  # small priors' images are enlarged so the labels fit above them
 
@@ -231,7 +235,7 @@ def _precision_run(precision: str, device: str) -> str:
     return f"precision auto ({'bf16' if uses_bf16(precision, torch.device(device)) else 'fp32'} here)"
 
 
-def _describe_gan(model: MultiLatentConfig, optimizer: OptimizerConfig, prior: PGGANConfig,
+def _describe_gan(model: MultiLatentConfig, optimizer: OptimizerConfig, prior: GeneratorConfig,
                   task: str, device: str) -> str:
     channels, height, width = prior.feature_shape(model.split_layer)
     alpha = "α learnt" if model.use_alpha else "no α"
@@ -258,12 +262,18 @@ def _describe_gan(model: MultiLatentConfig, optimizer: OptimizerConfig, prior: P
         stop = f"{optimizer.steps} steps"
     if (freeze_at := g1_freeze_step(model, optimizer)) is not None:
         stop += f", codes and G₁ frozen after {freeze_at} steps"
+    stylegan2 = ""
+    if isinstance(prior, StyleGAN2Config):
+        options = model.stylegan2
+        g2 = (f"G₂ styles {G2_STYLE_WORDS[options.g2_styles]}, "
+              if model.split_layer < prior.num_layers else "")
+        stylegan2 = f"codes in {options.latent_space}, {g2}noise {options.noise}, "
     return (f"N={model.num_codes}, k={model.split_layer} ({channels}×{height}×{width} features), "
-            f"{alpha}, {beta}, {tuning}; {loss}; Adam {rates}, {optimizer.schedule} schedule, "
+            f"{stylegan2}{alpha}, {beta}, {tuning}; {loss}; Adam {rates}, {optimizer.schedule} schedule, "
             f"{stop}, {_precision_run(optimizer.precision, device)}")
 
 
-def build_variants(config: BenchConfig, prior: PGGANConfig, has_vgg: bool) -> tuple[list[Variant], list[str]]:
+def build_variants(config: BenchConfig, prior: GeneratorConfig, has_vgg: bool) -> tuple[list[Variant], list[str]]:
     """The rows to run, in table order, and notes on rows left out."""
     notes: list[str] = []
 
@@ -413,13 +423,14 @@ def prepare_cases(config: BenchConfig, resolution: int, out: Path) -> list[Case]
 # ---------------------------------------------------------------------------------------------
 # Running
 
-def _random_generator(prior: PGGANGenerator, seed: int) -> PGGANGenerator:
+def _random_generator(prior: Generator, seed: int) -> Generator:
+    """A fresh network of the prior's family and architecture, initialised from `seed`."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return PGGANGenerator(prior.config).eval()
+        return type(prior)(prior.config).eval()
 
 
-def _run_variant(variant: Variant, case: Case, prior: PGGANGenerator, random_prior: Callable[[], PGGANGenerator],
+def _run_variant(variant: Variant, case: Case, prior: Generator, random_prior: Callable[[], Generator],
                  perceptual: VGG16Features | None, config: BenchConfig,
                  log: Callable[[str], None], prefix: str) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """(composite, raw output, timing/loss fields of the CSV row)."""
@@ -566,9 +577,9 @@ def _run_bench(config: BenchConfig, log: Callable[[str], None]) -> BenchSummary:
         if (image, method) in rows:
             setup["notes"] += [f"`{method}`: {note}" for note in texts]
 
-    random_prior_cache: list[PGGANGenerator] = []
+    random_prior_cache: list[Generator] = []
 
-    def random_prior() -> PGGANGenerator:
+    def random_prior() -> Generator:
         if not random_prior_cache:
             random_prior_cache.append(_random_generator(prior, config.seed))
         return random_prior_cache[0]
@@ -757,7 +768,7 @@ def _count_done(cases: list[Case], variants: list[Variant], rows: dict) -> int:
     return sum((case.name, variant.name) in rows for case in cases for variant in variants)
 
 
-def _setup(config: BenchConfig, prior: PGGANGenerator, digest: str, cases: list[Case],
+def _setup(config: BenchConfig, prior: Generator, digest: str, cases: list[Case],
            variants: list[Variant], notes: list[str]) -> dict:
     resolution = prior.config.resolution
     if config.images is None:
