@@ -4,11 +4,11 @@ import csv
 
 import pytest
 import torch
+from test_stylegan2_method import tiny_stylegan2
 
 from ganprior_core import imaging
 from ganprior_core.checkpoints import save_generator
 from ganprior_core.cli import main
-from test_stylegan2_method import tiny_stylegan2
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -6,13 +6,16 @@ Measured with the defaults on this image (AMD EPYC, bf16), against 9.24 dB for t
 and 8.68 dB for the mean fill: with 1 thread auto-stop ended after 350 of at most 3000 steps and
 returned the image of step 225 (17.23 dB in the hole); with 2 threads, whose sums run in another
 order, after 325 steps with the image of step 200 (16.45 dB)."""
+import pytest
 import torch
 
 from ganprior_core import metrics
 from ganprior_core.checkpoints import load_generator
+from ganprior_core.cli import main
 from ganprior_core.lab.baselines import diffusion_fill, mean_fill
 from ganprior_core.lab.demo import demo_problem
 from ganprior_core.lab.procedural import EVALUATION_SEED_START
+from ganprior_core.method.families import family_of
 from ganprior_core.optimize import inpaint, preset
 from ganprior_core.priors import bundled_prior_path
 
@@ -36,3 +39,22 @@ def test_bundled_prior_with_the_defaults_beats_naive_fills_inside_the_hole():
     assert ours > max(diffusion, mean) + MARGIN_DB, (ours, diffusion, mean)
     known = hole == 0
     assert torch.equal(result.composite[:, known], damaged[:, known])
+
+
+@pytest.mark.parametrize("family, name", [("pggan", "PGGAN"), ("stylegan2", "StyleGAN2")])
+def test_demo_runs_with_either_bundled_prior(tmp_path, capsys, family, name):
+    out = tmp_path / "demo"
+    assert main(["demo", "--prior", family, "--stop", "fixed", "--steps", "2", "--out", str(out)]) == 0
+    assert f"with the bundled {name} prior" in capsys.readouterr().out
+    assert (out / "metrics.txt").read_text().startswith(f"bundled {name} prior, preset paper")
+    assert {path.name for path in out.iterdir()} == {"input.png", "mask.png", "result.png", "truth.png",
+                                                     "side_by_side.png", "metrics.txt"}
+
+
+def test_the_bundled_stylegan2_prior_is_a_64_pixel_stylegan2():
+    from ganprior_core.checkpoints import load_checkpoint
+    loaded = load_checkpoint(bundled_prior_path("stylegan2"))
+    assert family_of(loaded.generator) == "stylegan2"
+    assert loaded.generator.config.resolution == 64
+    with pytest.raises(ValueError, match="no bundled prior of family 'biggan'"):
+        bundled_prior_path("biggan")
