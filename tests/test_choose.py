@@ -44,7 +44,8 @@ def test_variants_change_only_what_they_name_and_default_to_mse_only(tmp_path):
     ({"variants": {"a": {"optimizer": {"lr": 1}}}}, "unknown optimizer setting"),
     ({"variants": {"a": {"stylegan2": {"latent_space": "s"}}}}, "latent_space must be one of"),
     ({"variants": {"a": {"split_layer": 99}}}, "variant 'a'"),
-    ({"variants": {"a": {"preset": "best"}}}, "unknown preset 'best'")])
+    ({"variants": {"a": {"preset": "best"}}}, "unknown preset 'best'"),
+    ({"variants": {"a, b": {}}}, "without commas")])
 def test_bad_variants_files_are_refused_by_name(tmp_path, spec, message):
     with pytest.raises(ValueError, match=message):
         choose.read_variants(_write(tmp_path / "v.json", spec), tiny_stylegan2().config)

@@ -83,6 +83,9 @@ def read_variants(path: str | Path, generator_config) -> tuple[str, list[Variant
 
 
 def _variant(name: str, changes, generator_config) -> Variant:
+    if not name.strip() or any(mark in name for mark in ",|\n"):
+        raise ValueError(f"variant name {name!r}: give a name without commas, '|' or line breaks "
+                         "(--only lists names with commas; the report is a Markdown table)")
     if not isinstance(changes, dict):
         raise ValueError(f"variant {name!r}: expected an object of settings, got {changes!r}")
     changes = dict(changes)
