@@ -57,15 +57,19 @@ def test_held_out_facades_are_not_the_evaluation_facades():
 
 
 def test_the_report_pairs_each_variant_with_the_reference_on_the_same_runs():
+    first, second, third, beyond = procedural.evaluation_seeds(4, offset=choose.HELD_OUT_OFFSET)
     rows = []
     for variant, offsets in (("ref", (20.0, 22.0, 24.0)), ("other", (21.0, 21.0, 27.0))):
-        for (seed, hole), psnr in zip(((1, "box"), (1, "strokes"), (2, "box")), offsets):
+        for (seed, hole), psnr in zip(((first, "box"), (first, "strokes"), (second, "box")), offsets):
             rows.append({"variant": variant, "facade_seed": str(seed), "hole": hole,
                          "psnr_hole": str(psnr), "ssim_hole": "0.5", "steps": "100", "seconds": "1"})
-    rows.append({"variant": "other", "facade_seed": "3", "hole": "box", "psnr_hole": "99",
-                 "ssim_hole": "0.5", "steps": "100", "seconds": "1"})  # no reference run: unpaired
+    for seed, variant in ((third, "other"), (beyond, "ref"), (beyond, "other")):
+        # the third facade has no reference run (unpaired); the fourth is beyond --facades 3
+        rows.append({"variant": variant, "facade_seed": str(seed), "hole": "box", "psnr_hole": "99",
+                     "ssim_hole": "0.5", "steps": "100", "seconds": "1"})
     variants = [choose.Variant("ref", None, None), choose.Variant("other", None, None)]
     report = choose.format_report("ref", variants, rows, choose.ChoiceConfig("p", "v", "o", 3))
+    assert "| other | 4 |" in report and "| ref | 3 |" in report
     line = next(line for line in report.splitlines() if line.startswith("| other"))
     # differences +1, -1, +3: mean +1.00, s.e. 2 / sqrt(3) = 1.15; box +1, +3: +2.00 ± 1.00
     assert "| +1.00 ± 1.15 | +2.00 ± 1.00 | -1.00 |" in line

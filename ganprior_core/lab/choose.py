@@ -190,7 +190,10 @@ def _mean_se(values: list[float]) -> str:
 def format_report(reference: str, variants: list[Variant], rows: list[dict],
                   config: ChoiceConfig) -> str:
     """One line per variant: its hole scores paired with the reference's on the same runs."""
-    by_key = {(r["variant"], int(r["facade_seed"]), r["hole"]): r for r in rows}
+    seeds = set(procedural.evaluation_seeds(config.facades, offset=HELD_OUT_OFFSET))
+    # Rows of facades beyond --facades (an earlier, larger run in the same directory) stay out.
+    by_key = {(r["variant"], int(r["facade_seed"]), r["hole"]): r for r in rows
+              if int(r["facade_seed"]) in seeds}
     lines = [f"# Held-out choice on {config.checkpoint}", "",
              f"{config.facades} facades (seeds from {procedural.EVALUATION_SEED_START + HELD_OUT_OFFSET:,}), "
              f"each with a seeded box and seeded strokes; MSE only. Differences are the variant's "
