@@ -136,9 +136,10 @@ class SamplePGGANPrior:
 class BuildMultiLatentGenerator:
     DESCRIPTION = ("The paper's generator: N latent codes pass the prior's first k layers (G1), their "
                    "feature maps are weighted per channel (alpha) and per code (beta), summed, and "
-                   "finished by the remaining layers (G2). StyleGAN2: each code is a w+ code for "
-                   "G1's styles, one shared w+ drives G2, the skip image is summed with the beta "
-                   "weights, noise is the file's constant noise.")
+                   "finished by the remaining layers (G2). StyleGAN2: the codes, G2's styles and the "
+                   "noise follow the library's defaults (a w+ code per code for G1's styles, one "
+                   "shared learnt w+ for G2, the file's constant noise; chosen on held-out "
+                   "facades), and the skip image is summed with the beta weights.")
     CATEGORY = CATEGORY
     FUNCTION = "build"
     RETURN_TYPES = ("MULTI_LATENT_GENERATOR",)

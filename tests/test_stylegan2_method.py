@@ -232,7 +232,7 @@ def test_full_hole_returns_a_stylegan2_sample(sg2):
 
 
 @pytest.mark.parametrize("resolution, paper, mganprior", [
-    (16, 3, 3), (32, 5, 3), (64, 5, 3), (256, 7, 3), (1024, 11, 7)])
+    (16, 3, 3), (32, 5, 3), (64, 7, 3), (256, 7, 3), (1024, 11, 7)])
 def test_stylegan2_presets_resolve_to_valid_splits(resolution, paper, mganprior):
     config = StyleGAN2Config.official(resolution)
     got = {name: preset(name, config)[0] for name in ("paper", "mganprior", "single-z")}
@@ -240,8 +240,8 @@ def test_stylegan2_presets_resolve_to_valid_splits(resolution, paper, mganprior)
     assert got["single-z"].split_layer == config.num_layers and got["single-z"].num_codes == 1
     for model_config in got.values():
         model_config.validate(config)
-    # paper: resolution / 8 but at least 16x16; mganprior: resolution / 32 but at least 8x8.
-    assert config.feature_shape(paper)[1] == min(max(resolution // 8, 16), resolution // 2)
+    # paper: resolution / 8 but at least 32x32; mganprior: resolution / 32 but at least 8x8.
+    assert config.feature_shape(paper)[1] == min(max(resolution // 8, 32), resolution // 2)
     assert config.feature_shape(mganprior)[1] == min(max(resolution // 32, 8), resolution // 2)
     assert config.skip_image_shape(paper)[1] == config.feature_shape(paper)[1]
     assert (got["paper"].num_codes, got["paper"].use_beta, got["paper"].finetune) == (30, True, "all")

@@ -37,17 +37,19 @@ def preset(name: str, generator_config) -> tuple[MultiLatentConfig, OptimizerCon
     64x64): the coarser maps the 256x256 ratio would give filled held-out facades worse
     (ganprior_core/README.md, presets).
 
-    StyleGAN2 (`generator_config` a StyleGAN2Config) uses the same feature resolutions, split
-    after that block's conv1 (k = 2 * block + 1): `paper` N=30, alpha + beta, finetune all, at
-    resolution/8 but no coarser than 16x16 (and below the output): k = 3, 5, 5, 7, 11 at 16, 32,
-    64, 256, 1024; `mganprior` N=30, alpha only, frozen, at resolution/32 but no coarser than
-    8x8: k = 3, 3, 3, 3, 7 at 16, 32, 64, 256, 1024; `single-z` one w+ code for every style
+    StyleGAN2 (`generator_config` a StyleGAN2Config) splits after that block's conv1
+    (k = 2 * block + 1): `paper` N=30, alpha + beta, finetune all, at resolution/8 but no coarser
+    than 32x32 (and below the output): k = 3, 5, 7, 7, 11 at 16, 32, 64, 256, 1024 (32x32 rather
+    than PGGAN's 16x16 at 64x64: chosen on held-out facades, docs/stylegan2_prior.md);
+    `mganprior` N=30, alpha only, frozen, at resolution/32 but no coarser than 8x8:
+    k = 3, 3, 3, 3, 7 at 16, 32, 64, 256, 1024; `single-z` one w+ code for every style
     slot through the whole synthesis (N=1, k = num_layers: G2 is empty, the image is the code's
     skip image), frozen generator: the usual w+ projection.
     """
     resolution = generator_config.resolution
     if name == "paper":
-        feature_resolution = _scaled_feature_resolution(resolution, 8, coarsest=16)
+        coarsest = 32 if isinstance(generator_config, StyleGAN2Config) else 16
+        feature_resolution = _scaled_feature_resolution(resolution, 8, coarsest=coarsest)
         model = MultiLatentConfig(num_codes=30,
                                   split_layer=split_for_feature_resolution(generator_config, feature_resolution),
                                   use_alpha=True, use_beta=True, finetune="all")
