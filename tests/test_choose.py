@@ -102,8 +102,8 @@ def test_cli_choose_on_a_64_pixel_prior_writes_rows_once(tmp_path, capsys):
     args = ["choose", "--checkpoint", str(prior), "--variants", str(_write(tmp_path / "v.json", spec)),
             "--facades", "1", "--out", str(tmp_path / "out"), "--threads", "1"]
     assert main(args) == 0
-    rows = choose.read_rows(tmp_path / "out" / "results.csv")
+    rows = choose.read_rows(tmp_path / "out")
     assert [(r["variant"], r["hole"]) for r in rows] == [("a", "box"), ("a", "strokes")]
     assert main(args) == 0  # resumed: nothing left to run, nothing appended
-    assert len(choose.read_rows(tmp_path / "out" / "results.csv")) == 2
+    assert len(choose.read_rows(tmp_path / "out")) == 2
     assert "| a | 2 |" in capsys.readouterr().out

@@ -18,12 +18,14 @@ on and disjoint from the 50 evaluation facades the benchmark reports. A variants
 
 Keys of a variant: "preset" (default "paper"), any MultiLatentConfig field, "stylegan2" (fields
 of families.StyleGAN2Options) and "optimizer" (OptimizerConfig fields). Rows go to
-`<out>/results.csv` as each run ends; rerunning resumes, and `--only` lets two processes share the
-variants of one directory (each row is one appended line).
+`<out>/rows/` as each run ends, one CSV file per variant; rerunning resumes, and `--only` lets
+processes share the variants of one directory (each writes only its own variants' files).
 """
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
 import math
 import statistics
@@ -143,8 +145,7 @@ def run_choice(config: ChoiceConfig, log: Callable[[str], None] = print) -> Path
     cases = held_out_cases(config.facades, prior.config.resolution)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows_path = out / "results.csv"
-    done = {(row["variant"], int(row["facade_seed"]), row["hole"]) for row in read_rows(rows_path)}
+    done = {(row["variant"], int(row["facade_seed"]), row["hole"]) for row in read_rows(out)}
     todo = [v for v in variants if not config.only or v.name in config.only]
     for variant in todo:
         for seed, kind, image, hole in cases:
@@ -155,28 +156,40 @@ def run_choice(config: ChoiceConfig, log: Callable[[str], None] = print) -> Path
             row = {"variant": variant.name, "facade_seed": seed, "hole": kind,
                    "psnr_hole": f"{scores.psnr_hole:.4f}", "ssim_hole": f"{scores.ssim_hole:.5f}",
                    "steps": result.steps_run, "seconds": f"{result.seconds:.2f}"}
-            _append_row(rows_path, row)
+            _append_row(_variant_rows_path(out, variant.name), row)
             log(f"{variant.name} | facade {seed} {kind}: hole PSNR {scores.psnr_hole:.2f} dB, "
                 f"{result.steps_run} steps, {result.seconds:.1f} s")
     report = out / "report.md"
-    write_atomically(report, format_report(reference, variants, read_rows(rows_path), config))
+    write_atomically(report, format_report(reference, variants, read_rows(out), config))
     return report
 
 
+def _variant_rows_path(out: Path, name: str) -> Path:
+    """One file per variant: processes that split the variants (--only) never write the same file."""
+    return out / "rows" / f"{hashlib.sha256(name.encode()).hexdigest()[:16]}.csv"
+
+
 def _append_row(path: Path, row: dict) -> None:
-    new = not path.exists() or path.stat().st_size == 0
-    with open(path, "a", newline="") as stream:
-        writer = csv.DictWriter(stream, COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+    """Rewrite the variant's file with the new row added (atomically: an interrupted run keeps
+    every earlier row)."""
+    rows = _read_file(path) + [row]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomically(path, text.getvalue())
 
 
-def read_rows(path: Path) -> list[dict]:
+def _read_file(path: Path) -> list[dict]:
     if not path.exists():
         return []
     with open(path, newline="") as stream:
-        return [row for row in csv.DictReader(stream) if row.get("variant") != "variant"]
+        return list(csv.DictReader(stream))
+
+
+def read_rows(out: Path) -> list[dict]:
+    """Every finished run in the output directory `out`."""
+    return [row for path in sorted((Path(out) / "rows").glob("*.csv")) for row in _read_file(path)]
 
 
 def _mean_se(values: list[float]) -> str:
