@@ -76,7 +76,7 @@ def test_the_report_pairs_each_variant_with_the_reference_on_the_same_runs():
     assert next(line for line in report.splitlines() if line.startswith("| ref")).split("|")[3].strip() == "22.00 dB"
 
 
-def test_cli_runs_resumes_and_refuses_an_unknown_only(tmp_path, capsys):
+def test_cli_refuses_a_prior_of_another_size_and_an_unknown_only(tmp_path, capsys):
     prior = tmp_path / "sg2.safetensors"
     save_generator(tiny_stylegan2(), prior)
     spec = {"variants": {"a": {"optimizer": {"stop": "fixed", "steps": 3, "compile": False}},
