@@ -21,7 +21,7 @@ from .files import (
     require_regular_file,
     write_atomically,
 )
-from .lab import choose, procedural, swd
+from .lab import choose, compare, procedural, swd
 from .method.auto_stop import STOP_MODES
 from .method.compilation import parse_setting
 from .method.families import (
@@ -637,6 +637,31 @@ def _add_choose_command(commands) -> None:
     parser.set_defaults(run=_choose_command)
 
 
+def _compare_command(args: argparse.Namespace) -> None:
+    runs = tuple(compare.parse_run_argument(text) for text in args.runs)
+    pairs = tuple(compare.parse_pair_argument(text) for text in args.pairs or ())
+    print(compare.run_compare(compare.CompareConfig(runs, pairs, args.out)), end="")
+    if args.out:
+        print(f"wrote {args.out}")
+
+
+def _add_compare_command(commands) -> None:
+    """`compare`: paired differences between rows of bench directories."""
+    parser = commands.add_parser(
+        "compare", help="paired differences between bench runs on the same images and holes",
+        description="Reads bench output directories (never writes into them) and differences "
+                    "pairs of rows image by image: mean ± s.e. of hole PSNR / SSIM and whole-image "
+                    "PSNR / SSIM, wins and losses, and a verdict (win beyond 2 s.e., else tie). "
+                    "Without --pair: each run's paper against its other methods and the "
+                    "prior-free ones (dip, fills), and the runs' paper rows against each other.")
+    parser.add_argument("--run", dest="runs", action="append", required=True, metavar="LABEL=DIRECTORY",
+                        help="a bench --out directory and the label its rows get (repeat)")
+    parser.add_argument("--pair", dest="pairs", action="append", metavar="LABEL:METHOD,LABEL:METHOD",
+                        help="the first row minus the second (repeat; default: see above)")
+    parser.add_argument("--out", help="also write the report to this .md file")
+    parser.set_defaults(run=_compare_command)
+
+
 def _add_convert_command(commands) -> None:
     """`convert`: any supported checkpoint to this project's .safetensors."""
     conv = commands.add_parser("convert", help="convert any supported checkpoint to .safetensors")
@@ -647,7 +672,7 @@ def _add_convert_command(commands) -> None:
 
 COMMANDS = (_add_generate_command, _add_inpaint_command, _add_metrics_command, _add_convert_command,
             _add_demo_command, _add_train_command, _add_bench_command, _add_bench_speed_command,
-            _add_swd_command, _add_choose_command)
+            _add_swd_command, _add_choose_command, _add_compare_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -341,7 +341,7 @@ def build_variants(config: BenchConfig, prior: GeneratorConfig, has_vgg: bool) -
 # ---------------------------------------------------------------------------------------------
 # Images and masks
 
-def _file_digest(path: str | Path) -> str:
+def file_digest(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
@@ -352,7 +352,7 @@ def _file_digest(path: str | Path) -> str:
 def _folder_digest(files: list[Path]) -> str:
     digest = hashlib.sha256()
     for path in files:
-        digest.update(f"{path.name}\0{_file_digest(path)}\0".encode("utf-8", "surrogateescape"))
+        digest.update(f"{path.name}\0{file_digest(path)}\0".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 
@@ -562,7 +562,7 @@ def _process_alive(pid: int) -> bool:
 
 def _run_bench(config: BenchConfig, log: Callable[[str], None]) -> BenchSummary:
     out = Path(config.out)
-    checkpoint_digest = _file_digest(config.checkpoint)
+    checkpoint_digest = file_digest(config.checkpoint)
     prior = load_generator(config.checkpoint)
     perceptual = load_vgg16_features(config.vgg) if config.vgg else None
     variants, notes = build_variants(config, prior.config, perceptual is not None)
@@ -700,9 +700,9 @@ def parse_row(text: dict) -> dict:
     return row
 
 
-def read_rows(path: Path) -> dict[tuple[str, str], dict]:
-    """Finished rows by (image, method). A line cut short by a killed run is dropped (and the
-    file rewritten without it) so that row simply runs again."""
+def read_rows(path: Path, repair: bool = True) -> dict[tuple[str, str], dict]:
+    """Finished rows by (image, method). A line cut short by a killed run is dropped (and, with
+    `repair`, the file rewritten without it) so that row simply runs again."""
     if not path.exists():
         return {}
     try:
@@ -728,7 +728,7 @@ def read_rows(path: Path) -> dict[tuple[str, str], dict]:
             rows[(text["image"], text["method"])] = parse_row(text)
         except ValueError:
             continue  # a garbled line runs again
-    if len(rows) != len(texts):
+    if repair and len(rows) != len(texts):
         write_rows(path, rows)  # never a moment without the finished rows on disk
     return rows
 
@@ -736,7 +736,7 @@ def read_rows(path: Path) -> dict[tuple[str, str], dict]:
 # ---------------------------------------------------------------------------------------------
 # Aggregates, report, summary, figure
 
-def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+def mean_std(values: list[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
     if any(math.isinf(v) for v in values):
@@ -758,7 +758,7 @@ def aggregate(rows: dict, cases: list[Case], variants: list[Variant]) -> dict[st
         stats = {"images": len(done)}
         for metric in METRIC_FIELDS:
             values = [row[metric] for row in done if row[metric] is not None]
-            mean, std = _mean_std(values)
+            mean, std = mean_std(values)
             stats[metric] = {"mean": mean, "std": std, "max": max(values) if values else None}
         result[variant.name] = stats
     return result
