@@ -10,7 +10,13 @@ from ..ganprior_core import optimize
 from ..ganprior_core.checkpoints import CHECKPOINT_EXTENSIONS, LoadedCheckpoint, load_checkpoint
 from ..ganprior_core.method.auto_stop import STOP_MODES
 from ..ganprior_core.method.compilation import parse_setting
-from ..ganprior_core.method.families import family_of
+from ..ganprior_core.method.families import (
+    G2_STYLE_SOURCES,
+    LATENT_SPACES,
+    NOISE_HANDLING,
+    StyleGAN2Options,
+    family_of,
+)
 from ..ganprior_core.method.multi_latent import FINETUNE_SCOPES, MultiLatentConfig
 from ..ganprior_core.method.perceptual import VGG_EXTENSIONS, load_vgg16_features
 from ..ganprior_core.optimize import PRECISIONS, PRESET_NAMES, SCHEDULES, OptimizerConfig
@@ -136,10 +142,11 @@ class SamplePGGANPrior:
 class BuildMultiLatentGenerator:
     DESCRIPTION = ("The paper's generator: N latent codes pass the prior's first k layers (G1), their "
                    "feature maps are weighted per channel (alpha) and per code (beta), summed, and "
-                   "finished by the remaining layers (G2). StyleGAN2: the codes, G2's styles and the "
-                   "noise follow the library's defaults (a w+ code per code for G1's styles, one "
-                   "shared learnt w+ for G2, the file's constant noise; chosen on held-out "
-                   "facades), and the skip image is summed with the beta weights.")
+                   "finished by the remaining layers (G2). StyleGAN2: the stylegan2_ inputs choose "
+                   "what a code is, what drives G2's styles and how the noise is handled (defaults "
+                   "chosen on held-out facades: a w+ code per code, one shared learnt w+ for G2, "
+                   "the file's constant noise; a PGGAN prior takes only the defaults), and the skip "
+                   "image is summed with the beta weights.")
     CATEGORY = CATEGORY
     FUNCTION = "build"
     RETURN_TYPES = ("MULTI_LATENT_GENERATOR",)
@@ -148,7 +155,7 @@ class BuildMultiLatentGenerator:
 
     @classmethod
     def INPUT_TYPES(cls):
-        defaults = MultiLatentConfig()
+        defaults, options = MultiLatentConfig(), StyleGAN2Options()
         return {"required": {
             "prior": ("PGGAN_PRIOR",),
             "num_codes": ("INT", {"default": defaults.num_codes, "min": 1, "max": 256,
@@ -175,10 +182,30 @@ class BuildMultiLatentGenerator:
                                                             "none (frozen prior). StyleGAN2: conv, "
                                                             "affine and ToRGB weights; never the "
                                                             "mapping or the noise."}),
+        }, "optional": {
+            # Optional, so API prompts and workflows saved before these inputs still run.
+            "stylegan2_latent_space": (list(LATENT_SPACES), {
+                "default": options.latent_space,
+                "tooltip": "StyleGAN2 only: what each code is. w+: one w per style slot of G1; w: "
+                           "one w for all of G1's slots; z: a z through the (frozen) mapping "
+                           "network. PGGAN codes are always z: keep the default."}),
+            "stylegan2_g2_styles": (list(G2_STYLE_SOURCES), {
+                "default": options.g2_styles,
+                "tooltip": "StyleGAN2 only: what drives G2's styles. learned: a shared w+ optimised "
+                           "with the codes; codes: the mean of the codes' last G1 w; average: the "
+                           "generator's w_avg, fixed."}),
+            "stylegan2_noise": (list(NOISE_HANDLING), {
+                "default": options.noise,
+                "tooltip": "StyleGAN2 only: const keeps the file's noise maps; optimised fits them "
+                           "with the codes (in the run's private copy; the prior is never changed)."}),
         }}
 
-    def build(self, prior, num_codes, split_layer, use_alpha, use_beta, finetune):
-        config = MultiLatentConfig(num_codes, split_layer, use_alpha, use_beta, finetune)
+    def build(self, prior, num_codes, split_layer, use_alpha, use_beta, finetune,
+              stylegan2_latent_space=StyleGAN2Options.latent_space,
+              stylegan2_g2_styles=StyleGAN2Options.g2_styles, stylegan2_noise=StyleGAN2Options.noise):
+        config = MultiLatentConfig(num_codes, split_layer, use_alpha, use_beta, finetune,
+                                   StyleGAN2Options(stylegan2_latent_space, stylegan2_g2_styles,
+                                                    stylegan2_noise))
         config.validate(prior.config)
         return (MultiLatentSpec(prior, config),)
 

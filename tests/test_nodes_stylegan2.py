@@ -130,3 +130,26 @@ def test_cancel_leaves_the_cached_stylegan2_prior_alone(unchanged_prior, monkeyp
             generator=spec, seed=0, fit="resize", optimizer=fast_optimizer(steps=50))
     assert len(checks) == 3 and spec.prior is unchanged_prior
     assert emptied  # the cache is emptied after a cancelled run too
+
+
+def test_build_node_passes_the_stylegan2_choices_and_the_run_uses_them(unchanged_prior):
+    (spec,) = run_node("BuildMultiLatentGenerator", prior=unchanged_prior, num_codes=2, split_layer=2,
+                       use_alpha=True, use_beta=True, finetune="all", stylegan2_latent_space="z",
+                       stylegan2_g2_styles="average", stylegan2_noise="optimised")
+    options = pack_module("ganprior_core.method.families").StyleGAN2Options("z", "average", "optimised")
+    assert spec.config.stylegan2 == options
+    inputs = dict(image=photo(1, 16, 16), mask=box_mask(1, 16, 16, 4, 12, 4, 12), seed=0, fit="resize",
+                  optimizer=fast_optimizer())
+    filled, _, _, _ = run_node("GANPriorInpaint", generator=spec, **inputs)
+    (defaults,) = run_node("BuildMultiLatentGenerator", prior=unchanged_prior, num_codes=2, split_layer=2,
+                           use_alpha=True, use_beta=True, finetune="all")
+    default_filled, _, _, _ = run_node("GANPriorInpaint", generator=defaults, **inputs)
+    assert not torch.equal(filled, default_filled)  # the choices changed the optimisation
+
+
+def test_build_node_refuses_stylegan2_choices_on_a_pggan_prior():
+    pggan = pack_module("ganprior_core.networks.pggan")
+    prior = pggan.PGGANGenerator(pggan.PGGANConfig(16, (16, 16, 8), latent_dim=16)).eval()
+    with pytest.raises(ValueError, match="apply to StyleGAN2 priors only"):
+        run_node("BuildMultiLatentGenerator", prior=prior, num_codes=2, split_layer=2, use_alpha=True,
+                 use_beta=True, finetune="all", stylegan2_latent_space="w")
