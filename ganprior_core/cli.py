@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import signal
 import sys
 import threading
@@ -21,7 +22,7 @@ from .files import (
     require_regular_file,
     write_atomically,
 )
-from .lab import choose, compare, procedural, swd
+from .lab import choose, compare, procedural, stop_study, swd
 from .method.auto_stop import STOP_MODES
 from .method.compilation import parse_setting
 from .method.families import (
@@ -662,6 +663,48 @@ def _add_compare_command(commands) -> None:
     parser.set_defaults(run=_compare_command)
 
 
+def _stop_study_command(args: argparse.Namespace) -> None:
+    rules = ()
+    if args.rules:
+        try:
+            named = json.loads(Path(args.rules).read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise CommandError(f"--rules {args.rules} cannot be read as JSON ({error})") from None
+        if not isinstance(named, dict) or not all(isinstance(v, dict) for v in named.values()):
+            raise CommandError(f"--rules {args.rules} must map rule names to settings, e.g. "
+                               '{"late": {"rewind": 0.25}}')
+        rules = tuple(named.items())
+    try:
+        fixed = tuple(int(text) for text in args.fixed.split(",")) if args.fixed else ()
+    except ValueError:
+        raise CommandError(f"--fixed takes comma-separated step counts (e.g. 100,300), got {args.fixed!r}") from None
+    report = stop_study.run_study(stop_study.StudyConfig(
+        args.checkpoint, args.out, args.preset, args.facades, args.until, rules,
+        fixed if args.fixed is not None else stop_study.StudyConfig.fixed, args.threads),
+        lambda line: print(line, flush=True))
+    print(report.read_text(), end="")
+    print(f"wrote {report}")
+
+
+def _add_stop_study_command(commands) -> None:
+    """`stop-study`: auto-stop rules replayed on recorded held-out runs."""
+    parser = commands.add_parser(
+        "stop-study", help="replay auto-stop rules on recorded runs of held-out facades",
+        description="Records one long run per held-out facade and hole kind that auto-stop may "
+                    "not end (the held-out error and the hole's PSNR/SSIM at every check), then "
+                    "replays auto-stop rules (patience, smoothing, rewind) and fixed step counts "
+                    "on the recordings, paired against the family's rule. Rerun to resume.")
+    parser.add_argument("--checkpoint", required=True, help="the prior (any supported format)")
+    parser.add_argument("--preset", choices=PRESET_NAMES, default="paper", help="default paper")
+    parser.add_argument("--facades", type=int, default=16, help="held-out facades (default 16)")
+    parser.add_argument("--until", type=int, default=1500, help="steps recorded per run (default 1500)")
+    parser.add_argument("--rules", help="JSON file: rule name -> settings (default: a grid)")
+    parser.add_argument("--fixed", help="comma-separated fixed step counts to show (default 100,200,300,600)")
+    parser.add_argument("--threads", type=int, help="CPU threads (default torch's)")
+    parser.add_argument("--out", required=True, help="output directory (reused to resume)")
+    parser.set_defaults(run=_stop_study_command)
+
+
 def _add_convert_command(commands) -> None:
     """`convert`: any supported checkpoint to this project's .safetensors."""
     conv = commands.add_parser("convert", help="convert any supported checkpoint to .safetensors")
@@ -672,7 +715,7 @@ def _add_convert_command(commands) -> None:
 
 COMMANDS = (_add_generate_command, _add_inpaint_command, _add_metrics_command, _add_convert_command,
             _add_demo_command, _add_train_command, _add_bench_command, _add_bench_speed_command,
-            _add_swd_command, _add_choose_command, _add_compare_command)
+            _add_swd_command, _add_choose_command, _add_compare_command, _add_stop_study_command)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -696,7 +739,7 @@ def config_from_args(config_class, args: argparse.Namespace, **values):
 
 
 # Commands whose --out is a folder they fill (the others' --out is a file, checked by the command).
-OUTPUT_FOLDER_COMMANDS = ("demo", "bench", "train", "choose")
+OUTPUT_FOLDER_COMMANDS = ("demo", "bench", "train", "choose", "stop-study")
 
 
 def _check_shared_options(args: argparse.Namespace) -> None:

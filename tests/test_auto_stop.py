@@ -212,3 +212,27 @@ def test_a_reconstruction_runs_all_its_steps_and_says_why(tiny_generator):
     assert result.steps_run == 12 and result.best_step is None
     assert result.stop_reason == "all 12 steps: auto-stop had nothing to watch"
     assert any("reconstruction runs all 12 steps" in note for note in result.notes)
+
+
+def test_without_a_chosen_rule_a_run_uses_its_familys_rule(tiny_generator, monkeypatch):
+    from ganprior_core.method import families
+    from tests.conftest import tiny_stylegan2
+
+    assert families.auto_stop_rule(tiny_generator.config) == AutoStopConfig()
+    assert families.auto_stop_rule(tiny_stylegan2().config) == families.STYLEGAN2_AUTO_STOP
+    assert families.STYLEGAN2_AUTO_STOP != AutoStopConfig()
+    assert families.auto_stop_rule(tiny_stylegan2().config, EVERY_STEP) == EVERY_STEP
+
+    # The StyleGAN2 rule, made fast enough to test, reaches a run that leaves auto_stop unset.
+    fast = replace(EVERY_STEP, rewind=0.5)
+    monkeypatch.setattr(families, "STYLEGAN2_AUTO_STOP", fast)
+    prior = tiny_stylegan2()
+    image = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    hole = _box_hole(16)
+    config = replace(AUTO, lr_generator=0.05, lr_latent=0.3)
+    family = inpaint(prior, image, hole, MODEL, replace(config, auto_stop=None), seed=0)
+    chosen = inpaint(prior, image, hole, MODEL, replace(config, auto_stop=fast), seed=0)
+    other = inpaint(prior, image, hole, MODEL, replace(config, auto_stop=EVERY_STEP), seed=0)
+    assert family.steps_run < config.steps and family.best_step == chosen.best_step
+    assert torch.equal(family.output, chosen.output)
+    assert other.best_step == other.held_out_best_step == family.held_out_best_step > family.best_step

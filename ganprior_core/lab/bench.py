@@ -43,6 +43,7 @@ from ..files import (
 )
 from ..method.auto_stop import STOP_MODES
 from ..method.config import g1_freeze_step
+from ..method.families import auto_stop_rule
 from ..method.multi_latent import MultiLatentConfig
 from ..method.perceptual import VGG16Features, load_vgg16_features
 from ..method.precision import uses_bf16
@@ -254,10 +255,11 @@ def _describe_gan(model: MultiLatentConfig, optimizer: OptimizerConfig, prior: G
     if optimizer.stop == "auto" and task == "reconstruct":
         stop = f"{optimizer.steps} steps (auto-stop watches a hole: a reconstruction runs them all)"
     elif optimizer.stop == "auto":
-        stop = (f"auto-stop (at most {optimizer.steps} steps; {optimizer.auto_stop.holdout_fraction:.0%} "
-                f"of the known pixels held out, checked every {optimizer.auto_stop.check_every} "
-                f"steps, patience {optimizer.auto_stop.patience} checks; the check nearest "
-                f"{optimizer.auto_stop.rewind:g} × the best one's step returned)")
+        rule = auto_stop_rule(prior, optimizer.auto_stop)
+        stop = (f"auto-stop (at most {optimizer.steps} steps; {rule.holdout_fraction:.0%} "
+                f"of the known pixels held out, checked every {rule.check_every} "
+                f"steps, patience {rule.patience} checks; the check nearest "
+                f"{rule.rewind:g} × the best one's step returned)")
     else:
         stop = f"{optimizer.steps} steps"
     if (freeze_at := g1_freeze_step(model, optimizer)) is not None:

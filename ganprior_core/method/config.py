@@ -21,10 +21,11 @@ MAX_LATENT_CODES = 256
 class OptimizerConfig:
     # With stop="auto" the most steps a run may take; with "fixed" exactly this many (the paper's
     # protocol). Auto-stop holds out a few known pixels, stops once their error no longer falls
-    # and returns an earlier iterate (auto_stop.py).
+    # and returns an earlier iterate (auto_stop.py). auto_stop None: the prior family's own rule
+    # (families.auto_stop_rule), chosen on held-out facades per family.
     steps: int = 3000
     stop: str = "auto"
-    auto_stop: AutoStopConfig = AutoStopConfig()
+    auto_stop: AutoStopConfig | None = None
     lr_latent: float = 0.05
     lr_alpha: float = 0.01
     lr_beta: float = 0.01
@@ -53,9 +54,11 @@ class OptimizerConfig:
         check_count(self.steps, "steps", 1, MAX_STEPS)
         if self.stop not in STOP_MODES:
             raise ValueError(f"stop must be one of {', '.join(STOP_MODES)}, got {self.stop!r}")
-        if not isinstance(self.auto_stop, AutoStopConfig):
-            raise ValueError(f"auto_stop must be an AutoStopConfig, got {type(self.auto_stop).__name__}")
-        self.auto_stop.validate()
+        if self.auto_stop is not None:
+            if not isinstance(self.auto_stop, AutoStopConfig):
+                raise ValueError(f"auto_stop must be an AutoStopConfig or None (the family's "
+                                 f"rule), got {type(self.auto_stop).__name__}")
+            self.auto_stop.validate()
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.schedule not in SCHEDULES:

@@ -16,7 +16,7 @@ from ..validation import check_count, check_seed, resolve_device
 from . import compilation, precision
 from .auto_stop import TYPICAL_AUTO_STOP_STEPS, StopRule, holdout_mask
 from .config import MAX_LATENT_CODES, OptimizerConfig, g1_freeze_step
-from .families import family_of
+from .families import auto_stop_rule, family_of
 from .losses import LossWeights, MaskedReconstructionLoss
 from .multi_latent import MultiLatentConfig, MultiLatentModel
 from .perceptual import VGG16Features
@@ -66,6 +66,8 @@ def inpaint(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor
     """
     seed, device = _check_inputs(prior, image, hole_mask, model_config, optimizer_config, seed,
                                  device, perceptual)
+    optimizer_config = replace(optimizer_config,
+                               auto_stop=auto_stop_rule(prior.config, optimizer_config.auto_stop))
     started = time.perf_counter()
     notes: list[str] = []
     resolution = prior.config.resolution
