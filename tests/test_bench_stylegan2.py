@@ -35,3 +35,25 @@ def test_bench_runs_every_method_and_ablation_on_a_stylegan2_prior(tmp_path):
     assert "k=3 (16×8×8 features), codes in w+, G₂ styles learnt, noise const" in report
     assert "`single-z`: N=1, k=5 (8×16×16 features), codes in w+, noise const, no α" in report
     assert "`paper-random-init`: randomly initialised generator" in report
+
+
+def test_a_directory_made_under_another_auto_stop_rule_is_not_resumed(tmp_path, capsys):
+    import json
+
+    from ganprior_core.method.families import STYLEGAN2_AUTO_STOP
+    prior = tmp_path / "sg2.safetensors"
+    save_generator(tiny_stylegan2(), prior)
+    images = tmp_path / "images"
+    images.mkdir()
+    imaging.save_image(torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0)), images / "0.png")
+    out = tmp_path / "bench"
+    args = ["bench", "--checkpoint", str(prior), "--images", str(images), "--methods", "single-z",
+            "--steps", "2", "--threads", "1", "--out", str(out)]
+    assert main(args) == 0
+    settings = json.loads((out / "run.json").read_text())
+    assert settings["auto_stop"]["rewind"] == STYLEGAN2_AUTO_STOP.rewind
+    assert f"{STYLEGAN2_AUTO_STOP.rewind:g} × the best one's step returned" in (out / "report.md").read_text()
+    del settings["auto_stop"]  # as a directory made before the StyleGAN2 rule existed
+    (out / "run.json").write_text(json.dumps(settings))
+    capsys.readouterr()
+    assert main(args) == 2 and "differs in: auto_stop" in capsys.readouterr().err

@@ -41,7 +41,7 @@ from ..files import (
     require_regular_file,
     write_atomically,
 )
-from ..method.auto_stop import STOP_MODES
+from ..method.auto_stop import STOP_MODES, AutoStopConfig
 from ..method.config import g1_freeze_step
 from ..method.families import auto_stop_rule
 from ..method.multi_latent import MultiLatentConfig
@@ -160,7 +160,7 @@ class BenchConfig:
         images = self.procedural if self.images is None else len(_image_files(Path(self.images)))
         _check_seed_range(self.seed, images)
 
-    def settings_that_change_results(self, checkpoint_digest: str) -> dict:
+    def settings_that_change_results(self, checkpoint_digest: str, prior: GeneratorConfig) -> dict:
         """What must match for rows of an earlier run to be reused. Methods and the number of
         procedural images may differ: rows are per image x method, and procedural seeds of a
         smaller run are a prefix of a larger one."""
@@ -180,6 +180,10 @@ class BenchConfig:
             settings["threads"] = self.threads
         if self.device != "cpu":  # (cpu: how directories from before this key resume)
             settings["device"] = self.device
+        rule = auto_stop_rule(prior)
+        if self.stop == "auto" and rule != AutoStopConfig():
+            # A family rule other than the one every directory before this key was made with.
+            settings["auto_stop"] = asdict(rule)
         if self.images:  # an image replaced under the same name must not reuse its old rows
             settings["images_sha256"] = _folder_digest(_image_files(Path(self.images)))
         return settings
@@ -569,7 +573,7 @@ def _run_bench(config: BenchConfig, log: Callable[[str], None]) -> BenchSummary:
     perceptual = load_vgg16_features(config.vgg) if config.vgg else None
     variants, notes = build_variants(config, prior.config, perceptual is not None)
     # Claimed only once the inputs proved usable, so fixing a typo never locks the directory.
-    _claim_directory(out, config.settings_that_change_results(checkpoint_digest))
+    _claim_directory(out, config.settings_that_change_results(checkpoint_digest, prior.config))
     cases = prepare_cases(config, prior.config.resolution, out)
     results_csv = out / "results.csv"
     rows = read_rows(results_csv)
