@@ -8,6 +8,9 @@ an earlier iterate, not the last step: the check nearest `rewind` of the way to 
 because held-out tiles are small and surrounded by known pixels, so the fine-tuned generator keeps
 predicting them well after the hole, surrounded by nothing, has started to get worse.
 
+The settings below are PGGAN's; a run whose OptimizerConfig.auto_stop is None uses its prior
+family's rule (families.auto_stop_rule: StyleGAN2 rewinds to 0.5).
+
 The held-out pixels are square tiles of side resolution/32 spread over the whole known region
 (tiles next to the hole would take away the context the fill is built from). Every setting is a
 fraction of the resolution or a number of steps, so the rule means the same for every prior size.
