@@ -241,6 +241,9 @@ class GANPriorOptimizer:
                    "about a minute); on: always; off: never. Where compiling cannot work the run "
                    "falls back to eager and says so.",
         "stop": STOP_TOOLTIP,
+        "freeze_g1_at": "With finetune = all: from this step on the codes and G1 are frozen and their "
+                        "features computed once, so a step runs only G2 (several times faster; "
+                        "docs/late_phase.md). 0: never, every step runs G1 (the paper's computation).",
     }
 
     @classmethod
@@ -263,8 +266,14 @@ class GANPriorOptimizer:
             # Last, so workflows saved before it existed keep their widget values in place.
             "stop": (list(STOP_MODES), {"default": defaults.stop}),
         }
+        optional = {
+            # Optional, so API prompts saved before it still run (with the library's default).
+            "freeze_g1_at": ("INT", {"default": defaults.freeze_g1_at or 0, "min": 0, "max": 1000000}),
+        }
         return {"required": {name: (kind, {**options, "tooltip": cls.TOOLTIPS[name]})
-                             for name, (kind, options) in spec.items()}}
+                             for name, (kind, options) in spec.items()},
+                "optional": {name: (kind, {**options, "tooltip": cls.TOOLTIPS[name]})
+                             for name, (kind, options) in optional.items()}}
 
     @classmethod
     def VALIDATE_INPUTS(cls, compile=None, lr_latent=None, lr_alpha=None, lr_beta=None,
@@ -295,8 +304,9 @@ class GANPriorOptimizer:
                 return f"{name} must be between {options['min']:g} and {options['max']:g}, got {value!r}"
         return True
 
-    def configure(self, **settings):
-        config = OptimizerConfig(**{**settings, "compile": parse_setting(settings["compile"])})
+    def configure(self, freeze_g1_at=OptimizerConfig.freeze_g1_at, **settings):
+        config = OptimizerConfig(**{**settings, "compile": parse_setting(settings["compile"])},
+                                 freeze_g1_at=freeze_g1_at or None)
         config.validate()
         return (config,)
 

@@ -134,12 +134,10 @@ def test_build_checks_the_split_layer_against_the_prior(prior):
 
 def test_optimizer_node_defaults_are_the_library_defaults_and_values_pass_through():
     config_class = pack_module("ganprior_core.optimize").OptimizerConfig
-    declared = load_pack().NODE_CLASS_MAPPINGS["GANPriorOptimizer"].INPUT_TYPES()["required"]
+    input_types = load_pack().NODE_CLASS_MAPPINGS["GANPriorOptimizer"].INPUT_TYPES()
+    declared = {**input_types["required"], **input_types["optional"]}
     library_defaults = vars(config_class())
     del library_defaults["auto_stop"]  # the rule's settings are the library's, not widgets
-    # No widget yet (the shipped workflows' layout would change): the node runs the late phase
-    # as the library does by default.
-    del library_defaults["freeze_g1_at"]
     assert {name: options["default"] for name, (_, options) in declared.items()} == library_defaults
     assert fast_optimizer(steps=7, lr_beta=0.5) == config_class(
         steps=7, lr_latent=0.05, lr_alpha=0.01, lr_beta=0.5, lr_generator=1e-3, schedule="constant",
@@ -147,6 +145,12 @@ def test_optimizer_node_defaults_are_the_library_defaults_and_values_pass_throug
         stop="fixed")
     with pytest.raises(ValueError):
         fast_optimizer(preview_every=0)
+
+
+def test_optimizer_node_freezes_g1_where_asked_and_never_at_0():
+    assert fast_optimizer().freeze_g1_at == pack_module("ganprior_core.optimize").OptimizerConfig().freeze_g1_at
+    assert fast_optimizer(freeze_g1_at=40).freeze_g1_at == 40
+    assert fast_optimizer(freeze_g1_at=0).freeze_g1_at is None
 
 
 def test_optimizer_node_accepts_the_compile_switch_of_workflows_saved_before_the_combo():
