@@ -145,3 +145,22 @@ def test_bad_arguments_are_refused_with_what_would_be_accepted(runs, tmp_path, a
     code, stdout, stderr = _cli(["compare", *filled])
     assert code == 2 and message in stderr and "Traceback" not in stderr
     assert _tree_digest(runs / "pggan") == before
+
+
+def test_an_exact_fill_is_left_out_of_the_differences_and_counted(runs, tmp_path):
+    copy = tmp_path / "exact"
+    shutil.copytree(runs / "pggan", copy)
+    with open(copy / "results.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    exact = next(row for row in rows if row["method"] == "paper")
+    exact["psnr_hole"] = exact["psnr"] = "inf"
+    with open(copy / "results.csv", "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    code, stdout, stderr = _cli(["compare", "--run", f"p={copy}", "--run", f"sg2={runs / 'sg2'}",
+                                 "--pair", "p:paper,sg2:paper"])
+    assert code == 0, stderr
+    line = _table_line(stdout, "`p:paper` − `sg2:paper`").split("|")
+    assert line[2].strip() == "3 (1 exact, left out)" and "inf" not in line[3]
+    assert line[7].strip().replace(" ", "").count("/") == 1

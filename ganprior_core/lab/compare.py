@@ -181,10 +181,17 @@ def compare(runs: list[BenchRun], pairs: list[tuple[str, str]]) -> str:
         if not images:
             lines.append(f"| {name} | 0 | " + " | " * len(METRICS) + " | no shared images |")
             continue
-        cells, hole = [], {}
+        cells, hole, exact = [], {}, set()
         for _, key, scale, digits in METRICS:
-            values = [(rows_a[(i, first[1])][key] - rows_b[(i, second[1])][key]) * scale for i in images
-                      if rows_a[(i, first[1])][key] is not None and rows_b[(i, second[1])][key] is not None]
+            values = []
+            for image in images:
+                a, b = rows_a[(image, first[1])][key], rows_b[(image, second[1])][key]
+                if a is None or b is None:
+                    continue
+                if not (math.isfinite(a) and math.isfinite(b)):  # an exact fill: PSNR inf
+                    exact.add(image)
+                    continue
+                values.append((a - b) * scale)
             if not values:
                 cells.append("–")
                 continue
@@ -199,7 +206,8 @@ def compare(runs: list[BenchRun], pairs: list[tuple[str, str]]) -> str:
             tally = f"{sum(v > 0 for v in values)} / {sum(v < 0 for v in values)}"
             judged = " / ".join(verdict(mean, error, first_text, second_text)
                                 for _, mean, error in hole.values())
-        lines.append(f"| {name} | {len(images)} | " + " | ".join(cells) + f" | {tally} | {judged} |")
+        counted = f"{len(images)}" + (f" ({len(exact)} exact, left out)" if exact else "")
+        lines.append(f"| {name} | {counted} | " + " | ".join(cells) + f" | {tally} | {judged} |")
     lines += ["", "Means of each row over its own images:", "",
               "| row | images | hole PSNR (dB) | hole SSIM | steps | s / image |", "|---|---:|---:|---:|---:|---:|"]
     for run in runs:
