@@ -250,3 +250,58 @@ def _make_folders(folder: Path) -> list[Path]:
     for each in missing:
         each.mkdir(exist_ok=True)
     return missing
+
+
+class DirectoryLock:
+    """One process per output folder: a lock file made with O_EXCL holding the pid. A lock whose
+    process is gone (killed, crashed) is stale and taken over. `what` names the kind of process
+    in the refusal (e.g. "bench")."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path = path
+        self.what = what
+
+    def __enter__(self) -> "DirectoryLock":
+        for _ in range(2):
+            try:
+                descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                owner = self._owner()
+                if owner is not None and owner != os.getpid() and _process_alive(owner):
+                    raise ValueError(f"{self.path.parent} is in use by another {self.what} process "
+                                     f"(pid {owner}, see {self.path.name}); wait for it or choose "
+                                     "another --out") from None
+                self.path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            try:
+                os.write(descriptor, f"{os.getpid()}\n".encode())
+            except OSError as error:  # a full disk: no half-made lock may block the next run
+                os.close(descriptor)
+                self.path.unlink(missing_ok=True)
+                raise UserFileError(self.path, f"cannot write the lock file ({error.strerror})") from None
+            os.close(descriptor)
+            return self
+        raise ValueError(f"cannot take the lock {self.path}; another {self.what} process keeps "
+                         "taking it")
+
+    def _owner(self) -> int | None:
+        try:
+            return int(self.path.read_text().strip())
+        except (OSError, ValueError):
+            return None  # empty or garbled: written by a process that died mid-write
+
+    def __exit__(self, *exc) -> None:
+        if self._owner() == os.getpid():
+            self.path.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except (OverflowError, ValueError):
+        return False
+    return True

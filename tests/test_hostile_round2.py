@@ -500,6 +500,30 @@ def test_train_refuses_bad_arguments_before_anything_is_written(ws, option, valu
     assert not out.exists()
 
 
+@pytest.mark.parametrize("arch", ["pggan", "stylegan2"])
+def test_training_refuses_a_folder_locked_by_a_live_run_and_clears_a_dead_runs_leftovers(ws, arch):
+    out = ws["out"] / "train"
+    out.mkdir()
+    argv = [*TRAIN, "--out", out] if arch == "pggan" else [
+        "train", "--arch", "stylegan2", "--data", "procedural", "--resolution", "8", "--channels",
+        "8,8", "--z-dim", "8", "--w-dim", "8", "--total-images", "8", "--batch-size", "4", "--precision", "fp32",
+        "--threads", "1", "--out", out]
+    leftover = out / ".checkpoint.pt.0123abcd.partial"  # what a SIGKILL mid-write leaves
+    leftover.write_bytes(b"half a checkpoint")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".train.lock").write_text(f"{sleeper.pid}\n")
+        assert_refused(argv, [ws["root"]], f"in use by another training process (pid {sleeper.pid}")
+        assert leftover.exists()  # another run's file, while that run lives
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    code, _, err = run_cli(argv)  # the pid is gone now: a stale lock
+    assert code == 0, err
+    assert not leftover.exists() and not (out / ".train.lock").exists()
+    no_partials(out)
+
+
 def test_train_killed_mid_run_resumes_and_finishes(ws):
     out = ws["out"] / "train"
     argv = [*TRAIN, "--images-per-phase", "400,400", "--final-stable-images", "400",
@@ -515,11 +539,13 @@ def test_train_killed_mid_run_resumes_and_finishes(ws):
         process.kill()
     finally:
         process.wait()
-    no_partials(out)
+    # SIGKILL mid-write may leave a temporary file: nothing can remove it at that moment, so the
+    # resumed run (holding the folder's lock) does.
     code, stdout, err = run_cli(argv)
     assert code == 0, err
     assert "resumed from" in stdout and (out / "generator.safetensors").is_file()
     no_partials(out)
+    assert not (out / ".train.lock").exists()
 
 
 # --- 5: the environment ----------------------------------------------------------------------

@@ -21,7 +21,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -34,7 +33,7 @@ import torch.nn.functional as F
 from .. import imaging, metrics
 from ..checkpoints import load_generator
 from ..files import (
-    UserFileError,
+    DirectoryLock,
     folder_contains,
     refuse_output_over_input,
     remove_stale_temporaries,
@@ -498,7 +497,7 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print) -> BenchS
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        with _DirectoryLock(out / LOCK_FILE):
+        with DirectoryLock(out / LOCK_FILE, "bench"):
             remove_stale_temporaries(out)  # left by a run killed mid-write; the lock is ours
             return _run_bench(config, log)
     except BaseException:
@@ -511,59 +510,6 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print) -> BenchS
         raise
     finally:
         torch.set_num_threads(threads)
-
-
-class _DirectoryLock:
-    """One bench process per --out: a lock file made with O_EXCL holding the pid. A lock whose
-    process is gone (killed, crashed) is stale and taken over."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __enter__(self) -> "_DirectoryLock":
-        for _ in range(2):
-            try:
-                descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            except FileExistsError:
-                owner = self._owner()
-                if owner is not None and owner != os.getpid() and _process_alive(owner):
-                    raise ValueError(f"{self.path.parent} is in use by another bench process "
-                                     f"(pid {owner}, see {self.path.name}); wait for it or choose "
-                                     "another --out") from None
-                self.path.unlink(missing_ok=True)  # stale: its process is gone
-                continue
-            try:
-                os.write(descriptor, f"{os.getpid()}\n".encode())
-            except OSError as error:  # a full disk: no half-made lock may block the next run
-                os.close(descriptor)
-                self.path.unlink(missing_ok=True)
-                raise UserFileError(self.path, f"cannot write the lock file ({error.strerror})") from None
-            os.close(descriptor)
-            return self
-        raise ValueError(f"cannot take the lock {self.path}; another bench process keeps "
-                         "taking it")
-
-    def _owner(self) -> int | None:
-        try:
-            return int(self.path.read_text().strip())
-        except (OSError, ValueError):
-            return None  # empty or garbled: written by a process that died mid-write
-
-    def __exit__(self, *exc) -> None:
-        if self._owner() == os.getpid():
-            self.path.unlink(missing_ok=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except (OverflowError, ValueError):
-        return False
-    return True
 
 
 def _run_bench(config: BenchConfig, log: Callable[[str], None]) -> BenchSummary:

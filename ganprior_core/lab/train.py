@@ -32,7 +32,7 @@ from torch import nn
 
 from .. import imaging
 from ..checkpoints import save_generator, torch_file
-from ..files import folder_contains, write_atomically
+from ..files import DirectoryLock, folder_contains, remove_stale_temporaries, write_atomically
 from ..imaging import save_image
 from ..method import compilation
 from ..networks.pggan import LEAKY_SLOPE, EqualizedConv2d, PGGANConfig, PGGANGenerator
@@ -42,6 +42,7 @@ from . import procedural
 
 PROCEDURAL = "procedural"
 CHECKPOINT_NAME = "checkpoint.pt"
+LOCK_NAME = ".train.lock"  # holds the pid of the training process using the folder
 FINAL_NAME = "generator.safetensors"
 TRAINED_FORMAT = "ganprior-train"
 ARCH = "pggan"  # the architecture this trainer trains, recorded in its checkpoints
@@ -616,20 +617,27 @@ def train(config: TrainConfig) -> Path:
     trainer = Trainer(config)
     output = Path(config.output_dir)
     checkpoint_path = output / CHECKPOINT_NAME
-    if config.resume and checkpoint_path.exists():
-        trainer.load_checkpoint(checkpoint_path)
-        print(f"resumed from {checkpoint_path} at kimg {trainer.images_seen / 1000:.1f}",
-              flush=True)
     created = not output.exists()
     try:
         output.mkdir(parents=True, exist_ok=True)
-        write_atomically(output / "train_config.json", json.dumps(asdict(config), indent=2))
-        trainer.run()
+        with DirectoryLock(output / LOCK_NAME, "training"):
+            # Left by a run killed mid-write (SIGKILL); the lock says no other run writes here.
+            remove_stale_temporaries(output)
+            return _train_locked(trainer, config, output, checkpoint_path)
     except BaseException:
         if created:  # a run that wrote nothing (a full disk, Ctrl-C at once) leaves no folder
             with contextlib.suppress(OSError):
                 output.rmdir()
         raise
+
+
+def _train_locked(trainer, config, output: Path, checkpoint_path: Path) -> Path:
+    if config.resume and checkpoint_path.exists():
+        trainer.load_checkpoint(checkpoint_path)
+        print(f"resumed from {checkpoint_path} at kimg {trainer.images_seen / 1000:.1f}",
+              flush=True)
+    write_atomically(output / "train_config.json", json.dumps(asdict(config), indent=2))
+    trainer.run()
     final_path = output / FINAL_NAME
     save_sample_grid(trainer.samples(), config.resolution, output / "samples_final.png")
     training = {"data": config.data, "images_seen": trainer.images_seen,

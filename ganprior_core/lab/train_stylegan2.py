@@ -57,7 +57,7 @@ from torch import nn
 
 from .. import imaging
 from ..checkpoints import save_generator
-from ..files import folder_contains, write_atomically
+from ..files import DirectoryLock, folder_contains, remove_stale_temporaries, write_atomically
 from ..method import compilation
 from ..method.precision import PRECISIONS, describe_choice, uses_bf16
 from ..networks.stylegan2 import (
@@ -72,6 +72,7 @@ from ..validation import check_seed
 from .train import (
     CHECKPOINT_NAME,
     FINAL_NAME,
+    LOCK_NAME,
     PROCEDURAL,
     TRAINED_FORMAT,
     make_source,
@@ -570,21 +571,28 @@ def train(config: StyleGAN2TrainConfig) -> Path:
     trainer = StyleGAN2Trainer(config)
     output = Path(config.output_dir)
     checkpoint_path = output / CHECKPOINT_NAME
-    if config.resume and checkpoint_path.exists():
-        trainer.load_checkpoint(checkpoint_path)
-        print(f"resumed from {checkpoint_path} at kimg {trainer.images_seen / 1000:.1f}",
-              flush=True)
     created = not output.exists()
     try:
         output.mkdir(parents=True, exist_ok=True)
-        write_atomically(output / "train_config.json",
-                         json.dumps({"arch": ARCH, **asdict(config)}, indent=2))
-        trainer.run()
+        with DirectoryLock(output / LOCK_NAME, "training"):
+            # Left by a run killed mid-write (SIGKILL); the lock says no other run writes here.
+            remove_stale_temporaries(output)
+            return _train_locked(trainer, config, output, checkpoint_path)
     except BaseException:
         if created:  # a run that wrote nothing (a full disk, Ctrl-C at once) leaves no folder
             with contextlib.suppress(OSError):
                 output.rmdir()
         raise
+
+
+def _train_locked(trainer, config, output: Path, checkpoint_path: Path) -> Path:
+    if config.resume and checkpoint_path.exists():
+        trainer.load_checkpoint(checkpoint_path)
+        print(f"resumed from {checkpoint_path} at kimg {trainer.images_seen / 1000:.1f}",
+              flush=True)
+    write_atomically(output / "train_config.json",
+                     json.dumps({"arch": ARCH, **asdict(config)}, indent=2))
+    trainer.run()
     final_path = output / FINAL_NAME
     save_sample_grid(trainer.samples(), config.resolution, output / "samples_final.png")
     training = {"arch": ARCH, **config.recipe(), "images_seen": trainer.images_seen,
