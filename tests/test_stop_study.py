@@ -100,3 +100,12 @@ def test_cli_refuses_rules_a_replay_cannot_honour(tmp_path, capsys, rules, messa
     path.write_text(json.dumps(rules))
     code = main(["stop-study", "--checkpoint", str(prior), "--rules", str(path), "--out", str(tmp_path / "o")])
     assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_refuses_a_prior_the_facades_cannot_be_scored_on_before_writing(tmp_path, capsys):
+    prior = tmp_path / "sg2.safetensors"
+    save_generator(tiny_stylegan2(), prior)  # 16x16: the held-out facades are 64x64
+    code = main(["stop-study", "--checkpoint", str(prior), "--out", str(tmp_path / "o")])
+    assert code == 2 and "procedural facades are 64x64" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -136,13 +136,14 @@ def _read_run(path: Path) -> dict:
 def record_study(config: StudyConfig, prior, log: Callable[[str], None] = print) -> list[dict]:
     """Record every missing run of `prior` (loaded from config.checkpoint); returns all runs of
     the study's facades."""
+    cases = held_out_cases(config.facades, prior.config.resolution)  # refuses other sizes first
     out = Path(config.out)
     folder = out / "runs"
     folder.mkdir(parents=True, exist_ok=True)
     _claim(out, {"checkpoint_sha256": file_digest(config.checkpoint), "preset": config.preset,
                  "until": config.until})
     runs = []
-    for seed, kind, image, hole in held_out_cases(config.facades, prior.config.resolution):
+    for seed, kind, image, hole in cases:
         path = folder / f"{seed}_{kind}.json"
         if not path.exists():
             checks = record_run(prior, image, hole, config.preset, seed, config.until)
