@@ -20,7 +20,7 @@ class GANPriorInpaint:
     DESCRIPTION = ("Fills the masked area (mask 1 = inpaint) with what the GAN prior can generate: "
                    "latent codes, weights and generator are optimised per image until the generator "
                    "reproduces the known pixels. By default each run stops by itself once the fill "
-                   "stops improving and returns its best image; the optimizer or preset node's "
+                   "stops improving and returns an image from before its best check; the optimizer or preset node's "
                    "stop = fixed runs the paper's fixed number of steps. Any size and aspect; known "
                    "pixels are kept exactly. An empty mask reconstructs the whole image (GAN "
                    "inversion).")

@@ -27,9 +27,9 @@ from . import host, tensors
 CATEGORY = "inpaint/GAN prior"
 COMPILE_CHOICES = ("auto", "on", "off")
 STOP_TOOLTIP = ("auto: a few known pixels are left out of the fit; the run stops once their "
-                "error no longer improves and returns its best image (usually a few hundred "
-                "steps; a reconstruction, with an empty mask, runs all steps). fixed: exactly "
-                "`steps` steps, the paper's protocol.")
+                "error no longer improves and returns the image of a check before their best "
+                "one (usually a few hundred steps; a reconstruction, with an empty mask, runs "
+                "all steps). fixed: exactly `steps` steps, the paper's protocol.")
 
 
 def seed_input(tooltip: str):

@@ -192,7 +192,8 @@ def read_rows(out: Path) -> list[dict]:
     return [row for path in sorted((Path(out) / "rows").glob("*.csv")) for row in _read_file(path)]
 
 
-def _mean_se(values: list[float]) -> str:
+def format_mean_se(values: list[float]) -> str:
+    """'+m ± se' of paired differences (two decimals); '–' for none, the value alone for one."""
     if not values:
         return "–"
     if len(values) == 1:
@@ -227,12 +228,12 @@ def format_report(reference: str, variants: list[Variant], rows: list[dict],
                     if hole is None or key[2] == hole]
 
         psnr = (f"{statistics.fmean(float(r['psnr_hole']) for _, r in mine):.2f} dB"
-                if variant.name == reference else _mean_se(differences("psnr_hole")))
+                if variant.name == reference else format_mean_se(differences("psnr_hole")))
         ssim = (f"{statistics.fmean(float(r['ssim_hole']) for _, r in mine):.4f}"
-                if variant.name == reference else _mean_se([d * 100 for d in differences("ssim_hole")])
+                if variant.name == reference else format_mean_se([d * 100 for d in differences("ssim_hole")])
                 + " ×10⁻²")
         box, strokes = ("–", "–") if variant.name == reference else (
-            _mean_se(differences("psnr_hole", "box")), _mean_se(differences("psnr_hole", "strokes")))
+            format_mean_se(differences("psnr_hole", "box")), format_mean_se(differences("psnr_hole", "strokes")))
         steps = statistics.fmean(int(r["steps"]) for _, r in mine)
         seconds = statistics.fmean(float(r["seconds"]) for _, r in mine)
         lines.append(f"| {variant.name} | {len(mine)} | {psnr} | {box} | {strokes} | {ssim} | "

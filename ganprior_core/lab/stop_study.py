@@ -15,7 +15,6 @@ interrupted study resumes with the runs it lacks.
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -32,7 +31,7 @@ from ..method.presets import PRESET_NAMES, preset
 from ..optimize import Progress, inpaint
 from ..validation import check_count
 from .bench import file_digest
-from .choose import held_out_cases
+from .choose import format_mean_se, held_out_cases
 
 MAX_FACADES = 200
 MAX_RECORDED_STEPS = 10_000
@@ -192,17 +191,10 @@ def default_rules(reference: AutoStopConfig) -> list[tuple[str, AutoStopConfig]]
     return [(name, rule) for name, rule in grid if rule != reference]
 
 
-def _mean_se(values: list[float], scale: float = 1.0) -> str:
-    values = [v * scale for v in values]
-    if len(values) < 2:
-        return f"{values[0]:+.2f}" if values else "–"
-    return f"{statistics.fmean(values):+.2f} ± {statistics.stdev(values) / math.sqrt(len(values)):.2f}"
-
-
 def format_report(config: StudyConfig, runs: list[dict], reference: AutoStopConfig,
                   rules: list[tuple[str, AutoStopConfig]]) -> str:
     baseline = [replay(run, reference) for run in runs]
-    oracle = _mean_se([max(float(check[2]) for check in run["checks"]) - result.psnr_hole
+    oracle = format_mean_se([max(float(check[2]) for check in run["checks"]) - result.psnr_hole
                        for run, result in zip(runs, baseline)])
     changed = ", ".join(f"{f.name} {getattr(reference, f.name):g}" for f in fields(reference)
                         if f.name in REPLAYABLE)
@@ -222,8 +214,8 @@ def format_report(config: StudyConfig, runs: list[dict], reference: AutoStopConf
         psnr = [r.psnr_hole - b.psnr_hole for r, b in zip(results, baseline)]
         by_hole = {kind: [d for d, run in zip(psnr, runs) if run["hole"] == kind] for kind in ("box", "strokes")}
         ssim = [r.ssim_hole - b.ssim_hole for r, b in zip(results, baseline)]
-        lines.append(f"| {name} | {_mean_se(psnr)} | {_mean_se(by_hole['box'])} | "
-                     f"{_mean_se(by_hole['strokes'])} | {_mean_se(ssim, 100)} | "
+        lines.append(f"| {name} | {format_mean_se(psnr)} | {format_mean_se(by_hole['box'])} | "
+                     f"{format_mean_se(by_hole['strokes'])} | {format_mean_se([d * 100 for d in ssim])} | "
                      f"{statistics.fmean(r.stopped_at for r in results):.0f} | "
                      f"{statistics.fmean(r.returned for r in results):.0f} |")
     return "\n".join(lines) + "\n"
