@@ -32,9 +32,21 @@ from checkpoint_builders import (
     theano_param_values,
 )
 from safetensors.torch import save_file
+from stylegan2_builders import (
+    dumps,
+    generator_kwargs,
+    rosinality_converted,
+    rosinality_state,
+    rosinality_train_checkpoint,
+    sg2ada_snapshot,
+    tf_generator,
+    tf_pickle,
+)
+from stylegan2_reference import random_state
 
 from ganprior_core.checkpoints import save_generator
 from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
+from ganprior_core.networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
 TINY = Arch(resolution=8, channels=(4, 3), latent=4)
 MARKER_NAME = "payload-ran"
@@ -369,6 +381,35 @@ def architecture_claims(directory: Path) -> list[Case]:
     return [Case(path, "error") for path in files]
 
 
+def stylegan2_claims(directory: Path) -> list[Case]:
+    """StyleGAN2 files whose init_kwargs / static_kwargs / training args claim sizes their 8x8
+    weights do not have (huge, negative, text)."""
+    nvidia = random_state(8, [16, 16], 4, 4, 2, seed=3)
+    plan = dict(resolution=8, channel_base=128, channel_max=16, z_dim=4, w_dim=4, mapping_layers=2)
+    files = []
+    for name, change in {"resolution_2pow40": {"resolution": 2 ** 40}, "resolution_3":
+                         {"resolution": 3}, "resolution_text": {"resolution": "8"},
+                         "channels_1e9": {"channel_base": 10 ** 12, "channel_max": 10 ** 9},
+                         "z_1e9": {"z_dim": 10 ** 9}, "w_negative": {"w_dim": -4},
+                         "mapping_1e6": {"mapping_layers": 10 ** 6}}.items():
+        path = directory / f"sg2ada_{name}.pkl"
+        path.write_bytes(dumps(sg2ada_snapshot(nvidia, None, generator_kwargs(**{**plan, **change}))))
+        files.append(path)
+    for name, (resolution, static) in {
+            "resolution_2pow40": (2 ** 40, {}), "resolution_16": (16, {}),
+            "fmap_1e9": (8, {"fmap_base": 10 ** 12, "fmap_max": 10 ** 9}),
+            "latent_1e9": (8, {"latent_size": 10 ** 9}), "dlatent_text": (8, {"dlatent_size": "4"}),
+            "mapping_layers_1e6": (8, {"mapping_layers": 10 ** 6})}.items():
+        files.append(tf_pickle(directory / f"sg2_tf_{name}.pkl",
+                               tf_generator(nvidia, resolution, **static)))
+    rosinality = rosinality_state(8, [16, 16], 4, 2, seed=4)
+    for name, (size, n_mlp, latent) in {"size_2pow40": (2 ** 40, 2, 4), "n_mlp_1e6": (8, 10 ** 6, 4),
+                                        "latent_1e9": (8, 2, 10 ** 9)}.items():
+        files.append(rosinality_train_checkpoint(directory / f"rosinality_{name}.pt", rosinality,
+                                                 rosinality, size, n_mlp, latent))
+    return [Case(path, "error") for path in files]
+
+
 def _deep_metadata_file(deep_json: str) -> bytes:
     header = {"__metadata__": {"ganprior": json.dumps({"format": "ganprior-pggan", "version": 1,
                                                        "config": "PLACEHOLDER"})}}
@@ -403,12 +444,14 @@ def non_finite_weights(directory: Path) -> list[Case]:
 
 
 def valid_files(directory: Path) -> dict[str, Path]:
-    """One small valid file per format (also the seeds of the fuzz test)."""
+    """One small valid file per format, PGGAN and StyleGAN2 (also the seeds of the fuzz test)."""
     rng = np.random.default_rng(0)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {name: directory / f"valid_{name}" for name in (
         "ganprior.safetensors", "genforce.pth", "genforce_zoo.pth", "genforce_zoo_legacy.pth",
-        "nvidia_tf.pkl", "nvidia_tf_numpy2_protocol5.pkl", "nvidia_theano.pkl")}
+        "nvidia_tf.pkl", "nvidia_tf_numpy2_protocol5.pkl", "nvidia_theano.pkl",
+        "ganprior_stylegan2.safetensors", "sg2ada_snapshot.pkl", "sg2_tf.pkl",
+        "rosinality_converted.pt", "rosinality_train.pt")}
     save_generator(PGGANGenerator(PGGANConfig(TINY.resolution, TINY.channels, TINY.latent)),
                    paths["ganprior.safetensors"])
     torch.save(genforce_state_dict(TINY, rng), paths["genforce.pth"])
@@ -421,7 +464,23 @@ def valid_files(directory: Path) -> dict[str, Path]:
                   tf_network_state(tf_variables(TINY, rng)), numpy_module=NUMPY_2, protocol=5)
     nvidia_pickle(paths["nvidia_theano.pkl"], theano_network_state(
         TINY, theano_param_values(TINY, rng, True), True), network_module="network", python2=True)
+    _write_stylegan2_files(paths)
     return paths
+
+
+def _write_stylegan2_files(paths: dict[str, Path]) -> None:
+    """8x8 StyleGAN2 generators with 16 channels, z and w of 4, two mapping layers."""
+    save_generator(StyleGAN2Generator(StyleGAN2Config(8, (16, 16), z_dim=4, w_dim=4,
+                                                      mapping_layers=2)),
+                   paths["ganprior_stylegan2.safetensors"])
+    nvidia = random_state(8, [16, 16], 4, 4, 2, seed=3)
+    kwargs = generator_kwargs(8, channel_base=128, channel_max=16, z_dim=4, w_dim=4,
+                              mapping_layers=2)
+    paths["sg2ada_snapshot.pkl"].write_bytes(dumps(sg2ada_snapshot(nvidia, nvidia, kwargs)))
+    tf_pickle(paths["sg2_tf.pkl"], tf_generator(nvidia, 8))
+    ros_ema, ros_g = (rosinality_state(8, [16, 16], 4, 2, seed) for seed in (4, 5))
+    rosinality_converted(paths["rosinality_converted.pt"], ros_ema, torch.zeros(4))
+    rosinality_train_checkpoint(paths["rosinality_train.pt"], ros_g, ros_ema, 8, 2, 4)
 
 
 def misnamed_files(directory: Path) -> list[Case]:
@@ -493,6 +552,7 @@ CLASSES: dict[str, Callable[[Path], list[Case]]] = {
     "forged dtype and array states": forged_dtype_states,
     "shared references, cycles, nesting, floods": shared_references_and_nesting,
     "architecture and size claims": architecture_claims,
+    "StyleGAN2 architecture claims": stylegan2_claims,
     "NaN/inf weights": non_finite_weights,
     "misnamed valid files": misnamed_files,
     "truncations": truncations,

@@ -19,7 +19,12 @@ import torch
 from . import safe_pickle
 from .common import NVIDIA_SG2_TF, ReadCheckpoint, Refused, as_weight
 from .safe_pickle import UnsafePickle
-from .stylegan2_layout import claimed_positive, default_resample_filter, infer_config
+from .stylegan2_layout import (
+    claimed_int,
+    claimed_positive,
+    default_resample_filter,
+    infer_config,
+)
 
 
 class _TFNetwork:
@@ -97,8 +102,34 @@ def read_sg2_tf_pickle(data: bytes) -> ReadCheckpoint:
             variables[prefix + entry[0]] = entry[1]
     lr_multiplier = claimed_positive("mapping_lrmul", options.get("mapping_lrmul", 0.01))
     tensors = _convert_variables(variables)
-    return ReadCheckpoint(infer_config(tensors, lr_multiplier, None), tensors, NVIDIA_SG2_TF,
-                          source_network)
+    config = infer_config(tensors, lr_multiplier, None)
+    _check_claims(config, options)
+    return ReadCheckpoint(config, tensors, NVIDIA_SG2_TF, source_network)
+
+
+def _check_claims(config: Any, options: Mapping[str, Any]) -> None:
+    """The architecture in the networks' static_kwargs must be the one their weights have."""
+    claims = {"resolution": config.resolution, "num_channels": config.img_channels,
+              "latent_size": config.z_dim, "dlatent_size": config.w_dim,
+              "mapping_layers": config.mapping_layers}
+    for name, actual in claims.items():
+        claimed = options.get(name)
+        if claimed is not None and claimed_int(name, claimed, 0, 2 ** 20) != actual:
+            raise Refused(f"its static_kwargs claim {name} = {claimed} but its weights have "
+                           f"{actual}")
+    if options.get("fmap_base") is None:
+        return
+    # networks_stylegan2.py: nf(stage) = clip(int(fmap_base / 2 ** (stage * fmap_decay)),
+    # fmap_min, fmap_max), with stage log2(resolution) - 1 for the layers at each resolution.
+    base = claimed_int("fmap_base", options["fmap_base"], 1, 2 ** 40)
+    low = claimed_int("fmap_min", options.get("fmap_min", 1), 0, 2 ** 40)
+    high = claimed_int("fmap_max", options.get("fmap_max", 512), 1, 2 ** 40)
+    decay = claimed_positive("fmap_decay", options.get("fmap_decay", 1.0))
+    planned = [int(np.clip(int(base / 2.0 ** ((math.log2(res) - 1) * decay)), low, high))
+               for res in config.resolutions]
+    if planned != list(config.channels):
+        raise Refused(f"its static_kwargs plan channels {planned[:10]} (fmap_base {base}, "
+                       f"fmap_max {high}) but its weights have {list(config.channels)[:10]}")
 
 
 def _state(network: Any, what: str) -> dict:

@@ -30,7 +30,7 @@ def claimed_int(name: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, np.integer):
         value = int(value)
     if type(value) is not int or not low <= value <= high:
-        raise Refused(f"it claims {name} = {str(value)[:40]}; it must be an integer from {low} "
+        raise Refused(f"it claims {name} = {repr(value)[:40]}; it must be an integer from {low} "
                        f"to {high}")
     return value
 
@@ -41,7 +41,7 @@ def claimed_positive(name: str, value: Any, allow_none: bool = False) -> float |
     if isinstance(value, np.integer | np.floating):
         value = value.item()
     if type(value) not in (int, float) or not math.isfinite(value) or value <= 0:
-        raise Refused(f"it claims {name} = {str(value)[:40]}; it must be a positive finite number"
+        raise Refused(f"it claims {name} = {repr(value)[:40]}; it must be a positive finite number"
                        + (" or None" if allow_none else ""))
     return float(value)
 
