@@ -35,18 +35,17 @@ from safetensors.torch import save_file
 from stylegan2_builders import (
     dumps,
     generator_kwargs,
-    rosinality_converted,
     rosinality_state,
     rosinality_train_checkpoint,
     sg2ada_snapshot,
     tf_generator,
     tf_pickle,
+    valid_stylegan2_files,
 )
 from stylegan2_reference import random_state
 
 from ganprior_core.checkpoints import save_generator
 from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
-from ganprior_core.networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
 TINY = Arch(resolution=8, channels=(4, 3), latent=4)
 MARKER_NAME = "payload-ran"
@@ -449,9 +448,7 @@ def valid_files(directory: Path) -> dict[str, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     paths = {name: directory / f"valid_{name}" for name in (
         "ganprior.safetensors", "genforce.pth", "genforce_zoo.pth", "genforce_zoo_legacy.pth",
-        "nvidia_tf.pkl", "nvidia_tf_numpy2_protocol5.pkl", "nvidia_theano.pkl",
-        "ganprior_stylegan2.safetensors", "sg2ada_snapshot.pkl", "sg2_tf.pkl",
-        "rosinality_converted.pt", "rosinality_train.pt")}
+        "nvidia_tf.pkl", "nvidia_tf_numpy2_protocol5.pkl", "nvidia_theano.pkl")}
     save_generator(PGGANGenerator(PGGANConfig(TINY.resolution, TINY.channels, TINY.latent)),
                    paths["ganprior.safetensors"])
     torch.save(genforce_state_dict(TINY, rng), paths["genforce.pth"])
@@ -464,23 +461,9 @@ def valid_files(directory: Path) -> dict[str, Path]:
                   tf_network_state(tf_variables(TINY, rng)), numpy_module=NUMPY_2, protocol=5)
     nvidia_pickle(paths["nvidia_theano.pkl"], theano_network_state(
         TINY, theano_param_values(TINY, rng, True), True), network_module="network", python2=True)
-    _write_stylegan2_files(paths)
+    paths.update({f"stylegan2_{name}": path for name, path in
+                  valid_stylegan2_files(directory / "stylegan2").items()})
     return paths
-
-
-def _write_stylegan2_files(paths: dict[str, Path]) -> None:
-    """8x8 StyleGAN2 generators with 16 channels, z and w of 4, two mapping layers."""
-    save_generator(StyleGAN2Generator(StyleGAN2Config(8, (16, 16), z_dim=4, w_dim=4,
-                                                      mapping_layers=2)),
-                   paths["ganprior_stylegan2.safetensors"])
-    nvidia = random_state(8, [16, 16], 4, 4, 2, seed=3)
-    kwargs = generator_kwargs(8, channel_base=128, channel_max=16, z_dim=4, w_dim=4,
-                              mapping_layers=2)
-    paths["sg2ada_snapshot.pkl"].write_bytes(dumps(sg2ada_snapshot(nvidia, nvidia, kwargs)))
-    tf_pickle(paths["sg2_tf.pkl"], tf_generator(nvidia, 8))
-    ros_ema, ros_g = (rosinality_state(8, [16, 16], 4, 2, seed) for seed in (4, 5))
-    rosinality_converted(paths["rosinality_converted.pt"], ros_ema, torch.zeros(4))
-    rosinality_train_checkpoint(paths["rosinality_train.pt"], ros_g, ros_ema, 8, 2, 4)
 
 
 def misnamed_files(directory: Path) -> list[Case]:

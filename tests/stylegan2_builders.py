@@ -31,6 +31,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from stylegan2_reference import random_state
+
+from ganprior_core.checkpoints import convert_checkpoint
 
 NUMPY_1 = "numpy.core.multiarray"
 NUMPY_2 = "numpy._core.multiarray"
@@ -299,8 +302,13 @@ def tf_network(name: str, function: str, variables: list, static_kwargs: dict,
 def tf_generator(state: dict, resolution: int, *, g_function: str = "G_main",
                  synthesis_function: str = "G_synthesis_stylegan2", **static: Any) -> TFNetwork:
     g_vars, mapping_vars, synthesis_vars = tf_variables(state)
+    # The channel plan of the weights: nf(stage) = fmap_base / 2 ** stage, capped at fmap_max.
+    widths = {int(name.split(".")[1][1:]): tensor.shape[0] for name, tensor in state.items()
+              if name.startswith("synthesis.b") and name.endswith(".conv1.weight")}
+    top = max(widths)
     kwargs = {"num_channels": 3, "resolution": resolution, "label_size": 0,
-              "fmap_base": 64, "fmap_max": 16, "latent_size": state["mapping.fc0.weight"].shape[1],
+              "fmap_base": widths[top] * top // 2, "fmap_max": widths[4],
+              "latent_size": state["mapping.fc0.weight"].shape[1],
               "dlatent_size": state["mapping.w_avg"].shape[0],
               "mapping_layers": len(mapping_vars) // 2, **static}
     mapping = tf_network("G_mapping", "G_mapping", mapping_vars, kwargs)
@@ -433,3 +441,28 @@ def real_module_snapshot(generator: torch.nn.Module, init_kwargs: dict, protocol
     buffer = io.BytesIO()
     PersistencePickler(buffer, protocol, names, generator, init_kwargs).dump(content)
     return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# Seeds of the fuzz and hostile-file tests
+
+def valid_stylegan2_files(directory: Path) -> dict[str, Path]:
+    """One small valid file per StyleGAN2 layout: 8x8, 4 channels, z = w = 4, one mapping layer
+    (small files, many mutations per second)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    state = random_state(8, [4, 4], 4, 4, 1, seed=0)
+    kwargs = generator_kwargs(resolution=8, channel_base=32, channel_max=4, z_dim=4, w_dim=4,
+                              mapping_layers=1)
+    paths = {"sg2ada_p4.pkl": directory / "sg2ada_p4.pkl",
+             "sg2ada_p3.pkl": directory / "sg2ada_p3.pkl"}
+    paths["sg2ada_p4.pkl"].write_bytes(dumps(sg2ada_snapshot(state, None, kwargs), 4))
+    paths["sg2ada_p3.pkl"].write_bytes(dumps(sg2ada_snapshot(state, None, kwargs, nhwc=True), 3))
+    paths["tf.pkl"] = tf_pickle(directory / "tf.pkl", tf_generator(state, 8))
+    ros = rosinality_state(8, [4, 4], 4, 1, seed=1)
+    paths["rosinality.pt"] = rosinality_converted(directory / "rosinality.pt", ros,
+                                                  torch.zeros(4))
+    paths["rosinality_train.pt"] = rosinality_train_checkpoint(
+        directory / "rosinality_train.pt", ros, ros, 8, 1, 4)
+    paths["stylegan2.safetensors"] = directory / "stylegan2.safetensors"
+    convert_checkpoint(paths["rosinality.pt"], paths["stylegan2.safetensors"])
+    return paths

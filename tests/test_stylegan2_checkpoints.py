@@ -496,6 +496,12 @@ def test_claims_that_disagree_with_the_weights_and_bad_weights_are_refused(tmp_p
             "plan channels", "channel_base 256")
     wrong_z = {**generator_kwargs(**KWARGS), "z_dim": 9}
     refused(write(tmp_path / "z.pkl", sg2ada_snapshot(state, None, wrong_z)), "z_dim = 9")
+    refused(tf_pickle(tmp_path / "tf_resolution.pkl", tf_generator(state, 32)),
+            "static_kwargs claim resolution = 32 but its weights have 16")
+    refused(tf_pickle(tmp_path / "tf_plan.pkl", tf_generator(state, 16, fmap_base=256)),
+            "plan channels [16, 16, 16] (fmap_base 256, fmap_max 16)", "have [16, 16, 8]")
+    refused(tf_pickle(tmp_path / "tf_dlatent.pkl", tf_generator(state, 16, dlatent_size="8")),
+            "dlatent_size = '8'")
     missing = dict(state)
     del missing["synthesis.b8.conv1.noise_const"]
     refused(write(tmp_path / "missing.pkl", sg2ada_snapshot(missing, None,
