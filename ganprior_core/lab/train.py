@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import io
-import json
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -31,20 +28,19 @@ from PIL import Image
 from torch import nn
 
 from .. import imaging
-from ..checkpoints import save_generator, torch_file
-from ..files import DirectoryLock, folder_contains, remove_stale_temporaries, write_atomically
-from ..imaging import save_image
-from ..method import compilation
+from ..files import folder_contains
 from ..networks.pggan import LEAKY_SLOPE, EqualizedConv2d, PGGANConfig, PGGANGenerator
-from ..sampling import image_grid
 from ..validation import check_seed
 from . import procedural
+from .training_run import (
+    ScheduleMismatch,
+    restore_checkpoint,
+    run_loop,
+    train_in_folder,
+    write_checkpoint,
+)
 
 PROCEDURAL = "procedural"
-CHECKPOINT_NAME = "checkpoint.pt"
-LOCK_NAME = ".train.lock"  # holds the pid of the training process using the folder
-FINAL_NAME = "generator.safetensors"
-TRAINED_FORMAT = "ganprior-train"
 ARCH = "pggan"  # the architecture this trainer trains, recorded in its checkpoints
 
 
@@ -322,44 +318,6 @@ def make_source(config: TrainConfig) -> ImageSource:
     return FolderSource(config.data, config.resolution)
 
 
-def save_sample_grid(images: torch.Tensor, display_size: int, path: Path) -> None:
-    """[B, 3, r, r] in [-1, 1] as one grid, 8 per row, each nearest-upscaled to display_size."""
-    enlarged = F.interpolate(images.float(), size=display_size, mode="nearest")
-    save_image(image_grid(imaging.to_unit_range(enlarged), columns=8, gap=0), path)
-
-
-def restart_advice(path: Path) -> str:
-    return (f"pass --restart to start from scratch (it replaces {path.name}), or choose "
-            "another --out")
-
-
-def read_checkpoint(path: Path, arch: str) -> dict:
-    """The state dict in a training checkpoint of architecture `arch`, read without torch.load;
-    anything else (damaged, foreign, another trainer's) is one ValueError naming the file."""
-    restart = restart_advice(path)
-    try:
-        # The bounded reader checkpoints use (no torch.load: a hostile file in --out can
-        # neither run code nor claim terabytes), format by content.
-        data = path.read_bytes()
-        if not torch_file.looks_like_torch_file(data[:16]):
-            raise ValueError("its first bytes are not a torch file's")
-        state = torch_file.read(data)
-    except Exception as error:  # truncated, empty, not a torch file, or unsafe to unpickle
-        reason = (f"{type(error).__name__}: {str(error).splitlines()[0][:80]}" if str(error)
-                  else type(error).__name__)
-        raise ValueError(f"{path}: not a readable training checkpoint (corrupt, truncated "
-                         f"or another kind of file: {reason}); {restart}") from None
-    if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
-        raise ValueError(f"{path}: not a checkpoint of this trainer (no training config "
-                         f"inside); {restart}")
-    saved_arch = state.get("arch", ARCH)  # PGGAN checkpoints from before --arch name none
-    if saved_arch != arch:
-        raise ValueError(f"{path} is a checkpoint of a {str(saved_arch)[:20]} training run, not "
-                         f"a {arch} one: resume it with --arch {str(saved_arch)[:20]}, or "
-                         + restart[5:])
-    return state
-
-
 class Trainer:
     """Training state and one step at a time; `run` loops, logs, samples and checkpoints."""
 
@@ -535,7 +493,7 @@ class Trainer:
             start += length
         lengthened_last_phase = saved_index == len(phases) and index == len(phases) - 1
         if (index, images) != (saved_index, saved_images) and not lengthened_last_phase:
-            raise ValueError(
+            raise ScheduleMismatch(
                 f"the checkpoint is at phase {saved_index + 1}, image {saved_images} of that phase "
                 f"({self.images_seen} images in all), but this schedule puts image "
                 f"{self.images_seen} at phase {index + 1}, image {images}: phases that have "
@@ -545,26 +503,11 @@ class Trainer:
         return index, images
 
     def save_checkpoint(self, path: Path) -> None:
-        # Serialised in memory and written by the one atomic writer: a crash, Ctrl-C or a full
-        # disk mid-save never leaves a broken checkpoint or a temporary file.
-        buffer = io.BytesIO()
-        torch.save(self.state_dict(), buffer)
-        write_atomically(path, buffer.getvalue())
+        write_checkpoint(path, self.state_dict())
 
     def load_checkpoint(self, path: Path) -> None:
-        restart = restart_advice(path)
-        state = read_checkpoint(path, ARCH)
-        differing = self.config.resume_differences(state["config"])
-        if differing:
-            raise ValueError(f"{path} was trained with other settings ({'; '.join(differing)}): "
-                             "resume with the settings it was started with, or " + restart[5:])
-        try:
-            self.load_state_dict(state)
-        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as error:
-            if "phases that have already run" in str(error):
-                raise
-            reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
-            raise ValueError(f"{path}: does not fit this trainer ({reason}); {restart}") from None
+        restore_checkpoint(self, path, ARCH,
+                           lambda state: self.config.resume_differences(state["config"]))
 
     def describe_phase(self) -> str:
         resolution = 4 * 2 ** self.level
@@ -575,79 +518,17 @@ class Trainer:
 
     def run(self, stop_at_images: int | None = None) -> None:
         """Trains until the schedule ends (or `stop_at_images`), logging, sampling, saving."""
+        run_loop(self, stop_at_images)
+
+    def training_record(self) -> dict:
         c = self.config
-        output = Path(c.output_dir)
-        output.mkdir(parents=True, exist_ok=True)
-        checkpoint_path = output / CHECKPOINT_NAME
-        window_start, window_images = time.perf_counter(), 0
-        last_time = time.perf_counter()
-        losses: dict[str, float] = {}
-        while not self.finished and (stop_at_images is None or self.images_seen < stop_at_images):
-            before = self.images_seen
-            losses = self.train_step()
-            now = time.perf_counter()
-            self.elapsed_seconds += now - last_time
-            last_time = now
-            window_images += self.images_seen - before
-            if self.images_seen // c.log_every != before // c.log_every:
-                rate = window_images / (now - window_start)
-                remaining = c.total_images - self.images_seen
-                print(f"kimg {self.images_seen / 1000:8.1f}/{c.total_images / 1000:.0f} | "
-                      f"{self.describe_phase()} | {rate:6.1f} img/s | ETA at this rate "
-                      f"{remaining / rate / 60:6.1f} min | elapsed {self.elapsed_seconds / 60:6.1f}"
-                      f" min | " + " ".join(f"{k} {v:+.3f}" for k, v in losses.items()),
-                      flush=True)
-                window_start, window_images = now, 0
-            if self.images_seen // c.sample_every != before // c.sample_every:
-                save_sample_grid(self.samples(), c.resolution,
-                                 output / f"samples_{self.images_seen // 1000:06d}kimg.png")
-            if self.images_seen // c.checkpoint_every != before // c.checkpoint_every:
-                self.save_checkpoint(checkpoint_path)
-        self.save_checkpoint(checkpoint_path)
+        return {"data": c.data, "images_seen": self.images_seen,
+                "wall_seconds": round(self.elapsed_seconds),
+                "images_per_phase": list(c.images_per_phase),
+                "final_stable_images": c.final_stable_images,
+                "batch_sizes": list(c.batch_sizes), "seed": c.seed, "precision": c.precision}
 
 
 def train(config: TrainConfig) -> Path:
     """Runs (or resumes) a whole training run; returns the path of the saved Gs."""
-    if config.num_threads is not None:
-        torch.set_num_threads(config.num_threads)
-    notes: list[str] = []
-    compilation.prepare_cache_dir(notes)  # Adam imports torch's compiler stack (see there)
-    for note in notes:
-        print(f"note: {note}", flush=True)
-    trainer = Trainer(config)
-    output = Path(config.output_dir)
-    checkpoint_path = output / CHECKPOINT_NAME
-    created = not output.exists()
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-        with DirectoryLock(output / LOCK_NAME, "training"):
-            # Left by a run killed mid-write (SIGKILL); the lock says no other run writes here.
-            remove_stale_temporaries(output)
-            return _train_locked(trainer, config, output, checkpoint_path)
-    except BaseException:
-        if created:  # a run that wrote nothing (a full disk, Ctrl-C at once) leaves no folder
-            with contextlib.suppress(OSError):
-                output.rmdir()
-        raise
-
-
-def _train_locked(trainer, config, output: Path, checkpoint_path: Path) -> Path:
-    if config.resume and checkpoint_path.exists():
-        trainer.load_checkpoint(checkpoint_path)
-        print(f"resumed from {checkpoint_path} at kimg {trainer.images_seen / 1000:.1f}",
-              flush=True)
-    write_atomically(output / "train_config.json", json.dumps(asdict(config), indent=2))
-    trainer.run()
-    final_path = output / FINAL_NAME
-    save_sample_grid(trainer.samples(), config.resolution, output / "samples_final.png")
-    training = {"data": config.data, "images_seen": trainer.images_seen,
-                "wall_seconds": round(trainer.elapsed_seconds),
-                "images_per_phase": list(config.images_per_phase),
-                "final_stable_images": config.final_stable_images,
-                "batch_sizes": list(config.batch_sizes), "seed": config.seed,
-                "precision": config.precision}
-    save_generator(trainer.final_generator(), final_path, source_format=TRAINED_FORMAT,
-                   extra_metadata={"training": training})
-    print(f"saved {final_path} after {trainer.images_seen} images, "
-          f"{trainer.elapsed_seconds / 60:.1f} min", flush=True)
-    return final_path
+    return train_in_folder(config, Trainer, asdict(config))

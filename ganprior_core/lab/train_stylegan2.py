@@ -35,18 +35,15 @@ What differs or is left out:
 - the generator's step runs before the discriminator's in every iteration, as in NVIDIA's phase
   order; one real minibatch per iteration.
 
-Resuming, progress lines, sample grids and the checkpoint reader are those of the PGGAN trainer
-(lab.train): the checkpoint holds G, D, G_ema, both optimisers, the torch and numpy generators and
-the image count, and a resumed run is bit-identical to an uninterrupted one.
+Resuming, progress lines, sample grids and the checkpoint reader are shared with the PGGAN
+trainer (lab.training_run): the checkpoint holds G, D, G_ema, both optimisers, the torch and numpy
+generators and the image count, and a resumed run is bit-identical to an uninterrupted one.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
-import io
-import json
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -56,9 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import imaging
-from ..checkpoints import save_generator
-from ..files import DirectoryLock, folder_contains, remove_stale_temporaries, write_atomically
-from ..method import compilation
+from ..files import folder_contains
 from ..method.precision import PRECISIONS, describe_choice, uses_bf16
 from ..networks.stylegan2 import (
     LEAKY_SLOPE,
@@ -69,18 +64,8 @@ from ..networks.stylegan2 import (
     resample_filter,
 )
 from ..validation import check_seed
-from .train import (
-    CHECKPOINT_NAME,
-    FINAL_NAME,
-    LOCK_NAME,
-    PROCEDURAL,
-    TRAINED_FORMAT,
-    make_source,
-    minibatch_stddev,
-    read_checkpoint,
-    restart_advice,
-    save_sample_grid,
-)
+from .train import PROCEDURAL, make_source, minibatch_stddev
+from .training_run import restore_checkpoint, run_loop, train_in_folder, write_checkpoint
 
 ARCH = "stylegan2"
 SQRT_HALF = math.sqrt(0.5)
@@ -504,104 +489,34 @@ class StyleGAN2Trainer:
         self.data_rng.bit_generator.state = state["data_rng"]
 
     def save_checkpoint(self, path: Path) -> None:
-        buffer = io.BytesIO()
-        torch.save(self.state_dict(), buffer)
-        write_atomically(path, buffer.getvalue())
+        write_checkpoint(path, self.state_dict())
 
     def load_checkpoint(self, path: Path) -> None:
-        restart = restart_advice(path)
-        state = read_checkpoint(path, ARCH)
+        restore_checkpoint(self, path, ARCH, self._resume_differences)
+
+    def _resume_differences(self, state: dict) -> list[str]:
         differing = self.config.resume_differences(state["config"])
         if "bf16" in state and state["bf16"] != self.bf16:
             differing.append(f"precision {self.config.precision!r} ran as "
                              f"{'bf16' if state['bf16'] else 'fp32'}, here as "
                              f"{'bf16' if self.bf16 else 'fp32'}")
-        if differing:
-            raise ValueError(f"{path} was trained with other settings ({'; '.join(differing)}): "
-                             "resume with the settings it was started with, or " + restart[5:])
-        try:
-            self.load_state_dict(state)
-        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as error:
-            reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
-            raise ValueError(f"{path}: does not fit this trainer ({reason}); {restart}") from None
+        return differing
+
+    def describe_phase(self) -> str:
+        return ""  # one phase: no progressive growing
 
     def run(self, stop_at_images: int | None = None) -> None:
         """Trains until total_images (or `stop_at_images`), logging, sampling, saving."""
-        c = self.config
-        output = Path(c.output_dir)
-        output.mkdir(parents=True, exist_ok=True)
-        checkpoint_path = output / CHECKPOINT_NAME
-        window_start, window_images = time.perf_counter(), 0
-        last_time = time.perf_counter()
-        while not self.finished and (stop_at_images is None or self.images_seen < stop_at_images):
-            before = self.images_seen
-            losses = self.train_step()
-            now = time.perf_counter()
-            self.elapsed_seconds += now - last_time
-            last_time = now
-            window_images += self.images_seen - before
-            if self.images_seen // c.log_every != before // c.log_every:
-                rate = window_images / max(now - window_start, 1e-9)
-                remaining = max(c.total_images - self.images_seen, 0)
-                print(f"kimg {self.images_seen / 1000:8.1f}/{c.total_images / 1000:.0f} | "
-                      f"{rate:6.1f} img/s | ETA at this rate {remaining / rate / 60:6.1f} min | "
-                      f"elapsed {self.elapsed_seconds / 60:6.1f} min | "
-                      + " ".join(f"{k} {v:.2e}" if k == "r1" else f"{k} {v:+.3f}"
-                               for k, v in losses.items()), flush=True)
-                window_start, window_images = now, 0
-            if self.images_seen // c.sample_every != before // c.sample_every:
-                save_sample_grid(self.samples(), c.resolution,
-                                 output / f"samples_{self.images_seen // 1000:06d}kimg.png")
-            if self.images_seen // c.checkpoint_every != before // c.checkpoint_every:
-                self.save_checkpoint(checkpoint_path)
-        self.save_checkpoint(checkpoint_path)
+        run_loop(self, stop_at_images)
+
+    def training_record(self) -> dict:
+        return {"arch": ARCH, **self.config.recipe(), "images_seen": self.images_seen,
+                "wall_seconds": round(self.elapsed_seconds),
+                "ran_as": "bf16" if self.bf16 else "fp32"}
 
 
 def train(config: StyleGAN2TrainConfig) -> Path:
     """Runs (or resumes) a whole training run; returns the path of the saved G_ema."""
-    if config.num_threads is not None:
-        torch.set_num_threads(config.num_threads)
-    notes: list[str] = []
-    compilation.prepare_cache_dir(notes)  # Adam imports torch's compiler stack (see there)
     choice = describe_choice(config.precision, CPU)
-    if choice is not None:
-        notes.append(choice)
-    for note in notes:
-        print(f"note: {note}", flush=True)
-    trainer = StyleGAN2Trainer(config)
-    output = Path(config.output_dir)
-    checkpoint_path = output / CHECKPOINT_NAME
-    created = not output.exists()
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-        with DirectoryLock(output / LOCK_NAME, "training"):
-            # Left by a run killed mid-write (SIGKILL); the lock says no other run writes here.
-            remove_stale_temporaries(output)
-            return _train_locked(trainer, config, output, checkpoint_path)
-    except BaseException:
-        if created:  # a run that wrote nothing (a full disk, Ctrl-C at once) leaves no folder
-            with contextlib.suppress(OSError):
-                output.rmdir()
-        raise
-
-
-def _train_locked(trainer, config, output: Path, checkpoint_path: Path) -> Path:
-    if config.resume and checkpoint_path.exists():
-        trainer.load_checkpoint(checkpoint_path)
-        print(f"resumed from {checkpoint_path} at kimg {trainer.images_seen / 1000:.1f}",
-              flush=True)
-    write_atomically(output / "train_config.json",
-                     json.dumps({"arch": ARCH, **asdict(config)}, indent=2))
-    trainer.run()
-    final_path = output / FINAL_NAME
-    save_sample_grid(trainer.samples(), config.resolution, output / "samples_final.png")
-    training = {"arch": ARCH, **config.recipe(), "images_seen": trainer.images_seen,
-                "wall_seconds": round(trainer.elapsed_seconds),
-                "ran_as": "bf16" if trainer.bf16 else "fp32"}
-    save_generator(trainer.final_generator(), final_path, source_format=TRAINED_FORMAT,
-                   extra_metadata={"training": training})
-    print(f"saved {final_path} after {trainer.images_seen} images, "
-          f"{trainer.elapsed_seconds / 60:.1f} min", flush=True)
-    return final_path
-
-
+    return train_in_folder(config, StyleGAN2Trainer, {"arch": ARCH, **asdict(config)},
+                           notes=[choice] if choice is not None else [])
