@@ -112,6 +112,22 @@ def test_optimised_noise_is_fitted_in_the_copy_and_g1s_noise_freezes_with_the_co
     _assert_same_state(before, sg2)
 
 
+@pytest.mark.parametrize("g2_styles", ["codes", "average"])
+def test_styles_without_a_parameter_are_kept_at_the_freeze_and_give_the_same_image(sg2, g2_styles,
+                                                                                   monkeypatch):
+    model = MultiLatentModel(sg2, _config(3, codes=3, latent_space="z", g2_styles=g2_styles),
+                             seed=4)
+    model.freeze_g1()
+    with torch.no_grad():
+        fresh = model.split.g2(model.fused_features(),
+                               model.split.g2_ws(model.latents, None, 3), 3)
+        mapping_calls = []
+        monkeypatch.setattr(model.split.generator.mapping, "forward",
+                            lambda *args, **kwargs: mapping_calls.append(1))
+        kept = model()
+    assert torch.equal(kept, fresh) and not mapping_calls
+
+
 @pytest.mark.parametrize("options", [dict(latent_space="w"), dict(latent_space="z"),
                                      dict(g2_styles="codes"), dict(g2_styles="average"),
                                      dict(noise="optimised")])

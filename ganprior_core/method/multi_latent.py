@@ -83,6 +83,9 @@ class MultiLatentModel(nn.Module):
                                  requires_grad=config.use_beta)  # [N]
         # G1's output once the codes and G1 are frozen (freeze_g1); None while they are fitted.
         self.frozen_g1_features: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None
+        # G2's styles once they can no longer change (freeze_g1 with styles drawn from the codes
+        # or w_avg); None while they are computed every pass.
+        self.frozen_g2_ws: torch.Tensor | None = None
 
     def latent_parameters(self) -> list[nn.Parameter]:
         """What the codes' learning rate moves: the codes and, on StyleGAN2, G2's own styles and
@@ -125,9 +128,13 @@ class MultiLatentModel(nn.Module):
         for parameter in [*self.split.g1_parameters(self.config.split_layer), *self.g1_noise]:
             parameter.requires_grad_(False)
         self.frozen_g1_features = features
+        if self.g2_styles is None:  # styles from the frozen codes (the mapping is never tuned)
+            with torch.no_grad():
+                self.frozen_g2_ws = self.split.g2_ws(self.latents, None, self.config.split_layer)
 
     def forward(self) -> torch.Tensor:
         """The current image [1, 3, R, R] in about [-1, 1]."""
         split = self.config.split_layer
-        g2_ws = self.split.g2_ws(self.latents, self.g2_styles, split)
+        g2_ws = (self.frozen_g2_ws if self.frozen_g2_ws is not None
+                 else self.split.g2_ws(self.latents, self.g2_styles, split))
         return self.split.g2(self.fused_features(), g2_ws, split)
