@@ -14,7 +14,7 @@ from test_stylegan2_method import tiny_stylegan2
 
 from ganprior_core.checkpoints import save_generator
 from ganprior_core.cli import main
-from ganprior_core.lab import compare
+from ganprior_core.lab import compare, paired
 from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -95,8 +95,16 @@ def test_default_pairs_put_each_paper_against_its_methods_and_the_prior_free_one
     ([1.0, 1.1, 0.9], "a wins"), ([-1.0, -1.1, -0.9], "b wins"), ([1.0, -1.0, 0.5], "tie"),
     ([2.0], "too few images")])
 def test_the_verdict_needs_the_mean_beyond_two_standard_errors(values, expected):
-    mean, error = compare.mean_and_error(values)
+    mean, error = paired.mean_and_error(values)
     assert compare.verdict(mean, error, "a", "b") == expected
+
+
+def test_mean_and_standard_error_of_a_hand_computed_case():
+    # [1, 2, 3, 6]: mean 3, sample variance (4 + 1 + 0 + 9) / 3 = 14 / 3, s.e. sqrt(14 / 3 / 4).
+    mean, error = paired.mean_and_error([1.0, 2.0, 3.0, 6.0])
+    assert mean == 3.0 and abs(error - (14 / 12) ** 0.5) < 1e-12
+    assert paired.format_mean_se([1.0, 2.0, 3.0, 6.0]) == "+3.00 ± 1.08"
+    assert paired.format_mean_se([-0.5]) == "-0.50" and paired.format_mean_se([]) == "–"
 
 
 def test_compare_writes_nothing_into_the_runs_even_with_a_cut_results_line(runs, tmp_path):

@@ -27,7 +27,6 @@ import csv
 import hashlib
 import io
 import json
-import math
 import statistics
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -45,6 +44,7 @@ from ..method.presets import PRESET_NAMES, preset
 from ..optimize import inpaint
 from ..validation import check_count
 from . import masks, procedural
+from .paired import format_mean_se
 
 HELD_OUT_OFFSET = 5_100  # seeds 10,005,100 on: apart from the PGGAN choices' 10,005,000-043
 HOLE_KINDS = ("box", "strokes")
@@ -190,15 +190,6 @@ def _read_file(path: Path) -> list[dict]:
 def read_rows(out: Path) -> list[dict]:
     """Every finished run in the output directory `out`."""
     return [row for path in sorted((Path(out) / "rows").glob("*.csv")) for row in _read_file(path)]
-
-
-def format_mean_se(values: list[float]) -> str:
-    """'+m ± se' of paired differences (two decimals); '–' for none, the value alone for one."""
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:+.2f}"
-    return f"{statistics.fmean(values):+.2f} ± {statistics.stdev(values) / math.sqrt(len(values)):.2f}"
 
 
 def format_report(reference: str, variants: list[Variant], rows: list[dict],

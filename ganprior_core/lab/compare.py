@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import math
 import re
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..files import UserFileError, check_output_file, folder_contains, write_atomically
 from . import bench
+from .paired import mean_and_error
 
 # Methods that never read the prior: their rows mean the same in any run on the same holes.
 PRIOR_FREE_METHODS = ("dip", *bench.FILL_METHODS)
@@ -138,11 +138,6 @@ def default_pairs(runs: list[BenchRun]) -> list[tuple[str, str]]:
         others += [f"{label}:{method}" for method, label in prior_free.items()]
         pairs += [(f"{run.label}:paper", other) for other in others]
     return pairs
-
-
-def mean_and_error(values: list[float]) -> tuple[float, float | None]:
-    mean = statistics.fmean(values)
-    return mean, statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
 
 
 def verdict(mean: float, error: float | None, first: str, second: str) -> str:

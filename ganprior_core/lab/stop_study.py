@@ -31,7 +31,8 @@ from ..method.presets import PRESET_NAMES, preset
 from ..optimize import Progress, inpaint
 from ..validation import check_count
 from .bench import file_digest
-from .choose import format_mean_se, held_out_cases
+from .choose import held_out_cases
+from .paired import format_mean_se
 
 MAX_FACADES = 200
 MAX_RECORDED_STEPS = 10_000
