@@ -3,8 +3,8 @@ lock, the checkpoint reader, resuming), the loop that logs progress, saves sampl
 checkpoints, and the final save of the moving-average generator.
 
 A trainer (lab.train.Trainer, lab.train_stylegan2.StyleGAN2Trainer) brings its own networks,
-losses and schedule; `run_loop` and `train_in_folder` drive any object with the `Trainer`
-protocol below.
+losses and schedule; `run_loop` and `train_in_folder` drive any object with the
+`SteppingTrainer` protocol below.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ TRAINED_FORMAT = "ganprior-train"
 UNNAMED_ARCH = "pggan"  # PGGAN checkpoints from before --arch name no architecture
 
 
-class Trainer(Protocol):
+class SteppingTrainer(Protocol):
     config: Any  # output_dir, resolution, total_images, log_every, sample_every, checkpoint_every
     images_seen: int
     elapsed_seconds: float
@@ -44,6 +44,7 @@ class Trainer(Protocol):
     def samples(self) -> torch.Tensor: ...
     def save_checkpoint(self, path: Path) -> None: ...
     def load_checkpoint(self, path: Path) -> None: ...
+    def load_state_dict(self, state: dict) -> None: ...
     def final_generator(self) -> torch.nn.Module: ...
     def training_record(self) -> dict: ...  # what the saved generator's metadata says of the run
 
@@ -99,7 +100,7 @@ def write_checkpoint(path: Path, state: dict) -> None:
     write_atomically(path, buffer.getvalue())
 
 
-def restore_checkpoint(trainer: Any, path: Path, arch: str,
+def restore_checkpoint(trainer: SteppingTrainer, path: Path, arch: str,
                        differences: Callable[[dict], list[str]]) -> None:
     """Loads the checkpoint at `path` into `trainer` (its `load_state_dict`). `differences`
     names the settings in which the checkpoint's state differs from the trainer's; any, or a
@@ -124,7 +125,7 @@ def _format_losses(losses: dict[str, float]) -> str:
                     for name, value in losses.items())
 
 
-def run_loop(trainer: Trainer, stop_at_images: int | None = None) -> None:
+def run_loop(trainer: SteppingTrainer, stop_at_images: int | None = None) -> None:
     """Trains until the schedule ends (or `stop_at_images`): a progress line every log_every
     images, a sample grid every sample_every, a checkpoint every checkpoint_every and at the end."""
     c = trainer.config
@@ -158,7 +159,7 @@ def run_loop(trainer: Trainer, stop_at_images: int | None = None) -> None:
     trainer.save_checkpoint(checkpoint_path)
 
 
-def train_in_folder(config: Any, make_trainer: Callable[[Any], Trainer],
+def train_in_folder(config: Any, make_trainer: Callable[[Any], SteppingTrainer],
                     config_record: dict, notes: list[str] | None = None) -> Path:
     """Runs (or resumes) a whole training run in `config.output_dir` under its lock; writes
     `config_record` as train_config.json and finally the moving-average generator as
@@ -185,7 +186,8 @@ def train_in_folder(config: Any, make_trainer: Callable[[Any], Trainer],
         raise
 
 
-def _train_locked(trainer: Trainer, config: Any, output: Path, config_record: dict) -> Path:
+def _train_locked(trainer: SteppingTrainer, config: Any, output: Path,
+                  config_record: dict) -> Path:
     checkpoint_path = output / CHECKPOINT_NAME
     if config.resume and checkpoint_path.exists():
         trainer.load_checkpoint(checkpoint_path)
