@@ -100,3 +100,22 @@ def test_upsampling_conv_gradients_are_those_of_upsample_then_conv():
     for got, want in zip(grads, expected):
         assert got.dtype == torch.float32
         torch.testing.assert_close(got, want.float(), rtol=0.05, atol=0.3)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_nearest_upsampling_matches_interpolate_and_keeps_the_memory_format(memory_format):
+    import torch.nn.functional as F
+
+    from ganprior_core.networks.pggan import nearest_upsample2x
+
+    noise = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 5, 3, 4, dtype=torch.float64, generator=noise)
+    x = x.contiguous(memory_format=memory_format).requires_grad_(True)
+    upstream = torch.randn(2, 5, 6, 8, dtype=torch.float64, generator=noise)
+    ours = nearest_upsample2x(x)
+    plain = F.interpolate(x, scale_factor=2, mode="nearest")
+    assert torch.equal(ours, plain)
+    assert ours.is_contiguous(memory_format=memory_format)
+    torch.testing.assert_close(torch.autograd.grad((ours * upstream).sum(), x)[0],
+                               torch.autograd.grad((plain * upstream).sum(), x)[0], rtol=1e-12, atol=0)
+

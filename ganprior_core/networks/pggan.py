@@ -138,10 +138,26 @@ class ConvLayer(nn.Module):
         if self.upsample and x.shape[-1] >= TRANSPOSED_UPSAMPLE_MIN_SIZE:
             x = upsample_conv3x3(x, self.conv.weight * self.conv.scale, self.conv.bias)
         elif self.upsample:
-            x = self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+            x = self.conv(nearest_upsample2x(x))
         else:
             x = self.conv(x)
         return pixel_norm(F.leaky_relu(x, LEAKY_SLOPE))
+
+
+def nearest_upsample2x(x: torch.Tensor) -> torch.Tensor:
+    """2x nearest-neighbour upsampling as a broadcast copy, keeping x's memory format.
+
+    Same values as `interpolate(x, scale_factor=2, mode="nearest")`, but its gradient is a sum
+    over each 2x2 block, an ordinary reduction. torch.compile turns interpolate's gradient into a
+    scatter that CUDA runs with atomic adds, whose order (and so rounding) changes from run to
+    run: same seed, different result."""
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        pixels = x.permute(0, 2, 3, 1)  # [B, H, W, C], contiguous
+        b, h, w, c = pixels.shape
+        up = pixels[:, :, None, :, None, :].expand(b, h, 2, w, 2, c).reshape(b, 2 * h, 2 * w, c)
+        return up.permute(0, 3, 1, 2)  # [B, C, 2H, 2W], channels_last
+    b, c, h, w = x.shape
+    return x[:, :, :, None, :, None].expand(b, c, h, 2, w, 2).reshape(b, c, 2 * h, 2 * w)
 
 
 class _UpsamplingTransposedConv(torch.autograd.Function):
