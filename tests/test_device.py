@@ -2,26 +2,30 @@
 
 Runs on `GANPRIOR_TEST_DEVICE` (e.g. `cuda`, `cuda:1`, or `cpu` to exercise these tests without
 one), else on CUDA when this machine has it; skipped otherwise. What must hold there as on the
-CPU: same seed -> same result, the known pixels bit-exact, the prior never moved or changed,
-progress and cancel, both families, and the node asking ComfyUI to make room on the device.
+CPU: same seed -> same result (also for the bundled priors, eager and compiled), the known pixels
+bit-exact, the prior never moved or changed, progress and cancel, both families, and the node
+asking ComfyUI to make room on the device.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 from pack_under_test import load_pack, pack_module
 
+from ganprior_core.checkpoints.loading import load_generator
 from ganprior_core.method.multi_latent import MultiLatentConfig
 from ganprior_core.method.precision import uses_bf16
 from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
-from ganprior_core.optimize import OptimizerConfig, inpaint, inpaint_any_size
+from ganprior_core.optimize import OptimizerConfig, inpaint, inpaint_any_size, preset
 from tests.conftest import tiny_stylegan2
 
 DEVICE_ENV = "GANPRIOR_TEST_DEVICE"
+ROOT = Path(__file__).resolve().parents[1]
 STEPS = 12
 
 
@@ -75,6 +79,25 @@ def test_inpaint_on_the_device_is_reproducible_and_leaves_the_prior_alone(device
     assert next(prior.parameters()).device.type == "cpu"
     assert all(torch.equal(before[name], value) for name, value in prior.state_dict().items())
 
+
+
+@pytest.mark.parametrize("prior_name", ["facades64", "facades64_stylegan2"])
+def test_the_bundled_priors_repeat_themselves_on_the_device(device, prior_name):
+    """At the bundled priors' real sizes, under bf16, compiled or not: tiny networks can pick
+    other (deterministic) GPU kernels than real ones. On a GPU the StyleGAN2 prior's fill once
+    differed between two runs with the same seed."""
+    prior = load_generator(ROOT / "ganprior_core" / "priors" / f"{prior_name}.safetensors")
+    model, config = preset("paper", prior.config)
+    config = replace(config, steps=60, stop="fixed", perceptual_weight=0.0, compile=False)
+    image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(4))
+    hole = torch.zeros(64, 64)
+    hole[20:44, 12:40] = 1
+    for compile_setting in (False, True):
+        run = replace(config, compile=compile_setting)
+        first = inpaint(prior, image, hole, model, run, seed=3, device=device)
+        second = inpaint(prior, image, hole, model, run, seed=3, device=device)
+        assert first.loss_history == second.loss_history, f"compile={compile_setting}"
+        assert torch.equal(first.output, second.output), f"compile={compile_setting}"
 
 def test_the_device_agrees_with_the_cpu_in_fp32(device):
     prior, (image, hole) = pggan(), problem()

@@ -5,7 +5,7 @@ import torch
 
 from ganprior_core.method.multi_latent import MultiLatentConfig, MultiLatentModel
 from ganprior_core.optimize import OptimizerConfig, Progress, inpaint, preset
-from tests.conftest import inpainting_problem
+from tests.conftest import inpainting_problem, tiny_stylegan2
 
 FAST = OptimizerConfig(steps=6, lr_latent=0.05, lr_alpha=0.05, lr_beta=0.05, lr_generator=1e-3,
                        schedule="constant", perceptual_weight=0.0, precision="fp32", preview_every=3,
@@ -246,6 +246,68 @@ def test_compiled_callable_is_compiled_once_and_reused_for_new_models_and_images
     assert compilation.STATS.compiled_functions == functions
     assert counters["stats"]["unique_graphs"] == graphs  # no recompilation
 
+
+
+@pytest.mark.parametrize("family", ["pggan", "stylegan2"])
+def test_compiled_step_has_no_accumulating_scatter(tiny_generator, family, monkeypatch):
+    """torch.compile runs an accumulating scatter (interpolate's gradient is one: an index_put
+    with accumulation) with atomic adds on CUDA, in an order that changes between runs, and a
+    seeded compiled run there did not repeat itself. The whole step (model, fusion, loss with
+    held-out pixels) and its backward, traced with inductor's decompositions, must have none;
+    select_scatter and slice_scatter write each element once and are fine."""
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+    from torch._inductor.decomposition import select_decomp_table
+
+    from ganprior_core.method import compilation
+
+    traced_ops: set[str] = set()
+
+    def recording_compiler(graph, _inputs):
+        traced_ops.update(str(node.target) for node in graph.graph.nodes if node.op == "call_function")
+        return make_boxed_func(graph.forward)
+
+    backend = aot_autograd(fw_compiler=recording_compiler, bw_compiler=recording_compiler,
+                           decompositions=select_decomp_table())
+    monkeypatch.setattr(compilation, "_compiled", {})
+    monkeypatch.setattr(compilation, "_compile", lambda index: torch.compile(
+        compilation._fresh_function(index), backend=backend, dynamic=False))
+    generator = tiny_generator if family == "pggan" else tiny_stylegan2()
+    image, hole = inpainting_problem(tiny_generator, seed=0)
+    config = OptimizerConfig(steps=40, stop="auto", compile=True, perceptual_weight=0.0,
+                             precision="fp32")
+    result = inpaint(generator, image, hole, MultiLatentConfig(num_codes=2, split_layer=3), config, seed=0)
+    assert not any("ran eagerly" in note for note in result.notes), result.notes
+    assert "aten.convolution_backward.default" in traced_ops, "the backward graph was not traced"
+    accumulating = ("index_put", "index_add", "scatter_add", "scatter_reduce")
+    scatters = sorted(op for op in traced_ops if any(name in op for name in accumulating))
+    assert not scatters, f"accumulating scatters in the compiled step: {scatters}"
+
+
+def test_the_run_asks_cudnn_for_repeatable_kernels_and_restores_the_hosts_flags(tiny_generator):
+    cudnn = torch.backends.cudnn
+    image, hole = inpainting_problem(tiny_generator, seed=0)
+    config = MultiLatentConfig(num_codes=2, split_layer=3)
+    seen = []
+
+    def watch(progress):
+        seen.append((cudnn.deterministic, cudnn.benchmark))
+        if progress.step == 2 and cancel:
+            raise InterruptedError("cancelled")
+
+    saved = cudnn.deterministic, cudnn.benchmark
+    try:
+        cudnn.deterministic, cudnn.benchmark = False, True  # a host that times its kernels
+        cancel = False
+        inpaint(tiny_generator, image, hole, config, FAST, seed=0, callback=watch)
+        assert seen and set(seen) == {(True, False)}
+        assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
+        cancel = True
+        with pytest.raises(InterruptedError):
+            inpaint(tiny_generator, image, hole, config, FAST, seed=0, callback=watch)
+        assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
+    finally:
+        cudnn.deterministic, cudnn.benchmark = saved
 
 def test_compile_failure_falls_back_to_eager_with_one_note(tiny_generator, monkeypatch):
     from ganprior_core.method import compilation

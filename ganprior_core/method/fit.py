@@ -2,6 +2,7 @@
 fitted to the known pixels (METHOD.md eq. 8), with auto-stop, progress and cancellation."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -66,6 +67,31 @@ def inpaint(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor
     """
     seed, device = _check_inputs(prior, image, hole_mask, model_config, optimizer_config, seed,
                                  device, perceptual)
+    with _repeatable_convolutions():
+        return _fit(prior, image, hole_mask, model_config, optimizer_config, seed, device,
+                    perceptual, callback)
+
+
+@contextlib.contextmanager
+def _repeatable_convolutions():
+    """cuDNN chooses its convolution algorithms by heuristics (or by timing them, if the host set
+    `benchmark`), and some of its gradient algorithms add partial sums atomically, in an order
+    that changes from run to run: on a GPU the same seed gave a different StyleGAN2 fill. The run
+    asks cuDNN for deterministic algorithms and no timing, and gives the caller's settings back
+    afterwards, also when the run fails or is cancelled. On the CPU these flags do nothing."""
+    cudnn = torch.backends.cudnn
+    saved = cudnn.deterministic, cudnn.benchmark
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark = saved
+
+
+def _fit(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor | None,
+         model_config: MultiLatentConfig, optimizer_config: OptimizerConfig, seed: int,
+         device: torch.device, perceptual: VGG16Features | None,
+         callback: Callable[[Progress], None] | None) -> InpaintResult:
     optimizer_config = replace(optimizer_config,
                                auto_stop=auto_stop_rule(prior.config, optimizer_config.auto_stop))
     started = time.perf_counter()
