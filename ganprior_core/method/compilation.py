@@ -42,8 +42,9 @@ COMPILE_DEVICES = ("cpu", "cuda")
 # cold compilation of 30-90 s on the machines measured (docs/benchmarks.md). More threads make
 # steps faster but not compiling, hence per thread.
 AUTO_COMPILE_MIN_TFLOP_PER_THREAD = 150.0
-# On a GPU steps are ~100x faster and compiling is not: an estimate (not measured on a GPU).
-AUTO_COMPILE_MIN_TFLOP_CUDA = 20000.0
+# On a GPU steps are ~100x faster and compiling is not, so only long runs repay it; the figure is
+# where it paid back on an H200 (docs/benchmarks.md), sooner on slower GPUs.
+AUTO_COMPILE_MIN_TFLOP_CUDA = 2000.0
 
 
 @dataclass
