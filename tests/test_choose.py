@@ -107,3 +107,20 @@ def test_cli_choose_on_a_64_pixel_prior_writes_rows_once(tmp_path, capsys):
     assert main(args) == 0  # resumed: nothing left to run, nothing appended
     assert len(choose.read_rows(tmp_path / "out")) == 2
     assert "| a | 2 |" in capsys.readouterr().out
+
+
+def test_the_documented_variants_files_are_valid_for_the_bundled_stylegan2_prior():
+    """docs/stylegan2_prior.md runs these files on the bundled prior; the re-check's reference
+    must be today's `paper` defaults, as its table says."""
+    from pathlib import Path
+
+    from ganprior_core.checkpoints.loading import load_generator
+    root = Path(__file__).resolve().parents[1]
+    config = load_generator(root / "ganprior_core" / "priors" / "facades64_stylegan2.safetensors").config
+    for name in ("stylegan2_facades64.json", "stylegan2_facades64_292k.json"):
+        reference, variants = choose.read_variants(root / "docs" / "choices" / name, config)
+        assert reference in {variant.name for variant in variants}
+    by_name = {variant.name: variant for variant in variants}
+    paper_model, paper_optimizer = preset("paper", config)
+    assert by_name[reference].model == paper_model
+    assert by_name[reference].optimizer.lr_generator == paper_optimizer.lr_generator
