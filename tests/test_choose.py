@@ -1,14 +1,17 @@
 """`choose`: variants of the method on held-out facades, paired against a reference."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from test_stylegan2_method import tiny_stylegan2
 
 from ganprior_core.checkpoints import save_generator
+from ganprior_core.checkpoints.loading import load_generator
 from ganprior_core.cli import main
 from ganprior_core.lab import choose, procedural
 from ganprior_core.method.presets import preset
+from ganprior_core.priors import bundled_prior_path
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -112,15 +115,13 @@ def test_cli_choose_on_a_64_pixel_prior_writes_rows_once(tmp_path, capsys):
 def test_the_documented_variants_files_are_valid_for_the_bundled_stylegan2_prior():
     """docs/stylegan2_prior.md runs these files on the bundled prior; the re-check's reference
     must be today's `paper` defaults, as its table says."""
-    from pathlib import Path
-
-    from ganprior_core.checkpoints.loading import load_generator
-    root = Path(__file__).resolve().parents[1]
-    config = load_generator(root / "ganprior_core" / "priors" / "facades64_stylegan2.safetensors").config
+    config = load_generator(bundled_prior_path("stylegan2")).config
+    choices = Path(__file__).resolve().parents[1] / "docs" / "choices"
     for name in ("stylegan2_facades64.json", "stylegan2_facades64_292k.json"):
-        reference, variants = choose.read_variants(root / "docs" / "choices" / name, config)
-        assert reference in {variant.name for variant in variants}
-    by_name = {variant.name: variant for variant in variants}
+        reference, variants = choose.read_variants(choices / name, config)
+        assert reference in {variant.name for variant in variants}, name
+    reference, variants = choose.read_variants(choices / "stylegan2_facades64_292k.json", config)
+    chosen = next(variant for variant in variants if variant.name == reference)
     paper_model, paper_optimizer = preset("paper", config)
-    assert by_name[reference].model == paper_model
-    assert by_name[reference].optimizer.lr_generator == paper_optimizer.lr_generator
+    assert chosen.model == paper_model
+    assert chosen.optimizer.lr_generator == paper_optimizer.lr_generator

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -22,10 +21,10 @@ from ganprior_core.method.multi_latent import MultiLatentConfig
 from ganprior_core.method.precision import uses_bf16
 from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
 from ganprior_core.optimize import OptimizerConfig, inpaint, inpaint_any_size, preset
+from ganprior_core.priors import bundled_prior_path
 from tests.conftest import tiny_stylegan2
 
 DEVICE_ENV = "GANPRIOR_TEST_DEVICE"
-ROOT = Path(__file__).resolve().parents[1]
 STEPS = 12
 
 
@@ -80,13 +79,12 @@ def test_inpaint_on_the_device_is_reproducible_and_leaves_the_prior_alone(device
     assert all(torch.equal(before[name], value) for name, value in prior.state_dict().items())
 
 
-
-@pytest.mark.parametrize("prior_name", ["facades64", "facades64_stylegan2"])
-def test_the_bundled_priors_repeat_themselves_on_the_device(device, prior_name):
+@pytest.mark.parametrize("family", ["pggan", "stylegan2"])
+def test_the_bundled_priors_repeat_themselves_on_the_device(device, family):
     """At the bundled priors' real sizes, under bf16, compiled or not: tiny networks can pick
     other (deterministic) GPU kernels than real ones. On a GPU the StyleGAN2 prior's fill once
     differed between two runs with the same seed."""
-    prior = load_generator(ROOT / "ganprior_core" / "priors" / f"{prior_name}.safetensors")
+    prior = load_generator(bundled_prior_path(family))
     model, config = preset("paper", prior.config)
     config = replace(config, steps=60, stop="fixed", perceptual_weight=0.0, compile=False)
     image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(4))
@@ -98,6 +96,7 @@ def test_the_bundled_priors_repeat_themselves_on_the_device(device, prior_name):
         second = inpaint(prior, image, hole, model, run, seed=3, device=device)
         assert first.loss_history == second.loss_history, f"compile={compile_setting}"
         assert torch.equal(first.output, second.output), f"compile={compile_setting}"
+
 
 def test_the_device_agrees_with_the_cpu_in_fp32(device):
     prior, (image, hole) = pggan(), problem()

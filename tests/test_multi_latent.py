@@ -118,4 +118,3 @@ def test_nearest_upsampling_matches_interpolate_and_keeps_the_memory_format(memo
     assert ours.is_contiguous(memory_format=memory_format)
     torch.testing.assert_close(torch.autograd.grad((ours * upstream).sum(), x)[0],
                                torch.autograd.grad((plain * upstream).sum(), x)[0], rtol=1e-12, atol=0)
-

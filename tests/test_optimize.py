@@ -247,7 +247,6 @@ def test_compiled_callable_is_compiled_once_and_reused_for_new_models_and_images
     assert counters["stats"]["unique_graphs"] == graphs  # no recompilation
 
 
-
 @pytest.mark.parametrize("family", ["pggan", "stylegan2"])
 def test_compiled_step_has_no_accumulating_scatter(tiny_generator, family, monkeypatch):
     """torch.compile runs an accumulating scatter (interpolate's gradient is one: an index_put
@@ -308,6 +307,7 @@ def test_the_run_asks_cudnn_for_repeatable_kernels_and_restores_the_hosts_flags(
         assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
     finally:
         cudnn.deterministic, cudnn.benchmark = saved
+
 
 def test_compile_failure_falls_back_to_eager_with_one_note(tiny_generator, monkeypatch):
     from ganprior_core.method import compilation

@@ -59,7 +59,9 @@ def inpaint(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor
     prior: a PGGANGenerator or StyleGAN2Generator (the method per family: families.py).
     image: [3, R, R] in [0, 1] at the prior's resolution R; hole_mask: [R, R] with 1 = hole,
     or None to reconstruct the whole image. `prior` is never modified. `callback` is called after
-    every step; raising from it cancels the run (the exception propagates).
+    every step; raising from it cancels the run (the exception propagates). For the run's
+    duration cuDNN's process-wide `deterministic` and `benchmark` flags are set to True and False
+    (same seed, same result on a GPU); the caller's values come back when it returns or raises.
 
     Before any work, a ValueError refuses what would be optimised into nonsense: images that are
     not finite floats in [0, 1] (see imaging.check_image_values), masks outside [0, 1], seeds
