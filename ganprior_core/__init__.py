@@ -1,13 +1,67 @@
 """ganprior_core: inpainting with a pretrained GAN (PGGAN or StyleGAN2) as the image prior.
 
-The library's flow is load -> build -> optimise -> measure:
-- `checkpoints`: read a prior file of any supported layout (`load_generator`), never running
-  anything from it; write this project's `.safetensors`.
-- `networks`: the generators (`pggan`, `stylegan2`), each splittable into G1 and G2.
-- `method` (entry point `optimize`): the multi-latent model, its losses, presets, the per-image
-  optimisation with auto-stop, compilation and precision.
-- `imaging`, `metrics`, `sampling`: image and mask files and checks, PSNR/SSIM, seeded samples.
+This package is the library's one public face: the nodes, the command line and scripts import
+what they use from here (`from ganprior_core import load_generator, preset, inpaint_any_size`),
+and `tests/test_layout.py` holds the nodes and the CLI to it. The flow is load -> build ->
+optimise -> measure:
+- load: `load_generator` / `load_checkpoint` read a prior file of any supported layout, never
+  running anything from it; `family_of` tells what a generator is and what the method needs of it;
+- build: `preset` and `MultiLatentConfig` (with `StyleGAN2Options`) describe the method's model;
+- optimise: `inpaint` / `inpaint_any_size` with an `OptimizerConfig`, reporting `Progress`;
+- measure: `measure` (PSNR and SSIM, whole image and inside the hole).
+The modules `imaging`, `metrics`, `sampling`, `files` and `validation` are part of the face too.
 
-`lab` holds the research tools around the library (benchmarks, training, baselines, procedural
-data); the library and the ComfyUI nodes never import it. See ganprior_core/README.md.
+Inside: `checkpoints` (formats), `families` (one module per generator family), `networks`,
+`method` (the model, losses, fit loop, auto-stop, compilation, precision). `lab` holds the
+research tools around the library (benchmarks, training, baselines, procedural data); neither the
+library nor the nodes import it. See ganprior_core/README.md.
 """
+from . import files, imaging, metrics, sampling, validation
+from .checkpoints import (
+    CHECKPOINT_EXTENSIONS,
+    CheckpointError,
+    LoadedCheckpoint,
+    convert_checkpoint,
+    load_checkpoint,
+    load_generator,
+)
+from .families import (
+    FAMILIES,
+    G2_STYLE_SOURCES,
+    LATENT_SPACES,
+    NOISE_HANDLING,
+    GeneratorFamily,
+    StyleGAN2Options,
+    family_of,
+)
+from .method.auto_stop import STOP_MODES, AutoStopConfig
+from .method.compilation import parse_setting as parse_compile_setting
+from .method.config import MAX_LATENT_CODES, MAX_STEPS, SCHEDULES, OptimizerConfig
+from .method.fit import inpaint, inpaint_any_size
+from .method.memory import estimated_run_bytes, module_bytes
+from .method.multi_latent import FINETUNE_SCOPES, MultiLatentConfig
+from .method.perceptual import VGG_EXTENSIONS, PerceptualModelError, VGG16Features, load_vgg16_features
+from .method.precision import PRECISIONS
+from .method.presets import PRESET_NAMES, preset
+from .method.results import InpaintResult, Progress
+from .metrics import measure
+from .priors import BUNDLED_PRIORS, PRIORS_DIR, bundled_prior_path
+
+__all__ = [
+    # modules
+    "files", "imaging", "metrics", "sampling", "validation",
+    # load
+    "CHECKPOINT_EXTENSIONS", "CheckpointError", "LoadedCheckpoint", "convert_checkpoint",
+    "load_checkpoint", "load_generator", "BUNDLED_PRIORS", "PRIORS_DIR", "bundled_prior_path",
+    "FAMILIES", "GeneratorFamily", "family_of",
+    # build
+    "PRESET_NAMES", "preset", "MultiLatentConfig", "FINETUNE_SCOPES", "StyleGAN2Options",
+    "LATENT_SPACES", "G2_STYLE_SOURCES", "NOISE_HANDLING",
+    # optimise
+    "OptimizerConfig", "AutoStopConfig", "STOP_MODES", "SCHEDULES", "PRECISIONS", "MAX_STEPS",
+    "MAX_LATENT_CODES", "parse_compile_setting", "estimated_run_bytes", "module_bytes", "inpaint",
+    "inpaint_any_size", "InpaintResult", "Progress", "VGG_EXTENSIONS", "VGG16Features",
+    "PerceptualModelError", "load_vgg16_features",
+    # measure
+    "measure",
+]

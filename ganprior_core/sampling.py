@@ -1,30 +1,23 @@
 """Unconditional samples from a generator (previews, the CLI's `generate`)."""
 from __future__ import annotations
 
-import math
-
 import torch
 
+from .families import GENERATE_NOISE_MODES, family_of, z_dim_of
 from .imaging.checks import to_unit_range
-from .method.families import family_of, z_dim_of
-from .networks.stylegan2 import NOISE_MODES
 from .validation import check_count, check_seed, resolve_device
+
+__all__ = ["GENERATE_NOISE_MODES", "MAX_SAMPLES", "generate", "image_grid", "sample_images",
+           "sample_latents"]
 
 # Samples are returned as one CPU tensor: 4096 images of 256x256 are 3 GB already.
 MAX_SAMPLES = 4096
-# What `generate` accepts for a StyleGAN2 prior; "random" is left out: the outputs of given codes
-# are meant to be reproducible.
-GENERATE_NOISE_MODES = tuple(mode for mode in NOISE_MODES if mode != "random")
 
 
 def sample_latents(count: int, latent_dim: int, seed: int) -> torch.Tensor:
     """[count, latent_dim] standard normal codes; the same seed always gives the same codes."""
     count = check_count(count, "count", 1, MAX_SAMPLES)
     return torch.randn(count, latent_dim, generator=torch.Generator().manual_seed(check_seed(seed)))
-
-
-def _shape(latents) -> object:
-    return list(latents.shape) if hasattr(latents, "shape") else type(latents).__name__
 
 
 @torch.no_grad()
@@ -41,30 +34,7 @@ def generate(generator: torch.nn.Module, latents: torch.Tensor,
     "none". A PGGAN has neither: other values than 1 and "const" are refused.
     """
     family = family_of(generator)
-    config = generator.config
-    if family == "stylegan2":
-        z_dim, num_ws, w_dim = config.z_dim, config.num_ws, config.w_dim
-        is_z = isinstance(latents, torch.Tensor) and latents.dim() == 2 and latents.shape[1] == z_dim
-        is_w = (isinstance(latents, torch.Tensor) and latents.dim() == 3
-                and tuple(latents.shape[1:]) == (num_ws, w_dim))
-        if not (is_z or is_w):
-            raise ValueError(f"latents must be z codes [N, {z_dim}] or w+ codes "
-                             f"[N, {num_ws}, {w_dim}] for this StyleGAN2, got {_shape(latents)}")
-        if isinstance(truncation_psi, bool) or not isinstance(truncation_psi, (int, float)) \
-                or not math.isfinite(truncation_psi):
-            raise ValueError(f"truncation psi must be a finite number, got {truncation_psi!r}")
-        if noise_mode not in GENERATE_NOISE_MODES:
-            raise ValueError(f"noise must be one of {', '.join(GENERATE_NOISE_MODES)}, "
-                             f"got {noise_mode!r}")
-    else:
-        latent_dim = config.latent_dim
-        if not isinstance(latents, torch.Tensor) or latents.dim() != 2 or latents.shape[1] != latent_dim:
-            raise ValueError(f"latents must be [N, {latent_dim}] for this generator, got {_shape(latents)}")
-        if truncation_psi != 1:
-            raise ValueError(f"a PGGAN has no truncation: psi must be 1, got {truncation_psi!r}")
-        if noise_mode != "const":
-            raise ValueError(f"a PGGAN adds no noise: the noise setting is for StyleGAN2 priors, "
-                             f"got {noise_mode!r}")
+    family.check_latents(generator.config, latents, truncation_psi, noise_mode)
     if not latents.dtype.is_floating_point:
         raise ValueError(f"latents must be real floating-point numbers, got dtype {latents.dtype}")
     check_count(len(latents), "the number of latent codes N", 1, MAX_SAMPLES)
@@ -72,17 +42,8 @@ def generate(generator: torch.nn.Module, latents: torch.Tensor,
         raise ValueError("latents contain NaN or infinite values; every code must be finite")
     device = resolve_device(device)
 
-    def run(chunk: torch.Tensor) -> torch.Tensor:
-        if family == "pggan":
-            return generator(chunk)
-        if chunk.dim() == 2:
-            return generator(chunk, truncation_psi=truncation_psi, noise_mode=noise_mode)
-        if truncation_psi != 1:
-            w_avg = generator.mapping.w_avg
-            chunk = w_avg + truncation_psi * (chunk - w_avg)
-        return generator.synthesis(chunk, noise_mode=noise_mode)
-
-    chunks = [run(chunk.to(device, torch.float32)).float().cpu()
+    chunks = [family.generate(generator, chunk.to(device, torch.float32), truncation_psi,
+                             noise_mode).float().cpu()
               for chunk in latents.split(batch_size)]
     return torch.cat(chunks)
 

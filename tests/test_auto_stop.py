@@ -215,17 +215,17 @@ def test_a_reconstruction_runs_all_its_steps_and_says_why(tiny_generator):
 
 
 def test_without_a_chosen_rule_a_run_uses_its_familys_rule(tiny_generator, monkeypatch):
-    from ganprior_core.method import families
+    from ganprior_core.families import STYLEGAN2, auto_stop_rule
     from tests.conftest import tiny_stylegan2
 
-    assert families.auto_stop_rule(tiny_generator.config) == AutoStopConfig()
-    assert families.auto_stop_rule(tiny_stylegan2().config) == families.STYLEGAN2_AUTO_STOP
-    assert families.STYLEGAN2_AUTO_STOP != AutoStopConfig()
-    assert families.auto_stop_rule(tiny_stylegan2().config, EVERY_STEP) == EVERY_STEP
+    assert auto_stop_rule(tiny_generator.config) == AutoStopConfig()
+    assert auto_stop_rule(tiny_stylegan2().config) == STYLEGAN2.auto_stop
+    assert STYLEGAN2.auto_stop != AutoStopConfig()
+    assert auto_stop_rule(tiny_stylegan2().config, EVERY_STEP) == EVERY_STEP
 
     # The StyleGAN2 rule, made fast enough to test, reaches a run that leaves auto_stop unset.
     fast = replace(EVERY_STEP, rewind=0.5)
-    monkeypatch.setattr(families, "STYLEGAN2_AUTO_STOP", fast)
+    monkeypatch.setattr(STYLEGAN2, "auto_stop", fast)
     prior = tiny_stylegan2()
     image = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
     hole = _box_hole(16)

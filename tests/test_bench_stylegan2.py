@@ -40,7 +40,7 @@ def test_bench_runs_every_method_and_ablation_on_a_stylegan2_prior(tmp_path):
 def test_a_directory_made_under_another_auto_stop_rule_is_not_resumed(tmp_path, capsys):
     import json
 
-    from ganprior_core.method.families import STYLEGAN2_AUTO_STOP
+    from ganprior_core.families import STYLEGAN2
     prior = tmp_path / "sg2.safetensors"
     save_generator(tiny_stylegan2(), prior)
     images = tmp_path / "images"
@@ -51,8 +51,8 @@ def test_a_directory_made_under_another_auto_stop_rule_is_not_resumed(tmp_path, 
             "--steps", "2", "--threads", "1", "--out", str(out)]
     assert main(args) == 0
     settings = json.loads((out / "run.json").read_text())
-    assert settings["auto_stop"]["rewind"] == STYLEGAN2_AUTO_STOP.rewind
-    assert f"{STYLEGAN2_AUTO_STOP.rewind:g} × the best one's step returned" in (out / "report.md").read_text()
+    assert settings["auto_stop"]["rewind"] == STYLEGAN2.auto_stop.rewind
+    assert f"{STYLEGAN2.auto_stop.rewind:g} × the best one's step returned" in (out / "report.md").read_text()
     del settings["auto_stop"]  # as a directory made before the StyleGAN2 rule existed
     (out / "run.json").write_text(json.dumps(settings))
     capsys.readouterr()

@@ -15,7 +15,7 @@ from ganprior_core.cli import main
 from ganprior_core.lab.baselines import diffusion_fill, mean_fill
 from ganprior_core.lab.demo import demo_problem
 from ganprior_core.lab.procedural import EVALUATION_SEED_START
-from ganprior_core.method.families import family_of
+from ganprior_core.families import family_of
 from ganprior_core.optimize import inpaint, preset
 from ganprior_core.priors import bundled_prior_path
 
@@ -54,7 +54,7 @@ def test_demo_runs_with_either_bundled_prior(tmp_path, capsys, family, name):
 def test_the_bundled_stylegan2_prior_is_a_64_pixel_stylegan2():
     from ganprior_core.checkpoints import load_checkpoint
     loaded = load_checkpoint(bundled_prior_path("stylegan2"))
-    assert family_of(loaded.generator) == "stylegan2"
+    assert family_of(loaded.generator).name == "stylegan2"
     assert loaded.generator.config.resolution == 64
     with pytest.raises(ValueError, match="no bundled prior of family 'biggan'"):
         bundled_prior_path("biggan")

@@ -9,7 +9,7 @@ from ganprior_core import metrics
 from ganprior_core.checkpoints import save_generator
 from ganprior_core.cli import main
 from ganprior_core.lab import stop_study
-from ganprior_core.method import families
+from ganprior_core.families import STYLEGAN2
 from ganprior_core.method.auto_stop import AutoStopConfig
 from ganprior_core.method.presets import preset
 from ganprior_core.networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
@@ -52,7 +52,7 @@ def test_the_report_pairs_each_rule_with_the_reference_on_the_same_runs():
 
 def test_a_replay_of_the_recording_reproduces_the_real_run(monkeypatch):
     fast = AutoStopConfig(check_every=2, patience=3, smoothing=0.5, holdout_fraction=0.1, rewind=0.5)
-    monkeypatch.setattr(families, "STYLEGAN2_AUTO_STOP", fast)  # the family rule, made quick
+    monkeypatch.setattr(STYLEGAN2, "auto_stop", fast)  # the family rule, made quick
     prior = tiny_stylegan2()
     image = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(2))
     hole = torch.zeros(16, 16)

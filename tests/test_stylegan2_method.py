@@ -1,11 +1,11 @@
-"""The multi-latent method on StyleGAN2 priors (design in ganprior_core/method/families.py), on a
+"""The multi-latent method on StyleGAN2 priors (design in ganprior_core/families/stylegan2.py), on a
 16x16 StyleGAN2 with random weights: 5 conv layers, 6 style slots, z and w of size 8."""
 from dataclasses import replace
 
 import pytest
 import torch
 
-from ganprior_core.method.families import family_of
+from ganprior_core.families import STYLEGAN2, family_of
 from ganprior_core.method.multi_latent import MultiLatentConfig, MultiLatentModel
 from ganprior_core.networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from ganprior_core.optimize import OptimizerConfig, inpaint, inpaint_any_size, preset, split_for_feature_resolution
@@ -70,7 +70,7 @@ def _set_codes_from(model, ws):
 @pytest.mark.parametrize("split", [1, 2, 3, 4, 5])
 def test_one_code_at_every_split_is_the_plain_network(sg2, split):
     model = MultiLatentModel(sg2, MultiLatentConfig(num_codes=1, split_layer=split), seed=3)
-    assert model.family == family_of(sg2) == "stylegan2"
+    assert model.family is family_of(sg2) is STYLEGAN2
     z = torch.randn(1, 8, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         # As built: the code is the mapping of the seeded z (psi 1), G2's styles its w.

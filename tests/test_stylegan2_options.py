@@ -1,4 +1,4 @@
-"""The StyleGAN2-only choices of the method (families.StyleGAN2Options): latent space, what drives
+"""The StyleGAN2-only choices of the method (families/stylegan2.py): latent space, what drives
 G2's styles, noise; each checked against the plain network run with the w+ it should amount to."""
 from dataclasses import replace
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from test_stylegan2_method import FAST, _assert_same_state, _problem, _state, tiny_stylegan2
 
-from ganprior_core.method.families import StyleGAN2Options
+from ganprior_core.families import StyleGAN2Options
 from ganprior_core.method.multi_latent import MultiLatentConfig, MultiLatentModel
 from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
 from ganprior_core.optimize import inpaint
@@ -36,7 +36,7 @@ def _seeded_z(count, seed):
     return torch.randn(count, 8, generator=torch.Generator().manual_seed(seed))
 
 
-# Even splits: at odd k slot k belongs to both halves (families.py), which one w+ cannot express.
+# Even splits: at odd k slot k belongs to both halves (families/stylegan2.py), which one w+ cannot express.
 @pytest.mark.parametrize("split", [2, 4])
 def test_a_w_code_is_one_w_for_every_g1_slot(sg2, split):
     model = MultiLatentModel(sg2, _config(split, latent_space="w"), seed=4)

@@ -51,9 +51,7 @@ from .common import (
                      NVIDIA_SG2ADA,
                      NVIDIA_TF,
                      NVIDIA_THEANO,
-                     PGGAN,
                      ROSINALITY,
-                     STYLEGAN2,
                      CheckpointError,
                      LoadedCheckpoint,
 )
@@ -61,6 +59,6 @@ from .loading import convert_checkpoint, load_checkpoint, load_generator
 from .project_file import save_generator
 
 __all__ = ["ACCEPTED_FORMATS", "CHECKPOINT_EXTENSIONS", "GANPRIOR", "GANPRIOR_SG2", "GENFORCE",
-           "GENFORCE_ZOO", "NVIDIA_SG2_TF", "NVIDIA_SG2ADA", "NVIDIA_THEANO", "NVIDIA_TF", "PGGAN",
-           "ROSINALITY", "STYLEGAN2", "CheckpointError", "LoadedCheckpoint", "convert_checkpoint",
+           "GENFORCE_ZOO", "NVIDIA_SG2_TF", "NVIDIA_SG2ADA", "NVIDIA_THEANO", "NVIDIA_TF",
+           "ROSINALITY", "CheckpointError", "LoadedCheckpoint", "convert_checkpoint",
            "load_checkpoint", "load_generator", "save_generator"]

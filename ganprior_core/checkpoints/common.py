@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..families import family_of
 from ..networks.pggan import PGGANConfig, PGGANGenerator
 from ..networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
@@ -23,9 +24,6 @@ NVIDIA_SG2ADA = "nvidia-sg2ada-pkl"  # stylegan2-ada-pytorch / stylegan3 reposit
 NVIDIA_SG2_TF = "nvidia-sg2-tf-pkl"  # TensorFlow-era NVlabs/stylegan2 pickles
 ROSINALITY = "rosinality-pt"  # rosinality/stylegan2-pytorch files
 GANPRIOR_SG2 = "ganprior-stylegan2"
-
-PGGAN = "pggan"
-STYLEGAN2 = "stylegan2"
 
 ACCEPTED_FORMATS = (
     "genforce/genforce model-zoo PyTorch file (.pth; generator_smooth or generator, or a bare "
@@ -87,7 +85,7 @@ class ReadCheckpoint:
 
     @property
     def family(self) -> str:
-        return STYLEGAN2 if isinstance(self.config, StyleGAN2Config) else PGGAN
+        return family_of(self.config).name
 
 
 @dataclass(frozen=True)
@@ -101,7 +99,18 @@ class LoadedCheckpoint:
     @property
     def family(self) -> str:
         """"pggan" or "stylegan2": which kind of generator `generator` is."""
-        return STYLEGAN2 if isinstance(self.generator, StyleGAN2Generator) else PGGAN
+        return family_of(self.generator).name
+
+    def describe(self, name: str) -> str:
+        """What a person choosing a prior reads about it: family and architecture, the format
+        and network read, and what each split layer k hands over."""
+        family = family_of(self.generator)
+        source = family.format_labels.get(self.source_format, self.source_format)
+        if self.source_network is not None:
+            source += ", " + family.network_labels.get(self.source_network, self.source_network)
+        config = self.generator.config
+        return "\n".join([f"{name}: {family.describe(config)}", f"read from: {source}",
+                          *family.describe_splits(config)])
 
 
 STYLEGAN_REFUSAL = ("it is a StyleGAN model in a layout this project does not read (StyleGAN2 "

@@ -30,8 +30,10 @@ def load_generator(path: str | os.PathLike) -> PGGANGenerator | StyleGAN2Generat
 def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
     """Read any accepted checkpoint, saying which family, format and network of it was used."""
     checkpoint = _read_checkpoint(path)
-    if checkpoint.family == "stylegan2":
-        return _build_stylegan2(path, checkpoint)
+    return _BUILDERS[checkpoint.family](path, checkpoint)
+
+
+def _build_pggan(path: str | os.PathLike, checkpoint: ReadCheckpoint) -> LoadedCheckpoint:
     try:
         check_weights_fit(checkpoint.config, checkpoint.state_dict)
     except Refused as refusal:
@@ -63,6 +65,10 @@ def _build_stylegan2(path: str | os.PathLike, checkpoint: ReadCheckpoint) -> Loa
         with torch.no_grad():
             generator.mapping.w_avg.copy_(generator.mapping(z)[:, 0].mean(0))
     return LoadedCheckpoint(generator, checkpoint.source_format, checkpoint.source_network)
+
+
+# Checked weights -> a generator, per family (families.FAMILIES names).
+_BUILDERS = {"pggan": _build_pggan, "stylegan2": _build_stylegan2}
 
 
 def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike) -> None:

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
+from ..families import family_of
 from ..files import write_atomically
 from ..networks.pggan import PGGANConfig, PGGANGenerator
 from ..networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
@@ -40,13 +42,10 @@ def save_generator(generator: PGGANGenerator | StyleGAN2Generator, path: str | o
     `extra_metadata` (JSON-serialisable) is merged into the JSON header; it cannot replace the
     keys that describe the network.
     """
-    stylegan2 = isinstance(generator, StyleGAN2Generator)
-    if source_format is None:
-        source_format = GANPRIOR_SG2 if stylegan2 else GANPRIOR
-    header = {**(extra_metadata or {}),
-              "format": SAFETENSORS_FORMAT_SG2 if stylegan2 else SAFETENSORS_FORMAT,
+    file_format = _FILE_FORMATS[family_of(generator).name]
+    header = {**(extra_metadata or {}), "format": file_format.header_format,
               "version": SAFETENSORS_VERSION, "config": generator.config.to_dict(),
-              "source_format": source_format}
+              "source_format": source_format or file_format.source_format}
     if source_network is not None:
         header["source_network"] = source_network
     tensors = {name: tensor.detach().to("cpu", torch.float32).contiguous()
@@ -74,23 +73,19 @@ def read_safetensors(path: str | os.PathLike, header_length: int) -> ReadCheckpo
             raise Refused("its ganprior metadata is not valid JSON of a sane depth") from None
         if not isinstance(header, dict):
             raise Refused("its ganprior metadata is not a JSON object")
-        if header.get("format") not in (SAFETENSORS_FORMAT, SAFETENSORS_FORMAT_SG2):
+        file_format = _FORMAT_BY_HEADER.get(header.get("format"))
+        if file_format is None:
             raise Refused(f"its metadata describes format {str(header.get('format'))[:40]!r}, "
-                           f"not {SAFETENSORS_FORMAT!r} or {SAFETENSORS_FORMAT_SG2!r}")
+                           f"not {' or '.join(map(repr, _FORMAT_BY_HEADER))}")
         if header.get("version") != SAFETENSORS_VERSION:
             raise Refused(f"it is version {str(header.get('version'))[:40]!r} of the ganprior "
                            f"format; this code reads version {SAFETENSORS_VERSION}")
         shapes = {name: tuple(file.get_slice(name).get_shape()) for name in file.keys()}
-        if header["format"] == SAFETENSORS_FORMAT_SG2:
-            config = _sg2_config_from_metadata(header.get("config"))
-            stylegan2_layout.check_shapes_fit(config, shapes)
-        else:
-            config = _config_from_metadata(header.get("config"))
-            check_shapes_fit(config, shapes)
+        config = file_format.config_from_metadata(header.get("config"))
+        file_format.check_shapes_fit(config, shapes)
         state = {name: finite(name, file.get_tensor(name).float()) for name in file.keys()}
     network = header.get("source_network")
-    default_format = GANPRIOR_SG2 if header["format"] == SAFETENSORS_FORMAT_SG2 else GANPRIOR
-    return ReadCheckpoint(config, state, str(header.get("source_format", default_format))[:80],
+    return ReadCheckpoint(config, state, str(header.get("source_format", file_format.source_format))[:80],
                            None if network is None else str(network)[:80])
 
 
@@ -158,3 +153,22 @@ def _sg2_config_from_metadata(config: Any) -> StyleGAN2Config:
         raise Refused(f"its architecture metadata is invalid ({error})") from None
     stylegan2_layout.check_config_values(parsed)
     return parsed
+
+
+@dataclass(frozen=True)
+class _FileFormat:
+    """How one family's networks are written to and read from this project's file."""
+
+    header_format: str  # the JSON header's "format"
+    source_format: str  # LoadedCheckpoint.source_format of a file this project wrote itself
+    config_from_metadata: Callable[[Any], Any]
+    check_shapes_fit: Callable[[Any, Mapping[str, tuple[int, ...]]], None]
+
+
+# Keyed by family name (families.FAMILIES).
+_FILE_FORMATS = {
+    "pggan": _FileFormat(SAFETENSORS_FORMAT, GANPRIOR, _config_from_metadata, check_shapes_fit),
+    "stylegan2": _FileFormat(SAFETENSORS_FORMAT_SG2, GANPRIOR_SG2, _sg2_config_from_metadata,
+                             stylegan2_layout.check_shapes_fit),
+}
+_FORMAT_BY_HEADER = {file_format.header_format: file_format for file_format in _FILE_FORMATS.values()}

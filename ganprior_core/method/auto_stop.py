@@ -9,7 +9,7 @@ because held-out tiles are small and surrounded by known pixels, so the fine-tun
 predicting them well after the hole, surrounded by nothing, has started to get worse.
 
 The settings below are PGGAN's; a run whose OptimizerConfig.auto_stop is None uses its prior
-family's rule (families.auto_stop_rule: StyleGAN2 rewinds to 0.5).
+family's rule (the family's `auto_stop`: StyleGAN2 rewinds to 0.5).
 
 The held-out pixels are square tiles of side resolution/32 spread over the whole known region
 (tiles next to the hole would take away the context the fill is built from). Every setting is a

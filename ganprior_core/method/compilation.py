@@ -74,48 +74,13 @@ def _compile(index: int) -> Callable:
     return torch.compile(_fresh_function(index), dynamic=False)
 
 
-def _pggan_forward_flop(config, split: int, codes: int, include_g1: bool = True) -> float:
-    flops = 2.0 * config.latent_dim * config.channels[0] * 16 * codes if include_g1 else 0.0
-    for index in range(1 if include_g1 else max(split, 1), config.num_layers):
-        block = index // 2
-        size = config.layer_resolution(index)
-        in_channels = config.channels[block - 1] if index % 2 == 0 else config.channels[block]
-        # upsampling layers from 16x16 up run as 4x4 transposed convs: 16 instead of 36 taps
-        taps = 16 / 4 if index % 2 == 0 and size > 16 else 9
-        batch = codes if index < split else 1
-        flops += 2.0 * batch * in_channels * config.channels[block] * taps * size * size
-    return flops
-
-
-def _stylegan2_forward_flop(config, split: int, codes: int, include_g1: bool = True) -> float:
-    """Modulated convs (an upsampling conv0 is a stride-2 transposed 3x3 conv: 9 taps per input
-    pixel), ToRGBs and the styles' affine layers; G1 runs once per code, G2 once."""
-    flops = 0.0
-    for index in range(0 if include_g1 else split, config.num_layers):
-        block = (index + 1) // 2
-        size = config.resolutions[block]
-        out_channels = config.channels[block]
-        in_channels = config.channels[block - 1] if index % 2 else out_channels
-        pixels = (size // 2) ** 2 if index % 2 else size * size
-        batch = codes if index < split else 1
-        flops += 2.0 * batch * (in_channels * out_channels * 9 * pixels
-                                + config.w_dim * in_channels)
-        if index % 2 == 0:  # the block's ToRGB runs with its conv1
-            flops += 2.0 * batch * (out_channels * config.img_channels * size * size
-                                    + config.w_dim * out_channels)
-    return flops
-
-
 def estimated_step_tflop(model, perceptual_depth: int | None, include_g1: bool = True) -> float:
     """Conv/matmul TFLOP of one step (forward + backward ~ 3x forward), from the shapes alone;
     without G1 for a step after the codes and G1 were frozen."""
     config = model.generator.config
     split = model.config.split_layer
     codes = model.config.num_codes
-    if getattr(model, "family", "pggan") == "stylegan2":
-        flops = _stylegan2_forward_flop(config, split, codes, include_g1)
-    else:
-        flops = _pggan_forward_flop(config, split, codes, include_g1)
+    flops = model.family.forward_flop(config, split, codes, include_g1)
     if perceptual_depth:
         size, in_channels, seen = config.resolution, 3, 0
         for item in VGG16_PLAN:

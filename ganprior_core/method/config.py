@@ -22,7 +22,7 @@ class OptimizerConfig:
     # With stop="auto" the most steps a run may take; with "fixed" exactly this many (the paper's
     # protocol). Auto-stop holds out a few known pixels, stops once their error no longer falls
     # and returns an earlier iterate (auto_stop.py). auto_stop None: the prior family's own rule
-    # (families.auto_stop_rule), chosen on held-out facades per family.
+    # (its family's `auto_stop`), chosen on held-out facades per family.
     steps: int = 3000
     stop: str = "auto"
     auto_stop: AutoStopConfig | None = None

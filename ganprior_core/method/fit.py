@@ -12,12 +12,12 @@ from typing import Callable
 import torch
 
 from .. import imaging
+from ..families import auto_stop_rule, family_of
 from ..sampling import sample_images
 from ..validation import check_count, check_seed, resolve_device
 from . import compilation, precision
 from .auto_stop import TYPICAL_AUTO_STOP_STEPS, StopRule, holdout_mask
 from .config import MAX_LATENT_CODES, OptimizerConfig, g1_freeze_step
-from .families import auto_stop_rule, family_of
 from .losses import LossWeights, MaskedReconstructionLoss
 from .multi_latent import MultiLatentConfig, MultiLatentModel
 from .perceptual import VGG16Features
@@ -56,7 +56,7 @@ def inpaint(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor
             callback: Callable[[Progress], None] | None = None) -> InpaintResult:
     """Fit the multi-latent generator to the known pixels of `image` and fill the hole.
 
-    prior: a PGGANGenerator or StyleGAN2Generator (the method per family: families.py).
+    prior: a PGGANGenerator or StyleGAN2Generator (the method per family: ganprior_core/families/).
     image: [3, R, R] in [0, 1] at the prior's resolution R; hole_mask: [R, R] with 1 = hole,
     or None to reconstruct the whole image. `prior` is never modified. `callback` is called after
     every step; raising from it cancels the run (the exception propagates). For the run's

@@ -2,7 +2,7 @@
 code (beta), fused, finished by G2 (METHOD.md eqs. 5-7), on a PGGAN or a StyleGAN2 prior.
 
 What a code is, what drives G2, how the StyleGAN2 skip image is fused, the noise and the
-fine-tune scopes of each family: see families.py.
+fine-tune scopes of each family: see the family's module in ganprior_core/families/.
 """
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..networks.stylegan2 import StyleGAN2Config
-from .families import StyleGAN2Options, split_prior
+from ..families import StyleGAN2Options, family_of
 
 FINETUNE_SCOPES = ("none", "g2", "all")
 
@@ -25,7 +24,7 @@ class MultiLatentConfig:
     use_alpha: bool = True  # learnable per-channel weights alpha [N, M]; off = all ones
     use_beta: bool = True  # learnable per-code weights beta [N]; off = 1/N (mGANprior's mean)
     finetune: str = "all"  # which generator parameters are optimised: none / g2 / all
-    # StyleGAN2 priors only: latent space, what drives G2, noise (families.StyleGAN2Options)
+    # StyleGAN2 priors only: latent space, what drives G2, noise (families/stylegan2.py)
     stylegan2: StyleGAN2Options = field(default_factory=StyleGAN2Options)
 
     def validate(self, generator_config) -> None:
@@ -34,9 +33,7 @@ class MultiLatentConfig:
             raise ValueError(f"stylegan2 must be a StyleGAN2Options, got "
                              f"{type(self.stylegan2).__name__}")
         self.stylegan2.validate()
-        if not isinstance(generator_config, StyleGAN2Config) and self.stylegan2 != StyleGAN2Options():
-            raise ValueError("latent space, G2 styles and noise choices apply to StyleGAN2 priors "
-                             "only: a PGGAN code is always z and its G2 has no styles or noise")
+        family_of(generator_config).check_options(self)
         if self.num_codes < 1:
             raise ValueError(f"number of latent codes must be at least 1, got {self.num_codes}")
         if self.finetune not in FINETUNE_SCOPES:
@@ -60,8 +57,8 @@ class MultiLatentModel(nn.Module):
         config.validate(prior.config)
         self.config = config
         self.generator = copy.deepcopy(prior).to(device)
-        self.split = split_prior(self.generator, config.stylegan2)
-        self.family = self.split.family
+        self.family = family_of(prior)
+        self.split = self.family.split(self.generator, config)
         self.generator.requires_grad_(False)
         for parameter in self.generator_parameters():
             parameter.requires_grad_(True)

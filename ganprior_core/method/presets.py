@@ -2,9 +2,7 @@
 and StyleGAN2 priors (the split scales with the resolution in the same way for both)."""
 from __future__ import annotations
 
-import math
-
-from ..networks.stylegan2 import StyleGAN2Config
+from ..families import family_of
 from .config import OptimizerConfig
 from .multi_latent import MultiLatentConfig
 
@@ -12,17 +10,10 @@ PRESET_NAMES = ("paper", "mganprior", "single-z")
 
 
 def split_for_feature_resolution(generator_config, feature_resolution: int) -> int:
-    """The split k whose G1 ends with the block at `feature_resolution` (at least 4x4).
-
-    PGGAN (layer 0 = the dense 4x4 layer, two layers per block): k = 2 * block + 2.
-    StyleGAN2 (layer 0 = b4.conv1, then conv0, conv1 per block): k = 2 * block + 1, so G1 ends
-    with that block's conv1 and ToRGB and hands over features and skip image at that resolution.
-    """
-    block = max(0, int(math.log2(max(feature_resolution, 4))) - 2)
-    block = min(block, len(generator_config.channels) - 1)
-    if isinstance(generator_config, StyleGAN2Config):
-        return 2 * block + 1
-    return 2 * block + 2
+    """The split k whose G1 ends with the block at `feature_resolution` (at least 4x4); the
+    family numbers its layers (PGGAN: k = 2 * block + 2; StyleGAN2: k = 2 * block + 1)."""
+    return family_of(generator_config).split_for_feature_resolution(generator_config,
+                                                                    feature_resolution)
 
 
 def _scaled_feature_resolution(resolution: int, divisor: int, coarsest: int) -> int:
@@ -48,7 +39,7 @@ def preset(name: str, generator_config) -> tuple[MultiLatentConfig, OptimizerCon
     """
     resolution = generator_config.resolution
     if name == "paper":
-        coarsest = 32 if isinstance(generator_config, StyleGAN2Config) else 16
+        coarsest = family_of(generator_config).paper_coarsest_features
         feature_resolution = _scaled_feature_resolution(resolution, 8, coarsest=coarsest)
         model = MultiLatentConfig(num_codes=30,
                                   split_layer=split_for_feature_resolution(generator_config, feature_resolution),

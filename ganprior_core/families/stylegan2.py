@@ -1,21 +1,5 @@
-"""What the multi-latent method needs from a generator family, behind one small interface.
-
-`split_prior(generator, stylegan2_options)` wraps a generator (the MultiLatentModel's private
-copy) in an adapter with: `family`, `resolution`, `num_layers` (split layers k = 1..num_layers),
-`feature_shape(k)`, `init_codes(n, seed, k)` (seeded starting codes), `init_g2_styles(codes, k)`
-(G2's own style parameter, if any), `g2_ws(codes, g2_styles, k)` (what drives G2, if anything),
-`g1(codes, k)` (per-code features), `fuse(features, weights)`, `g2(fused, g2_ws, k)` (the image),
-`g1_parameters(k)` / `g2_parameters(k)` (what fine-tuning may train), `noise_parameters(k)` (noise
-maps fitted with the codes) and `sample(z)`. Families:
-
-PGGAN (`PGGANSplit`), unchanged from before this interface existed (same seed, same numbers):
-- a code is z [latent_dim], initialised N(0, 1) from torch.Generator().manual_seed(seed);
-- G1(z) = layers[:k] -> features [N, M, H, W]; G2 = layers[k:] + to_rgb, driven by the features
-  alone (no G2 styles, no noise);
-- fine-tuning: layers[:k] are G1, layers[k:] and to_rgb are G2.
-
-StyleGAN2 (`StyleGAN2Split`; layer numbering and split rule in networks/stylegan2.py; the
-choices below marked (*) are `StyleGAN2Options`, defaults first):
+"""StyleGAN2 as a generator family (networks/stylegan2.py has the layer numbering and the split
+rule; the choices below marked (*) are `StyleGAN2Options`, defaults first):
 - (*) a code is a w+ code for G1's style slots [|slots1|, w_dim] (slots1 =
   `config.split_ws_slots(k)[0]`), one w shared by those slots [1, w_dim], or a z [z_dim] that
   the frozen mapping turns into w at every step. All start from z ~ N(0, 1) [N, z_dim] drawn
@@ -44,20 +28,23 @@ choices below marked (*) are `StyleGAN2Options`, defaults first):
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ..networks.pggan import PGGANGenerator
-from ..networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
-from .auto_stop import AutoStopConfig
+from ..method.auto_stop import AutoStopConfig
+from ..networks.stylegan2 import NOISE_MODES, StyleGAN2Config, StyleGAN2Generator
+from .base import SplitGeometry, feature_map_elements, latents_shape, seeded_normal
 
-FAMILIES = ("pggan", "stylegan2")
 NOISE_MODE = "const"
 LATENT_SPACES = ("z", "w", "w+")
 G2_STYLE_SOURCES = ("learned", "codes", "average")
 NOISE_HANDLING = ("const", "optimised")
+# What `generate` accepts; "random" is left out: the outputs of given codes are meant to be
+# reproducible.
+GENERATE_NOISE_MODES = tuple(mode for mode in NOISE_MODES if mode != "random")
 
 
 @dataclass(frozen=True)
@@ -87,108 +74,11 @@ class StyleGAN2Options:
                                  f"got {value!r}")
 
 
-# Auto-stop's rule on a StyleGAN2 prior (docs/stylegan2_prior.md, chosen with `stop-study`): its
-# hole is best far earlier, relative to the held-out tiles' best check, than on PGGAN, so the run
-# returns the check halfway to the best one instead of three quarters of the way.
-STYLEGAN2_AUTO_STOP = AutoStopConfig(rewind=0.5)
+class StyleGAN2Split(SplitGeometry):
 
-
-def auto_stop_rule(generator_config, chosen: AutoStopConfig | None = None) -> AutoStopConfig:
-    """The auto-stop rule a run uses: `chosen` where one was given, else its prior family's
-    (PGGAN: AutoStopConfig's defaults; StyleGAN2: STYLEGAN2_AUTO_STOP)."""
-    if chosen is not None:
-        return chosen
-    return STYLEGAN2_AUTO_STOP if isinstance(generator_config, StyleGAN2Config) else AutoStopConfig()
-
-
-def family_of(generator: nn.Module) -> str:
-    if isinstance(generator, StyleGAN2Generator):
-        return "stylegan2"
-    if isinstance(generator, PGGANGenerator):
-        return "pggan"
-    raise ValueError(f"not a generator this method can split: {type(generator).__name__} "
-                     f"(expected a PGGAN or StyleGAN2 generator)")
-
-
-def z_dim_of(generator: nn.Module) -> int:
-    """Length of the generator's input code z."""
-    config = generator.config
-    return config.z_dim if family_of(generator) == "stylegan2" else config.latent_dim
-
-
-def _seeded_normal(count: int, dim: int, seed: int) -> torch.Tensor:
-    return torch.randn(count, dim, generator=torch.Generator().manual_seed(seed))
-
-
-class _Split:
-    """What both families' splits share: the generator and its split geometry."""
-
-    def __init__(self, generator: nn.Module) -> None:
-        self.generator = generator
-        self.config = generator.config
-
-    @property
-    def resolution(self) -> int:
-        return self.config.resolution
-
-    @property
-    def num_layers(self) -> int:
-        return self.config.num_layers
-
-    def check_split(self, split: int) -> None:
-        self.config.check_split(split)
-
-    def feature_shape(self, split: int) -> tuple[int, int, int]:
-        return self.config.feature_shape(split)
-
-
-class PGGANSplit(_Split):
-    family = "pggan"
-
-    def init_codes(self, count: int, seed: int, split: int) -> torch.Tensor:
-        return _seeded_normal(count, self.config.latent_dim, seed)  # [N, latent_dim]
-
-    def init_g2_styles(self, codes: torch.Tensor, split: int) -> torch.Tensor | None:
-        return None
-
-    def g1(self, codes: torch.Tensor, split: int) -> torch.Tensor:
-        return self.generator.features(codes, split)
-
-    @staticmethod
-    def fuse(features: torch.Tensor, weights: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-        # beta_n * alpha_n folded into one small [N, M] weight (`weights`), so the large feature
-        # tensor is read once, stays in its memory format (an einsum copies channels_last
-        # features into its own layout) and keeps the autocast dtype instead of fp32.
-        weights = weights.to(features.dtype)
-        return (features * weights[:, :, None, None]).sum(dim=0, keepdim=True)
-
-    def g2_ws(self, codes: torch.Tensor, g2_styles: torch.Tensor | None, split: int) -> None:
-        return None
-
-    def g2(self, fused: torch.Tensor, g2_ws: torch.Tensor | None, split: int) -> torch.Tensor:
-        return self.generator.synthesize(fused, split)
-
-    def noise_parameters(self, split: int) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-        return [], []
-
-    def g1_parameters(self, split: int) -> list[nn.Parameter]:
-        return [p for layer in self.generator.layers[:split] for p in layer.parameters()]
-
-    def g2_parameters(self, split: int) -> list[nn.Parameter]:
-        modules = [*self.generator.layers[split:], self.generator.to_rgb]
-        return [p for module in modules for p in module.parameters()]
-
-    def sample(self, z: torch.Tensor) -> torch.Tensor:
-        return self.generator(z)
-
-
-class StyleGAN2Split(_Split):
-    family = "stylegan2"
-
-    def __init__(self, generator: nn.Module, options: StyleGAN2Options | None = None) -> None:
+    def __init__(self, generator: nn.Module, options: StyleGAN2Options) -> None:
         super().__init__(generator)
-        self.options = options or StyleGAN2Options()
-        self.options.validate()
+        self.options = options
         if self.options.noise == "optimised":
             # The generator is the model's private copy: its noise buffers become parameters
             # there, and the loaded prior keeps its buffers.
@@ -200,7 +90,7 @@ class StyleGAN2Split(_Split):
     def init_codes(self, count: int, seed: int, split: int) -> torch.Tensor:
         """Seeded z ~ N(0, 1) [N, z_dim] and, in w / w+, its mapping (psi = 1): [N, 1, w_dim]
         or [N, |slots1|, w_dim] with every slot at that z's w."""
-        z = _seeded_normal(count, self.config.z_dim, seed)
+        z = seeded_normal(count, self.config.z_dim, seed)
         if self.options.latent_space == "z":
             return z
         device = self.generator.mapping.w_avg.device
@@ -298,13 +188,100 @@ class StyleGAN2Split(_Split):
         return ([layer.noise_const for layer in self._noisy_layers(range(0, split))],
                 [layer.noise_const for layer in self._noisy_layers(range(split, self.num_layers))])
 
-    def sample(self, z: torch.Tensor) -> torch.Tensor:
-        return self.generator(z, noise_mode=NOISE_MODE)
+
+class StyleGAN2Family:
+    name = "stylegan2"
+    label = "StyleGAN2"
+    generator_type = StyleGAN2Generator
+    config_type = StyleGAN2Config
+    # Chosen with `stop-study` (docs/stylegan2_prior.md): the hole is best far earlier, relative
+    # to the held-out tiles' best check, than on PGGAN, so a run returns the check halfway to the
+    # best one instead of three quarters of the way.
+    auto_stop = AutoStopConfig(rewind=0.5)
+    # 32x32 filled held-out facades better than PGGAN's 16x16 (docs/stylegan2_prior.md).
+    paper_coarsest_features = 32
+    format_labels = {"nvidia-sg2ada-pkl": "NVIDIA stylegan2-ada-pytorch / stylegan3 .pkl",
+                     "nvidia-sg2-tf-pkl": "NVIDIA TensorFlow-era StyleGAN2 .pkl",
+                     "rosinality-pt": "rosinality stylegan2-pytorch .pt",
+                     "ganprior-stylegan2": "ganprior .safetensors"}
+    network_labels = {"G_ema": "G_ema (the moving average)",
+                      "Gs": "Gs (the moving average)",
+                      "g_ema": "g_ema (the moving average)"}
+
+    def z_dim(self, config: StyleGAN2Config) -> int:
+        return config.z_dim
+
+    def check_options(self, model_config) -> None:
+        """Every valid StyleGAN2Options applies (MultiLatentConfig.validate checked them)."""
+
+    def split(self, generator: StyleGAN2Generator, model_config) -> StyleGAN2Split:
+        return StyleGAN2Split(generator, model_config.stylegan2)
+
+    def split_for_feature_resolution(self, config: StyleGAN2Config,
+                                     feature_resolution: int) -> int:
+        """k = 2 * block + 1 (layer 0 = b4.conv1, then conv0, conv1 per block): G1 ends with the
+        block's conv1 and ToRGB and hands over features and skip image at that resolution."""
+        block = max(0, int(math.log2(max(feature_resolution, 4))) - 2)
+        return 2 * min(block, len(config.channels) - 1) + 1
+
+    def forward_flop(self, config: StyleGAN2Config, split: int, codes: int,
+                     include_g1: bool = True) -> float:
+        """Modulated convs (an upsampling conv0 is a stride-2 transposed 3x3 conv: 9 taps per
+        input pixel), ToRGBs and the styles' affine layers; G1 runs once per code, G2 once."""
+        flops = 0.0
+        for index in range(0 if include_g1 else split, config.num_layers):
+            block = (index + 1) // 2
+            size = config.resolutions[block]
+            out_channels = config.channels[block]
+            in_channels = config.channels[block - 1] if index % 2 else out_channels
+            pixels = (size // 2) ** 2 if index % 2 else size * size
+            batch = codes if index < split else 1
+            flops += 2.0 * batch * (in_channels * out_channels * 9 * pixels
+                                    + config.w_dim * in_channels)
+            if index % 2 == 0:  # the block's ToRGB runs with its conv1
+                flops += 2.0 * batch * (out_channels * config.img_channels * size * size
+                                        + config.w_dim * out_channels)
+        return flops
+
+    def activation_elements(self, config: StyleGAN2Config, split: int, codes: int) -> int:
+        """Values of every layer's output in one forward pass (G1's once per code)."""
+        return feature_map_elements(config, split, codes)
+
+    def check_latents(self, config: StyleGAN2Config, latents, truncation_psi: float,
+                      noise_mode: str) -> None:
+        z_dim, num_ws, w_dim = config.z_dim, config.num_ws, config.w_dim
+        is_z = isinstance(latents, torch.Tensor) and latents.dim() == 2 and latents.shape[1] == z_dim
+        is_w = (isinstance(latents, torch.Tensor) and latents.dim() == 3
+                and tuple(latents.shape[1:]) == (num_ws, w_dim))
+        if not (is_z or is_w):
+            raise ValueError(f"latents must be z codes [N, {z_dim}] or w+ codes "
+                             f"[N, {num_ws}, {w_dim}] for this StyleGAN2, got {latents_shape(latents)}")
+        if isinstance(truncation_psi, bool) or not isinstance(truncation_psi, (int, float)) \
+                or not math.isfinite(truncation_psi):
+            raise ValueError(f"truncation psi must be a finite number, got {truncation_psi!r}")
+        if noise_mode not in GENERATE_NOISE_MODES:
+            raise ValueError(f"noise must be one of {', '.join(GENERATE_NOISE_MODES)}, "
+                             f"got {noise_mode!r}")
+
+    def generate(self, generator: StyleGAN2Generator, latents: torch.Tensor,
+                 truncation_psi: float, noise_mode: str) -> torch.Tensor:
+        """z [N, z_dim] through the mapping, or w+ [N, num_ws, w_dim] straight into synthesis."""
+        if latents.dim() == 2:
+            return generator(latents, truncation_psi=truncation_psi, noise_mode=noise_mode)
+        if truncation_psi != 1:
+            w_avg = generator.mapping.w_avg
+            latents = w_avg + truncation_psi * (latents - w_avg)
+        return generator.synthesis(latents, noise_mode=noise_mode)
+
+    def describe(self, config: StyleGAN2Config) -> str:
+        return (f"{config.resolution}x{config.resolution} StyleGAN2, z {config.z_dim}, "
+                f"w {config.w_dim}, {config.num_ws} style slots, {config.num_layers} conv layers")
+
+    def describe_splits(self, config: StyleGAN2Config) -> list[str]:
+        return ["split layer k -> fused feature maps (channels x height x width) + skip image:",
+                *(f"  k={k}: {'x'.join(map(str, config.feature_shape(k)))} + skip image "
+                  f"{'x'.join(map(str, config.skip_image_shape(k)))}"
+                  for k in range(1, config.num_layers + 1))]
 
 
-def split_prior(generator: nn.Module, stylegan2: StyleGAN2Options | None = None
-                ) -> PGGANSplit | StyleGAN2Split:
-    """The family's adapter; `stylegan2`: the StyleGAN2 choices (ignored for PGGAN)."""
-    if family_of(generator) == "stylegan2":
-        return StyleGAN2Split(generator, stylegan2)
-    return PGGANSplit(generator)
+STYLEGAN2 = StyleGAN2Family()

@@ -1,0 +1,133 @@
+"""PGGAN as a generator family (networks/pggan.py; the paper's own prior).
+
+- a code is z [latent_dim], initialised N(0, 1) from torch.Generator().manual_seed(seed);
+- layers are numbered as in mGANprior (layer 0 = the dense 4x4 layer, two per block): G1(z) =
+  layers[:k] -> features [N, M, H, W]; G2 = layers[k:] + to_rgb, driven by the features alone
+  (no styles, no noise);
+- fine-tuning: layers[:k] are G1, layers[k:] and to_rgb are G2.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..method.auto_stop import AutoStopConfig
+from ..networks.pggan import PGGANConfig, PGGANGenerator
+from .base import SplitGeometry, feature_map_elements, latents_shape, seeded_normal
+
+
+class PGGANSplit(SplitGeometry):
+    def init_codes(self, count: int, seed: int, split: int) -> torch.Tensor:
+        return seeded_normal(count, self.config.latent_dim, seed)  # [N, latent_dim]
+
+    def init_g2_styles(self, codes: torch.Tensor, split: int) -> None:
+        return None
+
+    def g1(self, codes: torch.Tensor, split: int) -> torch.Tensor:
+        return self.generator.features(codes, split)
+
+    @staticmethod
+    def fuse(features: torch.Tensor, weights: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        # beta_n * alpha_n folded into one small [N, M] weight (`weights`), so the large feature
+        # tensor is read once, stays in its memory format (an einsum copies channels_last
+        # features into its own layout) and keeps the autocast dtype instead of fp32.
+        weights = weights.to(features.dtype)
+        return (features * weights[:, :, None, None]).sum(dim=0, keepdim=True)
+
+    def g2_ws(self, codes: torch.Tensor, g2_styles: torch.Tensor | None, split: int) -> None:
+        return None
+
+    def g2(self, fused: torch.Tensor, g2_ws: None, split: int) -> torch.Tensor:
+        return self.generator.synthesize(fused, split)
+
+    def noise_parameters(self, split: int) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        return [], []
+
+    def g1_parameters(self, split: int) -> list[nn.Parameter]:
+        return [p for layer in self.generator.layers[:split] for p in layer.parameters()]
+
+    def g2_parameters(self, split: int) -> list[nn.Parameter]:
+        modules = [*self.generator.layers[split:], self.generator.to_rgb]
+        return [p for module in modules for p in module.parameters()]
+
+
+class PGGANFamily:
+    name = "pggan"
+    label = "PGGAN"
+    generator_type = PGGANGenerator
+    config_type = PGGANConfig
+    auto_stop = AutoStopConfig()
+    paper_coarsest_features = 16
+    format_labels = {"genforce-zoo-pth": "genforce model-zoo .pth",
+                     "genforce-pth": "genforce/mGANprior state dict .pth",
+                     "nvidia-tf-pkl": "NVIDIA TensorFlow-era .pkl",
+                     "nvidia-theano-pkl": "NVIDIA Theano-era .pkl",
+                     "ganprior": "ganprior .safetensors"}
+    network_labels = {"generator_smooth": "generator_smooth (the moving average)",
+                      "generator": "generator (raw weights: the file has no generator_smooth)",
+                      "Gs": "Gs (the moving average)"}
+
+    def z_dim(self, config: PGGANConfig) -> int:
+        return config.latent_dim
+
+    def check_options(self, model_config) -> None:
+        """The StyleGAN2 choices must be left at their defaults."""
+        if model_config.stylegan2 != type(model_config)().stylegan2:
+            raise ValueError("latent space, G2 styles and noise choices apply to StyleGAN2 priors "
+                             "only: a PGGAN code is always z and its G2 has no styles or noise")
+
+    def split(self, generator: PGGANGenerator, model_config) -> PGGANSplit:
+        return PGGANSplit(generator)
+
+    def split_for_feature_resolution(self, config: PGGANConfig, feature_resolution: int) -> int:
+        """k = 2 * block + 2: G1 ends with the block at `feature_resolution` (at least 4x4)."""
+        block = max(0, int(math.log2(max(feature_resolution, 4))) - 2)
+        return 2 * min(block, len(config.channels) - 1) + 2
+
+    def forward_flop(self, config: PGGANConfig, split: int, codes: int,
+                     include_g1: bool = True) -> float:
+        """The dense layer and every conv; G1 runs once per code, G2 once."""
+        flops = 2.0 * config.latent_dim * config.channels[0] * 16 * codes if include_g1 else 0.0
+        for index in range(1 if include_g1 else max(split, 1), config.num_layers):
+            block = index // 2
+            size = config.layer_resolution(index)
+            in_channels = config.channels[block - 1] if index % 2 == 0 else config.channels[block]
+            # upsampling layers from 16x16 up run as 4x4 transposed convs: 16 instead of 36 taps
+            taps = 16 / 4 if index % 2 == 0 and size > 16 else 9
+            batch = codes if index < split else 1
+            flops += 2.0 * batch * in_channels * config.channels[block] * taps * size * size
+        return flops
+
+    def activation_elements(self, config: PGGANConfig, split: int, codes: int) -> int:
+        """Values of every layer's output in one forward pass: G1's once per code."""
+        return feature_map_elements(config, split, codes)
+
+    def check_latents(self, config: PGGANConfig, latents, truncation_psi: float,
+                      noise_mode: str) -> None:
+        if not isinstance(latents, torch.Tensor) or latents.dim() != 2 \
+                or latents.shape[1] != config.latent_dim:
+            raise ValueError(f"latents must be [N, {config.latent_dim}] for this generator, "
+                             f"got {latents_shape(latents)}")
+        if truncation_psi != 1:
+            raise ValueError(f"a PGGAN has no truncation: psi must be 1, got {truncation_psi!r}")
+        if noise_mode != "const":
+            raise ValueError(f"a PGGAN adds no noise: the noise setting is for StyleGAN2 priors, "
+                             f"got {noise_mode!r}")
+
+    def generate(self, generator: PGGANGenerator, latents: torch.Tensor, truncation_psi: float,
+                 noise_mode: str) -> torch.Tensor:
+        return generator(latents)
+
+    def describe(self, config: PGGANConfig) -> str:
+        return (f"{config.resolution}x{config.resolution} PGGAN, latent {config.latent_dim}, "
+                f"{config.num_layers} conv layers")
+
+    def describe_splits(self, config: PGGANConfig) -> list[str]:
+        return ["split layer k -> fused feature maps (channels x height x width):",
+                *(f"  k={k}: {'x'.join(map(str, config.feature_shape(k)))}"
+                  for k in range(1, config.num_layers + 1))]
+
+
+PGGAN = PGGANFamily()
