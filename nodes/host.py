@@ -212,7 +212,8 @@ def template_file(filename: str, folder: Path | None = None) -> Path | None:
 
 def serve_example_workflows(server_module=None, folder_name: str | None = None) -> str | None:
     """Register the route described above when the folder name needs it; the route's path, or
-    None when there is nothing to do (a plain name, or no ComfyUI server)."""
+    None when there is nothing to do (a plain name, or no ComfyUI server). Called once, by
+    nodes.registration.register (the pack's __init__)."""
     folder_name = folder_name or pack_folder_name()
     if not needs_own_template_route(folder_name) or any(c in folder_name for c in "{}/"):
         return None
@@ -239,6 +240,3 @@ def serve_example_workflows(server_module=None, folder_name: str | None = None) 
 
     instance.routes.get(path)(workflow_template)
     return path
-
-
-serve_example_workflows()

@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import logging
-import math
 
 import torch
 
+from ..ganprior_core import OptimizerConfig, estimated_run_bytes, inpaint_any_size, measure
 from ..ganprior_core.imaging import FIT_MODES, hole_pixels
-from ..ganprior_core.metrics import measure
-from ..ganprior_core.optimize import OptimizerConfig, inpaint_any_size
 from ..ganprior_core.validation import check_seed
 from . import host, tensors
-from .model_nodes import CATEGORY, seed_input
+from .inputs import CATEGORY, seed_input
 
 log = logging.getLogger(__name__)
 
@@ -120,27 +118,9 @@ class GANPriorInpaint:
 
 
 def working_memory(generator, optimizer, perceptual_model) -> int:
-    """A generous estimate of the device memory (bytes) one image's optimisation needs: the
-    prior's private copy with its gradients and Adam's two moments (4x its size), a VGG16 copy,
-    and float32 activations kept for the backward pass (the N codes' feature maps up to the
-    split layer, one image's after it, x3 for gradients and slack; VGG16's ~300 values per pixel
-    at the prior's resolution)."""
-    prior, config = generator.prior, generator.config
-    needed = 4 * host.module_bytes(prior)
-    use_vgg = perceptual_model is not None and optimizer.perceptual_weight > 0
-    if use_vgg:
-        needed += host.module_bytes(perceptual_model)
-    prior_config = getattr(prior, "config", None)
-    shape = getattr(prior_config, "feature_shape", None)
-    layers = getattr(prior_config, "num_layers", 0)
-    if callable(shape):
-        activations = sum(math.prod(shape(k)) * (config.num_codes if k <= config.split_layer else 1)
-                          for k in range(1, layers + 1))
-        needed += 3 * 4 * activations
-    resolution = getattr(prior_config, "resolution", 0)
-    if use_vgg:
-        needed += 3 * 4 * 300 * resolution ** 2
-    return int(needed)
+    """Device memory (bytes) one image's optimisation needs (the library's estimate)."""
+    return estimated_run_bytes(generator.prior, generator.config, optimizer.perceptual_weight,
+                               perceptual_model)
 
 
 class GANPriorMetrics:

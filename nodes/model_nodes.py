@@ -6,39 +6,26 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..ganprior_core import optimize
-from ..ganprior_core.checkpoints import CHECKPOINT_EXTENSIONS, LoadedCheckpoint, load_checkpoint
-from ..ganprior_core.method.auto_stop import STOP_MODES
-from ..ganprior_core.method.compilation import parse_setting
-from ..ganprior_core.method.families import (
+from ..ganprior_core import (
+    FINETUNE_SCOPES,
     G2_STYLE_SOURCES,
     LATENT_SPACES,
     NOISE_HANDLING,
+    PRECISIONS,
+    PRESET_NAMES,
+    SCHEDULES,
+    STOP_MODES,
+    MultiLatentConfig,
+    OptimizerConfig,
     StyleGAN2Options,
-    family_of,
+    load_checkpoint,
+    load_vgg16_features,
+    parse_compile_setting,
 )
-from ..ganprior_core.method.multi_latent import FINETUNE_SCOPES, MultiLatentConfig
-from ..ganprior_core.method.perceptual import VGG_EXTENSIONS, load_vgg16_features
-from ..ganprior_core.optimize import PRECISIONS, PRESET_NAMES, SCHEDULES, OptimizerConfig
-from ..ganprior_core.priors import PRIORS_DIR
+from ..ganprior_core import preset as preset_configs
 from ..ganprior_core.sampling import sample_images
 from . import host, tensors
-
-CATEGORY = "inpaint/GAN prior"
-COMPILE_CHOICES = ("auto", "on", "off")
-STOP_TOOLTIP = ("auto: a few known pixels are left out of the fit; the run stops once their "
-                "error no longer improves and returns the image of a check before their best "
-                "one (usually a few hundred steps; a reconstruction, with an empty mask, runs "
-                "all steps). fixed: exactly `steps` steps, the paper's protocol.")
-
-
-def seed_input(tooltip: str):
-    return ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
-                    "tooltip": tooltip})
-
-
-host.register_model_folder("pggan", CHECKPOINT_EXTENSIONS, PRIORS_DIR)
-host.register_model_folder("vgg", VGG_EXTENSIONS)
+from .inputs import CATEGORY, COMPILE_CHOICES, STOP_TOOLTIP, seed_input
 
 
 @dataclass(frozen=True)
@@ -48,42 +35,6 @@ class MultiLatentSpec:
 
     prior: torch.nn.Module  # a PGGANGenerator or a StyleGAN2Generator
     config: MultiLatentConfig
-
-
-# What the loader's format and network names mean to someone choosing a file.
-_SOURCE_FORMATS = {"genforce-zoo-pth": "genforce model-zoo .pth",
-                   "genforce-pth": "genforce/mGANprior state dict .pth",
-                   "nvidia-tf-pkl": "NVIDIA TensorFlow-era .pkl",
-                   "nvidia-theano-pkl": "NVIDIA Theano-era .pkl",
-                   "ganprior": "ganprior .safetensors"}
-_SOURCE_NETWORKS = {"generator_smooth": "generator_smooth (the moving average)",
-                    "generator": "generator (raw weights: the file has no generator_smooth)",
-                    "Gs": "Gs (the moving average)"}
-
-
-def describe_prior(name: str, loaded: LoadedCheckpoint) -> str:
-    generator = loaded.generator
-    config = generator.config
-    family = family_of(generator)
-    source = _SOURCE_FORMATS.get(loaded.source_format, loaded.source_format)
-    if loaded.source_network is not None:
-        source += ", " + _SOURCE_NETWORKS.get(loaded.source_network, loaded.source_network)
-    if family == "stylegan2":
-        lines = [f"{name}: {config.resolution}x{config.resolution} StyleGAN2, z {config.z_dim}, "
-                 f"w {config.w_dim}, {config.num_ws} style slots, {config.num_layers} conv layers",
-                 f"read from: {source}",
-                 "split layer k -> fused feature maps (channels x height x width) + skip image:"]
-        lines += [f"  k={k}: {'x'.join(map(str, config.feature_shape(k)))} + skip image "
-                  f"{'x'.join(map(str, config.skip_image_shape(k)))}"
-                  for k in range(1, config.num_layers + 1)]
-        return "\n".join(lines)
-    lines = [f"{name}: {config.resolution}x{config.resolution} PGGAN, latent {config.latent_dim}, "
-             f"{config.num_layers} conv layers",
-             f"read from: {source}",
-             "split layer k -> fused feature maps (channels x height x width):"]
-    lines += [f"  k={k}: {'x'.join(map(str, config.feature_shape(k)))}"
-              for k in range(1, config.num_layers + 1)]
-    return "\n".join(lines)
 
 
 class LoadPGGANPrior:
@@ -115,7 +66,7 @@ class LoadPGGANPrior:
         # Loaded outside inference mode: the optimisation copies these weights into autograd.
         with torch.inference_mode(False):
             loaded = load_checkpoint(host.model_path("pggan", prior_name))
-        return (loaded.generator.eval(), describe_prior(prior_name, loaded))
+        return (loaded.generator.eval(), loaded.describe(prior_name))
 
 
 class SamplePGGANPrior:
@@ -286,7 +237,7 @@ class GANPriorOptimizer:
         # true/false, which keep meaning on/off instead of failing "not in list".
         if compile is not None:
             try:
-                parse_setting(compile)
+                parse_compile_setting(compile)
             except ValueError as error:
                 return str(error)
         values = dict(lr_latent=lr_latent, lr_alpha=lr_alpha, lr_beta=lr_beta,
@@ -305,7 +256,7 @@ class GANPriorOptimizer:
         return True
 
     def configure(self, freeze_g1_at=OptimizerConfig.freeze_g1_at, **settings):
-        config = OptimizerConfig(**{**settings, "compile": parse_setting(settings["compile"])},
+        config = OptimizerConfig(**{**settings, "compile": parse_compile_setting(settings["compile"])},
                                  freeze_g1_at=freeze_g1_at or None)
         config.validate()
         return (config,)
@@ -337,7 +288,7 @@ class GANPriorPreset:
         }}
 
     def choose(self, prior, preset, steps, stop):
-        model_config, optimizer_config = optimize.preset(preset, prior.config)
+        model_config, optimizer_config = preset_configs(preset, prior.config)
         optimizer_config = replace(optimizer_config, stop=stop, **({"steps": steps} if steps else {}))
         return (MultiLatentSpec(prior, model_config), optimizer_config)
 

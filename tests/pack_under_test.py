@@ -37,3 +37,58 @@ def run_node(node_type: str, **inputs):
         outputs = getattr(cls(), cls.FUNCTION)(**inputs)
     assert len(outputs) == len(cls.RETURN_TYPES)
     return outputs
+
+
+class FakeComfyUIHost:
+    """ComfyUI's `folder_paths` and `server` modules as stand-ins that record what the pack
+    registers: model folders (`folders`: name -> (paths, extensions), as ComfyUI's
+    folder_names_and_paths) and GET routes (`routes`). `install(monkeypatch)` puts them into
+    sys.modules, where the pack's `import folder_paths` / `import server` find them."""
+
+    def __init__(self, models_dir: Path):
+        import types
+        from types import SimpleNamespace
+
+        self.folders: dict[str, tuple[list[str], set[str]]] = {}
+        self.routes: list[str] = []
+        folder_paths = types.ModuleType("folder_paths")
+        folder_paths.models_dir = str(models_dir)
+        folder_paths.folder_names_and_paths = self.folders
+
+        def add_model_folder_path(name, path, is_default=False):
+            paths, _ = self.folders.setdefault(name, ([], set()))
+            if path not in paths:
+                paths.append(path)
+
+        folder_paths.add_model_folder_path = add_model_folder_path
+        server = types.ModuleType("server")
+        routes = SimpleNamespace(get=lambda path: (lambda handler: self.routes.append(path) or handler))
+        server.PromptServer = SimpleNamespace(instance=SimpleNamespace(routes=routes))
+        self.modules = {"folder_paths": folder_paths, "server": server}
+
+    def install(self, monkeypatch) -> None:
+        for name, module in self.modules.items():
+            monkeypatch.setitem(sys.modules, name, module)
+
+
+def import_copy(root: Path, package: str, run_init: bool = True):
+    """Import the pack at `root` afresh as `package` (its own copy of every module). Without
+    `run_init` the top-level __init__.py is not run: the package is an empty shell, as when only
+    node modules are imported. Undo with `forget(package)`."""
+    if run_init:
+        spec = importlib.util.spec_from_file_location(package, Path(root) / "__init__.py",
+                                                      submodule_search_locations=[str(root)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[package] = module
+        spec.loader.exec_module(module)
+        return module
+    import types
+    shell = types.ModuleType(package)
+    shell.__path__ = [str(root)]
+    sys.modules[package] = shell
+    return shell
+
+
+def forget(package: str) -> None:
+    for name in [name for name in sys.modules if name == package or name.startswith(package + ".")]:
+        del sys.modules[name]

@@ -667,3 +667,41 @@ def test_registry_metadata_names_the_repository_an_icon_and_a_license():
     license_text = (ROOT / "LICENSE").read_text()
     assert project["project"]["license"] == {"text": "MIT"} and license_text.startswith("MIT License")
     assert "the ganprior authors" in license_text
+
+
+def test_importing_the_node_modules_registers_nothing_and_the_pack_registers_once(monkeypatch, tmp_path):
+    """Importing any module of nodes/ (host.py, model_nodes.py, ...) registers nothing with
+    ComfyUI; the pack's __init__ registers the model folders pggan and vgg and, for a folder name
+    that URLs quote, the example-workflow route, and only once."""
+    import importlib
+    import sys
+
+    from pack_under_test import ROOT, FakeComfyUIHost, forget, import_copy
+    fake = FakeComfyUIHost(tmp_path / "models")
+    fake.install(monkeypatch)
+    link = tmp_path / "GAN prior (copy)"  # a folder name the pack serves its workflows under itself
+    link.symlink_to(ROOT, target_is_directory=True)
+    package = "custom_nodes_registration_check"
+    modules = ["nodes", *sorted(f"nodes.{path.stem}" for path in (ROOT / "nodes").glob("*.py")
+                                if path.stem != "__init__")]
+    assert {"nodes.host", "nodes.model_nodes", "nodes.inputs", "nodes.registration"} <= set(modules)
+    try:
+        import_copy(link, package, run_init=False)
+        for module in modules:
+            importlib.import_module(f"{package}.{module}")
+        assert fake.folders == {} and fake.routes == []
+        assert sys.modules[f"{package}.nodes.host"].folder_paths is fake.modules["folder_paths"]
+    finally:
+        forget(package)
+    try:
+        import_copy(link, package)
+        core = importlib.import_module(f"{package}.ganprior_core")
+        assert fake.folders == {
+            "pggan": ([str(tmp_path / "models" / "pggan"), str(core.PRIORS_DIR)], set(core.CHECKPOINT_EXTENSIONS)),
+            "vgg": ([str(tmp_path / "models" / "vgg")], set(core.VGG_EXTENSIONS))}
+        assert len(fake.routes) == 1 and "GAN\\ prior\\ \\(copy\\)" in fake.routes[0]
+        registration = importlib.import_module(f"{package}.nodes.registration")
+        assert registration.register() is False  # done once, by the pack's __init__
+        assert len(fake.routes) == 1 and len(fake.folders["pggan"][0]) == 2
+    finally:
+        forget(package)

@@ -71,10 +71,10 @@ def box_mask(batch, height, width, top, bottom, left, right):
 
 def test_loader_info_names_the_family_and_the_split_shapes(prior):
     checkpoints = pack_module("ganprior_core.checkpoints")
-    nodes = pack_module("nodes.model_nodes")
-    info = nodes.describe_prior("tiny.pkl", checkpoints.LoadedCheckpoint(prior, "stylegan2-pkl", "G_ema"))
+    info = checkpoints.LoadedCheckpoint(prior, "nvidia-sg2ada-pkl", "G_ema").describe("tiny.pkl")
     assert info.splitlines()[0] == "tiny.pkl: 16x16 StyleGAN2, z 8, w 8, 6 style slots, 5 conv layers"
-    assert "read from: stylegan2-pkl, G_ema" in info
+    assert ("read from: NVIDIA stylegan2-ada-pytorch / stylegan3 .pkl, G_ema (the moving average)"
+            in info)
     assert "k=2: 16x8x8 + skip image 3x4x4" in info and "k=3: 16x8x8 + skip image 3x8x8" in info
     assert "k=5: 8x16x16 + skip image 3x16x16" in info and "k=6" not in info
 
@@ -136,7 +136,7 @@ def test_build_node_passes_the_stylegan2_choices_and_the_run_uses_them(unchanged
     (spec,) = run_node("BuildMultiLatentGenerator", prior=unchanged_prior, num_codes=2, split_layer=2,
                        use_alpha=True, use_beta=True, finetune="all", stylegan2_latent_space="z",
                        stylegan2_g2_styles="average", stylegan2_noise="optimised")
-    options = pack_module("ganprior_core.method.families").StyleGAN2Options("z", "average", "optimised")
+    options = pack_module("ganprior_core").StyleGAN2Options("z", "average", "optimised")
     assert spec.config.stylegan2 == options
     inputs = dict(image=photo(1, 16, 16), mask=box_mask(1, 16, 16, 4, 12, 4, 12), seed=0, fit="resize",
                   optimizer=fast_optimizer())
