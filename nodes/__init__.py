@@ -4,14 +4,16 @@ from .model_nodes import (
                           BuildMultiLatentGenerator,
                           GANPriorOptimizer,
                           GANPriorPreset,
+                          LoadGANPrior,
                           LoadPerceptualModel,
-                          LoadPGGANPrior,
-                          SamplePGGANPrior,
+                          SampleGANPrior,
 )
 
+# Node IDs (the keys) are what saved workflows and API prompts name: never change them, even
+# where they say PGGAN of a node that serves StyleGAN2 as well. The display names may change.
 NODE_CLASS_MAPPINGS = {
-    "LoadPGGANPrior": LoadPGGANPrior,
-    "SamplePGGANPrior": SamplePGGANPrior,
+    "LoadPGGANPrior": LoadGANPrior,
+    "SamplePGGANPrior": SampleGANPrior,
     "BuildMultiLatentGenerator": BuildMultiLatentGenerator,
     "GANPriorOptimizer": GANPriorOptimizer,
     "GANPriorPreset": GANPriorPreset,
@@ -21,8 +23,8 @@ NODE_CLASS_MAPPINGS = {
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
-    "LoadPGGANPrior": "Load PGGAN Prior",
-    "SamplePGGANPrior": "Sample PGGAN Prior",
+    "LoadPGGANPrior": "Load GAN Prior",
+    "SamplePGGANPrior": "Sample GAN Prior",
     "BuildMultiLatentGenerator": "Build Multi-Latent Generator",
     "GANPriorOptimizer": "GAN-Prior Optimizer",
     "GANPriorPreset": "GAN-Prior Preset",

@@ -37,7 +37,7 @@ class MultiLatentSpec:
     config: MultiLatentConfig
 
 
-class LoadPGGANPrior:
+class LoadGANPrior:
     DESCRIPTION = ("Loads a pretrained PGGAN or StyleGAN2 generator from ComfyUI/models/pggan (the info "
                    "says which family and layout was read). PGGAN: a genforce model-zoo "
                    ".pth (generator_smooth when present, else generator, or a bare state dict), a "
@@ -69,7 +69,7 @@ class LoadPGGANPrior:
         return (loaded.generator.eval(), loaded.describe(prior_name))
 
 
-class SamplePGGANPrior:
+class SampleGANPrior:
     DESCRIPTION = "Random images from the prior: what it can generate, hence what it can fill in."
     CATEGORY = CATEGORY
     FUNCTION = "sample"
@@ -88,6 +88,11 @@ class SamplePGGANPrior:
         # On the prior's own device (the CPU): sampling is one forward pass, and moving the
         # cached prior would change a shared object.
         return (tensors.to_comfy_images(sample_images(prior, count, seed)),)
+
+
+# The classes' earlier names, for code that imported them. Saved workflows and prompts name the
+# node IDs (nodes/__init__.py), which keep the PGGAN in their names.
+LoadPGGANPrior, SamplePGGANPrior = LoadGANPrior, SampleGANPrior
 
 
 class BuildMultiLatentGenerator:

@@ -86,7 +86,7 @@ def box_mask(batch, height, width, top, bottom, left, right):
 def test_pack_registers_every_node_with_labels_and_tooltips():
     pack = load_pack()
     assert set(pack.NODE_DISPLAY_NAME_MAPPINGS.values()) == {
-        "Load PGGAN Prior", "Sample PGGAN Prior", "Build Multi-Latent Generator",
+        "Load GAN Prior", "Sample GAN Prior", "Build Multi-Latent Generator",
         "GAN-Prior Optimizer", "GAN-Prior Preset", "Load Perceptual Model (VGG16)",
         "GAN-Prior Inpaint", "GAN-Prior Metrics"}
     assert pack.NODE_CLASS_MAPPINGS.keys() == pack.NODE_DISPLAY_NAME_MAPPINGS.keys()
@@ -99,6 +99,27 @@ def test_pack_registers_every_node_with_labels_and_tooltips():
                     assert declaration[1].get("tooltip"), f"{cls.__name__}.{name} has no tooltip"
     host = pack_module("nodes.host")
     assert host.folder_paths is None and host.model_management is None  # the fallbacks ran
+
+
+def test_renamed_nodes_keep_the_ids_types_and_input_names_saved_workflows_use():
+    """The display names say GAN, not PGGAN (both families load); what saved workflows and API
+    prompts name stays: node IDs, socket types, input names and the models/pggan folder."""
+    pack = load_pack()
+    assert list(pack.NODE_CLASS_MAPPINGS) == [
+        "LoadPGGANPrior", "SamplePGGANPrior", "BuildMultiLatentGenerator", "GANPriorOptimizer",
+        "GANPriorPreset", "LoadPerceptualModelVGG16", "GANPriorInpaint", "GANPriorMetrics"]
+    load, sample = pack.NODE_CLASS_MAPPINGS["LoadPGGANPrior"], pack.NODE_CLASS_MAPPINGS["SamplePGGANPrior"]
+    assert (load.__name__, sample.__name__) == ("LoadGANPrior", "SampleGANPrior")
+    assert pack.NODE_DISPLAY_NAME_MAPPINGS["LoadPGGANPrior"] == "Load GAN Prior"
+    assert pack.NODE_DISPLAY_NAME_MAPPINGS["SamplePGGANPrior"] == "Sample GAN Prior"
+    assert (load.RETURN_TYPES, load.RETURN_NAMES) == (("PGGAN_PRIOR", "STRING"), ("prior", "info"))
+    assert list(load.INPUT_TYPES()["required"]) == ["prior_name"]
+    assert list(sample.INPUT_TYPES()["required"]) == ["prior", "count", "seed"]
+    for node_type in ("SamplePGGANPrior", "BuildMultiLatentGenerator", "GANPriorPreset"):
+        assert pack.NODE_CLASS_MAPPINGS[node_type].INPUT_TYPES()["required"]["prior"][0] == "PGGAN_PRIOR"
+    assert "pggan" in pack_module("nodes.registration").MODEL_FOLDERS
+    model_nodes = pack_module("nodes.model_nodes")  # the classes' old names still import
+    assert (model_nodes.LoadPGGANPrior, model_nodes.SamplePGGANPrior) == (load, sample)
 
 
 def test_load_prior_lists_the_models_folder_and_describes_the_split(models_dir, prior):

@@ -1,7 +1,7 @@
 """The nodes with a StyleGAN2 prior, run as ComfyUI runs them (keyword inputs, inside
 torch.inference_mode()). The prior is a stylegan2-ada-pytorch network pickle with random weights,
 written with the real pickle structure (tests/stylegan2_builders.py) into a temporary models folder
-and read by Load PGGAN Prior."""
+and read by Load GAN Prior."""
 from __future__ import annotations
 
 from types import SimpleNamespace
