@@ -9,7 +9,7 @@ from ..ganprior_core import OptimizerConfig, estimated_run_bytes, inpaint_any_si
 from ..ganprior_core.imaging import FIT_MODES, hole_pixels
 from ..ganprior_core.validation import check_seed
 from . import host, tensors
-from .inputs import CATEGORY, seed_input
+from .inputs import CATEGORY, GENERATOR_TOOLTIP, seed_input
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class GANPriorInpaint:
                 "mask": ("MASK", {"tooltip": "1 = fill, 0 = keep (LoadImage's mask from the alpha "
                                              "channel works as is). Resized to the image; a batch of "
                                              "1 applies to every image. Empty: reconstruction."}),
-                "generator": ("MULTI_LATENT_GENERATOR",),
+                "generator": ("MULTI_LATENT_GENERATOR", {"tooltip": GENERATOR_TOOLTIP}),
                 "seed": seed_input("Seed of the random latent codes the optimisation starts from. "
                                    "Image i of a batch uses seed + i."),
                 "fit": (list(FIT_MODES), {"default": FIT_MODES[0],

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 CATEGORY = "inpaint/GAN prior"
 
-# Socket types (RETURN_TYPES and link inputs). Never rename: saved workflows name them.
+# The prior's socket type. Never rename: saved workflows name it.
 PRIOR = "PGGAN_PRIOR"
-MULTI_LATENT_GENERATOR = "MULTI_LATENT_GENERATOR"
-OPTIMIZER = "GANPRIOR_OPTIMIZER"
-PERCEPTUAL_MODEL = "PERCEPTUAL_MODEL"
 
 COMPILE_CHOICES = ("auto", "on", "off")
 STOP_TOOLTIP = ("auto: a few known pixels are left out of the fit; the run stops once their "

@@ -25,7 +25,7 @@ from ..ganprior_core import (
 from ..ganprior_core import preset as preset_configs
 from ..ganprior_core.sampling import sample_images
 from . import host, tensors
-from .inputs import CATEGORY, COMPILE_CHOICES, STOP_TOOLTIP, seed_input
+from .inputs import CATEGORY, COMPILE_CHOICES, STOP_TOOLTIP, prior_input, seed_input
 
 
 @dataclass(frozen=True)
@@ -75,11 +75,13 @@ class SampleGANPrior:
     FUNCTION = "sample"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("images",)
+    OUTPUT_TOOLTIPS = ("`count` random images of the prior at its own resolution, one latent code "
+                       "each: what it can generate, hence what it can fill in.",)
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "prior": ("PGGAN_PRIOR",),
+            "prior": prior_input("The prior to draw images from."),
             "count": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": "Number of images."}),
             "seed": seed_input("Seed of the latent codes."),
         }}
@@ -113,7 +115,8 @@ class BuildMultiLatentGenerator:
     def INPUT_TYPES(cls):
         defaults, options = MultiLatentConfig(), StyleGAN2Options()
         return {"required": {
-            "prior": ("PGGAN_PRIOR",),
+            "prior": prior_input("The prior to split at layer k: its first k layers (G1) run once "
+                                 "per code, the rest (G2) finish the fused features."),
             "num_codes": ("INT", {"default": defaults.num_codes, "min": 1, "max": 256,
                                   "tooltip": "N, the number of latent codes (paper: 30; 1 = plain "
                                              "single-code GAN inversion)."}),
@@ -175,6 +178,7 @@ class GANPriorOptimizer:
     FUNCTION = "configure"
     RETURN_TYPES = ("GANPRIOR_OPTIMIZER",)
     RETURN_NAMES = ("optimizer",)
+    OUTPUT_TOOLTIPS = ("These optimisation settings, for GAN-Prior Inpaint's optimizer input.",)
 
     TOOLTIPS = {
         "steps": "The most optimisation steps per image with stop = auto; exactly this many with "
@@ -276,11 +280,15 @@ class GANPriorPreset:
     FUNCTION = "choose"
     RETURN_TYPES = ("MULTI_LATENT_GENERATOR", "GANPRIOR_OPTIMIZER")
     RETURN_NAMES = ("generator", "optimizer")
+    OUTPUT_TOOLTIPS = ("The prior with the preset's model (codes N, split layer k scaled to the prior's "
+                       "resolution, alpha, beta, fine-tuning), for GAN-Prior Inpaint's generator input.",
+                       "The preset's optimisation settings with this node's steps and stop, for "
+                       "GAN-Prior Inpaint's optimizer input.")
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "prior": ("PGGAN_PRIOR",),
+            "prior": prior_input("The prior to configure: its resolution sets the split layer."),
             "preset": (list(PRESET_NAMES), {"default": PRESET_NAMES[0],
                                             "tooltip": "paper: this paper's method; mganprior: "
                                                        "the mGANprior baseline; single-z: one "
@@ -305,6 +313,8 @@ class LoadPerceptualModel:
     FUNCTION = "load"
     RETURN_TYPES = ("PERCEPTUAL_MODEL",)
     RETURN_NAMES = ("perceptual_model",)
+    OUTPUT_TOOLTIPS = ("VGG16's convolutional layers for GAN-Prior Inpaint's perceptual loss (weighted "
+                       "by the optimizer's perceptual_weight). Shared and cached: never changed.",)
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -101,6 +101,24 @@ def test_pack_registers_every_node_with_labels_and_tooltips():
     assert host.folder_paths is None and host.model_management is None  # the fallbacks ran
 
 
+def test_every_input_and_every_output_of_every_node_has_a_tooltip():
+    """Sockets too (prior, generator, images, optimizer...), not only widgets: the frontend shows
+    an input's `tooltip` and OUTPUT_TOOLTIPS[i] on hover."""
+    for node_type, cls in load_pack().NODE_CLASS_MAPPINGS.items():
+        declared = cls.INPUT_TYPES()
+        assert set(declared) <= {"required", "optional"}, node_type
+        for section in ("required", "optional"):
+            for name, declaration in declared.get(section, {}).items():
+                options = declaration[1] if len(declaration) > 1 else {}
+                tooltip = options.get("tooltip")
+                assert isinstance(tooltip, str) and tooltip.strip(), f"{node_type}.{name} has no tooltip"
+        tooltips = getattr(cls, "OUTPUT_TOOLTIPS", None)
+        assert tooltips is not None and len(tooltips) == len(cls.RETURN_TYPES), \
+            f"{node_type} needs one OUTPUT_TOOLTIPS entry per output"
+        for output, tooltip in zip(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES), tooltips):
+            assert isinstance(tooltip, str) and tooltip.strip(), f"{node_type} output {output} has no tooltip"
+
+
 def test_renamed_nodes_keep_the_ids_types_and_input_names_saved_workflows_use():
     """The display names say GAN, not PGGAN (both families load); what saved workflows and API
     prompts name stays: node IDs, socket types, input names and the models/pggan folder."""
