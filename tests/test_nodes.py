@@ -744,3 +744,29 @@ def test_importing_the_node_modules_registers_nothing_and_the_pack_registers_onc
         assert len(fake.routes) == 1 and len(fake.folders["pggan"][0]) == 2
     finally:
         forget(package)
+
+
+def test_registry_metadata_names_the_comfyui_it_needs_the_os_and_the_accelerators():
+    """[tool.comfy] requires-comfyui: a lower bound that admits the ComfyUI the pack was tested on
+    (0.8.0) and none without a core node the example workflows use (ImageStitch: 0.3.40).
+    Classifiers: the OS and the accelerators, from the Registry's lists. The Icon fits the
+    Registry's limit of 800x400 pixels."""
+    import tomllib
+    from pack_under_test import ROOT
+    from packaging.specifiers import SpecifierSet
+    from PIL import Image
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    required = SpecifierSet(project["tool"]["comfy"]["requires-comfyui"])
+    assert "0.8.0" in required and "0.3.40" in required and "0.3.39" not in required
+    classifiers = project["project"]["classifiers"]
+    registry_os = {"Operating System :: OS Independent", "Operating System :: Microsoft :: Windows",
+                   "Operating System :: POSIX :: Linux", "Operating System :: MacOS"}
+    registry_accelerators = {"Environment :: GPU :: NVIDIA CUDA", "Environment :: GPU :: AMD ROCm",
+                             "Environment :: GPU :: Intel Arc", "Environment :: NPU :: Huawei Ascend",
+                             "Environment :: GPU :: Apple Metal"}
+    assert "Operating System :: OS Independent" in classifiers
+    assert "Environment :: GPU :: NVIDIA CUDA" in classifiers
+    assert set(classifiers) <= registry_os | registry_accelerators
+    icon_url = project["tool"]["comfy"]["Icon"]
+    with Image.open(ROOT / icon_url.rsplit("/main/", 1)[1]) as icon:
+        assert icon.width <= 800 and icon.height <= 400
