@@ -8,12 +8,13 @@ folder that replaces the destination only once it is complete.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import stat
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Union
+from typing import BinaryIO, Callable, Iterable, Iterator, Union
 
 
 class UserFileError(ValueError):
@@ -21,6 +22,31 @@ class UserFileError(ValueError):
 
     def __init__(self, path: str | os.PathLike, problem: str) -> None:
         super().__init__(f"{path}: {problem}")
+
+
+@contextlib.contextmanager
+def name_a_reader_can_open(path: str | os.PathLike) -> Iterator[str]:
+    """`path` as a str that readers taking UTF-8 names (safetensors) can open. A name that is not
+    valid UTF-8 (a Linux file name is any bytes) is reached through the open file's descriptor
+    under /proc/self/fd, so a good file is never refused for its name; where no such folder
+    exists, a UserFileError says that the name is the problem."""
+    name = os.fspath(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        yield name
+        return
+    descriptor = os.open(name, os.O_RDONLY)
+    try:
+        alias = f"/proc/self/fd/{descriptor}"
+        if not os.path.exists(alias):
+            raise UserFileError(path, "its name is not valid UTF-8, which the safetensors reader "
+                                      "cannot open; rename the file (the file itself was not read)")
+        yield alias
+    finally:
+        os.close(descriptor)
 
 
 def require_regular_file(path: str | os.PathLike, what: str = "file") -> Path:

@@ -1,7 +1,7 @@
 """Load pretrained GAN priors (PGGAN and StyleGAN2 generators) from the formats users download,
 and write this project's own.
 
-StyleGAN2 (read into `StyleGAN2Generator`, `LoadedCheckpoint.family == "stylegan2"`):
+StyleGAN2 (read into `StyleGAN2Generator`, `LoadedCheckpoint.family` "stylegan2"):
 - NVIDIA stylegan2-ada-pytorch / stylegan3-repository network pickles (`nvidia_stylegan2`):
   torch_utils.persistence objects read as data, their module source never run;
 - NVIDIA's TensorFlow-era StyleGAN2 (G, D, Gs) pickles (`nvidia_stylegan2_tf`);

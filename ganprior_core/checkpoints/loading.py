@@ -103,6 +103,8 @@ def _read_checkpoint(path: str | os.PathLike) -> ReadCheckpoint:
                        "the accepted formats")
     except Refused as refusal:
         raise CheckpointError(path, str(refusal)) from None
+    except UserFileError as error:  # the file's name, not its content
+        raise CheckpointError(path, str(error).removeprefix(f"{path}: ")) from None
     except ForbiddenGlobal as refusal:
         raise CheckpointError(path, _forbidden_global_problem(refusal)) from None
     except UnsafePickle as refusal:

@@ -15,7 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from ..families import family_of
-from ..files import write_atomically
+from ..files import name_a_reader_can_open, write_atomically
 from ..networks.pggan import PGGANConfig, PGGANGenerator
 from ..networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from . import stylegan2_layout
@@ -62,7 +62,7 @@ def read_safetensors(path: str | os.PathLike, header_length: int) -> ReadCheckpo
     if header_length > MAX_SAFETENSORS_HEADER_BYTES:
         raise Refused(f"its safetensors header claims {header_length} bytes, more than the "
                        f"{MAX_SAFETENSORS_HEADER_BYTES} a PGGAN's header needs")
-    with safe_open(str(path), framework="pt") as file:
+    with name_a_reader_can_open(path) as name, safe_open(name, framework="pt") as file:
         header_text = (file.metadata() or {}).get(SAFETENSORS_KEY)
         if header_text is None:
             raise Refused(f"this .safetensors file has no '{SAFETENSORS_KEY}' metadata, so it was "

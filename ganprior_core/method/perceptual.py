@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..files import UserFileError, require_regular_file
+from ..files import UserFileError, name_a_reader_can_open, require_regular_file
 from ..imaging.checks import to_unit_range
 
 VGG_EXTENSIONS = (".pth", ".pt", ".safetensors")
@@ -120,7 +120,7 @@ def _read_state_dict(path: Path, wanted: dict[str, tuple[int, ...]]) -> dict[str
 def _read_safetensors(path: Path, wanted: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
     from safetensors import safe_open
     try:
-        with safe_open(str(path), framework="pt") as file:
+        with name_a_reader_can_open(path) as name, safe_open(name, framework="pt") as file:
             tensors = {}
             for key in file.keys():
                 name = key.removeprefix("features.")
@@ -136,6 +136,8 @@ def _read_safetensors(path: Path, wanted: dict[str, tuple[int, ...]]) -> dict[st
             return tensors
     except PerceptualModelError:
         raise
+    except UserFileError as error:  # the file's name, not its content
+        raise PerceptualModelError(str(error)) from None
     except Exception as error:  # noqa: BLE001 - safetensors' refusals of damaged files
         raise PerceptualModelError(f"{path}: not a readable .safetensors file, damaged or "
                                    f"truncated ({_short(error)})") from None
