@@ -53,3 +53,15 @@ def tiny_stylegan2(network=None):
                 parameter.fill_(0.2)
         generator.mapping.w_avg.normal_(0, 0.5)
     return generator.eval()
+
+
+# One tiny random prior per generator family: a family added to ganprior_core.families adds its
+# builder here, and every test that takes `tiny_prior` runs on it too.
+TINY_PRIORS = {"pggan": lambda: PGGANGenerator(PGGANConfig(16, (32, 32, 16), latent_dim=32)).eval(),
+               "stylegan2": tiny_stylegan2}
+
+
+@pytest.fixture(params=sorted(TINY_PRIORS))
+def tiny_prior(request) -> torch.nn.Module:
+    torch.manual_seed(1234)
+    return TINY_PRIORS[request.param]()

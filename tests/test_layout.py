@@ -62,3 +62,40 @@ def test_every_folder_of_the_library_is_a_package_the_wheel_includes():
     for folder in folders:
         assert (folder / "__init__.py").is_file(), f"{folder.relative_to(ROOT)} has no __init__.py"
         assert ".".join(folder.relative_to(ROOT).parts) in found
+
+
+def face_imports(path: Path) -> list[str]:
+    """What `path` takes from inside ganprior_core: `from ganprior_core import X` gives 'X',
+    `from ganprior_core.imaging import Y` gives 'imaging'."""
+    modules = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            names = imported_modules_of(node, path)
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if "ganprior_core" in parts:
+                module = ".".join(parts[parts.index("ganprior_core") + 1:])
+                # `from ganprior_core import X`: X itself is what is taken from the face
+                taken = [alias.name for alias in node.names] if not module and isinstance(node, ast.ImportFrom) else []
+                modules += taken or [module]
+    return modules
+
+
+def imported_modules_of(node: ast.ImportFrom, path: Path) -> list[str]:
+    package = list(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    base = package[:len(package) - node.level + 1] if node.level else []
+    return [".".join([*base, *(node.module.split(".") if node.module else [])])]
+
+
+def test_the_nodes_and_the_product_cli_use_only_the_librarys_public_face():
+    import ganprior_core
+
+    face = set(ganprior_core.__all__)
+    users = [*sorted((ROOT / "nodes").glob("*.py")), ROOT / "__init__.py", CORE / "cli.py"]
+    for path in users:
+        outside = [taken for taken in face_imports(path) if taken not in face]
+        assert not outside, f"{path.relative_to(ROOT)} imports from ganprior_core.{outside}, past its face"
