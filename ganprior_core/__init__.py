@@ -35,7 +35,7 @@ from .families import (
     family_of,
 )
 from .method.auto_stop import STOP_MODES, AutoStopConfig
-from .method.compilation import parse_setting as parse_compile_setting
+from .method.compilation import parse_compile_setting
 from .method.config import MAX_LATENT_CODES, MAX_STEPS, SCHEDULES, OptimizerConfig
 from .method.fit import inpaint, inpaint_any_size
 from .method.memory import estimated_run_bytes, module_bytes

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from ganprior_core.method import compilation
+from ganprior_core.families import PGGAN
+from ganprior_core.method import cost
 from ganprior_core.method.multi_latent import MultiLatentConfig, MultiLatentModel
 from ganprior_core.networks.pggan import PGGANConfig
 from ganprior_core.optimize import OptimizerConfig, inpaint, preset
@@ -136,18 +137,18 @@ def test_estimated_work_drops_g1_after_the_freeze():
     generator = PGGANConfig(64, (64, 64, 32, 16, 8), latent_dim=16)
 
     def step_tflop(codes, include_g1=True):
-        model = SimpleNamespace(generator=SimpleNamespace(config=generator), family="pggan",
+        model = SimpleNamespace(generator=SimpleNamespace(config=generator), family=PGGAN,
                                 config=MultiLatentConfig(num_codes=codes, split_layer=6))
-        return compilation.estimated_step_tflop(model, None, include_g1)
+        return cost.estimated_step_tflop(model, None, include_g1)
     g1_per_code = step_tflop(2) - step_tflop(1)
     assert g1_per_code > 0
     # A frozen step is a step with no G1 at all: full(N) = N * G1 + G2.
     assert step_tflop(30, include_g1=False) == pytest.approx(step_tflop(1) - g1_per_code)
-    model = SimpleNamespace(generator=SimpleNamespace(config=generator), family="pggan",
+    model = SimpleNamespace(generator=SimpleNamespace(config=generator), family=PGGAN,
                             config=MultiLatentConfig(num_codes=30, split_layer=6))
-    run = compilation.estimated_run_tflop(model, None, 500, freeze_at=100)
+    run = cost.estimated_run_tflop(model, None, 500, freeze_at=100)
     assert run == pytest.approx(100 * step_tflop(30) + 400 * step_tflop(30, include_g1=False))
-    assert compilation.estimated_run_tflop(model, None, 500) == pytest.approx(500 * step_tflop(30))
+    assert cost.estimated_run_tflop(model, None, 500) == pytest.approx(500 * step_tflop(30))
 
 
 def test_cli_takes_a_step_count_or_never_and_refuses_anything_else(tmp_path, tiny_generator, capsys):

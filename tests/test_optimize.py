@@ -1,3 +1,4 @@
+import os
 from dataclasses import replace
 
 import pytest
@@ -317,7 +318,7 @@ def test_compile_failure_falls_back_to_eager_with_one_note(tiny_generator, monke
             raise RuntimeError("C++ compile error: g++ not usable\nsecond line")
         return fails
     monkeypatch.setattr(compilation, "_compile", broken)
-    monkeypatch.setattr(compilation, "_unavailable_reason", lambda device, notes: None)
+    monkeypatch.setattr(compilation, "unavailable_reason", lambda device, notes: None)
     monkeypatch.setattr(compilation, "_compiled", {})
     monkeypatch.setattr(compilation, "_failed", {})
     image, hole = inpainting_problem(tiny_generator)
@@ -342,13 +343,16 @@ def test_torch_under_a_path_with_a_space_runs_eagerly_with_a_note(tiny_generator
     assert torch.equal(result.output, eager.output)
 
 
-def test_inductor_cache_folder_with_a_space_is_moved(monkeypatch, tmp_path):
-    from ganprior_core.method import compilation
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache with space"))
+def test_inductor_cache_folder_with_a_space_is_moved_for_cpu_builds_only(monkeypatch, tmp_path):
+    from ganprior_core.method import compiler_cache
+    monkeypatch.setattr(compiler_cache, "_replacements", {})
+    spaced = str(tmp_path / "cache with space")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", spaced)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     notes = []
-    assert compilation._spaceless_cache_dir(notes)
-    import os
+    assert compiler_cache.prepare_cache_dir(notes)  # importing the compiler stack copes with it
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == spaced and notes == []
+    assert compiler_cache.prepare_cache_dir(notes, for_cpu_build=True)
     moved = os.environ["TORCHINDUCTOR_CACHE_DIR"]
     assert " " not in moved and len(notes) == 1 and "has a space" in notes[0]
 
@@ -373,6 +377,6 @@ def test_auto_compile_is_decided_by_the_configuration_and_options_do_not_change_
                                                                preview_every=1), seed=0, callback=lambda p: None)
     assert auto.notes == off.notes == []
     assert auto.loss_history == off.loss_history and torch.equal(auto.output, off.output)
-    assert [compilation.parse_setting(v) for v in ("auto", "on", "off", True)] == ["auto", True, False, True]
+    assert [compilation.parse_compile_setting(v) for v in ("auto", "on", "off", True)] == ["auto", True, False, True]
     with pytest.raises(ValueError, match="compile"):
         inpaint(tiny_generator, image, hole, config, replace(FAST, compile="sometimes"), seed=0)

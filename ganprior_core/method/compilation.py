@@ -10,30 +10,29 @@ architecture/configuration gets its own compiled function (its own dynamo cache 
 budget), kept for the life of the process.
 
 `compile_setting` is OptimizerConfig.compile: True, False or "auto". "auto" compiles when the
-run's convolution work (an estimate from the configuration alone, so the choice is
+run's convolution work (cost.py: an estimate from the configuration alone, so the choice is
 deterministic: same seed, same result) is large enough for the per-step saving to repay a cold
 compilation (`AUTO_COMPILE_MIN_TFLOP_PER_THREAD`).
 
 When compiling cannot work (no C++ compiler, e.g. Windows without MSVC; torch or Python installed
-under a path with a space, which inductor's Linux/macOS link command does not quote; any error
-while compiling) the step runs eagerly and one note says why; the result is then the eager
-result. A failure is remembered for the process, so later runs do not retry it.
+under a path with a space, which inductor's Linux/macOS link command does not quote; no usable
+compiler cache folder, compiler_cache.py; any error while compiling) the step runs eagerly and
+one note says why; the result is then the eager result. A failure is remembered for the
+process, so later runs do not retry it.
 """
 from __future__ import annotations
 
-import getpass
 import os
 import re
 import sys
 import sysconfig
-import tempfile
 import types
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-from .perceptual import VGG16_PLAN
+from . import compiler_cache, cost
 
 COMPILE_SETTINGS = (True, False, "auto")
 COMPILE_DEVICES = ("cpu", "cuda")
@@ -74,119 +73,16 @@ def _compile(index: int) -> Callable:
     return torch.compile(_fresh_function(index), dynamic=False)
 
 
-def estimated_step_tflop(model, perceptual_depth: int | None, include_g1: bool = True) -> float:
-    """Conv/matmul TFLOP of one step (forward + backward ~ 3x forward), from the shapes alone;
-    without G1 for a step after the codes and G1 were frozen."""
-    config = model.generator.config
-    split = model.config.split_layer
-    codes = model.config.num_codes
-    flops = model.family.forward_flop(config, split, codes, include_g1)
-    if perceptual_depth:
-        size, in_channels, seen = config.resolution, 3, 0
-        for item in VGG16_PLAN:
-            seen += 1 if item == "M" else 2
-            if seen > perceptual_depth:
-                break
-            if item == "M":
-                size //= 2
-            else:
-                flops += 2.0 * in_channels * item * 9 * size * size
-                in_channels = item
-    return 3 * flops / 1e12
-
-
 def _unquoted_paths_with_spaces() -> list[str]:
     """Library folders inductor passes to the linker as `-L<dir>` without quoting."""
     folders = [os.path.join(os.path.dirname(torch.__file__), "lib"), sysconfig.get_config_var("LIBDIR")]
     return [folder for folder in folders if folder and re.search(r"\s", folder)]
 
 
-def _spaceless_cache_dir(notes: list[str]) -> bool:
-    """Inductor writes and compiles its C++ under its cache folder, and its build command breaks
-    on a space there ("input file is the same as output file"). Move it if needed; False when no
-    folder without a space is found."""
-    default_cache_dir = _default_cache_dir
-    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR") or default_cache_dir()
-    if not re.search(r"\s", os.path.abspath(current)):
-        return True
-    user = re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(default_cache_dir()))
-    candidates = [os.path.join(os.path.expanduser("~"), ".cache", "ganprior", user),
-                  os.path.join(tempfile.gettempdir(), user), os.path.join("/tmp", user)]
-    for candidate in candidates:
-        if not re.search(r"\s", os.path.abspath(candidate)) and _folder_problem(candidate) is None:
-            os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.abspath(candidate)
-            notes.append(f"torch.compile's cache folder {current!r} has a space, which breaks its "
-                         f"C++ build; using {candidate!r} instead")
-            return True
-    return False
-
-
-CACHE_VARIABLE = "TORCHINDUCTOR_CACHE_DIR"
-
-
-def _folder_problem(folder: str) -> str | None:
-    """Why `folder` cannot be torch's compiler cache (None if it can): it must be, or be
-    creatable as, a folder files can be written in. Nothing is created here."""
-    from ..files import UserFileError, check_output_folder
-    if not os.path.isabs(folder):
-        folder = os.path.abspath(folder)
-    if folder == "/proc" or folder.startswith(("/proc/", "/sys/", "/dev/")):
-        return "it lies under /proc, /sys or /dev"
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        return "it is a file, not a folder"
-    try:
-        check_output_folder(folder, "cache")
-    except UserFileError as error:
-        return str(error).split(": ", 1)[-1]
-    return None
-
-
-def prepare_cache_dir(notes: list[str]) -> bool:
-    """Make sure torch's compiler cache folder is usable before anything imports the compiler
-    stack (torch.optim.Adam does, even with compiling off: torch._dynamo creates the folder on
-    import and a file, an unwritable folder or a path under /proc there raises). An unusable
-    TORCHINDUCTOR_CACHE_DIR (or default folder) is replaced by a usable one, with a note naming
-    the variable. False when no usable folder was found (compiling is then not tried)."""
-    given = os.environ.get(CACHE_VARIABLE)
-    default = _default_cache_dir()
-    current = given or default
-    problem = _folder_problem(current)
-    if problem is None:
-        return True
-    user = re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(default)) or "torchinductor"
-    for candidate in _fallback_cache_dirs(user):
-        if candidate != current and _folder_problem(candidate) is None:
-            os.environ[CACHE_VARIABLE] = candidate
-            what = f"{CACHE_VARIABLE}={given!r}" if given else f"torch's default cache {current!r}"
-            note = (f"{what} cannot hold torch.compile's cache ({problem}); using "
-                    f"{candidate!r} instead")
-            notes.append(note)
-            return True
-    notes.append(f"{CACHE_VARIABLE} {current!r} cannot hold torch.compile's cache ({problem}) "
-                 "and no usable folder was found")
-    return False
-
-
-def _default_cache_dir() -> str:
-    """torch's default_cache_dir, spelled out: importing torch._inductor to ask would import
-    torch._dynamo, which is what fails on a bad folder (and cannot be imported twice)."""
-    try:
-        username = getpass.getuser()
-    except (KeyError, ModuleNotFoundError, OSError):
-        username = f"uid_{os.getuid()}" if hasattr(os, "getuid") else "unknown_user"
-    return os.path.join(tempfile.gettempdir(),
-                        "torchinductor_" + re.sub(r'[\\/:*?"<>|]', "_", username))
-
-
-def _fallback_cache_dirs(user: str) -> list[str]:
-    home = os.path.expanduser("~")
-    candidates = [] if home == "~" else [os.path.join(home, ".cache", "ganprior", user)]
-    candidates += [os.path.join(tempfile.gettempdir(), f"ganprior-{user}"),
-                   os.path.join("/tmp", f"ganprior-{user}"), os.path.join(os.getcwd(), f".ganprior-{user}")]
-    return [os.path.abspath(candidate) for candidate in candidates]
-
-
-def _unavailable_reason(device: torch.device, notes: list[str]) -> str | None:
+def unavailable_reason(device: torch.device, notes: list[str]) -> str | None:
+    """Why torch.compile cannot work for a run on `device` in this installation, or None where
+    it can (an error while compiling is found only by trying: see image_and_loss). On a CPU the
+    compiler cache folder is made fit for C++ builds first, with a note where it is replaced."""
     if device.type not in COMPILE_DEVICES:
         return f"torch.compile is not used on {device.type}"
     if device.type == "cpu":
@@ -195,10 +91,8 @@ def _unavailable_reason(device: torch.device, notes: list[str]) -> str | None:
         if spaced:
             return (f"torch.compile cannot link its C++ kernels when torch or Python is installed "
                     f"under a path with a space ({spaced[0]!r}; inductor does not quote it)")
-        if not prepare_cache_dir([]):  # (the run's note was added before the optimiser)
-            return f"torch.compile has no usable cache folder ({CACHE_VARIABLE})"
-        if not _spaceless_cache_dir(notes):
-            return "torch.compile's cache folder has a space and no folder without one was found"
+        if not compiler_cache.prepare_cache_dir(notes, for_cpu_build=True):
+            return f"torch.compile has no usable cache folder ({compiler_cache.CACHE_VARIABLE})"
     return None
 
 
@@ -214,15 +108,6 @@ def auto_compile_min_tflop(device_type: str) -> float:
     return AUTO_COMPILE_MIN_TFLOP_PER_THREAD * torch.get_num_threads()
 
 
-def estimated_run_tflop(model, perceptual_depth: int | None, steps: int,
-                        freeze_at: int | None = None) -> float:
-    """Conv/matmul TFLOP of `steps` steps whose codes and G1 are frozen after `freeze_at` steps
-    (None: never)."""
-    full = steps if freeze_at is None else min(steps, freeze_at)
-    return (full * estimated_step_tflop(model, perceptual_depth)
-            + (steps - full) * estimated_step_tflop(model, perceptual_depth, include_g1=False))
-
-
 def wants_compile(compile_setting, model, perceptual, steps: int, device_type: str = "cpu",
                   freeze_at: int | None = None) -> bool:
     """Whether to compile a run of `steps` steps (G1 frozen after `freeze_at`). "auto" decides
@@ -232,12 +117,12 @@ def wants_compile(compile_setting, model, perceptual, steps: int, device_type: s
         if device_type not in COMPILE_DEVICES:
             return False
         depth = None if perceptual is None else len(perceptual)
-        work = estimated_run_tflop(model, depth, steps, freeze_at)
+        work = cost.estimated_run_tflop(model, depth, steps, freeze_at)
         return work >= auto_compile_min_tflop(device_type)
     return bool(compile_setting)
 
 
-def parse_setting(text: str | bool):
+def parse_compile_setting(text: str | bool):
     """A compile setting from a CLI or node value: auto / on / off (or true / false)."""
     if isinstance(text, bool):
         return text
@@ -264,7 +149,7 @@ def image_and_loss(model, loss_fn, device: torch.device, use_bf16: bool, compile
     if not wants_compile(compile_setting, model, getattr(loss_fn, "perceptual", None), steps,
                          device.type, freeze_at):
         return eager
-    reason = _unavailable_reason(device, notes)
+    reason = unavailable_reason(device, notes)
     key = _key(model, loss_fn, device, use_bf16)
     if reason is None and key in _failed:
         reason = _failed[key]

@@ -15,7 +15,7 @@ from .. import imaging
 from ..families import auto_stop_rule, family_of
 from ..sampling import sample_images
 from ..validation import check_count, check_seed, resolve_device
-from . import compilation, precision
+from . import compilation, compiler_cache, precision
 from .auto_stop import TYPICAL_AUTO_STOP_STEPS, StopRule, holdout_mask
 from .config import MAX_LATENT_CODES, OptimizerConfig, g1_freeze_step
 from .losses import LossWeights, MaskedReconstructionLoss
@@ -126,7 +126,7 @@ def _fit(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor | 
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
         loss_fn = MaskedReconstructionLoss(imaging.to_signed_range(image)[None], fit_mask, weights, perceptual)
     # Adam imports torch's compiler stack, which fails on an unusable cache folder.
-    compilation.prepare_cache_dir(notes)
+    compiler_cache.prepare_cache_dir(notes)
     adam = _build_optimizer(model, optimizer_config, device)
     scheduler = _schedule(adam, optimizer_config)
     freeze_at = _g1_freeze_step(model, optimizer_config)
