@@ -222,12 +222,14 @@ class GANPriorOptimizer:
                                             "max": 100.0, "step": 0.01}),
             "precision": (list(PRECISIONS), {"default": defaults.precision}),
             "preview_every": ("INT", {"default": defaults.preview_every, "min": 1, "max": 10000}),
-            "compile": (list(COMPILE_CHOICES), {"default": defaults.compile}),
-            # Last, so workflows saved before it existed keep their widget values in place.
-            "stop": (list(STOP_MODES), {"default": defaults.stop}),
         }
         optional = {
-            # Optional, so API prompts saved before it still run (with the library's default).
+            # Inputs added after the node first shipped: optional, so API prompts saved before
+            # them still run, as they ran then (configure's defaults: compile off, stop fixed,
+            # freeze_g1_at the library's 100). The widgets show the library's defaults, and keep
+            # their order (required, then optional), so saved workflows' values stay in place.
+            "compile": (list(COMPILE_CHOICES), {"default": defaults.compile}),
+            "stop": (list(STOP_MODES), {"default": defaults.stop}),
             "freeze_g1_at": ("INT", {"default": defaults.freeze_g1_at or 0, "min": 0, "max": 1000000}),
         }
         return {"required": {name: (kind, {**options, "tooltip": cls.TOOLTIPS[name]})
@@ -264,8 +266,8 @@ class GANPriorOptimizer:
                 return f"{name} must be between {options['min']:g} and {options['max']:g}, got {value!r}"
         return True
 
-    def configure(self, freeze_g1_at=OptimizerConfig.freeze_g1_at, **settings):
-        config = OptimizerConfig(**{**settings, "compile": parse_compile_setting(settings["compile"])},
+    def configure(self, compile="off", stop="fixed", freeze_g1_at=OptimizerConfig.freeze_g1_at, **settings):
+        config = OptimizerConfig(**settings, compile=parse_compile_setting(compile), stop=stop,
                                  freeze_g1_at=freeze_g1_at or None)
         config.validate()
         return (config,)
@@ -297,10 +299,13 @@ class GANPriorPreset:
                               "tooltip": "The most steps per image (stop = auto) or exactly this "
                                          "many (stop = fixed); 0 keeps the preset's "
                                          f"({OptimizerConfig().steps})."}),
+        }, "optional": {
+            # Added after the node first shipped: optional, so API prompts saved before it run
+            # as they ran then (choose's default: fixed); the widget shows the library's default.
             "stop": (list(STOP_MODES), {"default": OptimizerConfig().stop, "tooltip": STOP_TOOLTIP}),
         }}
 
-    def choose(self, prior, preset, steps, stop):
+    def choose(self, prior, preset, steps, stop="fixed"):
         model_config, optimizer_config = preset_configs(preset, prior.config)
         optimizer_config = replace(optimizer_config, stop=stop, **({"steps": steps} if steps else {}))
         return (MultiLatentSpec(prior, model_config), optimizer_config)

@@ -186,6 +186,44 @@ def test_optimizer_node_defaults_are_the_library_defaults_and_values_pass_throug
         fast_optimizer(preview_every=0)
 
 
+# Every node's inputs when it first shipped (6e76f41, nodes/ in git history).
+FIRST_RELEASE_INPUTS = {
+    "LoadPGGANPrior": {"prior_name"},
+    "SamplePGGANPrior": {"prior", "count", "seed"},
+    "BuildMultiLatentGenerator": {"prior", "num_codes", "split_layer", "use_alpha", "use_beta", "finetune"},
+    "GANPriorOptimizer": {"steps", "lr_latent", "lr_alpha", "lr_beta", "lr_generator", "schedule",
+                          "mse_weight", "perceptual_weight", "precision", "preview_every"},
+    "GANPriorPreset": {"prior", "preset", "steps"},
+    "LoadPerceptualModelVGG16": {"vgg_name"},
+    "GANPriorInpaint": {"image", "mask", "generator", "seed", "fit", "optimizer", "perceptual_model"},
+    "GANPriorMetrics": {"image", "reference", "mask"},
+}
+
+
+def test_inputs_added_after_a_node_shipped_are_optional_with_the_old_behaviour(prior):
+    """A prompt saved before an input existed lacks it; ComfyUI refuses a missing required input,
+    so every input added later is optional, and leaving it out does what the node did before:
+    the Optimizer compiles nothing (compile came later) and both the Optimizer and the Preset run
+    exactly `steps` (stop came later; auto-stop did not exist)."""
+    pack = load_pack()
+    assert set(FIRST_RELEASE_INPUTS) == set(pack.NODE_CLASS_MAPPINGS)
+    for node_type, cls in pack.NODE_CLASS_MAPPINGS.items():
+        declared = cls.INPUT_TYPES()
+        assert set(declared["required"]) <= FIRST_RELEASE_INPUTS[node_type], node_type
+        assert FIRST_RELEASE_INPUTS[node_type] <= set(declared["required"]) | set(declared.get("optional", {}))
+    first = dict(steps=STEPS, lr_latent=0.05, lr_alpha=0.01, lr_beta=0.01, lr_generator=1e-3,
+                 schedule="constant", mse_weight=1.0, perceptual_weight=0.0, precision="fp32", preview_every=2)
+    (optimizer,) = run_node("GANPriorOptimizer", **first)
+    assert (optimizer.compile, optimizer.stop, optimizer.steps) == (False, "fixed", STEPS)
+    _, optimizer = run_node("GANPriorPreset", prior=prior, preset="paper", steps=0)
+    assert optimizer.stop == "fixed"
+    # The widgets a new workflow gets still show the library's defaults.
+    options = pack.NODE_CLASS_MAPPINGS["GANPriorOptimizer"].INPUT_TYPES()["optional"]
+    config_class = pack_module("ganprior_core.optimize").OptimizerConfig
+    assert (options["compile"][1]["default"], options["stop"][1]["default"]) == (
+        config_class().compile, config_class().stop)
+
+
 def test_optimizer_node_freezes_g1_where_asked_and_never_at_0():
     assert fast_optimizer().freeze_g1_at == pack_module("ganprior_core.optimize").OptimizerConfig().freeze_g1_at
     assert fast_optimizer(freeze_g1_at=40).freeze_g1_at == 40

@@ -1,21 +1,38 @@
-"""The example workflows must match the nodes as they are now.
+"""The example workflows must match the nodes as they are now, and every workflow the project
+ever shipped must still run on them.
 
 UI-format files (example_workflows/*.json, what ComfyUI's Save writes and its template browser
 lists) are checked node by node against INPUT_TYPES / RETURN_TYPES: input slots, output slots,
 links and every positional widget value. Their API-format copies (example_workflows/api/) must be
 exactly what the UI file converts to (notes stay in the UI file). Renaming, adding or reordering an
 input breaks this test. A loader that names a model the pack does not ship must say where to get it.
+
+tests/workflow_history/ holds every version of every file example_workflows/ ever had in git
+(UI workflows and API prompts, one file per distinct content, named <first commit>_<name>.json and
+<first commit>_api_<name>.json). Each must pass ComfyUI's prompt validation against today's nodes
+(a required input missing is what "Required input is missing" refuses), and each API prompt runs,
+with few steps, on the bundled prior. So an input added to a node that shipped must be optional,
+with the old behaviour as its default. After changing example_workflows/, commit, then run
+`python tests/test_workflows.py --collect-history` and commit the new corpus files.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from pack_under_test import ROOT, load_pack, pack_module
 
 WORKFLOWS = ROOT / "example_workflows"
 UI_FILES = sorted(WORKFLOWS.glob("*.json"))
+HISTORY = ROOT / "tests" / "workflow_history"
+HISTORY_UI = sorted(path for path in HISTORY.glob("*.json") if "_api_" not in path.name)
+HISTORY_API = sorted(HISTORY.glob("*_api_*.json"))
 
 # The ComfyUI core nodes the workflows use, as its /object_info describes them (ComfyUI 2026).
 CORE_NODES = {
@@ -33,6 +50,8 @@ CORE_NODES = {
                                   "spacing_width": ("INT", {"min": 0, "max": 1024}),
                                   "spacing_color": (["white", "black", "red", "green", "blue"], {})},
                      "optional": {"image2": ("IMAGE",)}}, ("IMAGE",), ("IMAGE",)),
+    # Used by workflows the project shipped earlier.
+    "ImageBatch": ({"required": {"image1": ("IMAGE",), "image2": ("IMAGE",)}}, ("IMAGE",), ("IMAGE",)),
 }
 # Widgets the frontend adds by itself and saves in widgets_values (PreviewAny's text display,
 # e.g. [null, null, false]); it also sends them to /prompt, where ComfyUI does not need them.
@@ -43,6 +62,8 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 CONTROL_AFTER_GENERATE = {"fixed", "increment", "decrement", "randomize"}
 # Model files the workflows name; a user puts them in models/pggan and models/vgg.
 USER_MODELS = {"pggan": ["pggan_church256.pth"], "vgg": ["vgg16-397923af.pth"]}
+# ...and the ones workflows shipped earlier named.
+EARLIER_USER_MODELS = {"pggan": ["pggan_churchoutdoor256_generator.pth"], "vgg": []}
 # The loader nodes and the model folder (ComfyUI/models/<folder>) their file comes from.
 LOADER_FOLDERS = {"LoadPGGANPrior": "pggan", "LoadPerceptualModelVGG16": "vgg"}
 BUNDLED_MODELS = {path.name for path in (ROOT / "ganprior_core" / "priors").iterdir()}
@@ -54,7 +75,7 @@ def user_models(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     for folder, names in USER_MODELS.items():
         (root / folder).mkdir()
-        for name in names:
+        for name in [*names, *EARLIER_USER_MODELS[folder]]:
             (root / folder / name).touch()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(pack_module("nodes.host").MODELS_DIR_ENV, str(root))
@@ -290,3 +311,315 @@ def test_no_node_is_drawn_over_another_even_once_previews_appear(path):
         for second, left2, top2, right2, bottom2 in boxes[index + 1:]:
             overlap = min(right, right2) > max(left, left2) and min(bottom, bottom2) > max(top, top2)
             assert not overlap, f"nodes {first} and {second} overlap in {path.name}"
+
+
+# --- Every workflow and API prompt the project ever shipped --------------------------------------
+
+def canonical(document) -> str:
+    return json.dumps(document, sort_keys=True)
+
+
+def shipped_versions(repository: Path = ROOT) -> dict[str, tuple[str, str, object]]:
+    """Every distinct JSON file example_workflows/ had in any commit: canonical content ->
+    (short hash of the first commit that had it, path, parsed document)."""
+    def git(*arguments):
+        return subprocess.run(["git", "-C", str(repository), *arguments], check=True,
+                              capture_output=True, text=True).stdout
+
+    versions = {}
+    for commit in git("log", "--all", "--reverse", "--format=%H", "--", "example_workflows").split():
+        for path in git("ls-tree", "-r", "--name-only", commit, "--", "example_workflows").splitlines():
+            if path.endswith(".json"):
+                document = json.loads(git("show", f"{commit}:{path}"))
+                versions.setdefault(canonical(document), (commit[:7], path, document))
+    return versions
+
+
+def history_file_name(commit: str, path: str) -> str:
+    api = "_api" if "/api/" in path else ""
+    return f"{commit}{api}_{Path(path).stem}.json"
+
+
+def collect_history(repository: Path = ROOT, corpus: Path = HISTORY) -> list[Path]:
+    """Write the versions shipped_versions finds that the corpus lacks (compact JSON); the new
+    files."""
+    corpus.mkdir(exist_ok=True)
+    held = {canonical(json.loads(path.read_text())) for path in corpus.glob("*.json")}
+    written = []
+    for key, (commit, path, document) in shipped_versions(repository).items():
+        if key not in held:
+            target = corpus / history_file_name(commit, path)
+            target.write_text(json.dumps(document, separators=(",", ":"), ensure_ascii=False) + "\n")
+            written.append(target)
+    return written
+
+
+def git_history_available() -> bool:
+    if shutil.which("git") is None:
+        return False
+    result = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%H", "--", "example_workflows"],
+                            capture_output=True, text=True)
+    return result.returncode == 0 and bool(result.stdout.strip())
+
+
+@pytest.mark.skipif(not git_history_available(), reason="needs the repository's git history")
+def test_the_history_corpus_holds_every_workflow_the_project_ever_shipped():
+    held = {canonical(json.loads(path.read_text())): path.name for path in HISTORY.glob("*.json")}
+    missing = [history_file_name(commit, path) for key, (commit, path, _) in shipped_versions().items()
+               if key not in held]
+    assert not missing, (f"{missing} shipped but are not in tests/workflow_history: run "
+                         "`python tests/test_workflows.py --collect-history` and commit them")
+    assert len(held) == len(list(HISTORY.glob("*.json"))), "two corpus files hold the same content"
+
+
+def test_the_history_corpus_covers_every_workflow_and_both_formats():
+    names = {path.stem.split("_", 1)[1] for path in HISTORY_UI}
+    assert {path.stem for path in UI_FILES} <= names
+    assert {"api_" + name for name in names} == {path.stem.split("_", 1)[1] for path in HISTORY_API}
+    # Shipped before `compile` (Optimizer) and `stop` (Optimizer and Preset) existed.
+    assert any("compile" not in node["inputs"] for path in HISTORY_API
+               for node in json.loads(path.read_text()).values() if node["class_type"] == "GANPriorOptimizer")
+    assert any("stop" not in node["inputs"] for path in HISTORY_API
+               for node in json.loads(path.read_text()).values() if node["class_type"] == "GANPriorPreset")
+
+
+def is_link(value) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
+
+
+def widget_value_error(node_type: str, name: str, kind, options: dict, value) -> str | None:
+    """ComfyUI's check of a widget value (execution.validate_inputs): converted to the type,
+    within min/max, one of a combo's choices."""
+    if node_type == "LoadImage" and name == "image":
+        return None if (WORKFLOWS / str(value)).is_file() else f"image {value!r} does not ship"
+    if isinstance(kind, (list, tuple)):
+        return None if value in kind else f"value {value!r} not in list {list(kind)}"
+    if kind == "COMBO":
+        return None
+    try:
+        value = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}[kind](value)
+    except (TypeError, ValueError):
+        return f"failed to convert {value!r} to {kind}"
+    if kind in ("INT", "FLOAT"):
+        if "min" in options and value < options["min"]:
+            return f"value {value} smaller than min of {options['min']}"
+        if "max" in options and value > options["max"]:
+            return f"value {value} bigger than max of {options['max']}"
+    return None
+
+
+def validate_prompt(prompt: dict) -> list[str]:
+    """What ComfyUI's /prompt refuses in an API prompt, checked against today's nodes: an unknown
+    node type, a required input missing, a link to a missing node or output or of the wrong
+    type, a widget value of the wrong type, outside min/max or not in the list (except where the
+    node's VALIDATE_INPUTS takes the input over, as ComfyUI does), and VALIDATE_INPUTS' refusals.
+    Optional inputs may be missing; inputs the node no longer declares are ignored."""
+    ours = load_pack().NODE_CLASS_MAPPINGS
+    errors = []
+    for node_id, node in prompt.items():
+        node_type = node["class_type"]
+        if node_type not in ours and node_type not in CORE_NODES:
+            errors.append(f"node {node_id}: unknown node type {node_type}")
+            continue
+        input_types, _, _ = node_spec(node_type)
+        validate = getattr(ours.get(node_type), "VALIDATE_INPUTS", None)
+        taken_over = set(inspect.signature(validate).parameters) if validate else set()
+        to_validate = {}
+        for section, name, kind, options in declared_inputs(input_types):
+            where = f"node {node_id} ({node_type}) input {name}"
+            if name not in node["inputs"]:
+                if section == "required":
+                    errors.append(f"{where}: Required input is missing")
+                continue
+            value = node["inputs"][name]
+            if is_link(value):
+                source = prompt.get(value[0])
+                if source is None:
+                    errors.append(f"{where}: linked node {value[0]} does not exist")
+                    continue
+                _, return_types, _ = node_spec(source["class_type"])
+                if value[1] >= len(return_types):
+                    errors.append(f"{where}: node {value[0]} has no output {value[1]}")
+                elif kind != "*" and return_types[value[1]] != kind:
+                    errors.append(f"{where}: return type mismatch, {return_types[value[1]]} is not {kind}")
+                continue
+            if not is_widget(kind):
+                errors.append(f"{where}: a {kind} input takes a link, got {value!r}")
+                continue
+            if name in taken_over:
+                to_validate[name] = value
+                continue
+            error = widget_value_error(node_type, name, kind, options, value)
+            if error:
+                errors.append(f"{where}: {error}")
+        if validate and (outcome := validate(**to_validate)) is not True:
+            errors.append(f"node {node_id} ({node_type}): {outcome}")
+    return errors
+
+
+def history_ui_to_api(workflow: dict) -> dict:
+    """What today's frontend sends to /prompt for a workflow saved earlier: widget values by
+    position, and where the saved node has fewer values than today's node has widgets (widgets
+    added since), the new widgets' defaults."""
+    padded = json.loads(json.dumps(workflow))
+    for node in padded["nodes"]:
+        if node["type"] in NOTE_NODES or node["type"] in FRONTEND_ONLY_WIDGETS:
+            continue
+        slots = widget_slots(node_spec(node["type"])[0])
+        for name, kind, options in slots[len(node["widgets_values"]):]:
+            assert name is not None, f"{node['type']}: a frontend-only widget value is missing"
+            node["widgets_values"].append(options.get("default", kind[0] if isinstance(kind, list) else None))
+    return ui_to_api(padded)
+
+
+@pytest.mark.parametrize("path", HISTORY_UI, ids=lambda p: p.stem)
+def test_a_workflow_the_project_shipped_is_accepted_by_todays_nodes(path):
+    workflow = json.loads(path.read_text())
+    prompt = history_ui_to_api(workflow)
+    assert {node["class_type"] for node in prompt.values()} & set(load_pack().NODE_CLASS_MAPPINGS)
+    assert validate_prompt(prompt) == []
+
+
+@pytest.mark.parametrize("path", HISTORY_API, ids=lambda p: p.stem)
+def test_an_api_prompt_the_project_shipped_is_accepted_by_todays_nodes(path):
+    assert validate_prompt(json.loads(path.read_text())) == []
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("steps", None, "Required input is missing"), ("steps", 0, "smaller than min of 1"),
+    ("schedule", "linear", "not in list"), ("lr_latent", float("nan"), "finite"),
+    ("compile", "sometimes", "auto, on or off"), ("precision", ["99", 0], "does not exist"),
+    ("steps", ["1", 0], "return type mismatch")])
+def test_the_validation_refuses_what_comfyui_refuses(name, value, message):
+    """The check the corpus passes, against prompts ComfyUI refuses (None: the input left out)."""
+    prompt = json.loads((WORKFLOWS / "api" / "ganprior_inpaint_with_prior.json").read_text())
+    assert validate_prompt(prompt) == []
+    optimizer = next(node for node in prompt.values() if node["class_type"] == "GANPriorOptimizer")
+    if value is None:
+        del optimizer["inputs"][name]
+    else:
+        optimizer["inputs"][name] = value
+    errors = validate_prompt(prompt)
+    assert len(errors) == 1 and message in errors[0], errors
+
+
+# The ComfyUI core nodes the shipped API prompts use, as small stand-ins: enough to feed the pack's
+# nodes what ComfyUI would (IMAGE [B, H, W, C], MASK [B, H, W] with 1 = transparent).
+def load_image(image):
+    import numpy as np
+    import torch
+    from PIL import Image
+    with Image.open(WORKFLOWS / image) as picture:
+        rgba = np.asarray(picture.convert("RGBA"), dtype=np.float32) / 255
+        has_alpha = "A" in picture.getbands()
+    pixels = torch.from_numpy(rgba)
+    mask = 1 - pixels[..., 3] if has_alpha else torch.zeros(pixels.shape[:2])
+    return pixels[None, ..., :3].contiguous(), mask[None]
+
+
+def solid_mask(value, width, height):
+    import torch
+    return (torch.full((1, height, width), float(value)),)
+
+
+def image_stitch(image1, direction, match_image_size, spacing_width, spacing_color, image2=None):
+    import torch
+    if image2 is None:
+        return (image1,)
+    if match_image_size and image2.shape[1:3] != image1.shape[1:3]:
+        image2 = torch.nn.functional.interpolate(image2.movedim(-1, 1), size=image1.shape[1:3]).movedim(1, -1)
+    first, second = (image2, image1) if direction in ("left", "up") else (image1, image2)
+    return (torch.cat([first, second], dim=2 if direction in ("left", "right") else 1),)
+
+
+def image_batch(image1, image2):
+    import torch
+    if image2.shape[1:3] != image1.shape[1:3]:
+        image2 = torch.nn.functional.interpolate(image2.movedim(-1, 1), size=image1.shape[1:3]).movedim(1, -1)
+    return (torch.cat([image1, image2]),)
+
+
+CORE_RUNNERS = {"LoadImage": load_image, "SolidMask": solid_mask, "ImageStitch": image_stitch,
+                "ImageBatch": image_batch,
+                "SaveImage": lambda **_: (), "PreviewImage": lambda **_: (), "PreviewAny": lambda **_: ()}
+HISTORY_STEPS = 2  # the optimisation steps a shipped prompt runs here (its own: up to 3000)
+
+
+@pytest.fixture(scope="module")
+def history_models(tmp_path_factory):
+    """Every model file the shipped prompts name: the user's priors are the bundled PGGAN prior
+    under their names (the format is read from the content), VGG16 has random weights."""
+    import torch
+    root = tmp_path_factory.mktemp("history_models")
+    (root / "pggan").mkdir()
+    (root / "vgg").mkdir()
+    bundled = pack_module("ganprior_core").bundled_prior_path("pggan")
+    for name in [*USER_MODELS["pggan"], *EARLIER_USER_MODELS["pggan"]]:
+        shutil.copyfile(bundled, root / "pggan" / name)
+    torch.manual_seed(0)
+    features = pack_module("ganprior_core").VGG16Features()
+    for name in [*USER_MODELS["vgg"], *EARLIER_USER_MODELS["vgg"]]:
+        torch.save({f"features.{key}": value for key, value in features.state_dict().items()},
+                   root / "vgg" / name)
+    return root
+
+
+def run_prompt(prompt: dict) -> dict[str, tuple]:
+    """Execute an API prompt as ComfyUI does, in dependency order: each node gets its linked
+    inputs' outputs and the widget values it declares (others are dropped), the pack's nodes run
+    under torch.inference_mode(); optimisations run HISTORY_STEPS steps."""
+    import torch
+    ours = load_pack().NODE_CLASS_MAPPINGS
+    outputs, pending = {}, dict(prompt)
+    while pending:
+        ready = [node_id for node_id, node in pending.items()
+                 if all(value[0] in outputs for value in node["inputs"].values() if is_link(value))]
+        assert ready, f"a cycle or a missing node among {sorted(pending)}"
+        for node_id in ready:
+            node = pending.pop(node_id)
+            inputs = {name: outputs[value[0]][value[1]] if is_link(value) else value
+                      for name, value in node["inputs"].items()}
+            if node["class_type"] not in ours:
+                outputs[node_id] = CORE_RUNNERS[node["class_type"]](**inputs)
+                continue
+            cls = ours[node["class_type"]]
+            declared = cls.INPUT_TYPES()
+            inputs = {name: value for name, value in inputs.items()
+                      if name in declared["required"] or name in declared.get("optional", {})}
+            if node["class_type"] in ("GANPriorOptimizer", "GANPriorPreset"):
+                inputs["steps"] = HISTORY_STEPS
+            with torch.inference_mode():
+                outputs[node_id] = getattr(cls(), cls.FUNCTION)(**inputs)
+            assert len(outputs[node_id]) == len(cls.RETURN_TYPES), node["class_type"]
+    return outputs
+
+
+@pytest.mark.parametrize("path", HISTORY_API, ids=lambda p: p.stem)
+def test_an_api_prompt_the_project_shipped_runs_on_todays_nodes(path, history_models, monkeypatch, one_thread):
+    import torch
+    monkeypatch.setenv(pack_module("nodes.host").MODELS_DIR_ENV, str(history_models))
+    prompt = json.loads(path.read_text())
+    outputs = run_prompt(prompt)
+    inpainted = [node_id for node_id, node in prompt.items() if node["class_type"] == "GANPriorInpaint"]
+    assert inpainted
+    for node_id in inpainted:
+        image, generated, mask, info = outputs[node_id]
+        source = prompt[node_id]["inputs"]["image"]
+        assert image.shape == outputs[source[0]][source[1]].shape
+        assert torch.isfinite(image).all() and 0 <= image.min() and image.max() <= 1
+        assert info.startswith("image 1:")
+    # A prompt saved before `stop` or `compile` existed runs as it ran then: exactly its steps, eager.
+    for node_id, node in prompt.items():
+        if node["class_type"] == "GANPriorOptimizer":
+            config = outputs[node_id][0]
+            assert config.stop == node["inputs"].get("stop", "fixed")
+            assert "compile" in node["inputs"] or config.compile is False
+        elif node["class_type"] == "GANPriorPreset":
+            assert outputs[node_id][1].stop == node["inputs"].get("stop", "fixed")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--collect-history"]:
+        sys.exit("usage: python tests/test_workflows.py --collect-history")
+    for written in collect_history():
+        print(written.relative_to(ROOT))
