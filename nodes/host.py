@@ -7,6 +7,7 @@ cancel.
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -22,6 +23,8 @@ try:
     import comfy.utils as comfy_utils
 except ImportError:
     model_management = comfy_utils = None
+
+log = logging.getLogger(__name__)
 
 MODELS_DIR_ENV = "GANPRIOR_MODELS_DIR"
 PACK_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -46,16 +49,75 @@ def register_model_folder(name: str, extensions: tuple[str, ...], *extra_dirs: P
 
 
 def model_names(name: str) -> list[str]:
-    """File names for a model combo, relative to their folder."""
+    """File names for a model combo, relative to their folder.
+
+    Outside ComfyUI subfolders are searched too, symbolic links to folders included (as
+    ComfyUI's own listing follows them); a link that leads back into a folder it is in (a
+    loop) is skipped with a warning naming it.
+    """
     if folder_paths is not None:
         return folder_paths.get_filename_list(name)
-    extensions = _registered[name][0]
+    extensions = _registration(name)[0]
     names = set()
     for folder in _fallback_dirs(name):
         if folder.is_dir():
-            names.update(str(path.relative_to(folder)) for path in folder.rglob("*")
-                         if path.is_file() and path.suffix.lower() in extensions)
+            names.update(str(relative) for relative in _files_below(folder)
+                         if relative.suffix.lower() in extensions)
     return sorted(names)
+
+
+def model_identity(name: str, filename: str) -> str:
+    """What a node's IS_CHANGED returns for a model file: the resolved file's path, size,
+    modification time (ns) and inode. A file retrained or downloaded again under the same name
+    changes it, so ComfyUI runs the loader again instead of reusing the old weights. A name that
+    does not resolve gives a fixed text: the loader then reports why."""
+    try:
+        path = os.path.realpath(model_path(name, filename))
+        stat = os.stat(path)
+    except (OSError, ValueError) as error:
+        return f"unavailable: {type(error).__name__}"
+    return f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_dev}:{stat.st_ino}"
+
+
+_warned_loops: set[str] = set()
+
+
+def _files_below(root: Path) -> list[Path]:
+    """Every file below `root` (relative to it), following symbolic links to folders; a link
+    to a folder that is already on the way down from `root` is a loop: skipped, and named in a
+    warning (once per link)."""
+    found: list[Path] = []
+
+    def visit(folder: Path, relative: Path, ancestors: frozenset) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except OSError:
+            return  # unreadable: nothing to list, as ComfyUI's listing does
+        for entry in entries:
+            try:
+                if entry.is_dir():  # follows a symbolic link
+                    key = _folder_key(entry.path)
+                    if key in ancestors:
+                        if entry.path not in _warned_loops:
+                            _warned_loops.add(entry.path)
+                            log.warning("model folder listing: %s links back to %s, a folder it is "
+                                        "in; skipped (a loop)", entry.path, os.path.realpath(entry.path))
+                        continue
+                    visit(Path(entry.path), relative / entry.name, ancestors | {key})
+                elif entry.is_file():
+                    found.append(relative / entry.name)
+            except OSError:
+                continue  # a broken link or a file gone meanwhile
+    try:
+        visit(root, Path(), frozenset({_folder_key(root)}))
+    except OSError:
+        pass
+    return found
+
+
+def _folder_key(path) -> tuple[int, int]:
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
 
 
 def model_path(name: str, filename: str) -> str:
@@ -91,7 +153,15 @@ def check_model_name(filename: str) -> None:
 
 def _fallback_dirs(name: str) -> list[Path]:
     root = Path(os.environ.get(MODELS_DIR_ENV) or PACK_MODELS_DIR)
-    return [root / name, *_registered[name][1]]
+    return [root / name, *_registration(name)[1]]
+
+
+def _registration(name: str) -> tuple[tuple[str, ...], list[Path]]:
+    try:
+        return _registered[name]
+    except KeyError:
+        raise LookupError(f"model folder {name!r} is not registered: the pack's __init__ registers "
+                          "its folders (nodes.registration.register)") from None
 
 
 def torch_device() -> torch.device:

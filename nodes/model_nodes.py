@@ -62,6 +62,13 @@ class LoadGANPrior:
             "A file in models/pggan: a PGGAN (genforce model-zoo or mGANprior .pth, NVIDIA .pkl "
             "(TensorFlow or Theano), ganprior .safetensors) or a StyleGAN2 generator.")})}}
 
+    @classmethod
+    def IS_CHANGED(cls, prior_name):
+        # The file's identity (resolved path, size, modification time, inode), not only its
+        # name: a prior retrained or downloaded again under the same name is read again instead
+        # of served from ComfyUI's cache of this node's outputs (the pack keeps no cache of its own).
+        return host.model_identity("pggan", prior_name)
+
     def load(self, prior_name):
         # Loaded outside inference mode: the optimisation copies these weights into autograd.
         with torch.inference_mode(False):
@@ -325,6 +332,10 @@ class LoadPerceptualModel:
     def INPUT_TYPES(cls):
         names = host.model_names("vgg")
         return {"required": {"vgg_name": (names, {"tooltip": "A file in models/vgg."})}}
+
+    @classmethod
+    def IS_CHANGED(cls, vgg_name):
+        return host.model_identity("vgg", vgg_name)  # as Load GAN Prior's: the file, not its name
 
     def load(self, vgg_name):
         # Outside inference mode: the loss back-propagates through these weights.

@@ -5,6 +5,7 @@ services (device, progress bar, cancel) it puts stand-ins where the pack looks f
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -808,3 +809,82 @@ def test_registry_metadata_names_the_comfyui_it_needs_the_os_and_the_accelerator
     icon_url = project["tool"]["comfy"]["Icon"]
     with Image.open(ROOT / icon_url.rsplit("/main/", 1)[1]) as icon:
         assert icon.width <= 800 and icon.height <= 400
+
+
+def save_tiny_prior(path, seed):
+    network = pack_module("ganprior_core.networks.pggan")
+    torch.manual_seed(seed)
+    generator = network.PGGANGenerator(network.PGGANConfig(RESOLUTION, (16, 16, 8), latent_dim=16))
+    pack_module("ganprior_core.checkpoints").save_generator(generator, path)
+    return generator
+
+
+def test_a_prior_replaced_on_disk_under_the_same_name_is_loaded_again(models_dir, tmp_path):
+    """ComfyUI reuses a node's outputs while its inputs and IS_CHANGED stay the same: IS_CHANGED
+    follows the file itself (path, size, modification time, inode), so a retrained or
+    re-downloaded prior under the same name gives the new weights."""
+    node = load_pack().NODE_CLASS_MAPPINGS["LoadPGGANPrior"]
+    path = models_dir / "pggan" / "retrained.safetensors"
+    first = save_tiny_prior(path, seed=1)
+    try:
+        before = node.IS_CHANGED(prior_name="retrained.safetensors")
+        assert before == node.IS_CHANGED(prior_name="retrained.safetensors")  # same file: cached
+        prior, _ = run_node("LoadPGGANPrior", prior_name="retrained.safetensors")
+        assert all(torch.equal(a, b) for a, b in zip(prior.state_dict().values(), first.state_dict().values()))
+
+        # Downloaded again: a new file moved over the old name (a new inode).
+        second = save_tiny_prior(tmp_path / "download.safetensors", seed=2)
+        (tmp_path / "download.safetensors").replace(path)
+        after_download = node.IS_CHANGED(prior_name="retrained.safetensors")
+        assert after_download != before
+        prior, _ = run_node("LoadPGGANPrior", prior_name="retrained.safetensors")
+        assert all(torch.equal(a, b) for a, b in zip(prior.state_dict().values(), second.state_dict().values()))
+
+        # Rewritten in place (same inode, same size): the modification time tells. Set one second
+        # on, as a real retraining would, so the file system's clock granularity cannot hide it.
+        inode = path.stat().st_ino
+        save_tiny_prior(tmp_path / "retrained.safetensors", seed=3)
+        path.write_bytes((tmp_path / "retrained.safetensors").read_bytes())
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10 ** 9))
+        assert path.stat().st_ino == inode and node.IS_CHANGED(prior_name="retrained.safetensors") != after_download
+    finally:
+        path.unlink()
+    # A name that does not resolve is not an error here: the loader reports it when it runs.
+    assert node.IS_CHANGED(prior_name="retrained.safetensors").startswith("unavailable")
+    assert node.IS_CHANGED(prior_name="../outside.safetensors").startswith("unavailable")
+    vgg = load_pack().NODE_CLASS_MAPPINGS["LoadPerceptualModelVGG16"]
+    assert vgg.IS_CHANGED(vgg_name="missing.pth").startswith("unavailable")
+
+
+def test_model_list_follows_symlinked_subfolders_and_skips_loops(models_dir, tmp_path, caplog):
+    """Outside ComfyUI the list searches subfolders, symbolic links to folders too (as ComfyUI's
+    own listing does); a link back into a folder it is in is skipped with a warning naming it,
+    instead of being followed without end."""
+    import threading
+    shared = tmp_path / "shared priors"
+    (shared / "deeper").mkdir(parents=True)
+    save_tiny_prior(shared / "deeper" / "elsewhere.safetensors", seed=4)
+    link = models_dir / "pggan" / "linked"
+    link.symlink_to(shared, target_is_directory=True)
+    loop = shared / "deeper" / "back up"
+    loop.symlink_to(shared, target_is_directory=True)  # linked/deeper/back up -> linked
+    node = load_pack().NODE_CLASS_MAPPINGS["LoadPGGANPrior"]
+    found = []
+    try:
+        with caplog.at_level("WARNING"):
+            lister = threading.Thread(target=lambda: found.append(node.INPUT_TYPES()["required"]["prior_name"][0]),
+                                      daemon=True)
+            lister.start()
+            lister.join(timeout=60)
+        assert not lister.is_alive() and found, "the listing did not finish"
+        name = os.path.join("linked", "deeper", "elsewhere.safetensors")
+        assert name in found[0] and "tiny16.safetensors" in found[0]
+        assert not any("back up" in listed for listed in found[0])
+        assert any(str(models_dir / "pggan" / "linked" / "deeper" / "back up") in record.getMessage()
+                   and "loop" in record.getMessage() for record in caplog.records)
+        _, info = run_node("LoadPGGANPrior", prior_name=name)
+        assert info.startswith(f"{name}: 16x16 PGGAN")
+    finally:
+        loop.unlink()
+        link.unlink()
