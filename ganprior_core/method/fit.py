@@ -6,7 +6,7 @@ import contextlib
 import copy
 import math
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -67,11 +67,10 @@ def inpaint(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor
     not finite floats in [0, 1] (see imaging.check_image_values), masks outside [0, 1], seeds
     outside 0 ... 2**64 - 1, devices this machine lacks, non-finite settings, and a loss that is 0.
     """
-    seed, device = _check_inputs(prior, image, hole_mask, model_config, optimizer_config, seed,
-                                 device, perceptual)
-    with _repeatable_convolutions():
-        return _fit(prior, image, hole_mask, model_config, optimizer_config, seed, device,
-                    perceptual, callback)
+    fill = _fill(prior, image, hole_mask, model_config, optimizer_config, seed, device, perceptual,
+                 callback)
+    # Composited on the run's device, where the image and the hole already are.
+    return fill.result(fill.output.cpu(), imaging.composite(fill.image, fill.output, fill.hole).cpu())
 
 
 @contextlib.contextmanager
@@ -90,96 +89,122 @@ def _repeatable_convolutions():
         cudnn.deterministic, cudnn.benchmark = saved
 
 
-def _fit(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor | None,
-         model_config: MultiLatentConfig, optimizer_config: OptimizerConfig, seed: int,
-         device: torch.device, perceptual: VGG16Features | None,
-         callback: Callable[[Progress], None] | None) -> InpaintResult:
+@dataclass
+class _Run:
+    """One image's optimisation, set up once: what the loop steps and the result reads."""
+    config: OptimizerConfig  # with the family's auto-stop rule where the caller chose none
+    device: torch.device
+    use_bf16: bool
+    image: torch.Tensor  # [3, R, R] in [0, 1], on the device
+    hole: torch.Tensor  # [R, R], 1 = hole, on the device
+    model: MultiLatentModel
+    adam: torch.optim.Adam
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    image_and_loss: Callable[[], tuple[torch.Tensor, torch.Tensor]]  # see compilation.py
+    stop_rule: StopRule | None  # None: every step runs
+    holdout: torch.Tensor | None  # [1, 1, R, R]: the pixels auto-stop watches
+    freeze_at: int | None  # steps after which the codes and G1 are frozen; None: never
+    notes: list[str]
+    losses: torch.Tensor  # one per step, kept on the device: no host sync inside the loop
+
+    def freeze_g1(self) -> None:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
+            self.model.freeze_g1()
+
+    def held_out_error(self, output: torch.Tensor) -> float:
+        """MSE on the held-out pixels of the image as the user gets it (clamped, [0, 1])."""
+        squared = (imaging.to_unit_range(output.detach()[0].float()) - self.image) ** 2 * self.holdout[0]
+        return float(squared.sum() / (self.holdout.sum() * 3))
+
+    def final_output(self) -> torch.Tensor:
+        """The generator's image after the last update, [1, 3, R, R] in [-1, 1]."""
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                             enabled=self.use_bf16):
+            return self.model()
+
+
+@dataclass
+class _Fill:
+    """A finished run before compositing, which its caller does once, at the size it returns."""
+    image: torch.Tensor  # the run's image [3, R, R] in [0, 1], on its device
+    hole: torch.Tensor  # [R, R], 1 = hole, on the same device
+    output: torch.Tensor  # the generator's image [3, R, R] in [0, 1], on the same device
+    started: float  # time.perf_counter() when the run began
+    notes: list[str]
+    stop_reason: str
+    loss_history: list[float] = field(default_factory=list)
+    steps_run: int = 0
+    best_step: int | None = None
+    held_out_best_step: int | None = None
+    g1_frozen_at: int | None = None
+
+    def result(self, output: torch.Tensor, composite: torch.Tensor) -> InpaintResult:
+        return InpaintResult(output=output, composite=composite, loss_history=self.loss_history,
+                             seconds=time.perf_counter() - self.started, notes=self.notes,
+                             steps_run=self.steps_run, best_step=self.best_step,
+                             stop_reason=self.stop_reason,
+                             held_out_best_step=self.held_out_best_step,
+                             g1_frozen_at=self.g1_frozen_at)
+
+
+def _fill(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor | None,
+          model_config: MultiLatentConfig, optimizer_config: OptimizerConfig, seed: int,
+          device: str | torch.device, perceptual: VGG16Features | None,
+          callback: Callable[[Progress], None] | None) -> _Fill:
+    """inpaint's run at the prior's resolution: checked, set up, stepped and finished."""
+    seed, device = _check_inputs(prior, image, hole_mask, model_config, optimizer_config, seed,
+                                 device, perceptual)
     optimizer_config = replace(optimizer_config,
                                auto_stop=auto_stop_rule(prior.config, optimizer_config.auto_stop))
     started = time.perf_counter()
-    notes: list[str] = []
     resolution = prior.config.resolution
     image = image.detach().to(device, torch.float32).clamp(0, 1)  # overshoot: see imaging doc
     hole = (torch.zeros(resolution, resolution, device=device) if hole_mask is None
             else imaging.hole_pixels(hole_mask.detach().to(device)).float())
-    known = (1 - hole)[None, None]
-    if not known.any():
-        # Nothing to fit: an optimisation would only return its starting blend of the codes.
-        sample = sample_images(prior, 1, seed, next(prior.parameters()).device)[0]
-        return InpaintResult(output=sample, composite=sample.clone(), loss_history=[],
-                             seconds=time.perf_counter() - started,
-                             notes=["the mask covers the whole image: nothing is known, so the "
-                                    "result is an unconditional sample from the prior"],
-                             stop_reason="nothing known: an unconditional sample")
-    optimizer_config, perceptual = _perceptual_term(optimizer_config, perceptual, device, notes)
-    fit_mask, stop_rule, holdout = _auto_stop_plan(hole, known, seed, optimizer_config, device, notes)
+    with _repeatable_convolutions():
+        if not (1 - hole).any():
+            # Nothing to fit: an optimisation would only return its starting blend of the codes.
+            sample = sample_images(prior, 1, seed, next(prior.parameters()).device)[0]
+            return _Fill(image, hole, sample.to(device), started,
+                         notes=["the mask covers the whole image: nothing is known, so the "
+                                "result is an unconditional sample from the prior"],
+                         stop_reason="nothing known: an unconditional sample")
+        run = _start(prior, image, hole, model_config, optimizer_config, seed, device, perceptual)
+        steps_run, last_output = _run_steps(run, callback)
+        return _finish(run, started, steps_run, last_output, callback)
 
+
+def _start(prior: torch.nn.Module, image: torch.Tensor, hole: torch.Tensor,
+           model_config: MultiLatentConfig, config: OptimizerConfig, seed: int,
+           device: torch.device, perceptual: VGG16Features | None) -> _Run:
+    """The run's private model, loss, optimiser, schedule, stop rule and compiled step."""
+    notes: list[str] = []
+    known = (1 - hole)[None, None]
+    config, perceptual = _perceptual_term(config, perceptual, device, notes)
+    fit_mask, stop_rule, holdout = _auto_stop_plan(hole, known, seed, config, device, notes)
     model = MultiLatentModel(prior, model_config, seed, device)
     model.train()
     # oneDNN (CPU) and cuDNN run bf16 convolutions fastest on NHWC activations; the format
     # follows the weights, so converting the networks' weights is enough.
     model.to(memory_format=torch.channels_last)
-    use_bf16 = precision.uses_bf16(optimizer_config.precision, device)
-    if (choice := precision.describe_choice(optimizer_config.precision, device)) is not None:
+    use_bf16 = precision.uses_bf16(config.precision, device)
+    if (choice := precision.describe_choice(config.precision, device)) is not None:
         notes.append(choice)
-    weights = LossWeights(mse=optimizer_config.mse_weight, perceptual=optimizer_config.perceptual_weight)
+    weights = LossWeights(mse=config.mse_weight, perceptual=config.perceptual_weight)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
         loss_fn = MaskedReconstructionLoss(imaging.to_signed_range(image)[None], fit_mask, weights, perceptual)
     # Adam imports torch's compiler stack, which fails on an unusable cache folder.
     compiler_cache.prepare_cache_dir(notes)
-    adam = _build_optimizer(model, optimizer_config, device)
-    scheduler = _schedule(adam, optimizer_config)
-    freeze_at = _g1_freeze_step(model, optimizer_config)
+    adam = _build_optimizer(model, config, device)
+    scheduler = _schedule(adam, config)
+    freeze_at = _g1_freeze_step(model, config)
     # The forward pass and loss, torch.compiled once per process where the run is long enough
     # (eager, with a note, where compiling cannot work): see compilation.py.
-    expected_steps = (optimizer_config.steps if stop_rule is None
-                      else min(optimizer_config.steps, TYPICAL_AUTO_STOP_STEPS))
-    image_and_loss = compilation.image_and_loss(model, loss_fn, device, use_bf16,
-                                                 optimizer_config.compile, expected_steps, notes,
-                                                 freeze_at)
-
-    def freeze_g1() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            model.freeze_g1()
-
-    def held_out_error(output: torch.Tensor) -> float:
-        """MSE on the held-out pixels of the image as the user gets it (clamped, [0, 1])."""
-        squared = (imaging.to_unit_range(output.detach()[0].float()) - image) ** 2 * holdout[0]
-        return float(squared.sum() / (holdout.sum() * 3))
-
-    steps = optimizer_config.steps
-    losses = torch.empty(steps, device=device)  # kept on device: no host sync inside the loop
-    steps_run, output = _run_steps(image_and_loss, adam, scheduler, stop_rule, held_out_error,
-                                   losses, optimizer_config, callback, freeze_at, freeze_g1)
-    if stop_rule is not None and stop_rule.should_stop:
-        stop_reason = (f"stopped early: the held-out error had not improved for "
-                       f"{optimizer_config.auto_stop.patience} checks")
-        returned = None
-    else:
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            final = model()
-        stop_reason = (f"reached the {steps}-step maximum" if stop_rule is not None
-                       else f"fixed {steps} steps" if optimizer_config.stop == "fixed"
-                       else f"all {steps} steps: auto-stop had nothing to watch")
-        returned = final[0].float()
-        if stop_rule is not None:
-            stop_rule.record(steps_run, held_out_error(final), returned)
-    if stop_rule is not None:
-        returned = _auto_stop_image(stop_rule, output, steps_run, notes)
-    final = imaging.to_unit_range(returned)
-    if stop_rule is not None and stop_rule.should_stop and callback is not None:
-        # The bar completes: the run is over, though it took fewer than `total` steps.
-        callback(Progress(steps, steps, float(losses[steps_run - 1]) if steps_run else None,
-                          final, stopped_early=True))
-    composite = imaging.composite(image, final, hole)
-    return InpaintResult(output=final.cpu(), composite=composite.cpu(),
-                         loss_history=losses[:steps_run].cpu().tolist(),
-                         seconds=time.perf_counter() - started, notes=notes,
-                         steps_run=steps_run,
-                         best_step=None if stop_rule is None else stop_rule.returned_step,
-                         stop_reason=stop_reason,
-                         held_out_best_step=None if stop_rule is None else stop_rule.best_step,
-                         g1_frozen_at=freeze_at if freeze_at is not None and steps_run > freeze_at else None)
+    expected_steps = config.steps if stop_rule is None else min(config.steps, TYPICAL_AUTO_STOP_STEPS)
+    image_and_loss = compilation.image_and_loss(model, loss_fn, device, use_bf16, config.compile,
+                                                 expected_steps, notes, freeze_at)
+    return _Run(config, device, use_bf16, image, hole, model, adam, scheduler, image_and_loss, stop_rule,
+                holdout, freeze_at, notes, losses=torch.empty(config.steps, device=device))
 
 
 def _check_inputs(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor | None,
@@ -251,32 +276,64 @@ def _g1_freeze_step(model: MultiLatentModel, config: OptimizerConfig) -> int | N
     return None if freeze_at is None or not model.trains_after_freezing_g1() else freeze_at
 
 
-def _run_steps(image_and_loss, adam: torch.optim.Optimizer, scheduler, stop_rule: StopRule | None,
-               held_out_error: Callable[[torch.Tensor], float], losses: torch.Tensor,
-               config: OptimizerConfig, callback: Callable[[Progress], None] | None,
-               freeze_at: int | None, freeze_g1: Callable[[], None]) -> tuple[int, torch.Tensor]:
+def _run_steps(run: _Run, callback: Callable[[Progress], None] | None) -> tuple[int, torch.Tensor]:
     """The optimisation loop: (steps run, the image of the last forward pass)."""
-    steps, steps_run = config.steps, 0
+    steps, steps_run, stop_rule = run.config.steps, 0, run.stop_rule
     for step in range(steps):
-        if step == freeze_at:
-            freeze_g1()
-        output, loss = image_and_loss()
+        if step == run.freeze_at:
+            run.freeze_g1()
+        output, loss = run.image_and_loss()
         # The image of this forward pass is the one after `step` updates: a check costs no
         # extra forward pass, only one host sync every check_every steps.
         if stop_rule is not None and stop_rule.is_check(step):
-            stop_rule.record(step, held_out_error(output), output.detach()[0].float().clone())
+            stop_rule.record(step, run.held_out_error(output), output.detach()[0].float().clone())
             if stop_rule.should_stop:
                 break
-        adam.zero_grad(set_to_none=True)
+        run.adam.zero_grad(set_to_none=True)
         loss.backward()
-        adam.step()
-        if scheduler is not None:
-            scheduler.step()
-        losses[step] = loss.detach()
+        run.adam.step()
+        if run.scheduler is not None:
+            run.scheduler.step()
+        run.losses[step] = loss.detach()
         steps_run = step + 1
-        report_step(callback, steps_run, steps, config.preview_every, loss, output,
-                    lambda image: imaging.to_unit_range(image[0].float()))
+        report_step(callback, steps_run, steps, run.config.preview_every, loss, output, _preview)
     return steps_run, output
+
+
+def _preview(output: torch.Tensor) -> torch.Tensor:
+    """A forward pass's image [1, 3, R, R] in [-1, 1] as a person sees it: [3, R, R] in [0, 1]."""
+    return imaging.to_unit_range(output[0].float())
+
+
+def _finish(run: _Run, started: float, steps_run: int, last_output: torch.Tensor,
+            callback: Callable[[Progress], None] | None) -> _Fill:
+    """The image the run returns (auto-stop's choice, or the last update's) and why it ended."""
+    config, stop_rule, steps = run.config, run.stop_rule, run.config.steps
+    stopped_early = stop_rule is not None and stop_rule.should_stop
+    if stopped_early:
+        stop_reason = (f"stopped early: the held-out error had not improved for "
+                       f"{config.auto_stop.patience} checks")
+    else:
+        final = run.final_output()
+        stop_reason = (f"reached the {steps}-step maximum" if stop_rule is not None
+                       else f"fixed {steps} steps" if config.stop == "fixed"
+                       else f"all {steps} steps: auto-stop had nothing to watch")
+        returned = final[0].float()
+        if stop_rule is not None:
+            stop_rule.record(steps_run, run.held_out_error(final), returned)
+    if stop_rule is not None:
+        returned = _auto_stop_image(stop_rule, last_output, steps_run, run.notes)
+    output = imaging.to_unit_range(returned)
+    if stopped_early and callback is not None:
+        # The bar completes: the run is over, though it took fewer than `total` steps.
+        callback(Progress(steps, steps, float(run.losses[steps_run - 1]) if steps_run else None,
+                          output, stopped_early=True))
+    frozen = run.freeze_at is not None and steps_run > run.freeze_at
+    return _Fill(run.image, run.hole, output, started, run.notes, stop_reason,
+                 loss_history=run.losses[:steps_run].cpu().tolist(), steps_run=steps_run,
+                 best_step=None if stop_rule is None else stop_rule.returned_step,
+                 held_out_best_step=None if stop_rule is None else stop_rule.best_step,
+                 g1_frozen_at=run.freeze_at if frozen else None)
 
 
 def _auto_stop_image(stop_rule: StopRule, last_output: torch.Tensor, steps_run: int,
@@ -314,10 +371,10 @@ def inpaint_any_size(prior: torch.nn.Module, image: torch.Tensor, hole_mask: tor
     optimizer_config.validate()
     seed, device = check_seed(seed), resolve_device(device)
     image_r, hole_r, restore = imaging.fit_to_resolution(image, hole_mask, prior.config.resolution, fit)
+    fill = _fill(prior, image_r, hole_r, model_config, optimizer_config, seed, device, perceptual,
+                 callback)
     image = image.clamp(0, 1)  # the composite's known pixels: accepted overshoot clamped
-    result = inpaint(prior, image_r, hole_r, model_config, optimizer_config, seed, device,
-                     perceptual, callback)
     size = tuple(image.shape[1:])
     hole = hole_mask if tuple(hole_mask.shape) == size else imaging.resize_mask(hole_mask, size)
-    output = restore(result.output)
-    return replace(result, output=output, composite=imaging.composite(image, output, hole))
+    output = restore(fill.output.cpu())
+    return fill.result(output, imaging.composite(image, output, hole))
