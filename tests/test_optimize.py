@@ -310,6 +310,73 @@ def test_the_run_asks_cudnn_for_repeatable_kernels_and_restores_the_hosts_flags(
         cudnn.deterministic, cudnn.benchmark = saved
 
 
+def test_overlapping_runs_keep_repeatable_kernels_and_give_the_host_its_flags_back(tiny_generator):
+    """Run A begins, run B begins, A ends while B is still stepping, then B ends: B keeps the
+    run's flags to its end, and the host's come back only after B."""
+    import threading
+    cudnn = torch.backends.cudnn
+    image, hole = inpainting_problem(tiny_generator, seed=0)
+    config = MultiLatentConfig(num_codes=2, split_layer=3)
+    a_inside, b_inside, a_done = threading.Event(), threading.Event(), threading.Event()
+    seen_by_b_after_a, errors = [], []
+
+    def wait(event):
+        if not event.wait(timeout=120):
+            raise TimeoutError("the other run never got there")
+
+    def watch_a(progress):
+        if progress.step == 1:
+            a_inside.set()
+            wait(b_inside)
+
+    def watch_b(progress):
+        if progress.step == 1:
+            b_inside.set()
+            wait(a_done)
+        else:
+            seen_by_b_after_a.append((cudnn.deterministic, cudnn.benchmark))
+
+    def run(callback):
+        try:
+            inpaint(tiny_generator, image, hole, config, FAST, seed=0, callback=callback)
+        except BaseException as error:  # noqa: BLE001 - reported by the test's thread
+            errors.append(error)
+            a_inside.set(), b_inside.set(), a_done.set()
+
+    saved = cudnn.deterministic, cudnn.benchmark
+    try:
+        cudnn.deterministic, cudnn.benchmark = False, True
+        first = threading.Thread(target=run, args=(watch_a,))
+        first.start()
+        wait(a_inside)
+        second = threading.Thread(target=run, args=(watch_b,))
+        second.start()
+        first.join()
+        a_done.set()
+        second.join()
+        assert not errors, errors
+        assert seen_by_b_after_a and set(seen_by_b_after_a) == {(True, False)}
+        assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
+    finally:
+        cudnn.deterministic, cudnn.benchmark = saved
+
+
+@pytest.mark.parametrize("meta", ["image", "hole mask"])
+def test_tensors_without_values_are_refused_with_one_clear_error(tiny_generator, meta):
+    from ganprior_core.optimize import inpaint_any_size
+    image, hole = inpainting_problem(tiny_generator)
+    config = MultiLatentConfig(num_codes=2, split_layer=3)
+    message = f"{meta} is on the meta device: it holds no values; pass a tensor with data"
+    if meta == "image":
+        image = image.to("meta")
+    else:
+        hole = hole.to("meta")
+    with pytest.raises(ValueError, match=message):
+        inpaint(tiny_generator, image, hole, config, FAST, seed=0)
+    with pytest.raises(ValueError, match=message):
+        inpaint_any_size(tiny_generator, image, hole, config, FAST, seed=0)
+
+
 def test_compile_failure_falls_back_to_eager_with_one_note(tiny_generator, monkeypatch):
     from ganprior_core.method import compilation
 

@@ -2,7 +2,6 @@
 fitted to the known pixels (METHOD.md eq. 8), with auto-stop, progress and cancellation."""
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
@@ -14,10 +13,11 @@ import torch
 from .. import imaging
 from ..families import auto_stop_rule, family_of
 from ..sampling import sample_images
-from ..validation import check_count, check_seed, resolve_device
+from ..validation import COMPUTE_DEVICES, check_count, check_seed, resolve_device
 from . import compilation, compiler_cache, precision
 from .auto_stop import TYPICAL_AUTO_STOP_STEPS, StopRule, holdout_mask
 from .config import MAX_LATENT_CODES, OptimizerConfig, g1_freeze_step
+from .cudnn_settings import repeatable_convolutions
 from .losses import LossWeights, MaskedReconstructionLoss
 from .multi_latent import MultiLatentConfig, MultiLatentModel
 from .perceptual import VGG16Features
@@ -61,32 +61,18 @@ def inpaint(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor
     or None to reconstruct the whole image. `prior` is never modified. `callback` is called after
     every step; raising from it cancels the run (the exception propagates). For the run's
     duration cuDNN's process-wide `deterministic` and `benchmark` flags are set to True and False
-    (same seed, same result on a GPU); the caller's values come back when it returns or raises.
+    (same seed, same result on a GPU); the caller's values come back when it returns or raises,
+    or, where runs overlap, when the last of them does (cudnn_settings.py).
 
     Before any work, a ValueError refuses what would be optimised into nonsense: images that are
-    not finite floats in [0, 1] (see imaging.check_image_values), masks outside [0, 1], seeds
-    outside 0 ... 2**64 - 1, devices this machine lacks, non-finite settings, and a loss that is 0.
+    not finite floats in [0, 1] (see imaging.check_image_values) or hold no values (the meta
+    device), masks outside [0, 1], seeds outside 0 ... 2**64 - 1, devices this machine lacks,
+    non-finite settings, and a loss that is 0.
     """
     fill = _fill(prior, image, hole_mask, model_config, optimizer_config, seed, device, perceptual,
                  callback)
     # Composited on the run's device, where the image and the hole already are.
     return fill.result(fill.output.cpu(), imaging.composite(fill.image, fill.output, fill.hole).cpu())
-
-
-@contextlib.contextmanager
-def _repeatable_convolutions():
-    """cuDNN chooses its convolution algorithms by heuristics (or by timing them, if the host set
-    `benchmark`), and some of its gradient algorithms add partial sums atomically, in an order
-    that changes from run to run: on a GPU the same seed gave a different StyleGAN2 fill. The run
-    asks cuDNN for deterministic algorithms and no timing, and gives the caller's settings back
-    afterwards, also when the run fails or is cancelled. On the CPU these flags do nothing."""
-    cudnn = torch.backends.cudnn
-    saved = cudnn.deterministic, cudnn.benchmark
-    cudnn.deterministic, cudnn.benchmark = True, False
-    try:
-        yield
-    finally:
-        cudnn.deterministic, cudnn.benchmark = saved
 
 
 @dataclass
@@ -161,7 +147,7 @@ def _fill(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor |
     image = image.detach().to(device, torch.float32).clamp(0, 1)  # overshoot: see imaging doc
     hole = (torch.zeros(resolution, resolution, device=device) if hole_mask is None
             else imaging.hole_pixels(hole_mask.detach().to(device)).float())
-    with _repeatable_convolutions():
+    with repeatable_convolutions():
         if not (1 - hole).any():
             # Nothing to fit: an optimisation would only return its starting blend of the codes.
             sample = sample_images(prior, 1, seed, next(prior.parameters()).device)[0]
@@ -220,11 +206,13 @@ def _check_inputs(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.
         raise ValueError(f"image must be [3, {resolution}, {resolution}] for this prior, "
                          f"got {shape}; resize or pad it first (imaging.fit_to_resolution), "
                          f"or call inpaint_any_size")
+    _check_holds_values(image, "image")
     imaging.check_image_values(image, "image")
     if hole_mask is not None:
         if not isinstance(hole_mask, torch.Tensor) or hole_mask.shape != (resolution, resolution):
             shape = list(hole_mask.shape) if isinstance(hole_mask, torch.Tensor) else type(hole_mask).__name__
             raise ValueError(f"hole mask must be [{resolution}, {resolution}], got {shape}")
+        _check_holds_values(hole_mask, "hole mask")
         imaging.check_mask_values(hole_mask, "hole mask")
     seed = check_seed(seed)
     device = resolve_device(device)
@@ -233,6 +221,19 @@ def _check_inputs(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.
         raise ValueError("mse_weight is 0 and there is no perceptual term (no VGG16 weights given, "
                          "or perceptual_weight 0): the loss would be 0 and nothing would be fitted")
     return seed, device
+
+
+def _check_holds_values(tensor: torch.Tensor, name: str) -> None:
+    """Refuse a tensor whose values cannot be read here: one on the meta device has a shape and
+    no values, and reading it (every value check does) raises a bare RuntimeError."""
+    if not isinstance(tensor, torch.Tensor):
+        return
+    kind = tensor.device.type
+    if kind == "meta":
+        raise ValueError(f"{name} is on the meta device: it holds no values; pass a tensor with data")
+    if kind not in COMPUTE_DEVICES:
+        raise ValueError(f"{name} is on the {kind} device, which this method cannot read; pass a "
+                         f"tensor on {', '.join(COMPUTE_DEVICES)}")
 
 
 def _perceptual_term(config: OptimizerConfig, perceptual: VGG16Features | None, device: torch.device,
@@ -370,6 +371,8 @@ def inpaint_any_size(prior: torch.nn.Module, image: torch.Tensor, hole_mask: tor
     """
     optimizer_config.validate()
     seed, device = check_seed(seed), resolve_device(device)
+    _check_holds_values(image, "image")
+    _check_holds_values(hole_mask, "hole mask")
     image_r, hole_r, restore = imaging.fit_to_resolution(image, hole_mask, prior.config.resolution, fit)
     fill = _fill(prior, image_r, hole_r, model_config, optimizer_config, seed, device, perceptual,
                  callback)
