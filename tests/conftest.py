@@ -65,3 +65,15 @@ TINY_PRIORS = {"pggan": lambda: PGGANGenerator(PGGANConfig(16, (32, 32, 16), lat
 def tiny_prior(request) -> torch.nn.Module:
     torch.manual_seed(1234)
     return TINY_PRIORS[request.param]()
+
+
+@pytest.fixture
+def requires_compiler():
+    """Skips a test that needs torch.compile to compile where the library itself says it cannot
+    here (e.g. torch installed under a path with a space), with the library's reason; its runs
+    would fall back to eager steps and the test would assert what it cannot see. Tests opt in
+    with `@pytest.mark.usefixtures("requires_compiler")`."""
+    from ganprior_core.method.compilation import unavailable_reason
+    reason = unavailable_reason(torch.device("cpu"), [])
+    if reason is not None:
+        pytest.skip(reason)

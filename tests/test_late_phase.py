@@ -123,6 +123,7 @@ def test_bad_freeze_steps_are_refused(bad):
         replace(FAST, freeze_g1_at=bad).validate()
 
 
+@pytest.mark.usefixtures("requires_compiler")
 def test_compiled_late_phase_matches_eager(tiny_generator):
     image, hole = inpainting_problem(tiny_generator, seed=3)
     config = MultiLatentConfig(num_codes=2, split_layer=3, use_alpha=False)  # its own compiled key

@@ -195,6 +195,7 @@ def test_wrong_image_size_names_the_fix(tiny_generator):
                 FAST, seed=0)
 
 
+@pytest.mark.usefixtures("requires_compiler")
 def test_compiled_run_matches_eager_and_reuses_nothing_from_the_previous_image(tiny_generator):
     # The second call reuses the first call's compiled graph: it must see the new image.
     config = MultiLatentConfig(num_codes=3, split_layer=3)
@@ -226,6 +227,7 @@ def test_any_size_keeps_known_pixels_and_blends_soft_edges(tiny_generator, fit):
                                0.5 * image[:, 3:9, 4] + 0.5 * result.output[:, 3:9, 4])
 
 
+@pytest.mark.usefixtures("requires_compiler")
 def test_compiled_callable_is_compiled_once_and_reused_for_new_models_and_images(tiny_generator):
     from torch._dynamo.utils import counters
 
@@ -249,6 +251,7 @@ def test_compiled_callable_is_compiled_once_and_reused_for_new_models_and_images
 
 
 @pytest.mark.parametrize("family", ["pggan", "stylegan2"])
+@pytest.mark.usefixtures("requires_compiler")
 def test_compiled_step_has_no_accumulating_scatter(tiny_generator, family, monkeypatch):
     """torch.compile runs an accumulating scatter (interpolate's gradient is one: an index_put
     with accumulation) with atomic adds on CUDA, in an order that changes between runs, and a
