@@ -1,3 +1,4 @@
+"""`python -m ganprior_core`: the command line (ganprior_core/cli.py)."""
 import sys
 
 from .cli import main

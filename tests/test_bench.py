@@ -261,6 +261,33 @@ def test_unusable_images_or_seeds_are_refused_before_the_output_folder_exists(ch
     assert not out.exists()
 
 
+def _files_under(folder):
+    return {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in sorted(folder.rglob("*"))
+            if path.is_file()}
+
+
+@pytest.mark.parametrize("problem, message", [
+    (["--mask-area", "1"], "covers the whole 16x16 image"),
+    (["--codes", "1000"], "numbers of codes must be in 1 ... 256"),
+    (["--steps", "100000000"], "steps must be in 1 ..."),
+])
+def test_a_refused_configuration_leaves_out_as_it_was(checkpoint, tmp_path, problem, message):
+    """Checked whole before --out is made or written: the corrected command never starts from a
+    half-made folder."""
+    arguments = ["--checkpoint", str(checkpoint), "--procedural", "1", "--methods", "single-z",
+                 "--steps", "2", "--stop", "fixed", "--precision", "fp32", "--threads", "1"]
+    absent = tmp_path / "absent"
+    code, _, stderr = _run([*arguments, *problem, "--out", str(absent)])
+    assert code == 2 and message in stderr
+    assert not absent.exists()
+    finished = tmp_path / "finished"
+    assert _run([*arguments, "--out", str(finished)])[0] == 0
+    before = _files_under(finished)
+    code, _, stderr = _run([*arguments, *problem, "--out", str(finished)])
+    assert code == 2 and message in stderr
+    assert _files_under(finished) == before
+
+
 def test_the_report_says_what_precision_auto_ran_here():
     import torch
 

@@ -9,7 +9,7 @@ from test_stylegan2_method import tiny_stylegan2
 from ganprior_core.checkpoints import save_generator
 from ganprior_core.checkpoints.loading import load_generator
 from ganprior_core.cli import main
-from ganprior_core.lab import choose, procedural
+from ganprior_core.lab import choose, held_out, procedural
 from ganprior_core.method.presets import preset
 from ganprior_core.priors import bundled_prior_path
 
@@ -55,12 +55,12 @@ def test_bad_variants_files_are_refused_by_name(tmp_path, spec, message):
 
 
 def test_held_out_facades_are_not_the_evaluation_facades():
-    seeds = {seed for seed, *_ in choose.held_out_cases(50, 64)}
+    seeds = {seed for seed, *_ in held_out.held_out_cases(50, 64)}
     assert len(seeds) == 50 and not seeds & set(procedural.evaluation_seeds(50))
 
 
 def test_the_report_pairs_each_variant_with_the_reference_on_the_same_runs():
-    first, second, third, beyond = procedural.evaluation_seeds(4, offset=choose.HELD_OUT_OFFSET)
+    first, second, third, beyond = held_out.held_out_seeds(4)
     rows = []
     for variant, offsets in (("ref", (20.0, 22.0, 24.0)), ("other", (21.0, 21.0, 27.0))):
         for (seed, hole), psnr in zip(((first, "box"), (first, "strokes"), (second, "box")), offsets):

@@ -1,3 +1,4 @@
+import os
 import re
 import subprocess
 import sys
@@ -85,6 +86,17 @@ def test_module_entry_point_help():
     completed = subprocess.run([sys.executable, "-m", "ganprior_core", "inpaint", "--help"],
                                cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0 and "--preset" in completed.stdout
+
+
+def test_a_name_the_console_cannot_encode_does_not_fail_a_run_that_succeeded(tmp_path, checkpoint):
+    """stdout in a legacy encoding (cp1252: Windows with the output redirected) and a non-Latin
+    --out: the file is written, and printing its name must not turn success into an error."""
+    out = tmp_path / "фасад.png"
+    completed = subprocess.run([sys.executable, "-m", "ganprior_core", "generate", str(checkpoint),
+                                "--count", "1", "--out", str(out)], cwd=ROOT, capture_output=True,
+                               timeout=120, env={**os.environ, "PYTHONIOENCODING": "cp1252"})
+    assert completed.returncode == 0, completed.stderr
+    assert out.is_file() and b"\\u0444" in completed.stdout and not completed.stderr
 
 
 def test_every_option_says_what_it_does_and_its_default():

@@ -8,8 +8,8 @@ import torch
 from ganprior_core import metrics
 from ganprior_core.checkpoints import save_generator
 from ganprior_core.cli import main
-from ganprior_core.lab import stop_study
 from ganprior_core.families import STYLEGAN2
+from ganprior_core.lab import stop_study
 from ganprior_core.method.auto_stop import AutoStopConfig
 from ganprior_core.method.presets import preset
 from ganprior_core.networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator

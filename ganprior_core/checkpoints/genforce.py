@@ -6,7 +6,6 @@ from typing import Any, Mapping
 
 import torch
 
-from . import torch_file
 from .common import GENFORCE, GENFORCE_ZOO, ReadCheckpoint, Refused, as_weight, refuse_if_stylegan
 from .pggan_layout import infer_config, refuse_mid_training
 
@@ -16,10 +15,6 @@ GAN_ZOO_REFUSAL = (
     "represent, so a conversion could not reproduce its images")
 
 _ZOO_NETWORKS = ("generator_smooth", "generator")  # the moving average first, as genforce does
-
-
-def read_torch_file(data: bytes) -> ReadCheckpoint:
-    return read_torch_content(torch_file.read(data))
 
 
 def read_torch_content(content: Any) -> ReadCheckpoint:

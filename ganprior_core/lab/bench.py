@@ -12,16 +12,17 @@ A run writes into one directory:
 
 Rerunning the same command resumes: finished image x method rows are read back from
 results.csv and skipped, and the report is regenerated after every image, so an interrupted run
-leaves usable partial results.
+leaves usable partial results. The whole configuration (and every input it names) is checked
+before --out is created or written to, so a refused command leaves nothing to clean up.
 """
 from __future__ import annotations
 
-import csv
+import argparse
 import hashlib
-import io
 import json
 import math
 import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -30,8 +31,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .. import imaging, metrics
+from .. import cli, imaging, metrics
 from ..checkpoints import load_generator
+from ..families import auto_stop_rule
 from ..files import (
     DirectoryLock,
     folder_contains,
@@ -42,15 +44,14 @@ from ..files import (
 )
 from ..method.auto_stop import STOP_MODES, AutoStopConfig
 from ..method.config import g1_freeze_step
-from ..method.families import auto_stop_rule
 from ..method.multi_latent import MultiLatentConfig
 from ..method.perceptual import VGG16Features, load_vgg16_features
 from ..method.precision import uses_bf16
 from ..networks.pggan import PGGANConfig, PGGANGenerator
 from ..networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
-from ..optimize import PRECISIONS, PRESET_NAMES, OptimizerConfig, Progress, inpaint, preset
+from ..optimize import MAX_LATENT_CODES, PRECISIONS, PRESET_NAMES, OptimizerConfig, Progress, inpaint, preset
 from ..validation import MAX_SEED, check_count, check_seed
-from . import baselines, masks, procedural
+from . import baselines, masks, procedural, run_folder
 from .dip import DIPConfig, dip_inpaint
 
 TASKS = ("inpaint", "reconstruct")
@@ -70,6 +71,7 @@ METRIC_FIELDS = ("psnr", "ssim", "psnr_hole", "ssim_hole", "psnr_fit_known", "se
                  "steps", "steps_per_second")
 INTEGER_FIELDS = ("image_seed", "seed", "steps", "best_step")
 RUN_FILE = "run.json"
+RESULTS_FILE = "results.csv"
 NOTES_FILE = "notes.json"  # notes of finished rows, so a resumed run's report keeps them
 LOCK_FILE = ".bench.lock"  # holds the pid of the bench process using the directory
 
@@ -128,8 +130,8 @@ class BenchConfig:
         for name, value in (("steps", self.steps), ("dip steps", self.dip_steps)):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
-        if any(n < 1 for n in self.codes):
-            raise ValueError(f"numbers of codes must be at least 1, got {list(self.codes)}")
+        if any(not 1 <= n <= MAX_LATENT_CODES for n in self.codes):
+            raise ValueError(f"numbers of codes must be in 1 ... {MAX_LATENT_CODES}, got {list(self.codes)}")
         if self.freeze_g1_at is not None:
             check_count(self.freeze_g1_at, "--freeze-g1-at", 1)
         if self.precision is not None and self.precision not in PRECISIONS:
@@ -144,7 +146,7 @@ class BenchConfig:
             require_regular_file(self.vgg, "VGG16 weights")
         inputs = {"--checkpoint": self.checkpoint, "--vgg": self.vgg}
         refuse_output_over_input({f"--out's {name}": Path(self.out) / name for name in
-                                  ("report.md", "results.csv", "summary.json", "figure.png",
+                                  ("report.md", RESULTS_FILE, "summary.json", "figure.png",
                                    RUN_FILE, NOTES_FILE)}, inputs)
         written = [Path(self.out) / name for name in ("images", "masks", "results")]
         for name, path in inputs.items():
@@ -207,7 +209,7 @@ class Case:
     """One benchmark image with its hole, as scored."""
 
     name: str
-    image: torch.Tensor  # [3, R, R] in [0, 1], exactly the saved PNG
+    image: torch.Tensor  # [3, R, R] in [0, 1]; once saved, exactly the PNG's pixels
     hole: torch.Tensor | None  # [R, R], 1 = hole; None when reconstructing
     image_seed: int | None  # the procedural facade's seed; None for images from a directory
     seed: int  # run seed + index: this image's mask and every method's starting point
@@ -295,6 +297,7 @@ def build_variants(config: BenchConfig, prior: GeneratorConfig, has_vgg: bool) -
                             freeze_g1_at=config.freeze_g1_at,
                             **({"steps": config.steps} if config.steps else {}),
                             **({"precision": config.precision} if config.precision else {}))
+        optimizer.validate()
         description = _describe_gan(model, optimizer, prior, config.task, config.device)
         if random_generator:
             description = f"randomly initialised generator (seed {config.seed}); " + description
@@ -310,6 +313,7 @@ def build_variants(config: BenchConfig, prior: GeneratorConfig, has_vgg: bool) -
             steps = config.dip_steps or config.steps
             dip = replace(dip, **({"steps": steps} if steps else {}),
                           **({"precision": config.precision} if config.precision else {}))
+            dip.validate()
             size = prior.resolution
             variants.append(Variant("dip", "Deep Image Prior: " + dip.describe(size, size), "dip", dip=dip))
         elif config.task == "reconstruct":
@@ -346,18 +350,10 @@ def build_variants(config: BenchConfig, prior: GeneratorConfig, has_vgg: bool) -
 # ---------------------------------------------------------------------------------------------
 # Images and masks
 
-def file_digest(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _folder_digest(files: list[Path]) -> str:
     digest = hashlib.sha256()
     for path in files:
-        digest.update(f"{path.name}\0{file_digest(path)}\0".encode("utf-8", "surrogateescape"))
+        digest.update(f"{path.name}\0{run_folder.file_digest(path)}\0".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 
@@ -410,19 +406,35 @@ def _box_description(config: dict) -> str:
     return f" ({', '.join(details)})" if details else ""
 
 
-def prepare_cases(config: BenchConfig, resolution: int, out: Path) -> list[Case]:
-    """Build, save and reload every image and mask, so what is scored is what the files hold."""
+def _build_cases(config: BenchConfig, resolution: int) -> list[Case]:
+    """Every image with its seeded hole, in memory; a hole that leaves nothing known is refused
+    here, before anything is written."""
     cases = []
     for index, (name, image, image_seed) in enumerate(_source_images(config, resolution)):
-        image_path = out / "images" / f"{name}.png"
-        imaging.save_image(image, image_path)
         seed = config.seed + index
         hole = None
         if config.task == "inpaint":
             hole = masks.make_mask(config.masks, resolution, seed, **_mask_options(config))
-            imaging.save_mask(hole, out / "masks" / f"{name}.png")
-        cases.append(Case(name, imaging.load_image(image_path), hole, image_seed, seed))
+            if imaging.hole_pixels(hole).all():
+                advice = "; give a smaller --mask-area" if config.masks == "box" else ""
+                raise ValueError(f"the {config.masks} mask of image {name} covers the whole "
+                                 f"{resolution}x{resolution} image: nothing is known to fill the "
+                                 f"hole from{advice}")
+        cases.append(Case(name, image, hole, image_seed, seed))
     return cases
+
+
+def _save_cases(cases: list[Case], out: Path) -> list[Case]:
+    """Every image and mask saved and the images read back, so what is scored is what the files
+    hold."""
+    saved = []
+    for case in cases:
+        image_path = out / "images" / f"{case.name}.png"
+        imaging.save_image(case.image, image_path)
+        if case.hole is not None:
+            imaging.save_mask(case.hole, out / "masks" / f"{case.name}.png")
+        saved.append(replace(case, image=imaging.load_image(image_path)))
+    return saved
 
 
 # ---------------------------------------------------------------------------------------------
@@ -488,18 +500,52 @@ def _warm_up_optimiser() -> None:
     optimizer.step()
 
 
+@dataclass
+class _Plan:
+    """What a run needs, read and checked before --out is touched: a refused run (a typo, a bad
+    setting) leaves no folder, and an existing folder as it was."""
+
+    checkpoint_digest: str
+    prior: Generator
+    perceptual: VGG16Features | None
+    variants: list[Variant]
+    notes: list[str]
+    cases: list[Case]  # not saved yet
+    settings: dict  # what the folder's earlier rows must have been made with
+
+
 def run_bench(config: BenchConfig, log: Callable[[str], None] = print) -> BenchSummary:
     config.validate()
     threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
+    try:
+        return _run_in_folder(config, _plan(config), log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _plan(config: BenchConfig) -> _Plan:
+    checkpoint_digest = run_folder.file_digest(config.checkpoint)
+    prior = load_generator(config.checkpoint)
+    perceptual = load_vgg16_features(config.vgg) if config.vgg else None
+    variants, notes = build_variants(config, prior.config, perceptual is not None)
+    cases = _build_cases(config, prior.config.resolution)
+    settings = config.settings_that_change_results(checkpoint_digest, prior.config)
+    return _Plan(checkpoint_digest, prior, perceptual, variants, notes, cases, settings)
+
+
+def _run_in_folder(config: BenchConfig, plan: _Plan, log: Callable[[str], None]) -> BenchSummary:
     out = Path(config.out)
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
         with DirectoryLock(out / LOCK_FILE, "bench"):
             remove_stale_temporaries(out)  # left by a run killed mid-write; the lock is ours
-            return _run_bench(config, log)
+            run_folder.claim(out, plan.settings, RUN_FILE, "results of a run",
+                             has_results=lambda: bool(read_rows(out / RESULTS_FILE, repair=False)),
+                             later_keys=_LATER_KEYS)
+            return _run_rows(config, plan, _save_cases(plan.cases, out), log)
     except BaseException:
         # A run that failed before writing anything leaves no empty --out behind.
         if created:
@@ -508,34 +554,20 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print) -> BenchS
             except OSError:
                 pass
         raise
-    finally:
-        torch.set_num_threads(threads)
 
 
-def _run_bench(config: BenchConfig, log: Callable[[str], None]) -> BenchSummary:
-    out = Path(config.out)
-    checkpoint_digest = file_digest(config.checkpoint)
-    prior = load_generator(config.checkpoint)
-    perceptual = load_vgg16_features(config.vgg) if config.vgg else None
-    variants, notes = build_variants(config, prior.config, perceptual is not None)
-    # Claimed only once the inputs proved usable, so fixing a typo never locks the directory.
-    _claim_directory(out, config.settings_that_change_results(checkpoint_digest, prior.config))
-    cases = prepare_cases(config, prior.config.resolution, out)
-    results_csv = out / "results.csv"
+def _run_rows(config: BenchConfig, plan: _Plan, cases: list[Case],
+              log: Callable[[str], None]) -> BenchSummary:
+    """Every image x method row the folder lacks, the report rewritten after every image."""
+    out, variants = Path(config.out), plan.variants
+    results_csv = out / RESULTS_FILE
     rows = read_rows(results_csv)
-    setup = _setup(config, prior, checkpoint_digest, cases, variants, notes)
+    setup = _setup(config, plan.prior, plan.checkpoint_digest, cases, variants, plan.notes)
     row_notes = _read_notes(out / NOTES_FILE)
     for (image, method), texts in row_notes.items():
         if (image, method) in rows:
             setup["notes"] += [f"`{method}`: {note}" for note in texts]
-
-    random_prior_cache: list[Generator] = []
-
-    def random_prior() -> Generator:
-        if not random_prior_cache:
-            random_prior_cache.append(_random_generator(prior, config.seed))
-        return random_prior_cache[0]
-
+    random_prior = _lazy_random_prior(plan.prior, config.seed)
     if any(v.kind != "fill" for v in variants):
         _warm_up_optimiser()
     new_rows = skipped = 0
@@ -546,8 +578,8 @@ def _run_bench(config: BenchConfig, log: Callable[[str], None]) -> BenchSummary:
                 continue
             prefix = f"[image {number}/{len(cases)} {case.name}] {variant.name}:"
             log(f"{prefix} running")
-            composite, output, run = _run_variant(variant, case, prior, random_prior, perceptual,
-                                                  config, log, prefix)
+            composite, output, run = _run_variant(variant, case, plan.prior, random_prior,
+                                                  plan.perceptual, config, log, prefix)
             imaging.save_image(composite, out / "results" / case.name / f"{variant.name}.png")
             row = {"image": case.name, "image_seed": case.image_seed, "seed": case.seed,
                    "method": variant.name, **_score(case, composite, output),
@@ -557,8 +589,7 @@ def _run_bench(config: BenchConfig, log: Callable[[str], None]) -> BenchSummary:
                 row_notes[(case.name, variant.name)] = list(run["notes"])
                 _write_notes(out / NOTES_FILE, row_notes)
             write_rows(results_csv, rows)
-            for note in run.get("notes", []):
-                setup["notes"].append(f"`{variant.name}`: {note}")
+            setup["notes"] += [f"`{variant.name}`: {note}" for note in run.get("notes", [])]
             new_rows += 1
             log(f"{prefix} done in {run['seconds']:.1f} s: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}"
                 + (f", hole PSNR {row['psnr_hole']:.2f} dB" if row.get("psnr_hole") is not None else ""))
@@ -571,32 +602,15 @@ def _run_bench(config: BenchConfig, log: Callable[[str], None]) -> BenchSummary:
                         aggregates)
 
 
-def _claim_directory(out: Path, settings: dict) -> None:
-    """Refuse to mix rows of runs whose settings would give different numbers."""
-    run_file = out / RUN_FILE
-    previous = None
-    if run_file.exists():
-        try:
-            previous = json.loads(run_file.read_text())
-        except (OSError, ValueError):
-            previous = None
-        if not isinstance(previous, dict):
-            # Empty or garbled (a disk that filled up under an older version): harmless if no
-            # finished row depends on it, else the rows' settings are unknown.
-            if read_rows(out / "results.csv"):
-                raise ValueError(f"{run_file} is unreadable, so the settings of the rows in "
-                                 f"{out / 'results.csv'} are unknown; choose another --out or "
-                                 "delete the directory")
-            previous = None
-    if previous is not None:
-        differing = sorted(key for key in settings.keys() | previous.keys()
-                           if settings.get(key) != previous.get(key)
-                           and not (key in _LATER_KEYS and key not in previous))
-        if differing:
-            raise ValueError(f"{out} holds results of a run with other settings "
-                             f"(differs in: {', '.join(differing)}); choose another --out or delete it")
-    else:
-        write_atomically(run_file, json.dumps(settings, indent=2) + "\n")
+def _lazy_random_prior(prior: Generator, seed: int) -> Callable[[], Generator]:
+    """The random-init ablation's generator, made the first time a row needs it."""
+    made: list[Generator] = []
+
+    def random_prior() -> Generator:
+        if not made:
+            made.append(_random_generator(prior, seed))
+        return made[0]
+    return random_prior
 
 
 def _read_notes(path: Path) -> dict[tuple[str, str], list[str]]:
@@ -622,24 +636,10 @@ def _csv_text(row: dict) -> dict:
             else str(row[name]) for name in CSV_FIELDS}
 
 
-def _csv_document(rows: list[dict]) -> str:
-    stream = io.StringIO(newline="")
-    writer = csv.DictWriter(stream, fieldnames=CSV_FIELDS)
-    writer.writeheader()
-    writer.writerows(rows)
-    return stream.getvalue()
-
-
 def write_rows(path: Path, rows: dict[tuple[str, str], dict]) -> None:
     """The whole file, rewritten atomically after every row: a kill or a full disk leaves the
     previous complete file, never a line cut inside a column."""
-    write_atomically(path, _csv_document([_csv_text(row) for row in rows.values()]))
-
-
-def append_row(path: Path, row: dict) -> None:
-    rows = read_rows(path)
-    rows[(row["image"], row["method"])] = parse_row(_csv_text(row))
-    write_rows(path, rows)
+    run_folder.write_rows(path, CSV_FIELDS, [_csv_text(row) for row in rows.values()])
 
 
 def parse_row(text: dict) -> dict:
@@ -652,37 +652,17 @@ def parse_row(text: dict) -> dict:
     return row
 
 
+def _finished_row(text: dict) -> dict:
+    if not text["psnr"]:
+        raise ValueError("no scores: the row did not finish")
+    return parse_row(text)
+
+
 def read_rows(path: Path, repair: bool = True) -> dict[tuple[str, str], dict]:
     """Finished rows by (image, method). A line cut short by a killed run is dropped (and, with
     `repair`, the file rewritten without it) so that row simply runs again."""
-    if not path.exists():
-        return {}
-    try:
-        with open(path, newline="") as stream:
-            document = stream.read()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} cannot be read ({error}); delete it to rerun every row") from None
-    if not document.strip():
-        return {}  # empty: a run killed before its first row (by an older version)
-    if not document.endswith("\n"):
-        # The last line was cut (the old appending writer, killed mid-row): whatever it holds,
-        # even a parseable number cut short, is not a finished row.
-        document = document[:document.rfind("\n") + 1]
-    reader = csv.DictReader(io.StringIO(document, newline=""))
-    if tuple(reader.fieldnames or ()) != CSV_FIELDS:
-        raise ValueError(f"{path} has columns {reader.fieldnames}, expected {list(CSV_FIELDS)}")
-    texts = list(reader)
-    rows = {}
-    for text in texts:
-        if None in text.values() or None in text or not text.get("psnr"):
-            continue
-        try:
-            rows[(text["image"], text["method"])] = parse_row(text)
-        except ValueError:
-            continue  # a garbled line runs again
-    if repair and len(rows) != len(texts):
-        write_rows(path, rows)  # never a moment without the finished rows on disk
-    return rows
+    rows = run_folder.read_rows(path, CSV_FIELDS, _finished_row, repair)
+    return {(row["image"], row["method"]): row for row in rows}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -926,3 +906,78 @@ def _write_outputs(out: Path, setup: dict, cases: list[Case], variants: list[Var
     if figure is not None:
         imaging.save_image(figure, out / "figure.png")
     return aggregates
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Runs every method (and ablation variant) on every image, scores "
+                          "PSNR/SSIM of the whole image and the hole, and writes report.md, "
+                          "results.csv, summary.json, figure.png and the seeded masks into --out. "
+                          "Rerun the same command to resume an interrupted run.")
+    parser.add_argument("--checkpoint", required=True, help="the prior (.pth, .pkl, .safetensors)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", help="a directory of images (stretched to the prior's size)")
+    source.add_argument("--procedural", type=int, metavar="N",
+                        help="N procedural evaluation facades (seeds never used in training)")
+    _add_task_options(parser)
+    _add_method_options(parser)
+    _add_run_options(parser)
+
+
+def _add_task_options(parser: argparse.ArgumentParser) -> None:
+    """What is asked of every method: the task and the holes."""
+    parser.add_argument("--task", choices=TASKS, default="inpaint",
+                        help="inpaint a hole, or reconstruct whole images (default inpaint)")
+    parser.add_argument("--masks", choices=masks.MASK_KINDS, default="box",
+                        help="kind of seeded hole mask (default box)")
+    parser.add_argument("--mask-area", type=float, help="box masks: fraction of the image covered")
+    parser.add_argument("--mask-centred", action="store_true",
+                        help="box masks: centred on the image (the demo's box) instead of seeded")
+
+
+def _add_method_options(parser: argparse.ArgumentParser) -> None:
+    """The rows of the table and how each method runs."""
+    parser.add_argument("--methods", type=cli.names, default=METHODS,
+                        help=f"comma-separated, from {','.join(METHODS)} (default all)")
+    parser.add_argument("--ablations", "--ablation", type=cli.names, default=(),
+                        help=f"comma-separated variants of `paper`: {','.join(ABLATIONS)} "
+                             "(default none)")
+    parser.add_argument("--codes", type=cli.numbers, default=(),
+                        help="N sweep of `paper`, e.g. 1,10,30 (default none)")
+    parser.add_argument("--splits", type=cli.numbers, default=(),
+                        help="k sweep of `paper`, e.g. 2,4,6 (default none)")
+    parser.add_argument("--stop", choices=STOP_MODES, default="auto",
+                        help="GAN methods: auto-stop with --steps as the maximum, or exactly "
+                             "--steps steps (fixed: the paper's protocol) (default auto)")
+    parser.add_argument("--steps", type=int, help="steps of every optimising method: the maximum "
+                                                  "with --stop auto (default: each method's, 3000)")
+    parser.add_argument("--dip-steps", type=int, help="steps of DIP only (default --steps)")
+    cli.add_freeze_option(parser)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="image i uses seed + i for mask and start")
+    parser.add_argument("--precision", choices=PRECISIONS, help="default: each method's own")
+    parser.add_argument("--vgg", help="VGG16 weights for the perceptual loss; without: MSE only")
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The machine, the output folder and what is written there."""
+    parser.add_argument("--threads", type=int, help="CPU threads (default torch's; 1 is often "
+                                                  "fastest on a busy machine)")
+    parser.add_argument("--figure-images", type=int, default=4,
+                        help="images shown in figure.png (default 4)")
+    parser.add_argument("--log-every", type=int, default=100,
+                        help="progress line every this many steps (default 100)")
+    parser.add_argument("--out", required=True, help="output directory (reused to resume)")
+    cli.add_device_option(parser)
+
+
+def run_command(args: argparse.Namespace) -> None:
+    config = cli.config_from_args(BenchConfig, args, procedural=args.procedural or 0)
+    try:
+        run_bench(config, lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        print(f"interrupted: finished rows are in {args.out}/{RESULTS_FILE}; rerun the same "
+              f"command to continue", file=sys.stderr)
+        raise SystemExit(130) from None

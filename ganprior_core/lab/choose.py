@@ -6,8 +6,8 @@ says otherwise; the report pairs every variant's hole PSNR and SSIM with the ref
 on the same facade and hole (mean ± standard error of the differences), so a setting is judged by
 what it changes, not by how hard the facades happen to be.
 
-The held-out facades are `procedural.evaluation_seeds(n, offset=HELD_OUT_OFFSET)`: never trained
-on and disjoint from the 50 evaluation facades the benchmark reports. A variants file is JSON:
+The held-out facades are lab.held_out's: never trained on and disjoint from the 50 evaluation
+facades the benchmark reports. A variants file is JSON:
 
     {"reference": "chosen",
      "variants": {"chosen": {},
@@ -17,15 +17,14 @@ on and disjoint from the 50 evaluation facades the benchmark reports. A variants
                   "mganprior": {"preset": "mganprior"}}}
 
 Keys of a variant: "preset" (default "paper"), any MultiLatentConfig field, "stylegan2" (fields
-of families.StyleGAN2Options) and "optimizer" (OptimizerConfig fields). Rows go to
+of StyleGAN2Options) and "optimizer" (OptimizerConfig fields). Rows go to
 `<out>/rows/` as each run ends, one CSV file per variant; rerunning resumes, and `--only` lets
 processes share the variants of one directory (each writes only its own variants' files).
 """
 from __future__ import annotations
 
-import csv
+import argparse
 import hashlib
-import io
 import json
 import statistics
 from dataclasses import dataclass, fields, replace
@@ -36,18 +35,18 @@ import torch
 
 from .. import metrics
 from ..checkpoints import load_generator
+from ..cli import names
+from ..families import StyleGAN2Options
 from ..files import write_atomically
 from ..method.config import OptimizerConfig
-from ..method.families import StyleGAN2Options
 from ..method.multi_latent import MultiLatentConfig
 from ..method.presets import PRESET_NAMES, preset
 from ..optimize import inpaint
 from ..validation import check_count
-from . import masks, procedural
+from . import run_folder
+from .held_out import held_out_cases, held_out_seeds
 from .paired import format_mean_se
 
-HELD_OUT_OFFSET = 5_100  # seeds 10,005,100 on: apart from the PGGAN choices' 10,005,000-043
-HOLE_KINDS = ("box", "strokes")
 MAX_FACADES = 10_000  # two runs each: more than anyone waits for
 COLUMNS = ("variant", "facade_seed", "hole", "psnr_hole", "ssim_hole", "steps", "seconds")
 
@@ -119,19 +118,6 @@ def _checked(variant: str, part: str, changes, config_class) -> dict:
     return changes
 
 
-def held_out_cases(count: int, resolution: int) -> list[tuple[int, str, torch.Tensor, torch.Tensor]]:
-    """(facade seed, hole kind, image [3, R, R] quantised to 8 bits, hole [R, R]) per run."""
-    if resolution != procedural.IMAGE_SIZE:
-        raise ValueError(f"the procedural facades are {procedural.IMAGE_SIZE}x{procedural.IMAGE_SIZE}; "
-                         f"this prior generates {resolution}x{resolution}")
-    cases = []
-    for seed in procedural.evaluation_seeds(count, offset=HELD_OUT_OFFSET):
-        image = torch.round(procedural.facade_image(seed) * 255) / 255  # what a PNG holds
-        for kind in HOLE_KINDS:
-            cases.append((seed, kind, image, masks.make_mask(kind, resolution, seed)))
-    return cases
-
-
 def run_choice(config: ChoiceConfig, log: Callable[[str], None] = print) -> Path:
     """Run every missing (variant, facade, hole) and write report.md; returns the report's path."""
     check_count(config.facades, "facades", 1, MAX_FACADES)
@@ -156,7 +142,7 @@ def run_choice(config: ChoiceConfig, log: Callable[[str], None] = print) -> Path
             row = {"variant": variant.name, "facade_seed": seed, "hole": kind,
                    "psnr_hole": f"{scores.psnr_hole:.4f}", "ssim_hole": f"{scores.ssim_hole:.5f}",
                    "steps": result.steps_run, "seconds": f"{result.seconds:.2f}"}
-            _append_row(_variant_rows_path(out, variant.name), row)
+            run_folder.append_row(_variant_rows_path(out, variant.name), COLUMNS, row)
             log(f"{variant.name} | facade {seed} {kind}: hole PSNR {scores.psnr_hole:.2f} dB, "
                 f"{result.steps_run} steps, {result.seconds:.1f} s")
     report = out / "report.md"
@@ -169,38 +155,21 @@ def _variant_rows_path(out: Path, name: str) -> Path:
     return out / "rows" / f"{hashlib.sha256(name.encode()).hexdigest()[:16]}.csv"
 
 
-def _append_row(path: Path, row: dict) -> None:
-    """Rewrite the variant's file with the new row added (atomically: an interrupted run keeps
-    every earlier row)."""
-    rows = _read_file(path) + [row]
-    text = io.StringIO()
-    writer = csv.DictWriter(text, COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_atomically(path, text.getvalue())
-
-
-def _read_file(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as stream:
-        return list(csv.DictReader(stream))
-
-
 def read_rows(out: Path) -> list[dict]:
     """Every finished run in the output directory `out`."""
-    return [row for path in sorted((Path(out) / "rows").glob("*.csv")) for row in _read_file(path)]
+    return [row for path in sorted((Path(out) / "rows").glob("*.csv"))
+            for row in run_folder.read_rows(path, COLUMNS)]
 
 
 def format_report(reference: str, variants: list[Variant], rows: list[dict],
                   config: ChoiceConfig) -> str:
     """One line per variant: its hole scores paired with the reference's on the same runs."""
-    seeds = set(procedural.evaluation_seeds(config.facades, offset=HELD_OUT_OFFSET))
+    seeds = set(held_out_seeds(config.facades))
     # Rows of facades beyond --facades (an earlier, larger run in the same directory) stay out.
     by_key = {(r["variant"], int(r["facade_seed"]), r["hole"]): r for r in rows
               if int(r["facade_seed"]) in seeds}
     lines = [f"# Held-out choice on {config.checkpoint}", "",
-             f"{config.facades} facades (seeds from {procedural.EVALUATION_SEED_START + HELD_OUT_OFFSET:,}), "
+             f"{config.facades} facades (seeds from {held_out_seeds(1)[0]:,}), "
              f"each with a seeded box and seeded strokes; MSE only. Differences are the variant's "
              f"hole score minus `{reference}`'s on the same facade and hole (mean ± s.e.); "
              f"`{reference}`'s own row gives its mean scores.", "",
@@ -231,3 +200,29 @@ def format_report(reference: str, variants: list[Variant], rows: list[dict],
                      f"{steps:.0f} | {seconds:.1f} |")
     return "\n".join(lines) + "\n"
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Runs every variant of a JSON variants file on held-out procedural "
+                          "facades (never the benchmark's evaluation facades), each with a seeded "
+                          "box and seeded strokes, and reports hole PSNR / SSIM paired against the "
+                          "reference variant. The file's format: ganprior_core/lab/choose.py. "
+                          "Rerun to resume.")
+    parser.add_argument("--checkpoint", required=True, help="the prior (any supported format)")
+    parser.add_argument("--variants", required=True, help="the variants file (JSON)")
+    parser.add_argument("--facades", type=int, default=12,
+                        help="held-out facades, each run with both hole kinds (default 12)")
+    parser.add_argument("--only", help="comma-separated variants to run now (default all)")
+    parser.add_argument("--threads", type=int, help="CPU threads (default torch's)")
+    parser.add_argument("--out", required=True, help="output directory (reused to resume)")
+
+
+def run_command(args: argparse.Namespace) -> None:
+    only = names(args.only) if args.only else ()
+    report = run_choice(ChoiceConfig(args.checkpoint, args.variants, args.out, args.facades, only,
+                                     args.threads))
+    print(report.read_text(), end="")
+    print(f"wrote {report}")

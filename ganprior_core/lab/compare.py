@@ -9,6 +9,7 @@ their images and hole masks are the same files, byte for byte.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import re
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..files import UserFileError, check_output_file, folder_contains, write_atomically
-from . import bench
+from . import bench, run_folder
 from .paired import mean_and_error
 
 # Methods that never read the prior: their rows mean the same in any run on the same holes.
@@ -68,7 +69,7 @@ def load_run(label: str, directory: str | Path) -> BenchRun:
     if not LABEL_PATTERN.fullmatch(label):
         raise ValueError(f"run label {label!r} must be 1-40 letters, digits, '-' or '_'")
     folder = Path(directory)
-    run_file, results = folder / bench.RUN_FILE, folder / "results.csv"
+    run_file, results = folder / bench.RUN_FILE, folder / bench.RESULTS_FILE
     for path in (run_file, results):
         if not path.is_file():
             raise UserFileError(folder, f"not a bench directory: {path.name} is missing (give "
@@ -86,7 +87,7 @@ def load_run(label: str, directory: str | Path) -> BenchRun:
 
 def _digest(run: BenchRun, folder: str, image: str) -> str | None:
     path = run.directory / folder / f"{image}.png"
-    return bench.file_digest(path) if path.is_file() else None
+    return run_folder.file_digest(path) if path.is_file() else None
 
 
 def check_same_holes(runs: list[BenchRun]) -> None:
@@ -232,3 +233,30 @@ def run_compare(config: CompareConfig) -> str:
     if config.out is not None:
         write_atomically(config.out, report)
     return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Reads bench output directories (never writes into them) and differences "
+                          "pairs of rows image by image: mean ± s.e. of hole PSNR / SSIM and "
+                          "whole-image PSNR / SSIM, wins and losses, and a verdict (win beyond 2 "
+                          "s.e., else tie). Without --pair: each run's paper against its other "
+                          "methods and the prior-free ones (dip, fills), and the runs' paper rows "
+                          "against each other.")
+    parser.add_argument("--run", dest="runs", action="append", required=True,
+                        metavar="LABEL=DIRECTORY",
+                        help="a bench --out directory and the label its rows get (repeat)")
+    parser.add_argument("--pair", dest="pairs", action="append",
+                        metavar="LABEL:METHOD,LABEL:METHOD",
+                        help="the first row minus the second (repeat; default: see above)")
+    parser.add_argument("--out", help="also write the report to this .md file")
+
+
+def run_command(args: argparse.Namespace) -> None:
+    runs = tuple(parse_run_argument(text) for text in args.runs)
+    pairs = tuple(parse_pair_argument(text) for text in args.pairs or ())
+    print(run_compare(CompareConfig(runs, pairs, args.out)), end="")
+    if args.out:
+        print(f"wrote {args.out}")

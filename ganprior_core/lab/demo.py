@@ -1,7 +1,8 @@
 """The main job out of the box: inpaint a bundled facade with a bundled prior (PGGAN or StyleGAN2)
-and show it."""
+and show it, as `python -m ganprior_core demo`."""
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -10,10 +11,12 @@ import torch
 
 from .. import imaging
 from ..checkpoints import load_generator
+from ..cli import add_device_option, print_progress
 from ..files import write_atomically
+from ..method.auto_stop import STOP_MODES
 from ..metrics import MetricReport, measure
-from ..optimize import Progress, inpaint, preset
-from ..priors import bundled_prior_path
+from ..optimize import PRESET_NAMES, Progress, inpaint, preset
+from ..priors import BUNDLED_PRIORS, bundled_prior_path
 from . import masks, procedural
 from .baselines import diffusion_fill
 
@@ -104,3 +107,40 @@ def _write_all(out: Path, files: list[Path], writes: list[Callable[[], None]]) -
             except OSError:
                 break
         raise
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("The main job with nothing to download: fills a box over a facade the "
+                          "prior never saw and writes input, mask, result, truth, a side-by-side "
+                          "figure and metrics.")
+    parser.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    parser.add_argument("--stop", choices=STOP_MODES, default="auto",
+                        help="auto: stop once the fill stops improving; fixed: exactly --steps "
+                             "(default auto)")
+    parser.add_argument("--steps", type=int, help="most (auto) or exact (fixed) steps (default: "
+                                                  "the preset's, 3000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the starting codes (default 0)")
+    parser.add_argument("--preset", choices=PRESET_NAMES, default="paper",
+                        help="paper, mganprior or single-z (default paper)")
+    parser.add_argument("--prior", choices=tuple(BUNDLED_PRIORS), default="pggan",
+                        help="the bundled prior: the PGGAN or the StyleGAN2 facade prior "
+                             "(default pggan)")
+    parser.add_argument("--log-every", type=int, default=100,
+                        help="print the loss every this many steps (default 100)")
+    add_device_option(parser)
+
+
+def run_command(args: argparse.Namespace) -> None:
+    config = DemoConfig(out_dir=Path(args.out), seed=args.seed, preset=args.preset,
+                        device=args.device, stop=args.stop, steps=args.steps, prior=args.prior)
+    limit = "the preset's steps" if config.steps is None else f"{config.steps} steps"
+    print(f"inpainting a bundled facade with the bundled {FAMILY_NAMES[config.prior]} prior "
+          f"(preset {config.preset}, "
+          f"{'auto-stop, at most ' + limit if config.stop == 'auto' else limit})", flush=True)
+    outcome = run_demo(config, print_progress(args.log_every))
+    print(f"GAN prior      {outcome.result.one_line()} ({outcome.stop})")
+    print(f"diffusion fill {outcome.diffusion.one_line()}")
+    print(f"wrote {', '.join(str(path) for path in outcome.files)} ({outcome.seconds:.1f} s)")

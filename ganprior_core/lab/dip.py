@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import imaging
-from ..method import compilation
+from ..method import compiler_cache
 from ..method.precision import PRECISIONS, uses_bf16
 from ..method.results import InpaintResult, Progress, report_step
 
@@ -172,7 +172,7 @@ def dip_inpaint(image: torch.Tensor, hole_mask: torch.Tensor | None, config: DIP
     noise = torch.Generator().manual_seed(seed)
     net_input = (torch.rand(1, config.input_channels, height, width, generator=noise)
                  * config.input_scale).to(device)
-    compilation.prepare_cache_dir(notes)  # Adam imports the compiler stack (see there)
+    compiler_cache.prepare_cache_dir(notes)  # Adam imports the compiler stack (see there)
     optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
     network.train()  # batch statistics throughout, as in the original: running stats never fit
 

@@ -7,7 +7,7 @@ Two implementations of the same maths (METHOD.md eqs. 5-8, 12) run the same opti
     upsampling materialised before each 3x3 conv, per-parameter Adam, the loss read back to the
     host every step;
     `ReferenceStyleGAN2Inpainting` is the same for a StyleGAN2 prior (the method of
-    method/families.py): fp32, one G1 call per code in a Python loop, per-parameter Adam, a host
+    families/): fp32, one G1 call per code in a Python loop, per-parameter Adam, a host
     sync every step, no channels_last, no compilation;
 (b) the project's `optimize.inpaint` with its default settings: precision auto (bf16 autocast where
     the CPU or GPU has native bf16, else fp32), channels_last,
@@ -201,7 +201,7 @@ class ReferenceInpainting:
 
 
 class ReferenceStyleGAN2Inpainting(ReferenceInpainting):
-    """Variant (a) for a StyleGAN2 prior: the design of method/families.py written plainly. Codes are
+    """Variant (a) for a StyleGAN2 prior: the design of families/ written plainly. Codes are
     w+ for G1's slots (mapping of seeded z, psi 1), one shared w+ drives G2 (the codes' mean w),
     features weighted by beta * alpha and the skip image by beta, constant noise."""
 
@@ -898,6 +898,8 @@ def format_quality(runs: list[QualityRun]) -> list[str]:
 # Command line
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # the docstring's own lines
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (a few seconds)")
     parser.add_argument("--cases", help="comma-separated subset of: paper, mganprior, "
                                         "bundled-paper, bundled-mganprior, stylegan2-paper")

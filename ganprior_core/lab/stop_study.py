@@ -1,8 +1,8 @@
 """How auto-stop's settings would have done, replayed on recorded runs: `python -m ganprior_core
 stop-study`.
 
-A study records, for each held-out facade and hole kind (choose.held_out_cases: never the
-benchmark's evaluation facades), one long run of a preset that auto-stop is not allowed to end:
+A study records, for each held-out facade and hole kind (lab.held_out: never the benchmark's
+evaluation facades), one long run of a preset that auto-stop is not allowed to end:
 at every check (the family rule's `check_every`) the held-out tiles' error, which is all
 auto-stop sees, and the hole's PSNR and SSIM, which it is meant to serve. Any rule with the same
 held-out tiles can then be replayed on the recording without running anything again: where it
@@ -10,10 +10,12 @@ would have stopped, which check it would have returned, and how good that check'
 The report pairs each rule with the reference rule on the same runs (mean ± s.e.).
 
 Each run is one JSON file in `<out>/runs/`, written atomically when the run is done, so an
-interrupted study resumes with the runs it lacks.
+interrupted study resumes with the runs it lacks; `study.json` claims the folder for one prior,
+preset and length (lab.run_folder).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 from collections.abc import Callable
@@ -24,14 +26,15 @@ import torch
 
 from .. import imaging, metrics
 from ..checkpoints import load_generator
+from ..cli import CommandError
+from ..families import auto_stop_rule
 from ..files import write_atomically
 from ..method.auto_stop import AutoStopConfig, StopRule, holdout_mask
-from ..method.families import auto_stop_rule
 from ..method.presets import PRESET_NAMES, preset
 from ..optimize import Progress, inpaint
 from ..validation import check_count
-from .bench import file_digest
-from .choose import held_out_cases
+from . import run_folder
+from .held_out import held_out_cases
 from .paired import format_mean_se
 
 MAX_FACADES = 200
@@ -102,24 +105,6 @@ def record_run(prior, image: torch.Tensor, hole: torch.Tensor, preset_name: str,
     return checks
 
 
-def _claim(out: Path, settings: dict) -> None:
-    """Refuse to mix recordings of another prior, preset or length in one study."""
-    path = out / STUDY_FILE
-    if path.exists():
-        try:
-            previous = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, ValueError) as error:
-            raise ValueError(f"{path} cannot be read ({error}); delete the study folder to start again") from None
-        if previous != settings:
-            previous = previous if isinstance(previous, dict) else {}
-            differing = sorted(key for key in settings.keys() | previous.keys()
-                               if previous.get(key) != settings.get(key))
-            raise ValueError(f"{out} holds a study with other settings (differs in: "
-                             f"{', '.join(differing)}); choose another --out")
-    else:
-        write_atomically(path, json.dumps(settings, indent=2) + "\n")
-
-
 def _read_run(path: Path) -> dict:
     try:
         run = json.loads(path.read_text())
@@ -140,8 +125,10 @@ def record_study(config: StudyConfig, prior, log: Callable[[str], None] = print)
     out = Path(config.out)
     folder = out / "runs"
     folder.mkdir(parents=True, exist_ok=True)
-    _claim(out, {"checkpoint_sha256": file_digest(config.checkpoint), "preset": config.preset,
-                 "until": config.until})
+    settings = {"checkpoint_sha256": run_folder.file_digest(config.checkpoint),
+                "preset": config.preset, "until": config.until}
+    run_folder.claim(out, settings, STUDY_FILE, "a study",
+                     has_results=lambda: any(folder.glob("*.json")))
     runs = []
     for seed, kind, image, hole in cases:
         path = folder / f"{seed}_{kind}.json"
@@ -240,3 +227,52 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> Path:
     report = Path(config.out) / "report.md"
     write_atomically(report, format_report(config, runs, reference, rules))
     return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Records one long run per held-out facade and hole kind that auto-stop "
+                          "may not end (the held-out error and the hole's PSNR/SSIM at every "
+                          "check), then replays auto-stop rules (patience, smoothing, rewind) and "
+                          "fixed step counts on the recordings, paired against the family's rule. "
+                          "Rerun to resume.")
+    parser.add_argument("--checkpoint", required=True, help="the prior (any supported format)")
+    parser.add_argument("--preset", choices=PRESET_NAMES, default="paper", help="default paper")
+    parser.add_argument("--facades", type=int, default=16, help="held-out facades (default 16)")
+    parser.add_argument("--until", type=int, default=1500, help="steps recorded per run (default 1500)")
+    parser.add_argument("--rules", help="JSON file: rule name -> settings (default: a grid)")
+    parser.add_argument("--fixed", help="comma-separated fixed step counts to show (default "
+                                        "100,200,300,600)")
+    parser.add_argument("--threads", type=int, help="CPU threads (default torch's)")
+    parser.add_argument("--out", required=True, help="output directory (reused to resume)")
+
+
+def run_command(args: argparse.Namespace) -> None:
+    config = StudyConfig(args.checkpoint, args.out, args.preset, args.facades, args.until,
+                         _read_rules(args.rules) if args.rules else (),
+                         _fixed_steps(args.fixed) if args.fixed is not None else StudyConfig.fixed,
+                         args.threads)
+    report = run_study(config, lambda line: print(line, flush=True))
+    print(report.read_text(), end="")
+    print(f"wrote {report}")
+
+
+def _read_rules(path: str) -> tuple[tuple[str, dict], ...]:
+    """--rules: a JSON object of rule name -> replayable settings."""
+    try:
+        named = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise CommandError(f"--rules {path} cannot be read as JSON ({error})") from None
+    if not isinstance(named, dict) or not all(isinstance(v, dict) for v in named.values()):
+        raise CommandError(f"--rules {path} must map rule names to settings, e.g. "
+                           '{"late": {"rewind": 0.25}}')
+    return tuple(named.items())
+
+
+def _fixed_steps(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(item) for item in text.split(",")) if text else ()
+    except ValueError:
+        raise CommandError(f"--fixed takes comma-separated step counts (e.g. 100,300), got {text!r}") from None

@@ -7,18 +7,23 @@ descriptors normalised per colour channel by that set's own mean and standard de
 sliced Wasserstein distance over random unit directions (the paper's 512, repeated 4 times and
 averaged), reported x1e3 per pyramid level.
 Lower is better; two independent real sets give the floor a finite sample size can reach.
+`python -m ganprior_core swd` scores a prior against the procedural facades.
 """
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..checkpoints import load_generator
+from ..cli import CommandError
+from ..families import z_dim_of
 from ..imaging.checks import to_unit_range
-from ..method.families import z_dim_of
 from ..sampling import generate, sample_latents
+from . import procedural
 
 _BINOMIAL_5 = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0])
 _PYRAMID_FILTER = torch.outer(_BINOMIAL_5, _BINOMIAL_5) / 256.0
@@ -169,3 +174,47 @@ def generator_swd(generator: torch.nn.Module, real_images: torch.Tensor, seed: i
     latents = sample_latents(len(real_images), z_dim_of(generator), seed)
     generated = torch.cat([generate(generator, chunk) for chunk in latents.split(256)])
     return swd_per_scale(real_images, to_unit_range(generated), seed, config)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("The PGGAN paper's sample-quality metric (ganprior_core.swd): N seeded "
+                          "samples of the checkpoint against the first N procedural evaluation "
+                          "facades, x1e3 per pyramid scale; --floor scores two disjoint real sets "
+                          "instead.")
+    parser.add_argument("--checkpoint", help="the generator (any supported format)")
+    parser.add_argument("--procedural", dest="count", type=int, default=2048, metavar="N",
+                        help="images per set (default 2048, as in the model card)")
+    parser.add_argument("--floor", action="store_true",
+                        help="real vs real: what a perfect generator would score with N images")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the samples and the patch positions (default 0)")
+    parser.add_argument("--threads", type=int, help="CPU threads (default torch's)")
+
+
+def run_command(args: argparse.Namespace) -> None:
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.count < 2:
+        raise CommandError(f"--procedural needs at least 2 images, got {args.count}")
+    real = procedural.facade_batch(procedural.evaluation_seeds(args.count))
+    if args.floor:
+        label = f"{args.count} real vs {args.count} other real (the floor)"
+        other = procedural.facade_batch(procedural.evaluation_seeds(args.count, offset=args.count))
+        distances = swd_per_scale(real, other, args.seed)
+    else:
+        if not args.checkpoint:
+            raise CommandError("give --checkpoint (or --floor for the real-vs-real floor)")
+        generator = load_generator(args.checkpoint).eval()
+        if generator.config.resolution != procedural.IMAGE_SIZE:
+            raise CommandError(f"the procedural facades are {procedural.IMAGE_SIZE}x"
+                               f"{procedural.IMAGE_SIZE}; {args.checkpoint} generates "
+                               f"{generator.config.resolution}x{generator.config.resolution}")
+        label = f"{args.count} samples of {args.checkpoint} (latent seed {args.seed}) vs real"
+        distances = generator_swd(generator, real, args.seed)
+    print(f"SWD x1e3, {label}:")
+    for resolution, distance in distances.items():
+        print(f"  {resolution:4d} px  {distance:7.2f}")
+    print(f"  mean     {sum(distances.values()) / len(distances):7.2f}")

@@ -22,7 +22,7 @@ from .. import imaging
 from ..checkpoints import save_generator, torch_file
 from ..files import DirectoryLock, remove_stale_temporaries, write_atomically
 from ..imaging import save_image
-from ..method import compilation
+from ..method import compiler_cache
 from ..sampling import image_grid
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -167,7 +167,7 @@ def train_in_folder(config: Any, make_trainer: Callable[[Any], SteppingTrainer],
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
     notes = list(notes or [])
-    compilation.prepare_cache_dir(notes)  # Adam imports torch's compiler stack (see there)
+    compiler_cache.prepare_cache_dir(notes)  # Adam imports torch's compiler stack (see there)
     for note in notes:
         print(f"note: {note}", flush=True)
     trainer = make_trainer(config)
