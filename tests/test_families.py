@@ -95,3 +95,12 @@ def test_nothing_outside_the_family_modules_asks_which_family_it_has():
              for number, line in enumerate(path.read_text().splitlines(), 1)
              if FAMILY_QUESTION.search(line)]
     assert not asked, "\n".join(asked)
+
+
+def test_the_library_guides_format_table_lists_exactly_the_formats_the_families_label():
+    guide = (ROOT / "ganprior_core" / "README.md").read_text()
+    table = guide[guide.index("## Checkpoint formats"):guide.index("`python -m ganprior_core convert")]
+    rows = re.findall(r"^\| (\w+) \| `([a-z0-9-]+)` \|", table, flags=re.MULTILINE)
+    labelled = {(family.label, format_id) for family in FAMILIES.values()
+                for format_id in family.format_labels}
+    assert sorted(rows) == sorted(labelled)

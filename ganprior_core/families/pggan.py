@@ -124,6 +124,10 @@ class PGGANFamily:
         return (f"{config.resolution}x{config.resolution} PGGAN, latent {config.latent_dim}, "
                 f"{config.num_layers} conv layers")
 
+    def describe_options(self, config: PGGANConfig, model_config) -> str:
+        """A PGGAN run has no choices of its own (codes are z, G2 has no styles or noise)."""
+        return ""
+
     def describe_splits(self, config: PGGANConfig) -> list[str]:
         return ["split layer k -> fused feature maps (channels x height x width):",
                 *(f"  k={k}: {'x'.join(map(str, config.feature_shape(k)))}"

@@ -42,6 +42,7 @@ NOISE_MODE = "const"
 LATENT_SPACES = ("z", "w", "w+")
 G2_STYLE_SOURCES = ("learned", "codes", "average")
 NOISE_HANDLING = ("const", "optimised")
+G2_STYLE_WORDS = {"learned": "learnt", "codes": "the codes' mean w", "average": "w_avg"}
 # What `generate` accepts; "random" is left out: the outputs of given codes are meant to be
 # reproducible.
 GENERATE_NOISE_MODES = tuple(mode for mode in NOISE_MODES if mode != "random")
@@ -276,6 +277,13 @@ class StyleGAN2Family:
     def describe(self, config: StyleGAN2Config) -> str:
         return (f"{config.resolution}x{config.resolution} StyleGAN2, z {config.z_dim}, "
                 f"w {config.w_dim}, {config.num_ws} style slots, {config.num_layers} conv layers")
+
+    def describe_options(self, config: StyleGAN2Config, model_config) -> str:
+        """The run's StyleGAN2 choices, as a report lists them."""
+        options = model_config.stylegan2
+        g2 = (f"G₂ styles {G2_STYLE_WORDS[options.g2_styles]}, "
+              if model_config.split_layer < config.num_layers else "")
+        return f"codes in {options.latent_space}, {g2}noise {options.noise}"
 
     def describe_splits(self, config: StyleGAN2Config) -> list[str]:
         return ["split layer k -> fused feature maps (channels x height x width) + skip image:",

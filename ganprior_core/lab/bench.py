@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from .. import cli, imaging, metrics
 from ..checkpoints import load_generator
-from ..families import auto_stop_rule
+from ..families import auto_stop_rule, family_of
 from ..files import (
     DirectoryLock,
     folder_contains,
@@ -61,7 +61,6 @@ ABLATIONS = ("random-init", "frozen", "alpha-only")
 IMAGE_SUFFIXES = imaging.IMAGE_SUFFIXES  # the one list: what imaging reads and writes
 Generator = PGGANGenerator | StyleGAN2Generator
 GeneratorConfig = PGGANConfig | StyleGAN2Config
-G2_STYLE_WORDS = {"learned": "learnt", "codes": "the codes' mean w", "average": "w_avg"}
 RECONSTRUCTION_PERCEPTUAL_WEIGHT = 1.0  # mGANprior's weight for inversion (0.1 for inpainting)
 FIGURE_PANEL_SIZE = 128  # small priors' images are enlarged so the labels fit above them
 
@@ -269,15 +268,10 @@ def _describe_gan(model: MultiLatentConfig, optimizer: OptimizerConfig, prior: G
         stop = f"{optimizer.steps} steps"
     if (freeze_at := g1_freeze_step(model, optimizer)) is not None:
         stop += f", codes and G₁ frozen after {freeze_at} steps"
-    stylegan2 = ""
-    if isinstance(prior, StyleGAN2Config):
-        options = model.stylegan2
-        g2 = (f"G₂ styles {G2_STYLE_WORDS[options.g2_styles]}, "
-              if model.split_layer < prior.num_layers else "")
-        stylegan2 = f"codes in {options.latent_space}, {g2}noise {options.noise}, "
+    options = family_of(prior).describe_options(prior, model)
     return (f"N={model.num_codes}, k={model.split_layer} ({channels}×{height}×{width} features), "
-            f"{stylegan2}{alpha}, {beta}, {tuning}; {loss}; Adam {rates}, {optimizer.schedule} schedule, "
-            f"{stop}, {_precision_run(optimizer.precision, device)}")
+            f"{options + ', ' if options else ''}{alpha}, {beta}, {tuning}; {loss}; Adam {rates}, "
+            f"{optimizer.schedule} schedule, {stop}, {_precision_run(optimizer.precision, device)}")
 
 
 def build_variants(config: BenchConfig, prior: GeneratorConfig, has_vgg: bool) -> tuple[list[Variant], list[str]]:

@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from .. import imaging, metrics
+from ..families import family_of
 from ..files import write_atomically
 from ..method import compilation
 from ..method.auto_stop import TYPICAL_AUTO_STOP_STEPS
@@ -251,15 +252,18 @@ class ReferenceStyleGAN2Inpainting(ReferenceInpainting):
                                          split)
 
 
+# Variant (a), the method written plainly, for each family.
+REFERENCES = {"pggan": ReferenceInpainting, "stylegan2": ReferenceStyleGAN2Inpainting}
+
+
 def new_generator(config: PGGANConfig | StyleGAN2Config) -> PGGANGenerator | StyleGAN2Generator:
     """A generator with random weights for either family's config."""
-    return StyleGAN2Generator(config) if isinstance(config, StyleGAN2Config) else PGGANGenerator(config)
+    return family_of(config).generator_type(config)
 
 
 def reference_for(prior, *args, **kwargs) -> ReferenceInpainting:
     """Variant (a) for the prior's family."""
-    cls = ReferenceStyleGAN2Inpainting if isinstance(prior, StyleGAN2Generator) else ReferenceInpainting
-    return cls(prior, *args, **kwargs)
+    return REFERENCES[family_of(prior).name](prior, *args, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,7 +291,7 @@ class SpeedCase:
         weights = "+".join(name for name, used in (("alpha", model.use_alpha), ("beta", model.use_beta))
                            if used) or "no weights"
         resolution = self.generator.resolution
-        family = "StyleGAN2" if isinstance(self.generator, StyleGAN2Config) else "PGGAN"
+        family = family_of(self.generator).label
         return (f"{self.name}: {resolution}x{resolution} {family} {list(self.generator.channels)}, "
                 f"N={model.num_codes}, k={model.split_layer}, {weights}, fine-tune {model.finetune}, "
                 f"MSE + VGG16 features[:{self.perceptual_depth}] at {resolution}x{resolution}")

@@ -34,6 +34,9 @@ STYLEGAN2_ONLY = {"z_dim": "--z-dim", "w_dim": "--w-dim", "mapping_layers": "--m
                   "r1_gamma": "--r1-gamma", "r1_every": "--r1-every",
                   "style_mixing": "--style-mixing", "ema_images": "--ema-images",
                   "ema_rampup": "--ema-rampup"}
+# The trainer of each --arch: its config, its run, and the options only it has.
+TRAINERS = {"pggan": (TrainConfig, train_pggan, PGGAN_ONLY),
+            "stylegan2": (StyleGAN2TrainConfig, train_stylegan2, STYLEGAN2_ONLY)}
 # Options where 0 means "off", which the configs spell None.
 ZERO_MEANS_OFF = ("ema_rampup", "final_stable_images")
 
@@ -48,16 +51,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_command(args: argparse.Namespace) -> None:
-    config = train_config(args)
-    train = train_stylegan2 if isinstance(config, StyleGAN2TrainConfig) else train_pggan
-    print(f"wrote {train(config)}")
+    train = TRAINERS[args.arch][1]
+    print(f"wrote {train(train_config(args))}")
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig | StyleGAN2TrainConfig:
     """The chosen architecture's config from the parsed options; options not given keep its
     own defaults."""
     _refuse_options_of_the_other_arch(args)
-    config_class = StyleGAN2TrainConfig if args.arch == "stylegan2" else TrainConfig
+    config_class = TRAINERS[args.arch][0]
     options = {**given_fields(config_class, args), "learning_rate_g": args.lr_g,
                "learning_rate_d": args.lr_d, "output_dir": args.out, "num_threads": args.threads}
     values = {name: value for name, value in options.items() if value is not None}
@@ -68,12 +70,11 @@ def train_config(args: argparse.Namespace) -> TrainConfig | StyleGAN2TrainConfig
 
 
 def _refuse_options_of_the_other_arch(args: argparse.Namespace) -> None:
-    foreign = PGGAN_ONLY if args.arch == "stylegan2" else STYLEGAN2_ONLY
-    given = [option for dest, option in foreign.items() if getattr(args, dest) is not None]
-    if given:
-        other = "pggan" if args.arch == "stylegan2" else "stylegan2"
-        raise CommandError(f"{', '.join(given)} appl{'y' if len(given) > 1 else 'ies'} only "
-                           f"to --arch {other}, not to --arch {args.arch} (see train --help)")
+    for other, (_, _, only_there) in TRAINERS.items():
+        given = [option for dest, option in only_there.items() if getattr(args, dest) is not None]
+        if other != args.arch and given:
+            raise CommandError(f"{', '.join(given)} appl{'y' if len(given) > 1 else 'ies'} only "
+                               f"to --arch {other}, not to --arch {args.arch} (see train --help)")
 
 
 def _listed(values: tuple) -> str:
