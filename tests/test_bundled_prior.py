@@ -12,10 +12,10 @@ import torch
 from ganprior_core import metrics
 from ganprior_core.checkpoints import load_generator
 from ganprior_core.cli import main
+from ganprior_core.families import family_of
 from ganprior_core.lab.baselines import diffusion_fill, mean_fill
 from ganprior_core.lab.demo import demo_problem
 from ganprior_core.lab.procedural import EVALUATION_SEED_START
-from ganprior_core.families import family_of
 from ganprior_core.optimize import inpaint, preset
 from ganprior_core.priors import bundled_prior_path
 

@@ -567,20 +567,20 @@ def test_an_unusable_compiler_cache_never_breaks_inpaint(ws, cache):
 
 
 def test_the_cache_check_names_what_is_wrong(tmp_path, monkeypatch):
-    from ganprior_core.method import compilation
+    from ganprior_core.method import compiler_cache
     afile = tmp_path / "afile"
     afile.write_text("x")
-    assert "a file" in compilation._folder_problem(str(afile))
-    assert "/proc" in compilation._folder_problem("/proc/x")
-    assert compilation._folder_problem(str(tmp_path / "new" / "cache")) is None
+    assert "a file" in compiler_cache._folder_problem(str(afile))
+    assert "/proc" in compiler_cache._folder_problem("/proc/x")
+    assert compiler_cache._folder_problem(str(tmp_path / "new" / "cache")) is None
     assert not (tmp_path / "new").exists()  # checked, not created
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(afile))
     monkeypatch.setenv("HOME", str(afile))
     notes: list[str] = []
-    assert compilation.prepare_cache_dir(notes)
+    assert compiler_cache.prepare_cache_dir(notes)
     assert "TORCHINDUCTOR_CACHE_DIR" in notes[0]
     replacement = os.environ["TORCHINDUCTOR_CACHE_DIR"]
-    assert str(afile) not in replacement and compilation._folder_problem(replacement) is None
+    assert str(afile) not in replacement and compiler_cache._folder_problem(replacement) is None
 
 
 # --- 6: Ctrl-C -------------------------------------------------------------------------------
