@@ -31,7 +31,18 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .. import cli, imaging, metrics
+from .. import (
+    MAX_LATENT_CODES,
+    PRECISIONS,
+    PRESET_NAMES,
+    OptimizerConfig,
+    Progress,
+    cli,
+    imaging,
+    inpaint,
+    metrics,
+    preset,
+)
 from ..checkpoints import load_generator
 from ..families import auto_stop_rule, family_of
 from ..files import (
@@ -49,7 +60,6 @@ from ..method.perceptual import VGG16Features, load_vgg16_features
 from ..method.precision import uses_bf16
 from ..networks.pggan import PGGANConfig, PGGANGenerator
 from ..networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
-from ..optimize import MAX_LATENT_CODES, PRECISIONS, PRESET_NAMES, OptimizerConfig, Progress, inpaint, preset
 from ..validation import MAX_SEED, check_count, check_seed
 from . import baselines, masks, procedural, run_folder
 from .dip import DIPConfig, dip_inpaint

@@ -33,7 +33,7 @@ from typing import Callable
 
 import torch
 
-from .. import metrics
+from .. import inpaint, metrics
 from ..checkpoints import load_generator
 from ..cli import names
 from ..families import StyleGAN2Options
@@ -41,7 +41,6 @@ from ..files import write_atomically
 from ..method.config import OptimizerConfig
 from ..method.multi_latent import MultiLatentConfig
 from ..method.presets import PRESET_NAMES, preset
-from ..optimize import inpaint
 from ..validation import check_count
 from . import run_folder
 from .held_out import held_out_cases, held_out_seeds

@@ -9,13 +9,12 @@ from typing import Callable
 
 import torch
 
-from .. import imaging
+from .. import PRESET_NAMES, Progress, imaging, inpaint, preset
 from ..checkpoints import load_generator
 from ..cli import add_device_option, print_progress
 from ..files import write_atomically
 from ..method.auto_stop import STOP_MODES
 from ..metrics import MetricReport, measure
-from ..optimize import PRESET_NAMES, Progress, inpaint, preset
 from ..priors import BUNDLED_PRIORS, bundled_prior_path
 from . import masks, procedural
 from .baselines import diffusion_fill

@@ -9,11 +9,12 @@ Two implementations of the same maths (METHOD.md eqs. 5-8, 12) run the same opti
     `ReferenceStyleGAN2Inpainting` is the same for a StyleGAN2 prior (the method of
     families/): fp32, one G1 call per code in a Python loop, per-parameter Adam, a host
     sync every step, no channels_last, no compilation;
-(b) the project's `optimize.inpaint` with its default settings: precision auto (bf16 autocast where
+(b) the project's `inpaint` with its default settings: precision auto (bf16 autocast where
     the CPU or GPU has native bf16, else fp32), channels_last,
     batched G1, transposed-conv upsampling, fused Adam, no host sync inside the loop;
 (c) with `--compile`: (b) with `compile=True`, whose first step includes the compilation;
-(e) with `--eager`: (b) with `compile=False` (the default before compile="auto");
+(e) with `--eager`: (b) with `compile=False`, never compiled (what compile="auto" chooses for
+    small runs);
 for configurations that fine-tune the whole generator (`paper`), whose default run freezes the
 codes and G1 after `OptimizerConfig.freeze_g1_at` steps:
 (f) (b)'s steps after that freeze (fusion, G2 and the loss only);
@@ -53,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from .. import imaging, metrics
+from .. import OptimizerConfig, Progress, imaging, inpaint, metrics, preset
 from ..families import family_of
 from ..files import write_atomically
 from ..method import compilation
@@ -64,7 +65,6 @@ from ..method.multi_latent import MultiLatentConfig, MultiLatentModel
 from ..method.perceptual import DEFAULT_DEPTH, VGG16Features
 from ..networks.pggan import LEAKY_SLOPE, ConvLayer, PGGANConfig, PGGANGenerator, pixel_norm
 from ..networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
-from ..optimize import OptimizerConfig, Progress, inpaint, preset
 from . import masks, procedural
 
 try:
@@ -83,7 +83,7 @@ PROJECT_EAGER = "project-eager"
 PROJECT_FROZEN = "project-frozen"
 PROJECT_NEVER_FROZEN = "project-never-frozen"
 VARIANT_LABELS = {REFERENCE: "(a) reference, fp32 per-code loop",
-                  PROJECT: "(b) project optimize.inpaint     ",
+                  PROJECT: "(b) project inpaint              ",
                   PROJECT_COMPILED: "(c) (b) with compile=True        ",
                   PROJECT_EAGER: "(e) (b) with compile=False       ",
                   PROJECT_FROZEN: "(f) (b) after the G1 freeze      ",
@@ -115,7 +115,7 @@ def _reference_layer(layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 class ReferenceInpainting:
-    """The optimisation of `optimize.inpaint`, written without any speed work (variant (a))."""
+    """The optimisation of `inpaint`, written without any speed work (variant (a))."""
 
     def __init__(self, prior: PGGANGenerator, image: torch.Tensor, hole_mask: torch.Tensor,
                  model_config: MultiLatentConfig, optimizer_config: OptimizerConfig, seed: int,
@@ -916,8 +916,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also time (c): the project with compile=True (compiling takes "
                              "tens of seconds per case)")
     parser.add_argument("--eager", action="store_true",
-                        help="also time (e): the project with compile=False (the default before "
-                             "compile='auto')")
+                        help="also time (e): the project with compile=False, never compiled")
     parser.add_argument("--time-to-quality", action="store_true",
                         help="instead: steps and seconds until bundled-prior inpainting is within "
                              f"{QUALITY_MARGIN_DB} dB of its final PSNR, bf16 and fp32; and the "

@@ -24,14 +24,13 @@ from pathlib import Path
 
 import torch
 
-from .. import imaging, metrics
+from .. import Progress, imaging, inpaint, metrics
 from ..checkpoints import load_generator
 from ..cli import CommandError
 from ..families import auto_stop_rule
 from ..files import write_atomically
 from ..method.auto_stop import AutoStopConfig, StopRule, holdout_mask
 from ..method.presets import PRESET_NAMES, preset
-from ..optimize import Progress, inpaint
 from ..validation import check_count
 from . import run_folder
 from .held_out import held_out_cases

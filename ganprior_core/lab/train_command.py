@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from .. import PRECISIONS
 from ..cli import CommandError, given_fields, numbers
-from ..optimize import PRECISIONS
 from .train import PROCEDURAL, TrainConfig
 from .train import train as train_pggan
 from .train_stylegan2 import StyleGAN2TrainConfig
