@@ -69,12 +69,13 @@ RESEARCH_TOOLS = {
     "bench": ("bench", "benchmark methods on many images: report.md, results.csv, summary.json"),
     "bench-speed": ("speed", "time optimisation steps: reference implementation vs the project's"),
     "swd": ("swd", "multi-scale sliced Wasserstein distance of a prior against procedural facades"),
+    "fill-study": ("fill_study", "which signal a run can see ranks its hole fill, over seeds of held-out facades"),
     "choose": ("choose", "compare settings of the method on held-out facades (paired differences)"),
     "compare": ("compare", "paired differences between bench runs on the same images and holes"),
     "stop-study": ("stop_study", "replay auto-stop rules on recorded runs of held-out facades"),
 }
 # Commands whose --out is a folder they fill (the others' --out is a file, checked by the command).
-OUTPUT_FOLDER_COMMANDS = ("demo", "bench", "train", "choose", "stop-study")
+OUTPUT_FOLDER_COMMANDS = ("demo", "bench", "train", "choose", "stop-study", "fill-study")
 
 
 class CommandError(Exception):
