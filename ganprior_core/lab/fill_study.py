@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import math
 import statistics
@@ -61,6 +62,7 @@ DECOY_MARGIN = 2  # pixels between the hole and its decoy
 RING_WIDTH = 3  # pixels of the known ring around the hole
 DECOY_SCALES = (1.0, 0.5, 0.25)
 EARLY_STEPS = (50, 100, 200)
+CHOICE_STARTS = (1, 2, 3, 4)  # starts chosen among, in the report's last table
 
 
 @dataclass(frozen=True)
@@ -239,22 +241,31 @@ def _at_step(run: dict, step: int) -> dict:
 
 def candidate_signals(runs: list[dict], returned: list[int]) -> dict[str, list[float | None]]:
     """Per run, each candidate as 'lower is better': the recorded signals early and at the
-    returned check, and `agreement` (minus the mean PSNR of this run's returned fill against the
-    other starts' returned fills of the same image)."""
+    returned check, and `agreement` (minus the mean PSNR of this run's fill against the other
+    starts' fills of the same image, early and at the returned checks)."""
     signals: dict[str, list[float | None]] = {}
     for name in SIGNALS:
         for step in EARLY_STEPS:
             signals[f"{name} @ {step}"] = [_at_step(run, step).get(name) for run in runs]
         signals[f"{name} @ returned"] = [run["checks"][index].get(name) for run, index in zip(runs, returned)]
-    agreement = []
-    for run, index in zip(runs, returned):
+    for step in EARLY_STEPS:
+        indices = [run["checks"].index(_at_step(run, step)) for run in runs]
+        signals[f"agreement @ {step}"] = _disagreement(runs, indices)
+    signals["agreement @ returned"] = _disagreement(runs, returned)
+    return signals
+
+
+def _disagreement(runs: list[dict], indices: list[int]) -> list[float | None]:
+    """Minus the mean PSNR between each run's fill (at its check `indices[i]`) and the fills of
+    the other starts of the same image."""
+    values = []
+    for run, index in zip(runs, indices):
         fill = run["fills"][index]
-        others = [other["fills"][other_index] for other, other_index in zip(runs, returned)
+        others = [other["fills"][other_index] for other, other_index in zip(runs, indices)
                   if other is not run and (other["facade"], other["hole"]) == (run["facade"], run["hole"])]
         psnr = [-10 * math.log10(max(float(((fill - other) ** 2).mean()), 1e-12)) for other in others]
-        agreement.append(-statistics.fmean(psnr) if psnr else None)
-    signals["agreement @ returned"] = agreement
-    return signals
+        values.append(-statistics.fmean(psnr) if psnr else None)
+    return values
 
 
 def format_report(config: FillStudyConfig, runs: list[dict], rule) -> str:
@@ -296,7 +307,46 @@ def format_report(config: FillStudyConfig, runs: list[dict], rule) -> str:
             lines.append(f"| {name} | {kind} | {format_mean_se(within)} | "
                          f"{'–' if pooled is None else f'{pooled:+.2f}'} | {format_mean_se(gains)} | "
                          f"{format_mean_se(oracle)} |")
+    lines += ["", "Choosing among K starts by agreement (every K-subset of an image's seeds; the "
+              "returned fills), against one start: hole PSNR over all images and subsets.", "",
+              "| starts | hole | mean | 10th percentile | worst |", "|---|---|---:|---:|---:|"]
+    for kind in [*HOLE_KINDS, "all"]:
+        for starts in CHOICE_STARTS:
+            chosen = [value for image in images if kind in ("all", image[1])
+                      for value in _chosen_by_agreement(runs, returned, target, image, starts)]
+            if chosen:
+                lines.append(f"| {starts} | {kind} | {statistics.fmean(chosen):.2f} | "
+                             f"{_percentile(chosen, 10):.2f} | {min(chosen):.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def _chosen_by_agreement(runs: list[dict], returned: list[int], target: list[float],
+                         image: tuple, starts: int) -> list[float]:
+    """Hole PSNR of the fill that agrees best with the others, for every `starts`-subset of the
+    image's runs (one start: every run itself)."""
+    members = [i for i, run in enumerate(runs) if (run["facade"], run["hole"]) == image]
+    chosen = []
+    for subset in itertools.combinations(members, starts):
+        if starts == 1:
+            chosen.append(target[subset[0]])
+            continue
+        fills = {i: runs[i]["fills"][returned[i]] for i in subset}
+        chosen.append(target[max(subset, key=lambda i, fills=fills: _mean_psnr_to_others(fills, i))])
+    return chosen
+
+
+def _mean_psnr_to_others(fills: dict[int, torch.Tensor], member: int) -> float:
+    return statistics.fmean(-10 * math.log10(max(float(((fills[member] - fill) ** 2).mean()), 1e-12))
+                            for other, fill in fills.items() if other != member)
+
+
+def _percentile(values: list[float], percent: float) -> float:
+    """Linear interpolation between the nearest ranks, as numpy's default."""
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * percent / 100
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def _spread(runs: list[dict], target: list[float], images: list[tuple]) -> list[float]:
