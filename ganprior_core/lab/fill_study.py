@@ -263,8 +263,7 @@ def _disagreement(runs: list[dict], indices: list[int]) -> list[float | None]:
         fill = run["fills"][index]
         others = [other["fills"][other_index] for other, other_index in zip(runs, indices)
                   if other is not run and (other["facade"], other["hole"]) == (run["facade"], run["hole"])]
-        psnr = [-10 * math.log10(max(float(((fill - other) ** 2).mean()), 1e-12)) for other in others]
-        values.append(-statistics.fmean(psnr) if psnr else None)
+        values.append(-statistics.fmean(_psnr(fill, other) for other in others) if others else None)
     return values
 
 
@@ -336,8 +335,12 @@ def _chosen_by_agreement(runs: list[dict], returned: list[int], target: list[flo
 
 
 def _mean_psnr_to_others(fills: dict[int, torch.Tensor], member: int) -> float:
-    return statistics.fmean(-10 * math.log10(max(float(((fills[member] - fill) ** 2).mean()), 1e-12))
-                            for other, fill in fills.items() if other != member)
+    return statistics.fmean(_psnr(fills[member], fill) for other, fill in fills.items() if other != member)
+
+
+def _psnr(fill: torch.Tensor, other: torch.Tensor) -> float:
+    """PSNR of one hole fill against another ([0, 1] values)."""
+    return -10 * math.log10(max(float(((fill - other) ** 2).mean()), 1e-12))
 
 
 def _percentile(values: list[float], percent: float) -> float:
