@@ -63,3 +63,22 @@ def test_what_the_hole_holds_changes_no_signal_only_the_score(monkeypatch):
     for a, b in zip(first, second):
         assert {k: a[k] for k in fill_study.SIGNALS if k in a} == {k: b[k] for k in fill_study.SIGNALS if k in b}
     assert [a["psnr_hole"] for a in first] != [b["psnr_hole"] for b in second]
+
+
+def test_choosing_by_agreement_picks_the_fill_nearest_the_others():
+    image = (1, "box")
+    fills = [torch.full((1, 3, 4), value) for value in (0.0, 0.5, 0.55, 0.6)]  # 0.55 is the medoid
+    runs = [{"facade": 1, "hole": "box", "fills": fill} for fill in fills]
+    target = [10.0, 11.0, 12.0, 13.0]
+    assert fill_study._chosen_by_agreement(runs, [0] * 4, target, image, 4) == [12.0]
+    assert fill_study._chosen_by_agreement(runs, [0] * 4, target, image, 1) == target
+    # three of four: the best mean PSNR to the other two ({0, .5, .55} and {0, .5, .6} choose .5:
+    # 6.0 and 26.0 dB (or 20.0) against 5.2 and 26.0 (or 4.4 and 20.0) for the others)
+    assert sorted(fill_study._chosen_by_agreement(runs, [0] * 4, target, image, 3)) == [11.0, 11.0, 12.0, 12.0]
+
+
+def test_percentile_interpolates_as_numpy_does():
+    values = [3.0, 1.0, 4.0, 1.5, 9.0, 2.6]
+    assert fill_study._percentile(values, 10) == pytest.approx(1.25)  # numpy.percentile(values, 10)
+    assert fill_study._percentile(values, 50) == pytest.approx(2.8)
+    assert fill_study._percentile(values, 100) == 9.0
