@@ -28,6 +28,27 @@ class Arch:
         return [4 * 2 ** block for block in range(len(self.channels))]
 
 
+SMALL = Arch()
+SMALL_FUSED = Arch(resolution=32, channels=(12, 10, 8, 6), latent=8, fused=True)
+
+
+def load_refused(path, *fragments: str) -> str:
+    """Assert that loading `path` is a one-line CheckpointError naming the file, every accepted
+    format and each of `fragments`; return the message."""
+    import pytest
+
+    from ganprior_core.checkpoints import ACCEPTED_FORMATS, CheckpointError, load_generator
+    with pytest.raises(CheckpointError) as caught:
+        load_generator(path)
+    message = str(caught.value)
+    assert str(path) in message and "\n" not in message
+    assert message.startswith(f"cannot load a GAN prior from '{path}'")
+    assert all(description in message for description in ACCEPTED_FORMATS)
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
 def _normal(rng: np.random.Generator, *shape: int) -> np.ndarray:
     return rng.standard_normal(shape).astype(np.float32)
 

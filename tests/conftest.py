@@ -8,7 +8,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator  # noqa: E402
+# Kept importable from here too (`from tests.conftest import tiny_stylegan2`); new code imports
+# them from tests.tiny_priors.
+from tests.tiny_priors import (  # noqa: E402, F401
+    TINY_PRIORS,
+    inpainting_problem,
+    tiny_pggan,
+    tiny_stylegan2,
+    tiny_stylegan2_with_biases,
+)
 
 
 @pytest.fixture(scope="module")
@@ -22,49 +30,25 @@ def one_thread():
 
 
 @pytest.fixture
-def tiny_generator() -> PGGANGenerator:
-    """A 16x16 generator with random weights: 6 conv layers, latent size 32."""
+def tiny_generator():
+    """A 16x16 PGGAN generator with random weights: 6 conv layers, latent size 32."""
     torch.manual_seed(1234)
-    return PGGANGenerator(PGGANConfig(16, (32, 32, 16), latent_dim=32)).eval()
-
-
-def inpainting_problem(generator: PGGANGenerator, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """An image the 16x16 generator can make ([3, 16, 16] in [0, 1]) and a box hole [16, 16]."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        image = ((generator(torch.randn(1, generator.config.latent_dim))[0] + 1) / 2).clamp(0, 1)
-    hole = torch.zeros(16, 16)
-    hole[4:12, 3:9] = 1
-    return image, hole
-
-
-def tiny_stylegan2(network=None):
-    """A 16x16 StyleGAN2 with random weights: channels 16, 16, 8 (NVIDIA's plan for channel_base
-    128, channel_max 16), z and w of 8, two mapping layers, noise strong enough to show, and a w_avg
-    away from 0. `network`: the module holding the classes (the pack's own copy in node tests)."""
-    if network is None:
-        from ganprior_core.networks import stylegan2 as network
-    torch.manual_seed(0)
-    generator = network.StyleGAN2Generator(network.StyleGAN2Config(16, (16, 16, 8), z_dim=8, w_dim=8,
-                                                                   mapping_layers=2))
-    with torch.no_grad():
-        for name, parameter in generator.named_parameters():
-            if name.endswith("noise_strength"):
-                parameter.fill_(0.2)
-        generator.mapping.w_avg.normal_(0, 0.5)
-    return generator.eval()
-
-
-# One tiny random prior per generator family: a family added to ganprior_core.families adds its
-# builder here, and every test that takes `tiny_prior` runs on it too.
-TINY_PRIORS = {"pggan": lambda: PGGANGenerator(PGGANConfig(16, (32, 32, 16), latent_dim=32)).eval(),
-               "stylegan2": tiny_stylegan2}
+    return tiny_pggan()
 
 
 @pytest.fixture(params=sorted(TINY_PRIORS))
 def tiny_prior(request) -> torch.nn.Module:
+    """One tiny random prior per generator family (tests.tiny_priors.TINY_PRIORS): a test that
+    takes it runs once per family, a family added there included."""
     torch.manual_seed(1234)
     return TINY_PRIORS[request.param]()
+
+
+@pytest.fixture
+def sg2():
+    """A 16x16 StyleGAN2 whose constant noise, synthesis biases and w_avg all take part
+    (tests.tiny_priors.tiny_stylegan2_with_biases): StyleGAN2's own checks of the method."""
+    return tiny_stylegan2_with_biases()
 
 
 @pytest.fixture
@@ -77,3 +61,17 @@ def requires_compiler():
     reason = unavailable_reason(torch.device("cpu"), [])
     if reason is not None:
         pytest.skip(reason)
+
+
+@pytest.fixture
+def ws(tmp_path, tiny_generator):
+    """A command-line workspace (tests.cli_harness.workspace): good inputs in in/, an empty out/."""
+    from tests.cli_harness import workspace
+    return workspace(tmp_path, tiny_generator)
+
+
+@pytest.fixture
+def bad_ws(ws):
+    """`ws` plus the bad files every input option is tried with (tests.cli_harness.write_bad_files)."""
+    from tests.cli_harness import write_bad_files
+    return {**ws, "bad": write_bad_files(ws["in"])}

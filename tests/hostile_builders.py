@@ -19,7 +19,11 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from checkpoint_builders import (
+from safetensors.torch import save_file
+
+from ganprior_core.checkpoints import save_generator
+from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
+from tests.checkpoint_builders import (
     NUMPY_2,
     Arch,
     PickledNetwork,
@@ -31,8 +35,7 @@ from checkpoint_builders import (
     theano_network_state,
     theano_param_values,
 )
-from safetensors.torch import save_file
-from stylegan2_builders import (
+from tests.stylegan2_builders import (
     dumps,
     generator_kwargs,
     rosinality_state,
@@ -42,10 +45,7 @@ from stylegan2_builders import (
     tf_pickle,
     valid_stylegan2_files,
 )
-from stylegan2_reference import random_state
-
-from ganprior_core.checkpoints import save_generator
-from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
+from tests.stylegan2_reference import random_state
 
 TINY = Arch(resolution=8, channels=(4, 3), latent=4)
 MARKER_NAME = "payload-ran"

@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from stylegan2_reference import random_state
 
 from ganprior_core.checkpoints import convert_checkpoint
+from tests.stylegan2_reference import random_state, reference_mapping, reference_synthesis
 
 NUMPY_1 = "numpy.core.multiarray"
 NUMPY_2 = "numpy._core.multiarray"
@@ -466,3 +466,48 @@ def valid_stylegan2_files(directory: Path) -> dict[str, Path]:
     paths["stylegan2.safetensors"] = directory / "stylegan2.safetensors"
     convert_checkpoint(paths["rosinality.pt"], paths["stylegan2.safetensors"])
     return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# The small networks of tests/checkpoints/ and their check against tests/stylegan2_reference.py
+
+TOLERANCE = 1e-4
+Z = W = 8
+MAPPING = 2
+# 16x16: channel_base 128, channel_max 16 -> 16, 16, 8 channels at 4, 8, 16.
+SMALL_CONFIG = dict(resolution=16, channels=[16, 16, 8], z_dim=Z, w_dim=W, mapping_layers=MAPPING)
+KWARGS = dict(resolution=16, channel_base=128, channel_max=16, z_dim=Z, w_dim=W,
+              mapping_layers=MAPPING)
+
+
+def nvidia_state(seed: int, resolution: int = 16) -> dict:
+    channels = [min(128 // r, 16) for r in (4 * 2 ** i for i in range(int(math.log2(resolution)) - 1))]
+    return random_state(resolution, channels, Z, W, MAPPING, seed)
+
+
+def write(path: Path, content, protocol: int = 4, numpy_module: str = NUMPY_2,
+          extra_names: dict | None = None) -> Path:
+    path.write_bytes(dumps(content, protocol, numpy_module, extra_names))
+    return path
+
+
+def max_error_nvidia(generator: torch.nn.Module, state: dict,
+                     conv_clamp: float | None = None) -> float:
+    """Max |generator - reference| over z at psi 1 and 0.7, w+ codes, noise const and none."""
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(2, Z, generator=g)
+    ws_plus = torch.randn(2, generator.num_ws, W, generator=g)
+    errors = []
+    with torch.no_grad():
+        for psi in (1.0, 0.7):
+            ref_ws = reference_mapping(state, z, psi)
+            errors.append((generator.mapping(z, truncation_psi=psi).double() - ref_ws).abs().max())
+            for noise in ("const", "none"):
+                image = generator(z, truncation_psi=psi, noise_mode=noise).double()
+                errors.append((image - reference_synthesis(state, ref_ws, noise, conv_clamp))
+                              .abs().max())
+        for noise in ("const", "none"):
+            image = generator.synthesis(ws_plus, noise_mode=noise).double()
+            errors.append((image - reference_synthesis(state, ws_plus, noise, conv_clamp))
+                          .abs().max())
+    return float(max(errors))
