@@ -2,7 +2,7 @@
 CheckpointError within seconds, nothing else.
 
 Small valid files of every format are mutated (bit flips, truncations, inserted and overwritten
-bytes) and loaded in this process; test_hostile_checkpoints shows in child processes that the
+bytes) and loaded in this process; tests/checkpoints/test_hostile_files.py shows in child processes that the
 crafted files that used to crash the loader no longer can. Derandomised, so CI sees the same
 examples on every run.
 """
@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-from hostile_builders import valid_files
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ganprior_core.checkpoints import CheckpointError, load_generator
+from tests.hostile_builders import valid_files
 
 EXAMPLES_PER_FORMAT = 100
 SECONDS_PER_LOAD = 10

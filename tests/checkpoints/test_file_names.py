@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import save_file
 
 from ganprior_core import bundled_prior_path, convert_checkpoint, load_checkpoint, load_vgg16_features
-from tests.test_perceptual import _torchvision_state_dict
+from tests.pack_under_test import ROOT
+from tests.vgg_builders import torchvision_state_dict
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="only Linux allows non-UTF-8 names")
 
 
@@ -37,7 +37,7 @@ def test_a_prior_under_a_non_utf8_name_loads_and_converts_to_one_that_loads_agai
 
 def test_vgg_weights_under_a_non_utf8_name_load(tmp_path):
     path = non_utf8(tmp_path, b"vgg16-\xe9", ".safetensors")
-    save_file(_torchvision_state_dict(), str(tmp_path / "staging.safetensors"))
+    save_file(torchvision_state_dict(), str(tmp_path / "staging.safetensors"))
     os.replace(tmp_path / "staging.safetensors", path)
     assert load_vgg16_features(path) is not None
 
