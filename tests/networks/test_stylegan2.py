@@ -10,10 +10,10 @@ import json
 import math
 
 import pytest
-import stylegan2_reference as ref
 import torch
 
 from ganprior_core.networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
+from tests import stylegan2_reference as ref
 
 TOL = 1e-4
 # (config, seed): no clamp; a clamp that clips (asserted below); NVIDIA's conv_clamp 256.

@@ -2,7 +2,6 @@
 the only place that tells families apart, and nothing else in the code asks which family it has."""
 import inspect
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,9 +9,8 @@ import torch
 from ganprior_core import MultiLatentConfig, checkpoints
 from ganprior_core.families import FAMILIES, GeneratorFamily, Split, family_of
 from ganprior_core.families.base import feature_map_elements
-from tests.conftest import TINY_PRIORS
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.pack_under_test import ROOT
+from tests.tiny_priors import TINY_PRIORS
 
 
 def protocol_methods(protocol) -> dict[str, inspect.Signature]:
