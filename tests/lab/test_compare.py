@@ -10,12 +10,12 @@ import statistics
 
 import pytest
 import torch
-from test_stylegan2_method import tiny_stylegan2
 
 from ganprior_core.checkpoints import save_generator
 from ganprior_core.cli import main
 from ganprior_core.lab import compare, paired
 from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
+from tests.tiny_priors import tiny_stylegan2_with_biases
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -40,7 +40,7 @@ def runs(tmp_path_factory):
     torch.manual_seed(3)
     pggan, stylegan2 = root / "pggan.safetensors", root / "sg2.safetensors"
     save_generator(PGGANGenerator(PGGANConfig(16, (16, 16, 8), latent_dim=16)), pggan)
-    save_generator(tiny_stylegan2(), stylegan2)
+    save_generator(tiny_stylegan2_with_biases(), stylegan2)
     _bench(pggan, root / "pggan")
     _bench(stylegan2, root / "sg2", methods="paper")
     return root

@@ -1,10 +1,8 @@
 """`choose`: variants of the method on held-out facades, paired against a reference."""
 import json
-from pathlib import Path
 
 import pytest
 import torch
-from test_stylegan2_method import tiny_stylegan2
 
 from ganprior_core.checkpoints import save_generator
 from ganprior_core.checkpoints.loading import load_generator
@@ -12,6 +10,8 @@ from ganprior_core.cli import main
 from ganprior_core.lab import choose, held_out, procedural
 from ganprior_core.method.presets import preset
 from ganprior_core.priors import bundled_prior_path
+from tests.pack_under_test import ROOT
+from tests.tiny_priors import tiny_stylegan2_with_biases
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -22,7 +22,7 @@ def _write(path, spec):
 
 
 def test_variants_change_only_what_they_name_and_default_to_mse_only(tmp_path):
-    config = tiny_stylegan2().config
+    config = tiny_stylegan2_with_biases().config
     spec = {"reference": "base", "variants": {
         "base": {}, "w": {"stylegan2": {"latent_space": "w"}}, "k1": {"split_layer": 1},
         "lr": {"optimizer": {"lr_generator": 3e-4}}, "frozen": {"preset": "mganprior"}}}
@@ -51,7 +51,7 @@ def test_variants_change_only_what_they_name_and_default_to_mse_only(tmp_path):
     ({"variants": {"a, b": {}}}, "without commas")])
 def test_bad_variants_files_are_refused_by_name(tmp_path, spec, message):
     with pytest.raises(ValueError, match=message):
-        choose.read_variants(_write(tmp_path / "v.json", spec), tiny_stylegan2().config)
+        choose.read_variants(_write(tmp_path / "v.json", spec), tiny_stylegan2_with_biases().config)
 
 
 def test_held_out_facades_are_not_the_evaluation_facades():
@@ -81,7 +81,7 @@ def test_the_report_pairs_each_variant_with_the_reference_on_the_same_runs():
 
 def test_cli_refuses_a_prior_of_another_size_and_an_unknown_only(tmp_path, capsys):
     prior = tmp_path / "sg2.safetensors"
-    save_generator(tiny_stylegan2(), prior)
+    save_generator(tiny_stylegan2_with_biases(), prior)
     spec = {"variants": {"a": {"optimizer": {"stop": "fixed", "steps": 3, "compile": False}},
                          "b": {"optimizer": {"stop": "fixed", "steps": 3, "compile": False},
                                "stylegan2": {"g2_styles": "average"}}}}
@@ -116,7 +116,7 @@ def test_the_documented_variants_files_are_valid_for_the_bundled_stylegan2_prior
     """docs/stylegan2_prior.md runs these files on the bundled prior; the re-check's reference
     must be today's `paper` defaults, as its table says."""
     config = load_generator(bundled_prior_path("stylegan2")).config
-    choices = Path(__file__).resolve().parents[1] / "docs" / "choices"
+    choices = ROOT / "docs" / "choices"
     for name in ("stylegan2_facades64.json", "stylegan2_facades64_292k.json"):
         reference, variants = choose.read_variants(choices / name, config)
         assert reference in {variant.name for variant in variants}, name

@@ -1,8 +1,9 @@
+"""The speed benchmark (lab/speed.py, `bench-speed`): a reference implementation that computes the
+same optimisation as the project for each family, FLOP counts and the report."""
 import json
 import subprocess
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,16 +12,16 @@ from ganprior_core.lab import speed
 from ganprior_core.method.multi_latent import MultiLatentConfig
 from ganprior_core.method.perceptual import VGG16Features
 from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
+from ganprior_core.networks.stylegan2 import StyleGAN2Config
 from ganprior_core.optimize import OptimizerConfig, inpaint
-
-ROOT = Path(__file__).resolve().parents[1]
-
+from tests.pack_under_test import ROOT
+from tests.tiny_priors import inpainting_problem
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("finetune, use_beta", [("all", True), ("none", False)])
-def test_reference_and_project_compute_the_same_optimisation_in_fp32(tiny_generator, finetune, use_beta):
+def test_reference_and_project_compute_the_same_pggan_optimisation_in_fp32(tiny_generator, finetune, use_beta):
     torch.manual_seed(3)
     image = torch.rand(3, 16, 16)
     hole = torch.zeros(16, 16)
@@ -157,3 +158,34 @@ def test_projection_adds_set_up_and_the_steps_of_each_phase():
     lines = speed.format_projection(projection)
     assert lines[0].startswith(f"  default paper run at 256x256: projected {projection.seconds:.0f} s (")
     assert "set-up and compilation" in lines[0] and "--freeze-g1-at never" in lines[1]
+
+
+# The StyleGAN2 runs of tests/method/test_fit.py.
+FAST = OptimizerConfig(steps=8, lr_latent=0.05, lr_alpha=0.05, lr_beta=0.05, lr_generator=1e-3,
+                       schedule="constant", perceptual_weight=0.0, precision="fp32",
+                       preview_every=3, stop="fixed", compile=False)
+
+
+@pytest.mark.parametrize("split, finetune", [(3, "all"), (2, "g2")])
+def test_speed_reference_and_project_compute_the_same_stylegan2_optimisation(sg2, split, finetune):
+    image, hole = inpainting_problem(sg2, seed=2)
+    model_config = MultiLatentConfig(num_codes=3, split_layer=split, finetune=finetune)
+    optimizer_config = replace(FAST, steps=5, schedule="cosine")
+    reference = speed.reference_for(sg2, image, hole, model_config, optimizer_config, seed=2,
+                                    perceptual=None)
+    assert isinstance(reference, speed.ReferenceStyleGAN2Inpainting)
+    losses = [reference.step() for _ in range(5)]
+    project = inpaint(sg2, image, hole, model_config, optimizer_config, seed=2)
+    assert losses == pytest.approx(project.loss_history, rel=1e-5) and losses[-1] < losses[0]
+    with torch.no_grad():
+        torch.testing.assert_close(((reference.image()[0] + 1) / 2).clamp(0, 1), project.output,
+                                   atol=1e-5, rtol=0)
+
+
+def test_speed_has_a_stylegan2_256_case_counted_on_the_meta_device():
+    (case,) = speed.stylegan2_cases()
+    assert case.name == "stylegan2-paper"
+    assert case.generator == StyleGAN2Config.official(256)
+    assert "256x256 StyleGAN2" in case.describe() and "N=30, k=7" in case.describe()
+    reference, project = speed.step_flops(case, speed.REFERENCE), speed.step_flops(case, speed.PROJECT)
+    assert project == pytest.approx(reference, rel=0.01)  # same maths, no cheaper conv here

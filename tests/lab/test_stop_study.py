@@ -14,7 +14,7 @@ from ganprior_core.method.auto_stop import AutoStopConfig
 from ganprior_core.method.presets import preset
 from ganprior_core.networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from ganprior_core.optimize import inpaint
-from tests.conftest import tiny_stylegan2
+from tests.tiny_priors import tiny_stylegan2
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,3 +1,5 @@
+"""`bench` (ganprior_core/lab/bench.py): the paper's tables from every method and ablation, on a
+tiny PGGAN (one module-scoped run, reused) and on a tiny StyleGAN2, whose report names its choices."""
 import contextlib
 import csv
 import io
@@ -14,6 +16,9 @@ from ganprior_core.checkpoints import save_generator
 from ganprior_core.cli import main
 from ganprior_core.lab import baselines, masks, procedural
 from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
+from tests.tiny_priors import tiny_stylegan2_with_biases
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 METHODS = ["paper", "mganprior", "single-z", "dip", "mean-fill", "diffusion-fill"]
 ABLATION_ROWS = ["paper-random-init", "paper-N1"]
@@ -296,3 +301,49 @@ def test_the_report_says_what_precision_auto_ran_here():
     here = "bf16" if uses_bf16("auto", torch.device("cpu")) else "fp32"
     assert _precision_run("auto", "cpu") == f"precision auto ({here} here)"
     assert _precision_run("fp32", "cpu") == "fp32" and _precision_run("bf16", "cpu") == "bf16"
+
+
+def test_bench_runs_every_method_and_ablation_on_a_stylegan2_prior(tmp_path):
+    prior = tmp_path / "sg2.safetensors"
+    save_generator(tiny_stylegan2_with_biases(), prior)
+    images = tmp_path / "images"
+    images.mkdir()
+    for index in range(2):
+        imaging.save_image(torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(index)),
+                           images / f"{index}.png")
+    out = tmp_path / "bench"
+    assert main(["bench", "--checkpoint", str(prior), "--images", str(images), "--masks", "strokes",
+                 "--methods", "paper,mganprior,single-z,dip,diffusion-fill", "--ablations",
+                 "random-init,frozen,alpha-only", "--stop", "fixed", "--steps", "2", "--threads", "1",
+                 "--out", str(out)]) == 0
+    with open(out / "results.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    methods = {"paper", "mganprior", "single-z", "dip", "diffusion-fill", "paper-random-init",
+               "paper-frozen", "paper-alpha-only"}
+    assert {row["method"] for row in rows} == methods and len(rows) == 2 * len(methods)
+    report = (out / "report.md").read_text()
+    assert "k=3 (16×8×8 features), codes in w+, G₂ styles learnt, noise const" in report
+    assert "`single-z`: N=1, k=5 (8×16×16 features), codes in w+, noise const, no α" in report
+    assert "`paper-random-init`: randomly initialised generator" in report
+
+
+def test_a_stylegan2_directory_made_under_another_auto_stop_rule_is_not_resumed(tmp_path, capsys):
+    import json
+
+    from ganprior_core.families import STYLEGAN2
+    prior = tmp_path / "sg2.safetensors"
+    save_generator(tiny_stylegan2_with_biases(), prior)
+    images = tmp_path / "images"
+    images.mkdir()
+    imaging.save_image(torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0)), images / "0.png")
+    out = tmp_path / "bench"
+    args = ["bench", "--checkpoint", str(prior), "--images", str(images), "--methods", "single-z",
+            "--steps", "2", "--threads", "1", "--out", str(out)]
+    assert main(args) == 0
+    settings = json.loads((out / "run.json").read_text())
+    assert settings["auto_stop"]["rewind"] == STYLEGAN2.auto_stop.rewind
+    assert f"{STYLEGAN2.auto_stop.rewind:g} × the best one's step returned" in (out / "report.md").read_text()
+    del settings["auto_stop"]  # as a directory made before the StyleGAN2 rule existed
+    (out / "run.json").write_text(json.dumps(settings))
+    capsys.readouterr()
+    assert main(args) == 2 and "differs in: auto_stop" in capsys.readouterr().err
