@@ -5,7 +5,10 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
+from ganprior_core import metrics
 from ganprior_core.metrics import measure, psnr, ssim, ssim_map
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def skimage_ssim(image, reference, data_range=1.0):
@@ -239,3 +242,8 @@ def test_sizes_in_messages_read_width_x_height():
     with pytest.raises(ValueError, match=r"hole mask 3000x1 must match the image size 1x3000 "
                                          r"\(width x height\)"):
         composite(tall, tall, torch.zeros(1, 3000))
+
+
+def test_metrics_accept_another_range_with_its_data_range():
+    a, b = torch.rand(3, 16, 16), torch.rand(3, 16, 16)
+    assert metrics.psnr(a * 255, b * 255, data_range=255) == pytest.approx(metrics.psnr(a, b))

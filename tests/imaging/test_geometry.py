@@ -1,64 +1,19 @@
-import numpy as np
+"""Fitting an image and its hole to the prior and back (ganprior_core/imaging/geometry.py): resize or
+pad, masks that never lose a hole pixel, and the composite that keeps every known pixel."""
+from __future__ import annotations
+
 import pytest
 import torch
-from PIL import Image
 
+from ganprior_core import imaging
 from ganprior_core.imaging import (
     composite,
     fit_to_resolution,
-    load_image,
-    load_mask,
     resize_mask,
-    save_image,
-    save_mask,
-    side_by_side,
 )
+from tests.imaging.images import quantized_image, smooth_image
 
-
-def quantized_image(height, width, seed=0):
-    """Values that are exact multiples of 1/255, so an 8-bit round trip is lossless."""
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (3, height, width), generator=generator).float() / 255
-
-
-def smooth_image(height, width):
-    rows = torch.linspace(0, 1, height)[:, None].expand(height, width)
-    cols = torch.linspace(0, 1, width)[None, :].expand(height, width)
-    return torch.stack([rows, cols, 0.5 + 0.4 * torch.sin(3 * rows + 2 * cols)])
-
-
-def test_image_round_trip_is_lossless_for_8_bit_values(tmp_path):
-    image = quantized_image(9, 13)
-    save_image(image, tmp_path / "sub" / "image.png")
-    loaded = load_image(tmp_path / "sub" / "image.png")
-    assert loaded.shape == (3, 9, 13) and loaded.dtype == torch.float32
-    assert torch.equal(loaded, image)
-
-
-def test_load_image_drops_alpha_without_compositing(tmp_path):
-    rgba = np.zeros((4, 5, 4), dtype=np.uint8)
-    rgba[..., 0], rgba[..., 1], rgba[..., 2], rgba[..., 3] = 200, 100, 50, 0
-    Image.fromarray(rgba).save(tmp_path / "rgba.png")
-    loaded = load_image(tmp_path / "rgba.png")
-    assert loaded.shape == (3, 4, 5)
-    assert torch.equal(loaded[:, 0, 0], torch.tensor([200, 100, 50]) / 255)
-
-
-def test_load_mask_thresholds_gray_at_half_scale(tmp_path):
-    gray = np.array([[0, 127, 128, 255]], dtype=np.uint8)
-    Image.fromarray(gray).save(tmp_path / "gray.png")
-    assert torch.equal(load_mask(tmp_path / "gray.png"), torch.tensor([[0.0, 0.0, 1.0, 1.0]]))
-
-    rgb = np.zeros((2, 2, 3), dtype=np.uint8)
-    rgb[0, 1] = 255
-    Image.fromarray(rgb).save(tmp_path / "rgb.png")
-    assert torch.equal(load_mask(tmp_path / "rgb.png"), torch.tensor([[0.0, 1.0], [0.0, 0.0]]))
-
-
-def test_mask_round_trip(tmp_path):
-    hole = (torch.rand(12, 7, generator=torch.Generator().manual_seed(1)) > 0.6).float()
-    save_mask(hole, tmp_path / "hole.png")
-    assert torch.equal(load_mask(tmp_path / "hole.png"), hole)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_resize_mask_never_loses_a_hole_pixel():
@@ -145,6 +100,27 @@ def test_fit_rejects_bad_inputs_naming_what_is_accepted():
         restore(torch.rand(3, 16, 16))
 
 
+def test_pad_keeps_a_thin_images_hole_and_known_pixels():
+    image = torch.rand(3, 10, 10000)
+    hole = torch.zeros(10, 10000)
+    hole[2:8, 4000:6000] = 1
+    fitted, fitted_hole, restore = imaging.fit_to_resolution(image, hole, 64, "pad")
+    assert fitted.shape == (3, 64, 64)
+    image_rows = [row for row in range(64) if not fitted_hole[row].all()]
+    assert len(image_rows) == 1  # the 10-pixel height becomes one row; the rest is padding
+    strip = fitted_hole[image_rows[0]]
+    assert strip[:24].eq(0).all() and strip[40:].eq(0).all()  # known stays known
+    assert strip[27:37].eq(1).all()  # the hole stays a hole
+    assert restore(fitted).shape == (3, 10, 10000)
+
+
+def test_fit_refuses_a_mask_whose_known_pixels_cannot_survive():
+    hole = torch.ones(640, 640)
+    hole[::20, ::20] = 0  # known single pixels, 20 apart: none survives at 16x16
+    with pytest.raises(ValueError, match="no known pixel"):
+        imaging.fit_to_resolution(torch.rand(3, 640, 640), hole, 16)
+
+
 def test_composite_keeps_known_pixels_bit_exact_and_takes_the_hole_from_the_result():
     original = torch.rand(3, 6, 5, generator=torch.Generator().manual_seed(4))
     result = torch.full((3, 6, 5), float("nan"))
@@ -160,24 +136,3 @@ def test_composite_keeps_known_pixels_bit_exact_and_takes_the_hole_from_the_resu
     assert torch.allclose(blended[:, 1:3, 1:4], original[:, 1:3, 1:4] * 0.5)
     with pytest.raises(ValueError, match="restore it to the original size"):
         composite(original, result[:, :3], hole)
-
-
-def test_side_by_side_places_panels_with_gaps_and_captions():
-    first, second = quantized_image(10, 8, seed=5), quantized_image(10, 6, seed=6)
-    hole = torch.zeros(10, 4)
-    hole[2:5, 1] = 1
-    figure = side_by_side([first, hole, second], gap=2)
-    assert figure.shape == (3, 10, 8 + 2 + 4 + 2 + 6)
-    assert torch.equal(figure[:, :, :8], first)
-    assert torch.equal(figure[:, :, 8:10], torch.ones(3, 10, 2))
-    assert torch.equal(figure[:, :, 10:14], hole.expand(3, 10, 4))
-    assert torch.equal(figure[:, :, 16:], second)
-
-    tall = quantized_image(20, 12, seed=7)
-    assert side_by_side([first, tall], gap=0).shape == (3, 10, 8 + 6)
-
-    captioned = side_by_side([first, second], labels=["input", "result"], gap=2)
-    strip = captioned.shape[1] - 10
-    assert strip > 0 and captioned.shape[2] == 16
-    assert torch.equal(captioned[:, strip:], side_by_side([first, second], gap=2))
-    assert (captioned[:, :strip] < 0.5).any()  # some dark text was drawn
