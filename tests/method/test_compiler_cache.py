@@ -1,7 +1,9 @@
 """torch's compiler cache folder: every fallback the library takes for it is one note in the notes
-of every run that uses it (method/compiler_cache.py)."""
+of every run that uses it (method/compiler_cache.py), and no unusable folder ever breaks a run."""
 import importlib
 import os
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -10,7 +12,9 @@ import torch
 from ganprior_core.method import compilation, compiler_cache
 from ganprior_core.method.multi_latent import MultiLatentConfig
 from ganprior_core.optimize import OptimizerConfig, inpaint
-from tests.conftest import inpainting_problem
+from tests.cli_harness import inpaint_argv, subprocess_env
+from tests.pack_under_test import ROOT
+from tests.tiny_priors import inpainting_problem
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -79,3 +83,48 @@ def test_a_usable_folder_gives_no_note(tiny_generator, compiling_is_cheap, monke
     monkeypatch.setenv(compiler_cache.CACHE_VARIABLE, str(tmp_path / "cache"))
     for result in _runs(tiny_generator, FAST):
         assert result.notes == []
+
+
+def test_inductor_cache_folder_with_a_space_is_moved_for_cpu_builds_only(monkeypatch, tmp_path):
+    monkeypatch.setattr(compiler_cache, "_replacements", {})
+    spaced = str(tmp_path / "cache with space")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", spaced)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    notes = []
+    assert compiler_cache.prepare_cache_dir(notes)  # importing the compiler stack copes with it
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == spaced and notes == []
+    assert compiler_cache.prepare_cache_dir(notes, for_cpu_build=True)
+    moved = os.environ["TORCHINDUCTOR_CACHE_DIR"]
+    assert " " not in moved and len(notes) == 1 and "has a space" in notes[0]
+
+
+def test_the_cache_check_names_what_is_wrong(tmp_path, monkeypatch):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert "a file" in compiler_cache._folder_problem(str(afile))
+    assert "/proc" in compiler_cache._folder_problem("/proc/x")
+    assert compiler_cache._folder_problem(str(tmp_path / "new" / "cache")) is None
+    assert not (tmp_path / "new").exists()  # checked, not created
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(afile))
+    monkeypatch.setenv("HOME", str(afile))
+    notes: list[str] = []
+    assert compiler_cache.prepare_cache_dir(notes)
+    assert "TORCHINDUCTOR_CACHE_DIR" in notes[0]
+    replacement = os.environ["TORCHINDUCTOR_CACHE_DIR"]
+    assert str(afile) not in replacement and compiler_cache._folder_problem(replacement) is None
+
+
+@pytest.mark.parametrize("cache", ["file", "proc"])
+def test_an_unusable_compiler_cache_never_breaks_inpaint(ws, cache):
+    folder = {"file": str(ws["in"] / "image.png"), "proc": "/proc/ganprior-cache"}[cache]
+    argv = inpaint_argv(ws)
+    for setting in ("off", "auto") if cache == "file" else ("off",):
+        argv[argv.index("--compile") + 1] = setting
+        completed = subprocess.run([sys.executable, "-m", "ganprior_core", *map(str, argv)],
+                                   cwd=ROOT, capture_output=True, text=True, timeout=300,
+                                   env=subprocess_env(TORCHINDUCTOR_CACHE_DIR=folder,
+                                                      HOME="/proc/no-home"))
+        assert completed.returncode == 0, completed.stderr[-2000:]
+        assert "Traceback" not in completed.stderr
+        note = [line for line in completed.stdout.splitlines() if "TORCHINDUCTOR_CACHE_DIR" in line]
+        assert note and "/proc/no-home" not in note[0].split("using", 1)[1], completed.stdout

@@ -4,19 +4,20 @@ from dataclasses import replace
 
 import pytest
 import torch
-from test_stylegan2_method import FAST, _assert_same_state, _problem, _state, tiny_stylegan2
 
 from ganprior_core.families import StyleGAN2Options
 from ganprior_core.method.multi_latent import MultiLatentConfig, MultiLatentModel
 from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
-from ganprior_core.optimize import inpaint
+from ganprior_core.optimize import OptimizerConfig, inpaint
+from tests.tiny_priors import assert_same_state, inpainting_problem, state_of
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture
-def sg2():
-    return tiny_stylegan2()
+# The StyleGAN2 runs of tests/method/test_fit.py.
+FAST = OptimizerConfig(steps=8, lr_latent=0.05, lr_alpha=0.05, lr_beta=0.05, lr_generator=1e-3,
+                       schedule="constant", perceptual_weight=0.0, precision="fp32",
+                       preview_every=3, stop="fixed", compile=False)
 
 
 def _config(split=2, codes=1, **options):
@@ -95,7 +96,7 @@ def test_g2_styles_average_are_the_generators_w_avg(sg2):
 
 def test_optimised_noise_is_fitted_in_the_copy_and_g1s_noise_freezes_with_the_codes(sg2):
     split = 2
-    before = _state(sg2)
+    before = state_of(sg2)
     model = MultiLatentModel(sg2, _config(split, noise="optimised"), seed=0)
     g1_noise, g2_noise = model.g1_noise, model.g2_noise
     assert g1_noise and g2_noise
@@ -109,7 +110,7 @@ def test_optimised_noise_is_fitted_in_the_copy_and_g1s_noise_freezes_with_the_co
     model.freeze_g1()
     assert not any(p.requires_grad for p in g1_noise) and all(p.requires_grad for p in g2_noise)
     assert model.trains_after_freezing_g1()
-    _assert_same_state(before, sg2)
+    assert_same_state(before, sg2)
 
 
 @pytest.mark.parametrize("g2_styles", ["codes", "average"])
@@ -134,15 +135,15 @@ def test_styles_without_a_parameter_are_kept_at_the_freeze_and_give_the_same_ima
                                      dict(g2_styles="codes"), dict(g2_styles="average"),
                                      dict(noise="optimised")])
 def test_every_choice_fits_the_known_pixels_with_the_same_result_for_the_same_seed(sg2, options):
-    image, hole = _problem(sg2)
-    before = _state(sg2)
+    image, hole = inpainting_problem(sg2)
+    before = state_of(sg2)
     config = _config(3, codes=3, **options)
     optimizer = replace(FAST, steps=12, freeze_g1_at=6)
     first = inpaint(sg2, image, hole, config, optimizer, seed=1)
     again = inpaint(sg2, image, hole, config, optimizer, seed=1)
     assert first.loss_history[-1] < first.loss_history[0] and first.g1_frozen_at == 6
     assert torch.equal(first.output, again.output)
-    _assert_same_state(before, sg2)
+    assert_same_state(before, sg2)
 
 
 @pytest.mark.parametrize("options, message", [

@@ -7,7 +7,9 @@ import torch
 from ganprior_core.method.auto_stop import AutoStopConfig, StopRule, holdout_mask
 from ganprior_core.method.multi_latent import MultiLatentConfig
 from ganprior_core.optimize import OptimizerConfig, Progress, inpaint
-from tests.conftest import inpainting_problem
+from tests.tiny_priors import inpainting_problem, tiny_stylegan2
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # Every check is a step, nothing smoothed, the best check's own image returned: the rule's choices
 # can be recomputed from the previews.
@@ -216,7 +218,6 @@ def test_a_reconstruction_runs_all_its_steps_and_says_why(tiny_generator):
 
 def test_without_a_chosen_rule_a_run_uses_its_familys_rule(tiny_generator, monkeypatch):
     from ganprior_core.families import STYLEGAN2, auto_stop_rule
-    from tests.conftest import tiny_stylegan2
 
     assert auto_stop_rule(tiny_generator.config) == AutoStopConfig()
     assert auto_stop_rule(tiny_stylegan2().config) == STYLEGAN2.auto_stop
@@ -236,3 +237,22 @@ def test_without_a_chosen_rule_a_run_uses_its_familys_rule(tiny_generator, monke
     assert family.steps_run < config.steps and family.best_step == chosen.best_step
     assert torch.equal(family.output, chosen.output)
     assert other.best_step == other.held_out_best_step == family.held_out_best_step > family.best_step
+
+
+def test_auto_stop_says_when_it_returns_the_starting_image():
+    from ganprior_core import imaging
+    from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
+    from ganprior_core.optimize import preset
+    torch.manual_seed(1234)
+    prior = PGGANGenerator(PGGANConfig(64, (16, 16, 8, 8, 8), latent_dim=16)).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        image = imaging.to_unit_range(prior(torch.randn(1, 16))[0])
+    hole = torch.zeros(64, 64)
+    hole[16:48, 16:48] = 1
+    model, optimizer = preset("paper", prior.config)
+    optimizer = replace(optimizer, steps=300, precision="fp32", compile=False, lr_generator=5.0,
+                        lr_latent=5.0)
+    result = inpaint(prior, image, hole, replace(model, num_codes=2, split_layer=2), optimizer, 0)
+    assert result.best_step == 0
+    assert any("starting image (step 0)" in note for note in result.notes), result.notes

@@ -11,8 +11,7 @@ from ganprior_core.method import cost
 from ganprior_core.method.multi_latent import MultiLatentConfig, MultiLatentModel
 from ganprior_core.networks.pggan import PGGANConfig
 from ganprior_core.optimize import OptimizerConfig, inpaint, preset
-from tests.conftest import inpainting_problem
-from tests.test_stylegan2_method import tiny_stylegan2
+from tests.tiny_priors import inpainting_problem
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -33,9 +32,8 @@ def _capture_models(monkeypatch) -> list[MultiLatentModel]:
     return models
 
 
-@pytest.mark.parametrize("make_prior, split", [(None, 3), (tiny_stylegan2, 3)])
-def test_kept_features_are_what_g1_computes_and_g1_stops_training(tiny_generator, make_prior, split):
-    prior = tiny_generator if make_prior is None else make_prior()
+def test_kept_features_are_what_g1_computes_and_g1_stops_training(tiny_prior):
+    prior, split = tiny_prior, 3
     model = MultiLatentModel(prior, replace(PAPER_LIKE, split_layer=split), seed=0)
     assert model.trains_after_freezing_g1()
     model.freeze_g1()

@@ -1,24 +1,16 @@
+"""The perceptual model (ganprior_core/method/perceptual.py): torchvision's VGG16 weights read from
+either format and matching a written-out forward, and every bad or hostile file a one-line refusal."""
+from __future__ import annotations
+
 import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from ganprior_core.method.perceptual import PerceptualModelError, load_vgg16_features
+from tests.vgg_builders import PAYLOAD_MARKER, hostile_vgg_files, torchvision_state_dict, vgg_state
 
-# Indices of the convolutions in torchvision's vgg16().features, and where its max pools sit.
-CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
-CONV_CHANNELS = ((3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256),
-                 (256, 512), (512, 512), (512, 512), (512, 512), (512, 512), (512, 512))
-
-
-def _torchvision_state_dict():
-    generator = torch.Generator().manual_seed(0)
-    state = {}
-    for index, (cin, cout) in zip(CONV_INDICES, CONV_CHANNELS):
-        state[f"features.{index}.weight"] = torch.randn(cout, cin, 3, 3, generator=generator) * (2 / (9 * cin)) ** 0.5
-        state[f"features.{index}.bias"] = torch.randn(cout, generator=generator) * 0.1
-    state["classifier.0.weight"] = torch.zeros(4, 4)  # present in the real file, must be ignored
-    return state
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _reference_relu3_3(state, images):
@@ -36,7 +28,7 @@ def _reference_relu3_3(state, images):
 
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
 def test_torchvision_weights_load_and_match_a_written_out_forward(tmp_path, suffix):
-    state = _torchvision_state_dict()
+    state = torchvision_state_dict()
     path = tmp_path / f"vgg16-test{suffix}"
     if suffix == ".pth":
         torch.save(state, path)
@@ -63,3 +55,31 @@ def test_missing_file_and_wrong_file_are_clear_errors(tmp_path):
     garbage.write_bytes(b"not a checkpoint at all")
     with pytest.raises(PerceptualModelError, match="cannot read VGG16 weights"):
         load_vgg16_features(garbage)
+
+
+def test_vgg_format_comes_from_the_content_not_the_suffix(tmp_path):
+    save_file(vgg_state(), str(tmp_path / "really-safetensors.pth"))
+    torch.save(vgg_state(), tmp_path / "really-torch.safetensors")
+    for name in ("really-safetensors.pth", "really-torch.safetensors"):
+        model = load_vgg16_features(tmp_path / name)
+        assert float(model[0].weight[0, 0, 0, 0]) == pytest.approx(0.01)
+
+
+def test_hostile_vgg_files_are_one_line_refusals(tmp_path):
+    marker = PAYLOAD_MARKER
+    marker.unlink(missing_ok=True)
+    for name, (path, message) in hostile_vgg_files(tmp_path).items():
+        with pytest.raises(PerceptualModelError) as caught:
+            load_vgg16_features(path)
+        text = str(caught.value)
+        assert message in text and "\n" not in text and len(text) < 500, (name, text)
+    assert not marker.exists()
+
+
+def test_a_vgg_file_larger_than_any_vgg16_is_refused_unread(tmp_path, monkeypatch):
+    from ganprior_core.method import perceptual
+    path = tmp_path / "big.pth"
+    torch.save(vgg_state(), path)
+    monkeypatch.setattr(perceptual, "MAX_VGG_FILE_BYTES", 1024)
+    with pytest.raises(perceptual.PerceptualModelError, match="far more than VGG16"):
+        perceptual.load_vgg16_features(path)
