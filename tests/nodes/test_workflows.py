@@ -7,13 +7,13 @@ links and every positional widget value. Their API-format copies (example_workfl
 exactly what the UI file converts to (notes stay in the UI file). Renaming, adding or reordering an
 input breaks this test. A loader that names a model the pack does not ship must say where to get it.
 
-tests/workflow_history/ holds every version of every file example_workflows/ ever had in git
+tests/nodes/workflow_history/ holds every version of every file example_workflows/ ever had in git
 (UI workflows and API prompts, one file per distinct content, named <first commit>_<name>.json and
 <first commit>_api_<name>.json). Each must pass ComfyUI's prompt validation against today's nodes
 (a required input missing is what "Required input is missing" refuses), and each API prompt runs,
 with few steps, on the bundled prior. So an input added to a node that shipped must be optional,
 with the old behaviour as its default. After changing example_workflows/, commit, then run
-`python tests/test_workflows.py --collect-history` and commit the new corpus files.
+`python tests/nodes/test_workflows.py --collect-history` and commit the new corpus files.
 """
 from __future__ import annotations
 
@@ -26,11 +26,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from pack_under_test import ROOT, load_pack, pack_module
+
+if __name__ == "__main__":  # run as a script: the repository root is not on sys.path then
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.pack_under_test import ROOT, load_pack, pack_module  # noqa: E402
 
 WORKFLOWS = ROOT / "example_workflows"
 UI_FILES = sorted(WORKFLOWS.glob("*.json"))
-HISTORY = ROOT / "tests" / "workflow_history"
+HISTORY = Path(__file__).resolve().parent / "workflow_history"
 HISTORY_UI = sorted(path for path in HISTORY.glob("*.json") if "_api_" not in path.name)
 HISTORY_API = sorted(HISTORY.glob("*_api_*.json"))
 
@@ -367,8 +370,8 @@ def test_the_history_corpus_holds_every_workflow_the_project_ever_shipped():
     held = {canonical(json.loads(path.read_text())): path.name for path in HISTORY.glob("*.json")}
     missing = [history_file_name(commit, path) for key, (commit, path, _) in shipped_versions().items()
                if key not in held]
-    assert not missing, (f"{missing} shipped but are not in tests/workflow_history: run "
-                         "`python tests/test_workflows.py --collect-history` and commit them")
+    assert not missing, (f"{missing} shipped but are not in tests/nodes/workflow_history: run "
+                         "`python tests/nodes/test_workflows.py --collect-history` and commit them")
     assert len(held) == len(list(HISTORY.glob("*.json"))), "two corpus files hold the same content"
 
 
@@ -620,6 +623,6 @@ def test_an_api_prompt_the_project_shipped_runs_on_todays_nodes(path, history_mo
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--collect-history"]:
-        sys.exit("usage: python tests/test_workflows.py --collect-history")
+        sys.exit("usage: python tests/nodes/test_workflows.py --collect-history")
     for written in collect_history():
         print(written.relative_to(ROOT))

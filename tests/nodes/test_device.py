@@ -14,7 +14,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from pack_under_test import load_pack, pack_module
 
 from ganprior_core.checkpoints.loading import load_generator
 from ganprior_core.method.multi_latent import MultiLatentConfig
@@ -22,7 +21,8 @@ from ganprior_core.method.precision import uses_bf16
 from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
 from ganprior_core.optimize import OptimizerConfig, inpaint, inpaint_any_size, preset
 from ganprior_core.priors import bundled_prior_path
-from tests.conftest import tiny_stylegan2
+from tests.pack_under_test import load_pack, pack_module
+from tests.tiny_priors import tiny_stylegan2
 
 DEVICE_ENV = "GANPRIOR_TEST_DEVICE"
 STEPS = 12
