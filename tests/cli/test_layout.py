@@ -12,7 +12,7 @@ import torch
 
 from ganprior_core import bundled_prior_path, imaging
 from ganprior_core.cli import RESEARCH_TOOLS, build_parser
-from tests.conftest import ROOT
+from tests.pack_under_test import ROOT
 
 # Runs the CLI in-process, then prints the lab modules it loaded as the last line.
 RUN_AND_LIST_LAB_MODULES = """
