@@ -64,6 +64,11 @@ def assert_refused(argv, watched: list[Path], *expected: str) -> str:
     return lines[0]
 
 
+def refused(argv, ws, *expected: str) -> str:
+    """assert_refused, watching everything in the workspace `ws`."""
+    return assert_refused(argv, [ws["root"]], *expected)
+
+
 def no_partials(folder: Path) -> None:
     left = [p for p in Path(folder).rglob("*") if p.name.endswith((".partial", ".tmp"))]
     assert not left, left

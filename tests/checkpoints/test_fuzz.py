@@ -2,9 +2,9 @@
 CheckpointError within seconds, nothing else.
 
 Small valid files of every format are mutated (bit flips, truncations, inserted and overwritten
-bytes) and loaded in this process; tests/checkpoints/test_hostile_files.py shows in child processes that the
-crafted files that used to crash the loader no longer can. Derandomised, so CI sees the same
-examples on every run.
+bytes) and loaded in this process; test_hostile_files.py shows in child processes that the crafted
+files that used to crash the loader no longer can. Derandomised, so CI sees the same examples on
+every run.
 """
 from __future__ import annotations
 

@@ -9,13 +9,8 @@ import torch
 from PIL import Image
 
 from ganprior_core.cli import main
-from tests.cli_harness import BAD_FILE_MESSAGES, assert_refused, inpaint_argv
+from tests.cli_harness import BAD_FILE_MESSAGES, assert_refused, inpaint_argv, refused
 from tests.vgg_builders import hostile_vgg_files
-
-
-def refused(argv, ws, *expected: str) -> str:
-    """tests.cli_harness.assert_refused, watching everything in the workspace."""
-    return assert_refused(argv, [ws["root"]], *expected)
 
 
 @pytest.mark.parametrize("option", ["--image", "--mask"])

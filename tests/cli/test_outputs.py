@@ -17,12 +17,7 @@ from PIL import Image
 from ganprior_core import imaging
 from ganprior_core.cli import main
 from ganprior_core.files import NAME_MAX, temporary_path
-from tests.cli_harness import assert_refused, files_under, inpaint_argv, no_partials, run_cli
-
-
-def refused(argv, ws, *expected: str) -> str:
-    """tests.cli_harness.assert_refused, watching everything in the workspace."""
-    return assert_refused(argv, [ws["root"]], *expected)
+from tests.cli_harness import assert_refused, files_under, inpaint_argv, no_partials, refused, run_cli
 
 
 @pytest.mark.parametrize("option", ["--out", "--raw-out"])
