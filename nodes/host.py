@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -41,11 +42,52 @@ def register_model_folder(name: str, extensions: tuple[str, ...], *extra_dirs: P
     _registered[name] = (extensions, list(extra_dirs))
     if folder_paths is None:
         return
-    folder_paths.add_model_folder_path(name, os.path.join(folder_paths.models_dir, name))
+    own = os.path.join(folder_paths.models_dir, name)
+    folder_paths.add_model_folder_path(name, own)
+    create_folder(own)  # so that a user finds where the files go (and the frontend lists it)
     for folder in extra_dirs:
         folder_paths.add_model_folder_path(name, str(folder))
     paths, known_extensions = folder_paths.folder_names_and_paths[name]
     folder_paths.folder_names_and_paths[name] = (paths, set(known_extensions) | set(extensions))
+
+
+def create_folder(path: str) -> bool:
+    """Create `path` (and its parents) if it is missing; True if it exists afterwards. A folder
+    that cannot be made (a read-only install) is logged, never an error."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        return True
+    except OSError as error:
+        log.warning("could not create the model folder %s: %s", path, error)
+        return False
+
+
+# The pictures the example workflows' Load Image nodes name; they ship in example_workflows/.
+EXAMPLE_INPUTS = ("ganprior_facade_hole.png", "ganprior_facade.png")
+
+
+def install_example_inputs(source: Path | None = None) -> list[str]:
+    """Copy the example workflows' pictures into ComfyUI's input folder where they are missing
+    (never over a file of the same name), so that the shipped workflows run as installed. The
+    copied names; nothing outside ComfyUI."""
+    getter = getattr(folder_paths, "get_input_directory", None)
+    if getter is None:
+        return []
+    source = source or Path(__file__).resolve().parent.parent / "example_workflows"
+    copied = []
+    try:
+        target = Path(getter())
+        target.mkdir(parents=True, exist_ok=True)
+        for name in EXAMPLE_INPUTS:
+            if not (target / name).exists() and (source / name).is_file():
+                shutil.copyfile(source / name, target / name)
+                copied.append(name)
+    except OSError as error:
+        log.warning("could not copy the example workflows' pictures into ComfyUI's input folder "
+                    "(%s); copy %s from %s yourself", error, " and ".join(EXAMPLE_INPUTS), source)
+    if copied:
+        log.info("copied %s into %s for the example workflows", ", ".join(copied), target)
+    return copied
 
 
 def model_names(name: str) -> list[str]:
@@ -138,6 +180,35 @@ def model_path(name: str, filename: str) -> str:
                             f"{', '.join(str(f) for f in _fallback_dirs(name))}")
 
 
+# Where to get a file a loader names, by folder, for the message of a file that is missing.
+WHERE_TO_GET = {
+    "pggan": "pretrained PGGAN and StyleGAN2 priors and where to get them: docs/pretrained_priors.md "
+             "in the pack's folder",
+    "vgg": "torchvision's VGG16 weights: https://download.pytorch.org/models/vgg16-397923af.pth",
+}
+
+
+def missing_model_message(name: str, filename) -> str | None:
+    """None if `filename` is a file of the model folder `name`; else one instruction for the
+    person running the workflow: which file to put into which folder (its path on this machine),
+    where to get it, and what the folder holds now. The loaders' VALIDATE_INPUTS return it, so a
+    workflow naming a file this install lacks stops before it runs, with this on the node."""
+    try:
+        model_path(name, filename)
+        return None
+    except (OSError, ValueError) as error:
+        if isinstance(error, ValueError):
+            return str(error)
+    folders = (folder_paths.get_folder_paths(name) if folder_paths is not None
+               else [str(folder) for folder in _fallback_dirs(name)])
+    listed = model_names(name)
+    choices = (f"; or choose one of the {len(listed)} files there: {', '.join(listed[:6])}"
+               f"{', ...' if len(listed) > 6 else ''}") if listed else ""
+    where = f" ({WHERE_TO_GET[name]})" if name in WHERE_TO_GET else ""
+    return (f"{filename!r} is not in models/{name}: put the file into {folders[0] if folders else name}"
+            f"{where}, then press R to refresh the lists{choices}")
+
+
 def check_model_name(filename: str) -> None:
     """Refuse a model name that does not stay inside its folder once normalised: an absolute
     path (also a Windows drive or a leading backslash) or one whose `..` steps climb out."""
@@ -208,14 +279,19 @@ def now() -> float:
 
 
 class ProgressBar:
-    """ComfyUI's progress bar with a live preview; does nothing outside ComfyUI.
+    """ComfyUI's progress bar with a live preview and a line of text on the node; does nothing
+    outside ComfyUI.
 
     Throttled: each update is a websocket message the browser redraws the canvas for, and one
     per step (~30 per second on a small prior) made a run in the UI twice as slow as headless on
     two cores. An update is sent only when MIN_INTERVAL seconds passed since the last one sent,
     except that these are always sent: the first, one carrying a preview, the bar's end
-    (value == total), and `flush()`, which sends the latest value if it was held back (the node
+    (value >= total), and `flush()`, which sends the latest value if it was held back (the node
     calls it after each image). So the bar ends exact and no preview is lost.
+
+    `total` may change from one update to the next (an auto-stopped run's expected length is
+    revised as it goes); the text is sent with an update when it changed (ComfyUI's progress
+    text, shown on the node by its frontend), so it is throttled with the bar.
     """
 
     MIN_INTERVAL = 0.1  # seconds: at most 10 updates per second, besides previews and the end
@@ -223,29 +299,89 @@ class ProgressBar:
     def __init__(self, total: int, clock=None) -> None:
         self._bar = comfy_utils.ProgressBar(total) if comfy_utils is not None else None
         self.total, self._clock = total, clock or now
+        self._sent_total = total  # the total ComfyUI's bar has
         self._last_time: float | None = None  # when the last update was sent
-        self._held: int | None = None  # a value not sent yet
+        self._held: tuple | None = None  # (value, total, text) not sent yet
+        self._text: str | None = None  # the text last sent
 
-    def update(self, value: int, preview=None) -> None:
-        """`preview` is a PIL image or None."""
+    def update(self, value: int, preview=None, total: int | None = None, text: str | None = None,
+               preview_format: str = "JPEG") -> None:
+        """`preview` is a PIL image or None; `total`: the bar's new total (None: unchanged);
+        `text`: what the node shows under its widgets (None: unchanged); `preview_format`:
+        "JPEG" (live previews) or "PNG" (a returned image, shown exactly)."""
         if self._bar is None:
             return
+        if total is not None:
+            self.total = max(1, int(total))
         now = self._clock()
         if (preview is None and value < self.total and self._last_time is not None
                 and now - self._last_time < self.MIN_INTERVAL):
-            self._held = value
+            self._held = (value, self.total, text if text is not None else
+                          (self._held[2] if self._held is not None else None))
             return
-        self._send(value, preview, now)
+        self._send(value, self.total, preview, text, now, preview_format)
 
     def flush(self) -> None:
         """Send the latest value if the throttle held it back."""
         if self._bar is not None and self._held is not None:
-            self._send(self._held, None, self._clock())
+            value, total, text = self._held
+            self._send(value, total, None, text, self._clock())
 
-    def _send(self, value: int, preview, now: float) -> None:
+    def _send(self, value: int, total: int, preview, text: str | None, now: float,
+              preview_format: str = "JPEG") -> None:
         self._held, self._last_time = None, now
-        self._bar.update_absolute(value, preview=None if preview is None
-                                  else ("JPEG", preview, PREVIEW_MAX_SIZE))
+        # ComfyUI's update_absolute(value, total=None, preview=None): total only when it changed.
+        changed = {} if total == self._sent_total else {"total": total}
+        self._sent_total = total
+        self._bar.update_absolute(min(value, total), **changed, preview=None if preview is None
+                                  else (preview_format, preview, PREVIEW_MAX_SIZE))
+        if text is not None and text != self._text:
+            self._text = text
+            send_progress_text(text)
+
+
+def executing_node_id() -> str | None:
+    """The id of the node ComfyUI is running now (what its own progress bar reports to), or None."""
+    try:
+        from comfy_execution.utils import get_executing_context
+        context = get_executing_context()
+        if context is not None and context.node_id is not None:
+            return str(context.node_id)
+    except ImportError:
+        pass
+    server = _prompt_server()
+    node_id = getattr(server, "last_node_id", None)
+    return None if node_id is None else str(node_id)
+
+
+def _prompt_server():
+    if comfy_utils is None:  # not inside ComfyUI: a module named `server` would be someone else's
+        return None
+    try:
+        import server
+    except ImportError:
+        return None
+    return getattr(getattr(server, "PromptServer", None), "instance", None)
+
+
+def send_progress_text(text: str) -> None:
+    """Show `text` on the running node (ComfyUI's progress text, 0.3.4x on); nothing where the
+    host has no such message."""
+    server = _prompt_server()
+    send = getattr(server, "send_progress_text", None)
+    node_id = executing_node_id()
+    if send is None or node_id is None:
+        return
+    try:
+        send(text, node_id)
+    except Exception as error:  # a display detail must never fail a run
+        log.debug("progress text not sent: %s", error)
+
+
+def temp_folder() -> str | None:
+    """ComfyUI's temp folder (what PreviewImage writes to, emptied at start), or None outside it."""
+    getter = getattr(folder_paths, "get_temp_directory", None)
+    return None if getter is None else getter()
 
 
 # --- Example workflows under a folder name that URLs quote ---------------------------------

@@ -8,7 +8,7 @@ import torch
 from ..ganprior_core import OptimizerConfig, estimated_run_bytes, inpaint_any_size, measure
 from ..ganprior_core.imaging import FIT_MODES, hole_pixels
 from ..ganprior_core.validation import check_seed
-from . import host, tensors
+from . import host, previews, tensors
 from .inputs import CATEGORY, GENERATOR_TOOLTIP, seed_input
 
 log = logging.getLogger(__name__)
@@ -84,37 +84,32 @@ class GANPriorInpaint:
             # good, let ComfyUI unload its own models if they leave too little room there (the
             # cache goes back to it afterwards, in `inpaint`).
             host.make_room(working_memory(generator, optimizer, perceptual_model), device)
-            progress = host.ProgressBar(optimizer.steps * len(images))
+            progress = previews.InpaintProgress(len(images), optimizer.steps)
             filled, generated, info = [], [], []
             for index, (original, hole) in enumerate(zip(images, masks)):
                 seed_i = (seed + index) % 2 ** 64
                 result = inpaint_any_size(generator.prior, original, hole, generator.config,
                                           optimizer, seed_i, fit, device, perceptual_model,
-                                          callback=self.reporter(progress, optimizer.steps * index))
+                                          callback=progress.reporter(index))
                 output, notes = result.output, result.notes
                 if result.loss_history:
                     line = (f"image {index + 1}: {result.seconds:.1f} s, {result.describe_stop()}, "
                             f"final loss {result.loss_history[-1]:.5f}")
                 else:  # nothing was known: a sample, no steps to count
-                    progress.update(optimizer.steps * (index + 1))
                     line = f"image {index + 1}: unconditional sample"
-                progress.flush()  # this image's last step, if the throttle held it back
+                # The bar counts the steps this image took; the node shows its returned image.
+                progress.finished(index, result.steps_run, result.composite, line)
                 for note in notes:
                     log.warning("GAN-Prior Inpaint, image %d: %s", index + 1, note)
                 generated.append(output)
                 filled.append(result.composite)
                 info.append("; ".join([line, *notes]))
-        return (tensors.to_comfy_images(torch.stack(filled)),
-                tensors.to_comfy_images(torch.stack(generated)),
-                masks.contiguous(), "\n".join(info))
-
-    @staticmethod
-    def reporter(progress, steps_before):
-        def report(step):
-            host.throw_if_interrupted()
-            preview = None if step.preview is None else tensors.to_pil(step.preview)
-            progress.update(steps_before + step.step, preview)
-        return report
+        outputs = (tensors.to_comfy_images(torch.stack(filled)),
+                   tensors.to_comfy_images(torch.stack(generated)),
+                   masks.contiguous(), "\n".join(info))
+        # The node's last picture is the image it returns (and its UI output, inside ComfyUI).
+        ui = progress.done(torch.stack(filled), outputs[3])
+        return outputs if ui is None else {"ui": ui, "result": outputs}
 
 
 def working_memory(generator, optimizer, perceptual_model) -> int:

@@ -63,6 +63,13 @@ class LoadGANPrior:
             "(TensorFlow or Theano), ganprior .safetensors) or a StyleGAN2 generator.")})}}
 
     @classmethod
+    def VALIDATE_INPUTS(cls, prior_name=None):
+        # Replaces ComfyUI's "value not in list" for this input: a workflow naming a file this
+        # install lacks stops with one instruction (which file, which folder, where to get it).
+        # None: the name comes from a link, checked when the node runs.
+        return True if prior_name is None else host.missing_model_message("pggan", prior_name) or True
+
+    @classmethod
     def IS_CHANGED(cls, prior_name):
         # The file's identity (resolved path, size, modification time, inode), not only its
         # name: a prior retrained or downloaded again under the same name is read again instead
@@ -332,6 +339,11 @@ class LoadPerceptualModel:
     def INPUT_TYPES(cls):
         names = host.model_names("vgg")
         return {"required": {"vgg_name": (names, {"tooltip": "A file in models/vgg."})}}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, vgg_name=None):
+        # As Load GAN Prior's: a missing file is one instruction, not "value not in list".
+        return True if vgg_name is None else host.missing_model_message("vgg", vgg_name) or True
 
     @classmethod
     def IS_CHANGED(cls, vgg_name):

@@ -86,12 +86,52 @@ def holdout_mask(hole: torch.Tensor, seed: int, config: AutoStopConfig) -> torch
     return mask * (1 - hole)
 
 
+@dataclass(frozen=True)
+class StopState:
+    """What the stop rule has seen so far, for progress reports: reading it changes nothing in
+    the run."""
+    check_every: int
+    patience: int
+    last_check: int | None  # the step of the latest check; None before the first
+    best_step: int | None  # the check with the lowest smoothed held-out error so far
+    checks_since_best: int  # checks since then that did not improve on it
+
+    @property
+    def improving(self) -> bool:
+        """The latest check was the best so far (or none was made yet)."""
+        return self.checks_since_best == 0
+
+    @property
+    def stops_at(self) -> int:
+        """The step the run ends at if no check from now on improves on the best: the check at
+        which `patience` checks in a row will have failed to. (A run ends at a check, before that
+        step's update, so this is also the number of steps it will have run.)"""
+        if self.last_check is None:  # the check at step 0 will be the first best
+            return self.patience * self.check_every
+        return self.last_check + (self.patience - self.checks_since_best) * self.check_every
+
+
+def expected_steps(state: StopState | None, max_steps: int,
+                   typical: int = TYPICAL_AUTO_STOP_STEPS) -> int:
+    """How many steps a run is expected to take, revised as the held-out error evolves: at least
+    the step the stop rule can end it at (StopState.stops_at), and while that is sooner than
+    `typical` (how long such runs usually take) that long; never more than `max_steps`. `state`
+    None (no stop rule: a fixed run, or nothing to watch): `max_steps`.
+
+    An estimate, not a promise: a run that keeps improving past `typical` moves it out by one
+    check at each improvement, and one whose error stops improving early ends before it."""
+    if state is None:
+        return max_steps
+    return max(1, min(max_steps, max(state.stops_at, typical)))
+
+
 class StopRule:
     """Tracks the held-out error at each check; says when to stop, which check was best and which
     check's image to return (the one nearest `rewind` x the best check's step)."""
 
     def __init__(self, config: AutoStopConfig) -> None:
         self.config = config
+        self.last_check: int | None = None
         self.smoothed: float | None = None
         self.best_smoothed = math.inf
         self.best_step: int | None = None
@@ -107,6 +147,7 @@ class StopRule:
     def record(self, step: int, error: float, image: torch.Tensor | None = None) -> bool:
         """Record the held-out error of the image at `step` (and the image, to return it later);
         True when it is the new best."""
+        self.last_check = step
         if not math.isfinite(error):  # a diverged image is never the best nor returned
             self.checks_since_best += 1
             return False
@@ -122,6 +163,11 @@ class StopRule:
         else:
             self.checks_since_best += 1
         return improved
+
+    def state(self) -> StopState:
+        """What the rule has seen so far (for progress reports)."""
+        return StopState(self.config.check_every, self.config.patience, self.last_check,
+                         self.best_step, self.checks_since_best)
 
     @property
     def should_stop(self) -> bool:

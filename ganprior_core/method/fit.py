@@ -297,7 +297,8 @@ def _run_steps(run: _Run, callback: Callable[[Progress], None] | None) -> tuple[
             run.scheduler.step()
         run.losses[step] = loss.detach()
         steps_run = step + 1
-        report_step(callback, steps_run, steps, run.config.preview_every, loss, output, _preview)
+        report_step(callback, steps_run, steps, run.config.preview_every, loss, output, _preview,
+                    stop_rule)
     return steps_run, output
 
 
@@ -328,7 +329,7 @@ def _finish(run: _Run, started: float, steps_run: int, last_output: torch.Tensor
     if stopped_early and callback is not None:
         # The bar completes: the run is over, though it took fewer than `total` steps.
         callback(Progress(steps, steps, float(run.losses[steps_run - 1]) if steps_run else None,
-                          output, stopped_early=True))
+                          output, stopped_early=True, stop=stop_rule.state()))
     frozen = run.freeze_at is not None and steps_run > run.freeze_at
     return _Fill(run.image, run.hole, output, started, run.notes, stop_reason,
                  loss_history=run.losses[:steps_run].cpu().tolist(), steps_run=steps_run,

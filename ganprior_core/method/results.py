@@ -1,4 +1,5 @@
-"""What a run reports while it goes (Progress) and what it returns (InpaintResult)."""
+"""What a run reports while it goes (Progress, and BatchProgress for a batch of runs) and what it
+returns (InpaintResult)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -6,14 +7,78 @@ from typing import Callable
 
 import torch
 
+from .auto_stop import TYPICAL_AUTO_STOP_STEPS, StopRule, StopState, expected_steps
+
 
 @dataclass
 class Progress:
-    step: int  # optimisation steps completed
+    step: int  # optimisation steps completed (the run's last report when stopped early: `total`)
     total: int  # the most steps the run may take
     loss: float | None = None  # loss of the latest step, only every preview_every steps
     preview: torch.Tensor | None = None  # [3, R, R] in [0, 1], only every preview_every steps
     stopped_early: bool = False  # the run's last report: auto-stop ended it before `total`
+    stop: StopState | None = None  # auto-stop's state; None: no stop rule, the run takes `total`
+
+    @property
+    def steps_done(self) -> int:
+        """Steps run so far (when stopped early: all the run took)."""
+        if self.stopped_early and self.stop is not None and self.stop.last_check is not None:
+            return self.stop.last_check  # the run ended at this check, before its update
+        return self.step
+
+    def expected_total(self, typical: int = TYPICAL_AUTO_STOP_STEPS) -> int:
+        """The steps this run is expected to take (auto_stop.expected_steps); once it stopped
+        early, the steps it took."""
+        if self.stopped_early:
+            return self.steps_done
+        return max(self.step, expected_steps(self.stop, self.total, typical))
+
+    def describe(self, typical: int = TYPICAL_AUTO_STOP_STEPS) -> str:
+        """Where the run is and what it waits for, in one short line for a person."""
+        stop = self.stop
+        if stop is None:
+            return f"step {self.step} of {self.total}"
+        if self.stopped_early:
+            return f"stopped at step {self.steps_done}: held-out error best at step {stop.best_step}"
+        where = f"step {self.step} of ~{self.expected_total(typical)} (max {self.total})"
+        if stop.best_step is None:
+            return where
+        if stop.improving:
+            return f"{where}: held-out error improving, best at {stop.best_step}"
+        return (f"{where}: stops at {min(stop.stops_at, self.total)} unless the held-out error "
+                "improves")
+
+
+class BatchProgress:
+    """One progress bar over a batch of runs made one after another, in steps: (value, total).
+
+    A run not started yet is expected to take as many steps as the finished ones took on average
+    (before any finished: as many as the current run is expected to), and the current run's
+    expectation uses that average as its typical length. Fixed runs give what a plain count
+    gives: `steps` per image."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.finished: list[int] = []  # steps each finished run took (0: an unconditional sample)
+
+    def typical(self) -> int:
+        ran = [steps for steps in self.finished if steps > 0]
+        return round(sum(ran) / len(ran)) if ran else TYPICAL_AUTO_STOP_STEPS
+
+    def bar(self, progress: Progress) -> tuple[int, int]:
+        """(value, total) while the run of image len(finished) reports `progress`."""
+        done = sum(self.finished)
+        expected = progress.expected_total(self.typical())
+        later = max(0, self.count - len(self.finished) - 1)
+        ran = [steps for steps in self.finished if steps > 0]
+        per_later = self.typical() if ran else expected
+        return done + progress.steps_done, done + expected + later * per_later
+
+    def finish(self, steps_run: int) -> tuple[int, int]:
+        """Record a finished run; the bar's (value, total) now."""
+        self.finished.append(steps_run)
+        done, later = sum(self.finished), max(0, self.count - len(self.finished))
+        return done, done + later * self.typical() if later else done
 
 
 @dataclass
@@ -42,13 +107,16 @@ class InpaintResult:
 
 def report_step(callback: Callable[[Progress], None] | None, steps_run: int, total: int,
                 preview_every: int, loss: torch.Tensor, output: torch.Tensor,
-                to_image: Callable[[torch.Tensor], torch.Tensor]) -> None:
-    """Tell `callback` that `steps_run` of `total` steps are done. Every `preview_every` steps and
-    at the last one the report carries the loss and `to_image(output)` (the current image
-    [3, R, R] in [0, 1], made only then: reading the loss is a host sync)."""
+                to_image: Callable[[torch.Tensor], torch.Tensor],
+                stop_rule: StopRule | None = None) -> None:
+    """Tell `callback` that `steps_run` of `total` steps are done, with the stop rule's state
+    (for the expected length of the run). Every `preview_every` steps and at the last one the
+    report carries the loss and `to_image(output)` (the current image [3, R, R] in [0, 1], made
+    only then: reading the loss is a host sync)."""
     if callback is None:
         return
+    stop = None if stop_rule is None else stop_rule.state()
     if steps_run % preview_every == 0 or steps_run == total:
-        callback(Progress(steps_run, total, float(loss.detach()), to_image(output.detach())))
+        callback(Progress(steps_run, total, float(loss.detach()), to_image(output.detach()), stop=stop))
     else:
-        callback(Progress(steps_run, total))
+        callback(Progress(steps_run, total, stop=stop))

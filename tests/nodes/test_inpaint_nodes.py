@@ -146,10 +146,15 @@ def test_progress_bar_counts_every_step_of_the_batch_with_previews(unchanged_pri
     comfy = fake_comfy()
     inpaint(build(unchanged_prior), photo(2, 20, 20), box_mask(1, 20, 20, 5, 15, 5, 15))
     total = 2 * STEPS
-    assert [value for value, _, _ in comfy.updates] == list(range(1, total + 1))
+    # Each step, then each image's result (its returned image, again at its last step) and, for a
+    # batch, all results at the end (tests/nodes/test_progress_display.py).
+    steps = list(range(1, STEPS + 1))
+    assert [value for value, _, _ in comfy.updates] == \
+        steps + [STEPS] + [STEPS + step for step in steps] + [total, total]
     assert {bar_total for _, bar_total, _ in comfy.updates} == {total}
     previews = [preview for _, _, preview in comfy.updates]
     assert [preview is not None for preview in previews[:STEPS]] == [False, True, False, True]
+    assert [preview[0] for preview in previews if preview is not None][-3:] == ["JPEG", "PNG", "PNG"]
     kind, picture, max_size = previews[1]
     assert (kind, picture.size, picture.mode, max_size) == ("JPEG", (RESOLUTION, RESOLUTION), "RGB", 512)
     assert comfy.devices == 1 and comfy.checks == total
@@ -167,8 +172,9 @@ def test_progress_is_throttled_to_ten_updates_a_second_keeping_previews_and_the_
     with_preview = [value for value, _, preview in comfy.updates if preview is not None]
     assert values == sorted(values) and values[0] == 1 and values[-1] == 2 * steps  # exact end
     assert steps in values  # each image's last step is sent
-    # No preview lost: every preview_every steps, and each image's last step (the returned image).
-    assert with_preview == [15, 30, steps, steps + 15, steps + 30, 2 * steps]
+    # No preview lost: every preview_every steps and each image's last step, then each image's
+    # returned image and, at the end, the batch's.
+    assert with_preview == [15, 30, steps, steps, steps + 15, steps + 30, 2 * steps, 2 * steps, 2 * steps]
     plain = [value for value, _, preview in comfy.updates if preview is None]
     assert len(plain) <= 2 * (2 * steps * 0.01 / 0.1 + 2)  # <= 10/s (+ the ends), not 80
     assert comfy.checks == 2 * steps  # cancel is still checked every step
@@ -185,9 +191,12 @@ def test_auto_stop_completes_each_images_share_of_the_bar_and_says_why(unchanged
                        optimizer=optimizer)
     lines = info.splitlines()
     assert len(lines) == 2 and all("stopped early" in line and "image of step" in line for line in lines)
+    # The bar counts the steps each image ran: it ends full at their sum, not at 2 x 60
+    # (the arithmetic: tests/nodes/test_progress_display.py).
+    ran = [int(line.split(" steps (")[0].rsplit(" ", 1)[1]) for line in lines]
     values = [value for value, _, _ in comfy.updates]
-    assert values[-1] == 2 * 60 and 60 in values  # each image's share completes
-    assert len(values) < 2 * 60  # ...though fewer steps ran
+    assert values[-1] == sum(ran) < 2 * 60 and ran[0] in values
+    assert len(values) < 2 * 60
 
 
 def test_cancel_stops_within_a_step_and_leaves_the_cached_prior_alone(unchanged_family_prior, fake_comfy):
