@@ -160,9 +160,9 @@ def test_example_workflows_are_served_under_a_folder_name_with_a_space():
     assert re.fullmatch(pattern, "GAN prior (copy)") and not re.fullmatch(pattern, "GAN prior")
     assert host.serve_example_workflows(None, "GAN prior") is None  # no ComfyUI server here
 
-    assert host.template_file("ganprior_bundled_prior_facade.json").is_file()
-    assert host.template_file("ganprior_bundled_prior_facade.jpg").is_file()
-    for name in ("../pyproject.toml", "api/ganprior_bundled_prior_facade.json", ".hidden.json",
+    assert host.template_file("Inpaint a facade (PGGAN).json").is_file()
+    assert host.template_file("Inpaint a facade (PGGAN).jpg").is_file()
+    for name in ("../pyproject.toml", "api/Inpaint a facade (PGGAN).json", ".hidden.json",
                  "missing.json", "ganprior_facade.txt", ""):
         assert host.template_file(name) is None, name
 

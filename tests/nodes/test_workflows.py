@@ -138,12 +138,19 @@ def widget_input_slots(input_types: dict) -> list[tuple[str, str]]:
     return slots
 
 
+# LiteGraph node modes the frontend leaves out of /prompt: muted ("never") and bypassed.
+MUTED, BYPASSED = 2, 4
+
+
 def ui_to_api(workflow: dict) -> dict:
-    """What ComfyUI's frontend sends to /prompt for a UI-format workflow."""
-    links = {link[0]: link for link in workflow["links"]}
+    """What ComfyUI's frontend sends to /prompt for a UI-format workflow. A muted or bypassed
+    node is left out with the links from it (a bypassed node passes on an input of its output's
+    type; the workflows bypass only loaders, which have none)."""
+    left_out = {node["id"] for node in workflow["nodes"] if node.get("mode", 0) in (MUTED, BYPASSED)}
+    links = {link[0]: link for link in workflow["links"] if link[1] not in left_out}
     prompt = {}
     for node in sorted(workflow["nodes"], key=lambda n: n["id"]):
-        if node["type"] in NOTE_NODES:
+        if node["type"] in NOTE_NODES or node["id"] in left_out:
             continue
         input_types, _, _ = node_spec(node["type"])
         inputs = {}
@@ -152,7 +159,7 @@ def ui_to_api(workflow: dict) -> dict:
                 if name is not None:
                     inputs[name] = value
         for slot in node["inputs"]:
-            if slot["link"] is not None:
+            if slot["link"] in links:
                 link = links[slot["link"]]
                 inputs[slot["name"]] = [str(link[1]), link[2]]
         prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
@@ -181,8 +188,9 @@ def check_widget_value(node_type: str, name, kind, options: dict, value) -> None
 
 def test_there_are_the_promised_workflows():
     names = {path.stem for path in UI_FILES}
-    assert {"ganprior_inpaint_with_prior", "ganprior_compare_presets_reconstruction",
-            "ganprior_bundled_prior_facade"} <= names
+    # The file names are the template cards' titles (tests/nodes/test_workflows_as_installed.py).
+    assert {"Inpaint a facade (PGGAN)", "Inpaint a facade (StyleGAN2)", "Compare the three presets",
+            "Inpaint with your own prior"} <= names
     assert {path.stem for path in (WORKFLOWS / "api").glob("*.json")} == names
 
 
@@ -244,7 +252,8 @@ def test_models_to_download_say_where_to_get_them(path):
     frontend's missing-models entry on the node (properties.models: name, url, directory; the
     frontend uses an entry only when its name is one of the node's widget values) and, because
     the frontend offers a download button only for a few hosts, in a note on the canvas that
-    names the file, its folder and the links."""
+    names the file, its folder and the links. A bypassed loader (the workflow runs without it)
+    has only the note: an entry would open the Missing Models dialog on a workflow that runs."""
     workflow = json.loads(path.read_text())
     notes = "\n".join(node["widgets_values"][0] for node in workflow["nodes"]
                       if node["type"] in NOTE_NODES)
@@ -257,6 +266,10 @@ def test_models_to_download_say_where_to_get_them(path):
             assert folder == "pggan"
             continue
         assert name in USER_MODELS[folder], f"add {name} to USER_MODELS"
+        if node.get("mode", 0) == BYPASSED:
+            assert not node["properties"].get("models")
+            assert name in notes and f"models/{folder}/" in notes and "https://" in notes
+            continue
         entries = [entry for entry in node["properties"].get("models", []) if entry["name"] == name]
         assert len(entries) == 1, f"node {node['id']} ({node['type']}) has no models entry for {name}"
         entry = entries[0]
@@ -270,9 +283,10 @@ TITLE_HEIGHT = 30  # the frontend draws a node's title bar above its saved posit
 BADGE_HEIGHT = 16  # ...and, for a custom node, the pack's name badge above the title
 SLOT_HEIGHT, WIDGET_HEIGHT, NODE_PADDING = 20, 24, 14  # LiteGraph's row heights (frontend 1.35)
 # A node showing an image (GAN-Prior Inpaint's progress preview, 512x512) grows to at least the
-# top of the image (below its last widget, + 6) + 220 (the frontend's minimum image area).
-# Measured in ComfyUI 0.8.0 / frontend 1.35.9: GAN-Prior Inpaint 320x200 grew to 320x398.
-IMAGE_TOP_MARGIN, IMAGE_MIN_HEIGHT = 6, 220
+# top of the image (below its last widget, + 6) + 220 (the frontend's minimum image area), and by
+# 58 for its progress line (ComfyUI's progress text). Measured in ComfyUI 0.8.0 / frontend 1.35.9:
+# GAN-Prior Inpaint 320x200 grew to 320x398 without the line, 320x400 to 320x456 with it.
+IMAGE_TOP_MARGIN, IMAGE_MIN_HEIGHT, PROGRESS_TEXT_HEIGHT = 6, 220, 58
 PREVIEW_NODES = {"GANPriorInpaint"}
 
 
@@ -289,7 +303,7 @@ def drawn_height(node: dict) -> float:
     content = rows * SLOT_HEIGHT + len(widgets) * WIDGET_HEIGHT
     height = max(node["size"][1], content + NODE_PADDING)
     if node["type"] in PREVIEW_NODES:
-        height = max(height, content + IMAGE_TOP_MARGIN + IMAGE_MIN_HEIGHT)
+        height = max(height, content + IMAGE_TOP_MARGIN + IMAGE_MIN_HEIGHT + PROGRESS_TEXT_HEIGHT)
     return height
 
 
@@ -300,7 +314,7 @@ def drawn_top(node: dict) -> float:
 
 def test_the_drawn_height_model_matches_what_the_frontend_drew():
     """The numbers above against the real frontend's: GAN-Prior Inpaint after a run."""
-    assert drawn_height({"type": "GANPriorInpaint", "size": [320, 200]}) == 398
+    assert drawn_height({"type": "GANPriorInpaint", "size": [320, 400]}) == 456
     assert drawn_height({"type": "GANPriorPreset", "size": [300, 110]}) == 126
 
 
@@ -495,7 +509,7 @@ def test_an_api_prompt_the_project_shipped_is_accepted_by_todays_nodes(path):
     ("steps", ["1", 0], "return type mismatch")])
 def test_the_validation_refuses_what_comfyui_refuses(name, value, message):
     """The check the corpus passes, against prompts ComfyUI refuses (None: the input left out)."""
-    prompt = json.loads((WORKFLOWS / "api" / "ganprior_inpaint_with_prior.json").read_text())
+    prompt = json.loads((WORKFLOWS / "api" / "Inpaint with your own prior.json").read_text())
     assert validate_prompt(prompt) == []
     optimizer = next(node for node in prompt.values() if node["class_type"] == "GANPriorOptimizer")
     if value is None:
