@@ -98,7 +98,7 @@ class GANPriorInpaint:
                 else:  # nothing was known: a sample, no steps to count
                     line = f"image {index + 1}: unconditional sample"
                 # The bar counts the steps this image took; the node shows its returned image.
-                progress.finished(index, result.steps_run, result.composite, line)
+                progress.finished(index, result.steps_run, result.composite, result.summary())
                 for note in notes:
                     log.warning("GAN-Prior Inpaint, image %d: %s", index + 1, note)
                 generated.append(output)
@@ -108,7 +108,7 @@ class GANPriorInpaint:
                    tensors.to_comfy_images(torch.stack(generated)),
                    masks.contiguous(), "\n".join(info))
         # The node's last picture is the image it returns (and its UI output, inside ComfyUI).
-        ui = progress.done(torch.stack(filled), outputs[3])
+        ui = progress.done(torch.stack(filled))
         return outputs if ui is None else {"ui": ui, "result": outputs}
 
 

@@ -99,7 +99,7 @@ class InpaintProgress:
 
     def finished(self, index: int, steps_run: int, composite: torch.Tensor, line: str) -> None:
         """Image `index` is done: the bar counts the steps it took and the node shows its returned
-        (composited) image and its info line."""
+        (composited) image and `line` (InpaintResult.summary: the info output has the rest)."""
         value, total = self.batch.finish(steps_run)
         if total <= 0:  # nothing but unconditional samples so far: no steps, a full bar
             value = total = 1
@@ -107,12 +107,13 @@ class InpaintProgress:
                         text=self._prefix(index) + line, preview_format="PNG")
         self.bar.flush()
 
-    def done(self, composites: torch.Tensor, info: str) -> dict | None:
-        """After the batch: the node's last picture is what it returns (all images of a batch),
-        its text the info output; the UI output for the node, or None outside ComfyUI."""
+    def done(self, composites: torch.Tensor) -> dict | None:
+        """After the batch: the node's last picture is what it returns (all images of a batch);
+        the UI output for the node, or None outside ComfyUI."""
         if self.count > 1:
             value = total = max(1, sum(self.batch.finished))
-            self.bar.update(value, result_picture(composites), total=total, text=info,
+            text = f"done: {self.count} images, {sum(self.batch.finished)} steps in all (see info)"
+            self.bar.update(value, result_picture(composites), total=total, text=text,
                             preview_format="PNG")
         self.bar.flush()
         images = save_ui_images(composites)

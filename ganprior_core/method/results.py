@@ -94,6 +94,13 @@ class InpaintResult:
     held_out_best_step: int | None = None  # auto-stop: the check with the lowest held-out error
     g1_frozen_at: int | None = None  # steps after which the codes and G1 were frozen; None: never
 
+    def summary(self) -> str:
+        """What the run came to, in one short line (the node shows it when the image is done)."""
+        if not self.loss_history:
+            return "done: an unconditional sample (nothing was known)"
+        returned = "" if self.best_step is None else f", returned the image of step {self.best_step}"
+        return f"done: {self.steps_run} steps in {self.seconds:.1f} s{returned}"
+
     def describe_stop(self) -> str:
         """One phrase for logs and the node's info."""
         frozen = "" if self.g1_frozen_at is None else f"; codes and G1 frozen from step {self.g1_frozen_at}"

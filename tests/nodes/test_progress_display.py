@@ -5,6 +5,7 @@ end the image the node returns, scaled up, as its last picture and its UI output
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -188,7 +189,8 @@ def test_an_auto_stopped_batch_fills_the_bar_with_the_steps_it_ran(unchanged_pri
     assert (steps[0], steps[0] + steps[0]) in values  # after image 1: image 2 expected as long
     assert max(total for _, total in values) <= 2 * 60
     assert any(text.startswith("image 1 of 2: step ") for text in display.texts)
-    assert display.texts[-1] == info  # the node's last line is its info output
+    assert f"image 2 of 2: done: {steps[1]} steps in " in "\n".join(display.texts)
+    assert display.texts[-1] == f"done: 2 images, {sum(steps)} steps in all (see info)"
 
 
 def test_a_fixed_run_counts_every_step_towards_the_steps_set(unchanged_prior, display):
@@ -196,6 +198,15 @@ def test_a_fixed_run_counts_every_step_towards_the_steps_set(unchanged_prior, di
     during = [(value, total) for value, total, _ in display.updates]
     assert during[:STEPS] == [(step, STEPS) for step in range(1, STEPS + 1)]
     assert display.texts[:STEPS] == [f"step {step} of {STEPS}" for step in range(1, STEPS + 1)]
+    assert re.fullmatch(rf"done: {STEPS} steps in \d+\.\d s", display.texts[-1])
+
+
+def test_the_summary_line_says_what_the_run_came_to():
+    result = results().InpaintResult(torch.zeros(3, 4, 4), torch.zeros(3, 4, 4), [0.1] * 475, 12.34,
+                                     steps_run=475, best_step=325)
+    assert result.summary() == "done: 475 steps in 12.3 s, returned the image of step 325"
+    sample = results().InpaintResult(torch.zeros(3, 4, 4), torch.zeros(3, 4, 4), [], 0.1)
+    assert sample.summary() == "done: an unconditional sample (nothing was known)"
 
 
 def test_the_last_picture_of_the_node_is_the_image_it_returns(unchanged_prior, display):
