@@ -87,7 +87,7 @@ def decoy_region(hole: torch.Tensor, seed: int, margin: int = DECOY_MARGIN) -> t
     """[R, R] float mask: the hole's shape moved to a seeded place in the known area, at least
     `margin` pixels from the hole, at full size where it fits, else halved, else quartered;
     None where even that fits nowhere."""
-    hole = (hole > 0.5).float()
+    hole = imaging.hole_pixels(hole).float()
     rows, cols = hole.any(dim=1).nonzero()[:, 0], hole.any(dim=0).nonzero()[:, 0]
     if len(rows) == 0:
         return None
@@ -113,7 +113,7 @@ def decoy_region(hole: torch.Tensor, seed: int, margin: int = DECOY_MARGIN) -> t
 def signal_regions(hole: torch.Tensor, decoy: torch.Tensor | None, tiles: torch.Tensor
                    ) -> dict[str, torch.Tensor]:
     """Boolean [R, R] masks of the pixels each signal reads; none of them touches the hole."""
-    hole = hole > 0.5
+    hole = imaging.hole_pixels(hole)
     unseen = hole | tiles.bool() | (torch.zeros_like(hole) if decoy is None else decoy.bool())
     near = F.max_pool2d(hole.float()[None, None], 2 * RING_WIDTH + 1, 1, RING_WIDTH)[0, 0] > 0
     regions = {"tiles": tiles.bool(), "ring": near & ~unseen, "fit": ~unseen}
@@ -136,7 +136,7 @@ def record_run(prior, image: torch.Tensor, hole: torch.Tensor, preset_name: str,
     decoy = decoy_region(hole, seed)
     given_hole = hole if decoy is None else torch.maximum(hole, decoy)
     regions = signal_regions(hole, decoy, holdout_mask(given_hole, seed, rule))
-    hole_pixels = hole > 0.5
+    hole_pixels = imaging.hole_pixels(hole)
     checks: list[dict] = []
     fills: list[torch.Tensor] = []
 
