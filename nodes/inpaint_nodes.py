@@ -85,7 +85,7 @@ class GANPriorInpaint:
             # cache goes back to it afterwards, in `inpaint`).
             host.make_room(working_memory(generator, optimizer, perceptual_model), device)
             progress = previews.InpaintProgress(len(images), optimizer.steps)
-            filled, generated, info = [], [], []
+            filled, generated, info, shown = [], [], [], []
             for index, (original, hole) in enumerate(zip(images, masks)):
                 seed_i = (seed + index) % 2 ** 64
                 result = inpaint_any_size(generator.prior, original, hole, generator.config,
@@ -97,8 +97,10 @@ class GANPriorInpaint:
                             f"final loss {result.loss_history[-1]:.5f}")
                 else:  # nothing was known: a sample, no steps to count
                     line = f"image {index + 1}: unconditional sample"
-                # The bar counts the steps this image took; the node shows its returned image.
-                progress.finished(index, result.steps_run, result.composite, result.summary())
+                # The bar counts the steps this image took; the node shows what it returns for it:
+                # the filled image, or with nothing to fill (an empty mask) the reconstruction.
+                shown.append(result.composite if bool(hole_pixels(hole).any()) else result.output)
+                progress.finished(index, result.steps_run, shown[-1], result.summary())
                 for note in notes:
                     log.warning("GAN-Prior Inpaint, image %d: %s", index + 1, note)
                 generated.append(output)
@@ -108,7 +110,7 @@ class GANPriorInpaint:
                    tensors.to_comfy_images(torch.stack(generated)),
                    masks.contiguous(), "\n".join(info))
         # The node's last picture is the image it returns (and its UI output, inside ComfyUI).
-        ui = progress.done(torch.stack(filled))
+        ui = progress.done(torch.stack(shown))
         return outputs if ui is None else {"ui": ui, "result": outputs}
 
 

@@ -97,19 +97,20 @@ class InpaintProgress:
             self.bar.update(value, preview, total=total, text=text)
         return report
 
-    def finished(self, index: int, steps_run: int, composite: torch.Tensor, line: str) -> None:
-        """Image `index` is done: the bar counts the steps it took and the node shows its returned
-        (composited) image and `line` (InpaintResult.summary: the info output has the rest)."""
+    def finished(self, index: int, steps_run: int, result: torch.Tensor, line: str) -> None:
+        """Image `index` is done: the bar counts the steps it took and the node shows `result`
+        (what it returns for the image: the filled image, or a reconstruction) and `line`
+        (InpaintResult.summary: the info output has the rest)."""
         value, total = self.batch.finish(steps_run)
         if total <= 0:  # nothing but unconditional samples so far: no steps, a full bar
             value = total = 1
-        self.bar.update(value, display_image(composite), total=total,
+        self.bar.update(value, display_image(result), total=total,
                         text=self._prefix(index) + line, preview_format="PNG")
         self.bar.flush()
 
     def done(self, composites: torch.Tensor) -> dict | None:
-        """After the batch: the node's last picture is what it returns (all images of a batch);
-        the UI output for the node, or None outside ComfyUI."""
+        """After the batch: the node's last picture is what it returns (`composites`, one per
+        image, as `finished` showed them); the UI output for the node, or None outside ComfyUI."""
         if self.count > 1:
             value = total = max(1, sum(self.batch.finished))
             text = f"done: {self.count} images, {sum(self.batch.finished)} steps in all (see info)"

@@ -221,6 +221,16 @@ def test_the_last_picture_of_the_node_is_the_image_it_returns(unchanged_prior, d
     assert kind == "JPEG" and live.size == (16, 16)  # live: the generator at the prior's size
 
 
+def test_a_reconstruction_ends_on_the_reconstruction_not_on_its_unchanged_input(unchanged_prior, display):
+    """With an empty mask the `image` output is the input itself; what the node returns as its
+    result is `generated`, and that is what it shows."""
+    image = photo(1, 16, 16)
+    filled, generated, *_ = inpaint(build(unchanged_prior), image, torch.zeros(1, 16, 16))
+    assert torch.equal(filled, image)
+    kind, picture, _ = [preview for _, _, preview in display.updates if preview is not None][-1]
+    assert kind == "PNG" and shown_as(generated[0], picture) and not shown_as(image[0], picture)
+
+
 def test_a_batch_ends_on_all_its_returned_images(unchanged_prior, display):
     images, *_ = inpaint(build(unchanged_prior), photo(3, 16, 16), box_mask(1, 16, 16, 4, 12, 4, 12))
     previews = [preview[1] for _, _, preview in display.updates if preview is not None
