@@ -6,7 +6,7 @@ Adding a family: ganprior_core/README.md, "Adding a family".
 """
 from __future__ import annotations
 
-from .base import GeneratorFamily, Split
+from .base import GeneratorFamily, SplitAdapter
 from .pggan import PGGAN
 from .stylegan2 import (
     G2_STYLE_SOURCES,
@@ -37,7 +37,7 @@ def z_dim_of(generator_or_config) -> int:
 
 
 __all__ = ["FAMILIES", "auto_stop_rule", "G2_STYLE_SOURCES", "GENERATE_NOISE_MODES", "GeneratorFamily",
-           "LATENT_SPACES", "NOISE_HANDLING", "PGGAN", "STYLEGAN2", "Split", "StyleGAN2Options",
+           "LATENT_SPACES", "NOISE_HANDLING", "PGGAN", "STYLEGAN2", "SplitAdapter", "StyleGAN2Options",
            "family_of", "z_dim_of"]
 
 

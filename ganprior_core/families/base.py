@@ -1,14 +1,14 @@
 """What the library asks of a generator family, as one interface.
 
 A family is one module in this package holding one object that satisfies `GeneratorFamily`
-(checked by tests/test_families.py for every registered family). Everything that differs between
+(checked by tests/families/test_interface.py for every registered family). Everything that differs between
 PGGAN and StyleGAN2 lives behind it: what a code is and how it starts, where the generator can be
 split and how the presets choose the split, the work and memory a run costs, how a sample is
 drawn, the auto-stop rule chosen for the family, and the words a person reads about a file.
 Nothing outside this package asks which family a generator is; it asks the family.
 
-The method itself runs on a `Split` (the family's adapter around the run's private copy of the
-generator): `MultiLatentModel` calls only the members listed there.
+The method itself runs on a `SplitAdapter` (the family's adapter around the run's private copy
+of the generator): `MultiLatentModel` calls only the members listed there.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from ..method.auto_stop import AutoStopConfig
 
 
 @runtime_checkable
-class Split(Protocol):
+class SplitAdapter(Protocol):
     """The method's view of a generator split at layer k (`MultiLatentModel` holds one).
 
     features: what G1 hands G2 for N codes (PGGAN [N, M, H, W]; StyleGAN2 the features and the
@@ -63,7 +63,7 @@ class GeneratorFamily(Protocol):
 
     def z_dim(self, config) -> int: ...
     def check_options(self, model_config) -> None: ...
-    def split(self, generator: nn.Module, model_config) -> Split: ...
+    def split(self, generator: nn.Module, model_config) -> SplitAdapter: ...
     def split_for_feature_resolution(self, config, feature_resolution: int) -> int: ...
     def forward_flop(self, config, split: int, codes: int, include_g1: bool = True) -> float: ...
     def activation_elements(self, config, split: int, codes: int) -> int: ...

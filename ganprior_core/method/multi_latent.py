@@ -58,18 +58,18 @@ class MultiLatentModel(nn.Module):
         self.config = config
         self.generator = copy.deepcopy(prior).to(device)
         self.family = family_of(prior)
-        self.split = self.family.split(self.generator, config)
+        self.adapter = self.family.split(self.generator, config)
         self.generator.requires_grad_(False)
         for parameter in self.generator_parameters():
             parameter.requires_grad_(True)
 
-        channels = self.split.feature_shape(config.split_layer)[0]
-        latents = self.split.init_codes(config.num_codes, seed, config.split_layer)
+        channels = self.adapter.feature_shape(config.split_layer)[0]
+        latents = self.adapter.init_codes(config.num_codes, seed, config.split_layer)
         self.latents = nn.Parameter(latents.to(device))
-        g2_styles = self.split.init_g2_styles(self.latents.detach(), config.split_layer)
+        g2_styles = self.adapter.init_g2_styles(self.latents.detach(), config.split_layer)
         self.g2_styles = (None if g2_styles is None
                           else nn.Parameter(g2_styles.to(device), requires_grad=g2_styles.numel() > 0))
-        self.g1_noise, self.g2_noise = self.split.noise_parameters(config.split_layer)
+        self.g1_noise, self.g2_noise = self.adapter.noise_parameters(config.split_layer)
         for noise in [*self.g1_noise, *self.g2_noise]:
             noise.requires_grad_(True)
         # alpha = 1 and beta = 1/N make the starting point exactly mGANprior's mean fusion.
@@ -93,24 +93,24 @@ class MultiLatentModel(nn.Module):
     def generator_parameters(self) -> list[nn.Parameter]:
         split = self.config.split_layer
         if self.config.finetune == "all":
-            return [*self.split.g1_parameters(split), *self.split.g2_parameters(split)]
+            return [*self.adapter.g1_parameters(split), *self.adapter.g2_parameters(split)]
         if self.config.finetune == "g2":
-            return self.split.g2_parameters(split)
+            return self.adapter.g2_parameters(split)
         return []
 
     def g1_features(self):
         """PGGAN: [N, M, H, W]; StyleGAN2: (features [N, M, H, W], skip images [N, 3, h, h])."""
         if self.frozen_g1_features is not None:
             return self.frozen_g1_features
-        return self.split.g1(self.latents, self.config.split_layer)
+        return self.adapter.g1(self.latents, self.config.split_layer)
 
     def fused_features(self):
         """PGGAN: [1, M, H, W]; StyleGAN2: (features [1, M, H, W], skip image [1, 3, h, h])."""
-        return self.split.fuse(self.g1_features(), self.beta[:, None] * self.alpha, self.beta)
+        return self.adapter.fuse(self.g1_features(), self.beta[:, None] * self.alpha, self.beta)
 
     def trains_after_freezing_g1(self) -> bool:
         """Whether anything is left to fit once the codes and G1 are frozen."""
-        g2 = self.split.g2_parameters(self.config.split_layer) if self.config.finetune != "none" else []
+        g2 = self.adapter.g2_parameters(self.config.split_layer) if self.config.finetune != "none" else []
         rest = [self.alpha, self.beta, *([] if self.g2_styles is None else [self.g2_styles]),
                 *self.g2_noise, *g2]
         return any(p.requires_grad and p.numel() for p in rest)
@@ -120,18 +120,18 @@ class MultiLatentModel(nn.Module):
         the fusion and G2. Call under the run's autocast, so the kept features have the dtype
         G1 would have handed over."""
         with torch.no_grad():
-            features = self.split.g1(self.latents, self.config.split_layer)
+            features = self.adapter.g1(self.latents, self.config.split_layer)
         self.latents.requires_grad_(False)
-        for parameter in [*self.split.g1_parameters(self.config.split_layer), *self.g1_noise]:
+        for parameter in [*self.adapter.g1_parameters(self.config.split_layer), *self.g1_noise]:
             parameter.requires_grad_(False)
         self.frozen_g1_features = features
         if self.g2_styles is None:  # styles from the frozen codes (the mapping is never tuned)
             with torch.no_grad():
-                self.frozen_g2_ws = self.split.g2_ws(self.latents, None, self.config.split_layer)
+                self.frozen_g2_ws = self.adapter.g2_ws(self.latents, None, self.config.split_layer)
 
     def forward(self) -> torch.Tensor:
         """The current image [1, 3, R, R] in about [-1, 1]."""
         split = self.config.split_layer
         g2_ws = (self.frozen_g2_ws if self.frozen_g2_ws is not None
-                 else self.split.g2_ws(self.latents, self.g2_styles, split))
-        return self.split.g2(self.fused_features(), g2_ws, split)
+                 else self.adapter.g2_ws(self.latents, self.g2_styles, split))
+        return self.adapter.g2(self.fused_features(), g2_ws, split)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ganprior_core import MultiLatentConfig, checkpoints
-from ganprior_core.families import FAMILIES, GeneratorFamily, Split, family_of
+from ganprior_core.families import FAMILIES, GeneratorFamily, SplitAdapter, family_of
 from ganprior_core.families.base import feature_map_elements
 from tests.pack_under_test import ROOT
 from tests.tiny_priors import TINY_PRIORS
@@ -43,7 +43,7 @@ def test_a_familys_split_satisfies_the_methods_view_of_it(tiny_prior):
     family = family_of(tiny_prior)
     config = MultiLatentConfig(num_codes=2, split_layer=2)
     split = family.split(tiny_prior, config)
-    assert isinstance(split, Split)
+    assert isinstance(split, SplitAdapter)
     codes = split.init_codes(2, seed=0, split=2)
     features = split.g1(codes, 2)
     fused = split.fuse(features, torch.ones(2, split.feature_shape(2)[0]) / 2, torch.full((2,), 0.5))

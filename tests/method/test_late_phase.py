@@ -43,8 +43,8 @@ def test_kept_features_are_what_g1_computes_and_g1_stops_training(tiny_prior):
         recomputed = model()
     assert torch.equal(frozen, recomputed)
     assert not model.latents.requires_grad
-    assert not any(p.requires_grad for p in model.split.g1_parameters(split))
-    assert all(p.requires_grad for p in model.split.g2_parameters(split))
+    assert not any(p.requires_grad for p in model.adapter.g1_parameters(split))
+    assert all(p.requires_grad for p in model.adapter.g2_parameters(split))
     assert model.alpha.requires_grad and model.beta.requires_grad
     model.frozen_g1_features = kept
     model().square().mean().backward()

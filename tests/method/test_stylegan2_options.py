@@ -120,10 +120,10 @@ def test_styles_without_a_parameter_are_kept_at_the_freeze_and_give_the_same_ima
                              seed=4)
     model.freeze_g1()
     with torch.no_grad():
-        fresh = model.split.g2(model.fused_features(),
-                               model.split.g2_ws(model.latents, None, 3), 3)
+        fresh = model.adapter.g2(model.fused_features(),
+                               model.adapter.g2_ws(model.latents, None, 3), 3)
         mapping_calls = []
-        monkeypatch.setattr(model.split.generator.mapping, "forward",
+        monkeypatch.setattr(model.adapter.generator.mapping, "forward",
                             lambda *args, **kwargs: mapping_calls.append(1))
         kept = model()
     assert torch.equal(kept, fresh)
