@@ -330,7 +330,7 @@ class Trainer:
         self.generator = GrowingGenerator(net_config).to(memory_format=torch.channels_last)
         self.discriminator = Discriminator(net_config, config.minibatch_group).to(
             memory_format=torch.channels_last)
-        self.smoothed_generator = copy.deepcopy(self.generator).requires_grad_(False)
+        self.ema_generator = copy.deepcopy(self.generator).requires_grad_(False)
         self.torch_rng = torch.Generator().manual_seed(config.seed)
         self.data_rng = np.random.default_rng(config.seed)
         self.source = make_source(config)
@@ -417,16 +417,16 @@ class Trainer:
         self.optimizer_g.step()
         D.requires_grad_(True)
 
-        self._update_smoothed_generator()
+        self._update_ema_generator()
         self._advance(reals.shape[0])
         return {"loss_d": loss_d.item(), "loss_g": loss_g.item(),
                 "penalty": penalty.mean().item(), "wasserstein": (d_real - d_fake).mean().item()}
 
     @torch.no_grad()
-    def _update_smoothed_generator(self) -> None:
-        for smoothed, current in zip(self.smoothed_generator.parameters(),
+    def _update_ema_generator(self) -> None:
+        for averaged, current in zip(self.ema_generator.parameters(),
                                      self.generator.parameters()):
-            smoothed.lerp_(current, 1.0 - self.config.ema_beta)
+            averaged.lerp_(current, 1.0 - self.config.ema_beta)
 
     def _advance(self, images: int) -> None:
         self.phase_images += images
@@ -443,10 +443,10 @@ class Trainer:
     @torch.no_grad()
     def samples(self) -> torch.Tensor:
         """Gs on the fixed sample latents at the current resolution and alpha, in [-1, 1]."""
-        return self.smoothed_generator(self.sample_latents, self.level, self.alpha)
+        return self.ema_generator(self.sample_latents, self.level, self.alpha)
 
     def final_generator(self) -> PGGANGenerator:
-        return copy.deepcopy(self.smoothed_generator.generator)
+        return copy.deepcopy(self.ema_generator.generator)
 
     def state_dict(self) -> dict:
         return {
@@ -454,7 +454,7 @@ class Trainer:
             "config": asdict(self.config),
             "generator": self.generator.state_dict(),
             "discriminator": self.discriminator.state_dict(),
-            "smoothed_generator": self.smoothed_generator.state_dict(),
+            "smoothed_generator": self.ema_generator.state_dict(),  # the key resumable runs have
             "optimizer_g": self.optimizer_g.state_dict(),
             "optimizer_d": self.optimizer_d.state_dict(),
             "phase_index": self.phase_index,
@@ -468,7 +468,7 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         self.generator.load_state_dict(state["generator"])
         self.discriminator.load_state_dict(state["discriminator"])
-        self.smoothed_generator.load_state_dict(state["smoothed_generator"])
+        self.ema_generator.load_state_dict(state["smoothed_generator"])
         self.optimizer_g.load_state_dict(state["optimizer_g"])
         self.optimizer_d.load_state_dict(state["optimizer_d"])
         self.images_seen = state["images_seen"]

@@ -58,7 +58,7 @@ def parameters(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def assert_same_pggan_state(a: Trainer, b: Trainer) -> None:
-    for name in ("generator", "discriminator", "smoothed_generator"):
+    for name in ("generator", "discriminator", "ema_generator"):
         state_a, state_b = getattr(a, name).state_dict(), getattr(b, name).state_dict()
         for key in state_a:
             assert torch.equal(state_a[key], state_b[key]), f"{name}.{key}"
@@ -118,7 +118,7 @@ def test_config_refuses_a_batch_size_per_resolution_mismatch(tmp_path):
 
 def test_a_step_changes_g_and_gs_follows_as_a_moving_average(tmp_path):
     trainer = Trainer(pggan_config(tmp_path))
-    smoothed_before = parameters(trainer.smoothed_generator)
+    smoothed_before = parameters(trainer.ema_generator)
     generator_before = parameters(trainer.generator)
     losses = trainer.train_step()
     assert all(torch.isfinite(torch.tensor(value)) for value in losses.values())
@@ -127,7 +127,7 @@ def test_a_step_changes_g_and_gs_follows_as_a_moving_average(tmp_path):
     changed = [key for key in generator_after
                if not torch.equal(generator_after[key], generator_before[key])]
     assert "generator.layers.0.conv.weight" in changed
-    for key, smoothed in parameters(trainer.smoothed_generator).items():
+    for key, smoothed in parameters(trainer.ema_generator).items():
         expected = beta * smoothed_before[key] + (1 - beta) * generator_after[key]
         torch.testing.assert_close(smoothed, expected, rtol=0, atol=1e-6)
 
@@ -191,7 +191,7 @@ def test_train_saves_gs_as_a_plain_generator_and_resumes_a_finished_run(tmp_path
     reference.load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     z = torch.randn(4, 8)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(z), reference.smoothed_generator(z, 1), rtol=0, atol=1e-5)
+        torch.testing.assert_close(loaded(z), reference.ema_generator(z, 1), rtol=0, atol=1e-5)
     grid = load_image(tmp_path / "run" / "samples_final.png")
     with torch.no_grad():
         samples = ((reference.samples() + 1) / 2).clamp(0, 1)
