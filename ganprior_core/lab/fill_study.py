@@ -166,13 +166,8 @@ def run_seed(facade_seed: int, start: int) -> int:
 
 def record_study(config: FillStudyConfig, prior, log: Callable[[str], None] = print) -> list[dict]:
     cases = held_out_cases(config.facades, prior.config.resolution)
-    out = Path(config.out)
-    folder = out / "runs"
-    folder.mkdir(parents=True, exist_ok=True)
-    settings = {"checkpoint_sha256": run_folder.file_digest(config.checkpoint),
-                "preset": config.preset, "until": config.until}
-    run_folder.claim(out, settings, STUDY_FILE, "a fill study",
-                     has_results=lambda: any(folder.glob("*.json")))
+    folder = run_folder.claim_runs_folder(Path(config.out), config.checkpoint, config.preset,
+                                          config.until, STUDY_FILE, "a fill study")
     runs = []
     for facade, kind, image, hole in cases:
         for start in range(config.seeds):

@@ -1,4 +1,5 @@
-"""The resumable run folder the lab's studies share (`bench`, `choose`, `stop-study`).
+"""The resumable run folder the lab's studies share (`bench`, `choose`, `stop-study`,
+`fill-study`).
 
 A study writes each result into its --out folder as soon as it is done, so an interrupted study
 is finished by rerunning the same command, which does only what is missing. What makes that
@@ -55,6 +56,17 @@ def claim(folder: Path, settings: dict, claim_file: str, holds: str,
     if differing:
         raise ValueError(f"{folder} holds {holds} with other settings (differs in: "
                          f"{', '.join(differing)}); choose another --out or delete it")
+
+
+def claim_runs_folder(out: Path, checkpoint: str, preset: str, until: int, claim_file: str,
+                      holds: str) -> Path:
+    """`<out>/runs`, where a study of recorded runs (`stop-study`, `fill-study`) keeps one JSON file
+    a run, made and claimed for one prior (by digest), preset and recorded length."""
+    folder = out / "runs"
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = {"checkpoint_sha256": file_digest(checkpoint), "preset": preset, "until": until}
+    claim(out, settings, claim_file, holds, has_results=lambda: any(folder.glob("*.json")))
+    return folder
 
 
 def _read_claim(path: Path, has_results: Callable[[], bool]) -> dict | None:

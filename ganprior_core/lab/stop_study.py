@@ -121,13 +121,8 @@ def record_study(config: StudyConfig, prior, log: Callable[[str], None] = print)
     """Record every missing run of `prior` (loaded from config.checkpoint); returns all runs of
     the study's facades."""
     cases = held_out_cases(config.facades, prior.config.resolution)  # refuses other sizes first
-    out = Path(config.out)
-    folder = out / "runs"
-    folder.mkdir(parents=True, exist_ok=True)
-    settings = {"checkpoint_sha256": run_folder.file_digest(config.checkpoint),
-                "preset": config.preset, "until": config.until}
-    run_folder.claim(out, settings, STUDY_FILE, "a study",
-                     has_results=lambda: any(folder.glob("*.json")))
+    folder = run_folder.claim_runs_folder(Path(config.out), config.checkpoint, config.preset,
+                                          config.until, STUDY_FILE, "a study")
     runs = []
     for seed, kind, image, hole in cases:
         path = folder / f"{seed}_{kind}.json"
