@@ -366,14 +366,15 @@ def _prompt_server():
 
 def send_progress_text(text: str) -> None:
     """Show `text` on the running node (ComfyUI's progress text, 0.3.4x on); nothing where the
-    host has no such message."""
+    host has no such message. Sent to the client that queued the run, as ComfyUI's own progress
+    is: sent to all, other browsers showed it on whatever node of theirs has the same id."""
     server = _prompt_server()
     send = getattr(server, "send_progress_text", None)
     node_id = executing_node_id()
     if send is None or node_id is None:
         return
     try:
-        send(text, node_id)
+        send(text, node_id, getattr(server, "client_id", None))
     except Exception as error:  # a display detail must never fail a run
         log.debug("progress text not sent: %s", error)
 

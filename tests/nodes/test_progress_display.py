@@ -283,3 +283,19 @@ def test_display_pictures_scale_up_by_whole_factors_only():
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     assert buffer.tell() > 0
+
+
+def test_the_line_goes_to_the_client_that_queued_the_run_on_the_running_node(monkeypatch):
+    """Sent to every client, other browsers showed it on whatever node of theirs had the same id."""
+    import sys
+    host = pack_module("nodes.host")
+    sent = []
+    instance = SimpleNamespace(client_id="browser-1", last_node_id="6",
+                               send_progress_text=lambda *arguments: sent.append(arguments))
+    monkeypatch.setitem(sys.modules, "server", SimpleNamespace(PromptServer=SimpleNamespace(instance=instance)))
+    monkeypatch.setattr(host, "comfy_utils", SimpleNamespace())  # inside ComfyUI
+    host.send_progress_text("step 1 of 4")
+    assert sent == [("step 1 of 4", "6", "browser-1")]
+    monkeypatch.setattr(host, "comfy_utils", None)  # outside ComfyUI: no message, no error
+    host.send_progress_text("step 2 of 4")
+    assert len(sent) == 1
