@@ -8,6 +8,8 @@ optimise -> measure:
   running anything from it; `family_of` tells what a generator is and what the method needs of it;
 - build: `preset` and `MultiLatentConfig` (with `StyleGAN2Options`) describe the method's model;
 - optimise: `inpaint` / `inpaint_any_size` with an `OptimizerConfig`, reporting `Progress`;
+  before anything is allocated they refuse a run that would not fit in memory
+  (`check_inpaint_fits`, `estimate_run`: a `MemoryEstimateError` naming what would fit);
 - measure: `measure` (PSNR and SSIM, whole image and inside the hole).
 The modules `imaging`, `metrics`, `sampling`, `files` and `validation` are part of the face too.
 
@@ -38,7 +40,15 @@ from .method.auto_stop import STOP_MODES, AutoStopConfig
 from .method.compilation import parse_compile_setting
 from .method.config import MAX_LATENT_CODES, MAX_STEPS, SCHEDULES, OptimizerConfig
 from .method.fit import inpaint, inpaint_any_size
-from .method.memory import estimated_run_bytes, module_bytes
+from .method.memory import (
+    MemoryEstimate,
+    MemoryEstimateError,
+    available_memory,
+    check_inpaint_fits,
+    estimate_run,
+    estimated_run_bytes,
+    module_bytes,
+)
 from .method.multi_latent import FINETUNE_SCOPES, MultiLatentConfig
 from .method.perceptual import VGG_EXTENSIONS, PerceptualModelError, VGG16Features, load_vgg16_features
 from .method.precision import PRECISIONS
@@ -59,7 +69,9 @@ __all__ = [
     "LATENT_SPACES", "G2_STYLE_SOURCES", "NOISE_HANDLING",
     # optimise
     "OptimizerConfig", "AutoStopConfig", "STOP_MODES", "SCHEDULES", "PRECISIONS", "MAX_STEPS",
-    "MAX_LATENT_CODES", "parse_compile_setting", "estimated_run_bytes", "module_bytes", "inpaint",
+    "MAX_LATENT_CODES", "parse_compile_setting", "estimated_run_bytes", "module_bytes",
+    "MemoryEstimate", "MemoryEstimateError", "available_memory", "check_inpaint_fits", "estimate_run",
+    "inpaint",
     "inpaint_any_size", "InpaintResult", "Progress", "VGG_EXTENSIONS", "VGG16Features",
     "PerceptualModelError", "load_vgg16_features",
     # measure

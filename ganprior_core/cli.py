@@ -38,6 +38,7 @@ from . import (
     PerceptualModelError,
     Progress,
     StyleGAN2Options,
+    check_inpaint_fits,
     convert_checkpoint,
     family_of,
     imaging,
@@ -96,7 +97,10 @@ def _generate_command(args: argparse.Namespace) -> None:
     require_regular_file(args.checkpoint, "checkpoint")
     refuse_output_over_input({"--out": out}, {"checkpoint": args.checkpoint, "--latents": args.latents})
     generator = load_generator(args.checkpoint)  # a PGGAN or a StyleGAN2 generator
-    options = {"truncation_psi": args.truncation, "noise_mode": args.noise}
+    # generate checks memory before it runs, counting the copies made of its outputs here: .npy
+    # writes them as they are; a grid is the outputs in [0, 1], the grid and its 8-bit pixels.
+    copies = 1 if out.suffix.lower() == ".npy" else GRID_OUTPUT_COPIES
+    options = {"truncation_psi": args.truncation, "noise_mode": args.noise, "output_copies": copies}
     if args.latents is not None:
         latents = _read_latents(args.latents)
         if out.suffix.lower() != ".npy":
@@ -161,29 +165,95 @@ def _check_inpaint_files(args: argparse.Namespace) -> None:
     refuse_output_over_input(outputs, inputs)
 
 
+# Image-sized [3, H, W] float32 copies `inpaint` holds at its peak: the image as read (decoding
+# holds more), its alpha and mask, the run's own copies (memory.INPAINT_IMAGE_COPIES) and the 8-
+# or 16-bit pixels of the file written: measured 5.5 for an 8-bit PNG in and out, 8.7 for a
+# 16-bit RGBA PNG in and out (docs/memory.md).
+INPAINT_COMMAND_IMAGE_COPIES = 10.5
+# Copies of generate's outputs a grid makes: [0, 1] values, the grid, its 8-bit pixels.
+GRID_OUTPUT_COPIES = 4.0
+
+
 def _inpaint_command(args: argparse.Namespace) -> None:
     _check_inpaint_files(args)
     generator = load_generator(args.checkpoint)
-    image = imaging.load_image(args.image)
+    model_config, optimizer_config = _inpaint_configs(args, generator.config)
+    perceptual = load_vgg16_features(args.vgg) if args.vgg else None
+    size = imaging.image_size(args.image)  # from the header: nothing decoded yet
     for option in ("out", "raw_out"):  # the result has the input's size: fits the format?
         if getattr(args, option) is not None:
             imaging.check_output_image_path(getattr(args, option), "--" + option.replace("_", "-"),
-                                            size=tuple(image.shape[1:]))
-    hole = imaging.load_mask(args.mask) if args.mask else torch.zeros(image.shape[1:])
-    model_config, optimizer_config = _inpaint_configs(args, generator.config)
-    perceptual = load_vgg16_features(args.vgg) if args.vgg else None
+                                            size=size)
+    # Before the image is decoded or the prior copied: refused with what would fit.
+    check_inpaint_fits(generator, model_config, optimizer_config, perceptual, args.device,
+                       image_size=size, image_copies=INPAINT_COMMAND_IMAGE_COPIES)
+    loaded = imaging.read_image(args.image)
+    image = loaded.pixels
+    hole, notes = _hole_and_input_notes(args, loaded)
+    for note in notes:
+        print(f"note: {note}", flush=True)
 
     result = inpaint_any_size(generator, image, hole, model_config, optimizer_config, args.seed,
                               args.fit, args.device, perceptual, print_progress(args.log_every))
     for note in result.notes:
         print(f"note: {note}")
-    imaging.save_image(result.composite, args.out)
+    alpha = _output_alpha(loaded, hole)
+    bits = 16 if loaded.bits > 8 else 8
+    for note in [*_bit_depth_notes(loaded, args.out),
+                 *imaging.save_image(result.composite, args.out, alpha=alpha, bits=bits)]:
+        print(f"note: {note}")
     fit = (f"{result.describe_stop()}, final loss {result.loss_history[-1]:.5f}"
            if result.loss_history else "no steps: nothing was known")
     print(f"wrote {args.out} ({result.seconds:.1f} s, preset {args.preset}, {fit})")
     if args.raw_out:
-        imaging.save_image(result.output, args.raw_out)
+        imaging.save_image(result.output, args.raw_out, bits=bits if Path(args.raw_out).suffix.lower()
+                           == ".png" else 8)
         print(f"wrote {args.raw_out} (the generator's whole image, not composited)")
+
+
+def _hole_and_input_notes(args: argparse.Namespace, loaded) -> tuple[torch.Tensor, list[str]]:
+    """The hole (the --mask file; without one, the image's transparent pixels, as ComfyUI's Load
+    Image reads them; else none) and notes on what of the image file the run does not use."""
+    notes = list(loaded.notes)
+    transparent = loaded.transparent_pixels
+    if args.mask:
+        if transparent:
+            notes.append(f"{Path(args.image).name} has {transparent} transparent or partly "
+                         "transparent pixels: --mask says what to fill, and they are read as their "
+                         "stored colour; --out keeps their alpha where the format holds one")
+        return imaging.load_mask(args.mask), notes
+    hole = loaded.alpha_hole()
+    if hole is None:
+        return torch.zeros(loaded.pixels.shape[1:]), notes
+    holes = int(hole.sum())
+    if holes:
+        notes.append(f"no --mask: the {holes} transparent pixels of {Path(args.image).name} "
+                     "(alpha at most half) are the hole, as ComfyUI's Load Image reads them; give "
+                     "--mask to choose the hole yourself")
+    else:
+        notes.append(f"no --mask: {Path(args.image).name} has {transparent} partly transparent "
+                     "pixels, none transparent enough (alpha at most half) to be a hole, so the "
+                     "whole image is reconstructed; give --mask to choose a hole")
+    return hole, notes
+
+
+def _output_alpha(loaded, hole: torch.Tensor) -> torch.Tensor | None:
+    """The alpha channel --out keeps: the image's where it had transparency, opaque where the
+    hole was filled; None for an image without transparency, or none left once filled."""
+    if not loaded.transparent_pixels:
+        return None
+    filled = imaging.resize_mask(hole, tuple(loaded.pixels.shape[1:]))
+    alpha = torch.maximum(loaded.alpha, filled)
+    return None if bool((alpha >= 1).all()) else alpha  # all opaque once filled: plain RGB
+
+
+def _bit_depth_notes(loaded, out: str | Path) -> list[str]:
+    """What --out cannot keep of the image's bit depth beyond 16 (save_image notes a format
+    that holds only 8)."""
+    if loaded.bits > 16 and Path(out).suffix.lower() == ".png":
+        return [f"{Path(out).name}: the image's 32-bit floating-point samples are written at 16 bits "
+                "per channel"]
+    return []
 
 
 def _inpaint_configs(args: argparse.Namespace, generator_config):
@@ -209,7 +279,14 @@ def _inpaint_configs(args: argparse.Namespace, generator_config):
 
 
 def _metrics_command(args: argparse.Namespace) -> None:
-    image, reference = imaging.load_image(args.image), imaging.load_image(args.reference)
+    loaded = {path: imaging.read_image(path) for path in (args.image, args.reference)}
+    image, reference = loaded[args.image].pixels, loaded[args.reference].pixels
+    for path, read in loaded.items():
+        for note in read.notes:
+            print(f"note: {note}")
+        if read.transparent_pixels:
+            print(f"note: {Path(path).name} has {read.transparent_pixels} transparent or partly "
+                  "transparent pixels: they are scored by their stored colour (alpha is not compared)")
     if image.shape != reference.shape:
         raise CommandError(f"images differ in size: {args.image} is {tuple(image.shape[1:])}, "
                            f"{args.reference} is {tuple(reference.shape[1:])}")
@@ -324,8 +401,12 @@ def _add_inpaint_command(commands) -> None:
                      help="the prior: any supported PGGAN or StyleGAN2 checkpoint (.pth, .pkl, "
                           ".safetensors)")
     inp.add_argument("--image", required=True, help="the image to fill (PNG, JPEG, ...)")
-    inp.add_argument("--mask", help="mask image, white = hole; omit to reconstruct the whole image")
-    inp.add_argument("--out", required=True, help="the composite at the input's size")
+    inp.add_argument("--mask", help="mask image, white = hole; omit to fill the image's transparent "
+                                    "pixels (as ComfyUI's Load Image reads them; a note says so) or, "
+                                    "for an opaque image, to reconstruct the whole image")
+    inp.add_argument("--out", required=True, help="the composite at the input's size; a .png keeps a "
+                                                  "16-bit input's depth and its alpha (filled pixels "
+                                                  "opaque); other formats say what they drop")
     inp.add_argument("--raw-out", help="also write the generator's whole image (at the input's size, "
                                        "not composited)")
     inp.add_argument("--preset", choices=PRESET_NAMES, default="paper",

@@ -5,7 +5,13 @@ import logging
 
 import torch
 
-from ..ganprior_core import OptimizerConfig, estimated_run_bytes, inpaint_any_size, measure
+from ..ganprior_core import (
+    OptimizerConfig,
+    check_inpaint_fits,
+    estimated_run_bytes,
+    inpaint_any_size,
+    measure,
+)
 from ..ganprior_core.imaging import FIT_MODES, hole_pixels
 from ..ganprior_core.validation import check_seed
 from . import host, previews, tensors
@@ -77,13 +83,20 @@ class GANPriorInpaint:
         # ComfyUI runs nodes under inference_mode; the optimisation needs autograd, and tensors
         # made in inference mode cannot take part in it: clone inside.
         with torch.inference_mode(False), torch.enable_grad():
-            images = tensors.to_core_images(image).clone()
-            masks = tensors.to_core_masks(mask, images.shape[-2:]).clone()
-            images, masks = tensors.match_batch_sizes(images, masks)
+            images = tensors.to_core_images(image)  # checked; a view of the IMAGE where it can be
+            masks = tensors.to_core_masks(mask, images.shape[-2:])
+            input_notes = tensors.input_notes(image, mask)
+            batch = len(tensors.match_batch_sizes(images, masks)[0])  # refuses unequal batches
             # The run copies the prior and VGG16 to the device: once the inputs are known to be
             # good, let ComfyUI unload its own models if they leave too little room there (the
             # cache goes back to it afterwards, in `inpaint`).
             host.make_room(working_memory(generator, optimizer, perceptual_model), device)
+            # Before any image-sized copy: the run and every copy of the batch this node holds
+            # must fit, else one line says what would (an out-of-memory kill takes the host).
+            check_inpaint_fits(generator.prior, generator.config, optimizer, perceptual_model,
+                               device, image_size=tuple(images.shape[-2:]),
+                               image_copies=node_image_copies(batch))
+            images, masks = tensors.match_batch_sizes(images.clone(), masks.clone())
             progress = previews.InpaintProgress(len(images), optimizer.steps)
             filled, generated, info, shown = [], [], [], []
             for index, (original, hole) in enumerate(zip(images, masks)):
@@ -105,13 +118,25 @@ class GANPriorInpaint:
                     log.warning("GAN-Prior Inpaint, image %d: %s", index + 1, note)
                 generated.append(output)
                 filled.append(result.composite)
-                info.append("; ".join([line, *notes]))
+                info.append("; ".join([line, *notes, *input_notes]))
         outputs = (tensors.to_comfy_images(torch.stack(filled)),
                    tensors.to_comfy_images(torch.stack(generated)),
                    masks.contiguous(), "\n".join(info))
         # The node's last picture is the image it returns (and its UI output, inside ComfyUI).
         ui = progress.done(torch.stack(shown))
         return outputs if ui is None else {"ui": ui, "result": outputs}
+
+
+# Image-sized [3, H, W] float32 copies the node holds per image of a batch (its copy of the
+# input and mask, the composite and generated image, their stacked batches and ComfyUI IMAGEs),
+# and those one run holds besides: measured 6.4 for one 4096x4096 image, 15.2 for two
+# (docs/memory.md).
+NODE_IMAGE_COPIES_PER_IMAGE = 9.0
+NODE_RUN_IMAGE_COPIES = 3.0
+
+
+def node_image_copies(batch: int) -> float:
+    return NODE_IMAGE_COPIES_PER_IMAGE * batch + NODE_RUN_IMAGE_COPIES
 
 
 def working_memory(generator, optimizer, perceptual_model) -> int:

@@ -41,6 +41,22 @@ def to_core_images(images: torch.Tensor) -> torch.Tensor:
     return rgb.permute(0, 3, 1, 2).float()
 
 
+def input_notes(images: torch.Tensor, masks: torch.Tensor | None = None) -> list[str]:
+    """What the conversions to the core's tensors do not keep of checked inputs, one note each:
+    a 4th (alpha) channel of IMAGE (dropped: the MASK says what to fill, the outputs are RGB),
+    float64 values (computed in float32), a MASK of another size (resized to the image)."""
+    notes = []
+    if images.shape[-1] == 4:
+        notes.append("IMAGE has a 4th (alpha) channel: it is dropped (MASK says what to fill) and "
+                     "the outputs are RGB")
+    if images.dtype == torch.float64:
+        notes.append("IMAGE is float64: computed and returned in float32")
+    if masks is not None and tuple(masks.shape[-2:]) != tuple(images.shape[1:3]):
+        notes.append(f"MASK {masks.shape[-1]}x{masks.shape[-2]} resized to the image's "
+                     f"{images.shape[2]}x{images.shape[1]} (bilinear)")
+    return notes
+
+
 def to_comfy_images(images: torch.Tensor) -> torch.Tensor:
     """[B, 3, H, W] -> [B, H, W, 3] float32 on the CPU."""
     return images.permute(0, 2, 3, 1).float().cpu().contiguous()

@@ -67,6 +67,8 @@ class GeneratorFamily(Protocol):
     def split_for_feature_resolution(self, config, feature_resolution: int) -> int: ...
     def forward_flop(self, config, split: int, codes: int, include_g1: bool = True) -> float: ...
     def activation_elements(self, config, split: int, codes: int) -> int: ...
+    def training_bytes(self, config, split: int, codes: int, bf16: bool) -> int: ...
+    def inference_bytes(self, config, batch: int) -> int: ...
     def check_latents(self, config, latents, truncation_psi: float, noise_mode: str) -> None: ...
     def generate(self, generator: nn.Module, latents: torch.Tensor, truncation_psi: float,
                  noise_mode: str) -> torch.Tensor: ...
@@ -90,6 +92,42 @@ def feature_map_elements(config, split: int, codes: int) -> int:
     per code."""
     return sum(math.prod(config.feature_shape(k)) * (codes if k <= split else 1)
                for k in range(1, config.num_layers + 1))
+
+
+# glibc's malloc serves a request below its mmap threshold (which it raises, up to 32 MiB on 64-bit
+# systems, as larger blocks are freed) from its heap, where freed blocks stay resident and
+# fragment; larger blocks are mapped and unmapped. So a training step's activations cost more
+# resident memory per value where each layer's tensor is under 32 MiB (docs/memory.md).
+HEAP_TENSOR_BYTES = 32 * 2 ** 20
+
+
+def activation_memory(config, split: int, codes: int, value_bytes: float,
+                      small_tensor_bytes: float, large_tensor_bytes: float,
+                      in_flight_bytes: float) -> float:
+    """Bytes of every layer's activations kept for the backward pass, G1's once per code: per
+    output value of a layer, `small_tensor_bytes` where the layer's output tensor
+    (`value_bytes` a value) is under HEAP_TENSOR_BYTES, else `large_tensor_bytes`; and the
+    backward pass's gradients in flight at the largest layer, `in_flight_bytes` per value of
+    its output."""
+    total, largest = 0.0, 0
+    for k in range(1, config.num_layers + 1):
+        values = math.prod(config.feature_shape(k)) * (codes if k <= split else 1)
+        small = values * value_bytes < HEAP_TENSOR_BYTES
+        total += values * (small_tensor_bytes if small else large_tensor_bytes)
+        largest = max(largest, values)
+    return total + in_flight_bytes * largest
+
+
+def inference_peak_elements(config, output_copies: float) -> int:
+    """Values alive at once in a forward pass of one code without gradients, where that peaks:
+    a layer's input and `output_copies` tensors of its output's size (the op results a layer
+    holds before the previous one is freed)."""
+    peak, previous = 0.0, 0
+    for k in range(1, config.num_layers + 1):
+        out = math.prod(config.feature_shape(k))
+        peak = max(peak, previous + output_copies * out)
+        previous = out
+    return math.ceil(peak)
 
 
 class SplitGeometry:

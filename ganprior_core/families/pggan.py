@@ -15,7 +15,36 @@ from torch import nn
 
 from ..method.auto_stop import AutoStopConfig
 from ..networks.pggan import PGGANConfig, PGGANGenerator
-from .base import SplitGeometry, feature_map_elements, latents_shape, seeded_normal
+from .base import (
+    SplitGeometry,
+    activation_memory,
+    feature_map_elements,
+    inference_peak_elements,
+    latents_shape,
+    seeded_normal,
+)
+
+# Resident memory of a training step, fp32 and bf16 autocast (base.activation_memory): bytes per
+# value of a layer's output (the conv output, activation and pixel-norm output it keeps for the
+# backward pass), where that output is a tensor under 32 MiB (served from malloc's heap, which
+# fragments) and where it is larger, and per value of the largest layer for the gradients in
+# flight; and the per-step copies of the weights in units of the fp32 weights (scaled copies, 4x4
+# upsampling kernels, bf16 casts, their gradients). Fitted as the least mean ratio with every
+# measured peak at least 8 % below the estimate (docs/memory.md).
+TRAINING_BYTES_PER_VALUE = {False: (20.5, 13.0, 17.5), True: (5.0, 3.5, 19.5)}
+WEIGHT_COPIES_PER_STEP = {False: 3.0, True: 2.5}
+# A forward pass without gradients holds, at its largest layer, the input and this many tensors
+# of the output's size (conv, leaky ReLU, the pixel norm's square and product).
+INFERENCE_OUTPUT_COPIES = 4.0
+
+
+def _weight_elements(config: PGGANConfig) -> int:
+    """Values of the convolution weights (the dense 4x4 layer, every 3x3 conv, to_rgb)."""
+    channels = config.channels
+    total = config.latent_dim * channels[0] * 16 + channels[0] * channels[0] * 9
+    for block in range(1, len(channels)):
+        total += channels[block - 1] * channels[block] * 9 + channels[block] * channels[block] * 9
+    return total + channels[-1] * 3
 
 
 class PGGANSplit(SplitGeometry):
@@ -103,6 +132,21 @@ class PGGANFamily:
     def activation_elements(self, config: PGGANConfig, split: int, codes: int) -> int:
         """Values of every layer's output in one forward pass: G1's once per code."""
         return feature_map_elements(config, split, codes)
+
+    def training_bytes(self, config: PGGANConfig, split: int, codes: int, bf16: bool) -> int:
+        """What one optimisation step holds at its peak beyond the run's copy of the prior and
+        Adam's state: every layer's activations kept for the backward pass with their gradients
+        in flight (per activation_elements value; G1's once per code) and the per-step weight
+        copies (the equalised-lr scaled weights, the 4x4 upsampling kernels, their gradients).
+        Calibrated upper bounds (docs/memory.md)."""
+        activations = activation_memory(config, split, codes, 2 if bf16 else 4,
+                                        *TRAINING_BYTES_PER_VALUE[bf16])
+        return int(activations + WEIGHT_COPIES_PER_STEP[bf16] * 4 * _weight_elements(config))
+
+    def inference_bytes(self, config: PGGANConfig, batch: int) -> int:
+        """The peak of a forward pass of `batch` codes without gradients (fp32): the largest
+        layer's input and the outputs of its conv, activation and pixel norm."""
+        return 4 * batch * inference_peak_elements(config, INFERENCE_OUTPUT_COPIES)
 
     def check_latents(self, config: PGGANConfig, latents, truncation_psi: float,
                       noise_mode: str) -> None:

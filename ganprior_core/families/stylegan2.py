@@ -36,7 +36,14 @@ from torch import nn
 
 from ..method.auto_stop import AutoStopConfig
 from ..networks.stylegan2 import NOISE_MODES, StyleGAN2Config, StyleGAN2Generator
-from .base import SplitGeometry, feature_map_elements, latents_shape, seeded_normal
+from .base import (
+    SplitGeometry,
+    activation_memory,
+    feature_map_elements,
+    inference_peak_elements,
+    latents_shape,
+    seeded_normal,
+)
 
 NOISE_MODE = "const"
 LATENT_SPACES = ("z", "w", "w+")
@@ -46,6 +53,25 @@ G2_STYLE_WORDS = {"learned": "learnt", "codes": "the codes' mean w", "average": 
 # What `generate` accepts; "random" is left out: the outputs of given codes are meant to be
 # reproducible.
 GENERATE_NOISE_MODES = tuple(mode for mode in NOISE_MODES if mode != "random")
+
+
+# Resident memory of a training step, fp32 and bf16 autocast (base.activation_memory): bytes per
+# value of a layer's output where that output is a tensor under 32 MiB and where it is larger,
+# and per value of the largest layer for the gradients in flight; and the per-step weight copies
+# (bf16 casts, their gradients) in units of the fp32 synthesis weights (see
+# StyleGAN2Family.training_bytes). Fitted as the least mean ratio with every measured peak at
+# least 8 % below the estimate (docs/memory.md).
+TRAINING_BYTES_PER_VALUE = {False: (45.5, 18.5, 18.0), True: (18.0, 7.0, 14.5)}
+WEIGHT_COPIES_PER_STEP = {False: 0.0, True: 1.0}
+# A forward pass without gradients holds, at its largest layer, the input and this many tensors
+# of the output's size.
+INFERENCE_OUTPUT_COPIES = 5.0
+
+
+def _weight_elements(config: StyleGAN2Config) -> int:
+    """Values of the synthesis network's conv and ToRGB weights and their style affines."""
+    return sum(math.prod(shape) for name, shape in config.expected_shapes().items()
+               if name.startswith("synthesis.") and name.endswith("weight"))
 
 
 @dataclass(frozen=True)
@@ -247,6 +273,23 @@ class StyleGAN2Family:
     def activation_elements(self, config: StyleGAN2Config, split: int, codes: int) -> int:
         """Values of every layer's output in one forward pass (G1's once per code)."""
         return feature_map_elements(config, split, codes)
+
+    def training_bytes(self, config: StyleGAN2Config, split: int, codes: int, bf16: bool) -> int:
+        """What one optimisation step holds at its peak beyond the run's copy of the prior and
+        Adam's state: every layer's activations kept for the backward pass (the modulated input,
+        the conv output, the activation's input and output, the ToRGB's modulated input) with
+        their gradients in flight (per activation_elements value; G1's once per code), and the
+        per-step weight copies (bf16 casts, their gradients). Calibrated upper bounds
+        (docs/memory.md)."""
+        activations = activation_memory(config, split, codes, 2 if bf16 else 4,
+                                        *TRAINING_BYTES_PER_VALUE[bf16])
+        return int(activations + WEIGHT_COPIES_PER_STEP[bf16] * 4 * _weight_elements(config))
+
+    def inference_bytes(self, config: StyleGAN2Config, batch: int) -> int:
+        """The peak of a forward pass of `batch` codes without gradients (fp32): at the largest
+        layer its input and the outputs of the upsampling transposed conv, the padding, the
+        blur, the demodulation, noise, bias and activation, and the skip image."""
+        return 4 * batch * inference_peak_elements(config, INFERENCE_OUTPUT_COPIES)
 
     def check_latents(self, config: StyleGAN2Config, latents, truncation_psi: float,
                       noise_mode: str) -> None:

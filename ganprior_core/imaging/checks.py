@@ -8,11 +8,16 @@ needed, pixels >= HOLE_THRESHOLD count as hole.
 Tensors from callers are checked, not trusted: an image must be floating point, finite and in
 [0, 1] (a uint8, [0, 255] or [-1, 1] image is refused with a message saying so, instead of being
 optimised into nonsense); a mask must be finite and in [0, 1] (bool masks are fine). Overshoot of
-up to RANGE_TOLERANCE, which bicubic resampling leaves at sharp edges, is accepted.
+up to RANGE_TOLERANCE, which bicubic resampling leaves at sharp edges, is accepted. A tensor must
+hold values that can be read here (check_holds_values): one on the meta device, in a sparse
+layout or on a device this library does not run on is refused with one line, not a RuntimeError
+from deep inside torch.
 """
 from __future__ import annotations
 
 import torch
+
+from ..validation import COMPUTE_DEVICES
 
 HOLE_THRESHOLD = 0.5  # the one rule: a mask value >= this is a hole (0.5 itself is a hole)
 # Below this many pixels on a side there is no structure for the prior to match: a 1x1 "image"
@@ -44,6 +49,32 @@ def to_unit_range(image: torch.Tensor, clamp: bool = True) -> torch.Tensor:
     return image.clamp(0, 1) if clamp else image
 
 
+def check_holds_values(tensor: torch.Tensor, name: str) -> None:
+    """Refuse a tensor whose values cannot be read here: one on the meta device has a shape and
+    no values (reading it, as every value check does, raises a bare RuntimeError), a sparse one
+    has no dense pixels, and a device outside validation.COMPUTE_DEVICES is one this library
+    never runs on. Anything that is not a tensor passes (the callers' type checks name it)."""
+    if not isinstance(tensor, torch.Tensor):
+        return
+    kind = tensor.device.type
+    if kind == "meta":
+        raise ValueError(f"{name} is on the meta device: it holds no values; pass a tensor with data")
+    if kind not in COMPUTE_DEVICES:
+        raise ValueError(f"{name} is on the {kind} device, which this method cannot read; pass a "
+                         f"tensor on {', '.join(COMPUTE_DEVICES)}")
+    if tensor.layout != torch.strided:
+        raise ValueError(f"{name} is a {str(tensor.layout).removeprefix('torch.')} tensor; pass a "
+                         "dense one (tensor.to_dense())")
+
+
+def check_same_device(tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse tensors that must be computed together but sit on different devices, naming them."""
+    devices = {name: tensor.device for name, tensor in tensors.items() if isinstance(tensor, torch.Tensor)}
+    if len(set(devices.values())) > 1:
+        where = ", ".join(f"{name} on {device}" for name, device in devices.items())
+        raise ValueError(f"{where}: put them on one device first (.to(device))")
+
+
 def check_image_values(values: torch.Tensor, name: str, data_range: float = 1.0) -> None:
     """Refuse pixel values that are not floating point, not finite or not in [0, data_range].
 
@@ -51,6 +82,7 @@ def check_image_values(values: torch.Tensor, name: str, data_range: float = 1.0)
     """
     if not isinstance(values, torch.Tensor):
         raise ValueError(f"{name} must be a torch tensor, got {type(values).__name__}")
+    check_holds_values(values, name)
     if not values.dtype.is_floating_point:
         hint = " (divide a uint8 image by 255: image.float() / 255)" if values.dtype == torch.uint8 else ""
         raise ValueError(f"{name} must be a floating-point tensor with values in [0, {data_range:g}], "
@@ -101,6 +133,7 @@ def check_mask_values(hole_mask: torch.Tensor, name: str) -> None:
     """
     if not isinstance(hole_mask, torch.Tensor):
         raise ValueError(f"{name} must be a torch tensor, got {type(hole_mask).__name__}")
+    check_holds_values(hole_mask, name)
     if hole_mask.dtype == torch.bool:
         return
     _check_finite_in_range(hole_mask.float(), name, 1.0, "mask")

@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .checks import MIN_IMAGE_SIDE, check_image, check_mask, hole_pixels
+from .checks import MIN_IMAGE_SIDE, check_holds_values, check_image, check_mask, check_same_device, hole_pixels
 
 FIT_MODES = ("resize", "pad")
 
@@ -102,10 +102,16 @@ def fit_to_resolution(image: torch.Tensor, hole_mask: torch.Tensor, resolution: 
 def composite(original: torch.Tensor, result: torch.Tensor, hole_mask: torch.Tensor) -> torch.Tensor:
     """original * (1 - m) + result * m, with m the hole mask (soft values blend).
 
-    Where m == 0 the output is the original bit for bit, whatever the result holds there.
+    Where m == 0 the output is the original bit for bit, whatever the result holds there. The
+    three tensors must hold values (checks.check_holds_values), on one device. Besides the
+    inputs it holds the returned image and one image-sized temporary.
     """
     check_image(original, "original")
     check_mask(hole_mask)
+    if not isinstance(result, torch.Tensor):
+        raise ValueError(f"result must be a torch tensor [3, H, W], got {type(result).__name__}")
+    check_holds_values(result, "result")
+    check_same_device({"original": original, "result": result, "hole mask": hole_mask})
     if result.shape != original.shape:
         raise ValueError(f"result {tuple(result.shape)} must have the original's shape "
                          f"{tuple(original.shape)}; restore it to the original size first")
@@ -113,9 +119,12 @@ def composite(original: torch.Tensor, result: torch.Tensor, hole_mask: torch.Ten
         raise ValueError(f"hole mask {hole_mask.shape[-1]}x{hole_mask.shape[-2]} must match the "
                          f"image size {original.shape[-1]}x{original.shape[-2]} (width x height)")
     m = hole_mask.to(original.dtype)
-    blended = original * (1 - m) + result * m
+    # original * (1 - m) + result * m, summed in place (the same additions, one image-sized
+    # temporary fewer: at 12000x12000 each is 1.7 GB).
+    blended = original * (1 - m)
+    blended += result * m
     # Arithmetic alone would keep known pixels only while result is finite (0 * inf is nan).
-    return torch.where(m > 0, blended, original)
+    return torch.where(m > 0, blended, original, out=blended)
 
 
 def _check_result(result: torch.Tensor, resolution: int) -> None:

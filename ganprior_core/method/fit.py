@@ -13,8 +13,8 @@ import torch
 from .. import imaging
 from ..families import auto_stop_rule, family_of
 from ..sampling import sample_images
-from ..validation import COMPUTE_DEVICES, check_count, check_seed, resolve_device
-from . import compilation, compiler_cache, precision
+from ..validation import check_count, check_seed, resolve_device
+from . import compilation, compiler_cache, memory, precision
 from .auto_stop import TYPICAL_AUTO_STOP_STEPS, StopRule, holdout_mask
 from .config import MAX_LATENT_CODES, OptimizerConfig, g1_freeze_step
 from .cudnn_settings import repeatable_convolutions
@@ -220,20 +220,15 @@ def _check_inputs(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.
     if optimizer_config.mse_weight == 0 and (perceptual is None or optimizer_config.perceptual_weight == 0):
         raise ValueError("mse_weight is 0 and there is no perceptual term (no VGG16 weights given, "
                          "or perceptual_weight 0): the loss would be 0 and nothing would be fitted")
+    # Before the prior is copied: refused with what would fit rather than killed (memory.py).
+    memory.check_inpaint_fits(prior, model_config, optimizer_config, perceptual, device)
     return seed, device
 
 
 def _check_holds_values(tensor: torch.Tensor, name: str) -> None:
-    """Refuse a tensor whose values cannot be read here: one on the meta device has a shape and
-    no values, and reading it (every value check does) raises a bare RuntimeError."""
-    if not isinstance(tensor, torch.Tensor):
-        return
-    kind = tensor.device.type
-    if kind == "meta":
-        raise ValueError(f"{name} is on the meta device: it holds no values; pass a tensor with data")
-    if kind not in COMPUTE_DEVICES:
-        raise ValueError(f"{name} is on the {kind} device, which this method cannot read; pass a "
-                         f"tensor on {', '.join(COMPUTE_DEVICES)}")
+    """Refuse a tensor whose values cannot be read here (the meta device, an unknown device):
+    imaging's shared check, which every entry point uses."""
+    imaging.check_holds_values(tensor, name)
 
 
 def _perceptual_term(config: OptimizerConfig, perceptual: VGG16Features | None, device: torch.device,
@@ -374,6 +369,9 @@ def inpaint_any_size(prior: torch.nn.Module, image: torch.Tensor, hole_mask: tor
     seed, device = check_seed(seed), resolve_device(device)
     _check_holds_values(image, "image")
     _check_holds_values(hole_mask, "hole mask")
+    family_of(prior)  # a ValueError for anything but a generator the method can split
+    # Before any image-sized copy or the prior's copy: the run and this image's copies (memory.py).
+    memory.check_inpaint_fits(prior, model_config, optimizer_config, perceptual, device, image)
     image_r, hole_r, restore = imaging.fit_to_resolution(image, hole_mask, prior.config.resolution, fit)
     fill = _fill(prior, image_r, hole_r, model_config, optimizer_config, seed, device, perceptual,
                  callback)
