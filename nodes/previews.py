@@ -17,7 +17,7 @@ import uuid
 import torch
 from PIL import Image
 
-from ..ganprior_core.method.results import BatchProgress, Progress
+from ..ganprior_core import BatchProgress, Progress
 from . import host, tensors
 
 DISPLAY_SIZE = host.PREVIEW_MAX_SIZE  # the longer side a small result is scaled up to, at most
