@@ -21,7 +21,8 @@ from .cudnn_settings import repeatable_convolutions
 from .losses import LossWeights, MaskedReconstructionLoss
 from .multi_latent import MultiLatentConfig, MultiLatentModel
 from .perceptual import VGG16Features
-from .results import InpaintResult, Progress, report_step
+from .results import InpaintResult, Progress, StartRecord, report_step
+from .starts import StartsConfig, agreement, ranking, start_seed
 
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
 
@@ -53,7 +54,8 @@ def _schedule(optimizer: torch.optim.Optimizer, config: OptimizerConfig):
 def inpaint(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor | None,
             model_config: MultiLatentConfig, optimizer_config: OptimizerConfig, seed: int,
             device: str | torch.device = "cpu", perceptual: VGG16Features | None = None,
-            callback: Callable[[Progress], None] | None = None) -> InpaintResult:
+            callback: Callable[[Progress], None] | None = None,
+            starts: StartsConfig | None = None) -> InpaintResult:
     """Fit the multi-latent generator to the known pixels of `image` and fill the hole.
 
     prior: a PGGANGenerator or StyleGAN2Generator (the method per family: ganprior_core/families/).
@@ -69,10 +71,18 @@ def inpaint(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor
     device), masks outside [0, 1], seeds outside 0 ... 2**64 - 1, devices this machine lacks,
     non-finite settings, and a loss that is 0.
     """
-    fill = _fill(prior, image, hole_mask, model_config, optimizer_config, seed, device, perceptual,
-                 callback)
+    fills = _fill(prior, image, hole_mask, model_config, optimizer_config, seed, device, perceptual,
+                  callback, starts or StartsConfig())
     # Composited on the run's device, where the image and the hole already are.
-    return fill.result(fill.output.cpu(), imaging.composite(fill.image, fill.output, fill.hole).cpu())
+    return _best_with_alternatives(
+        [fill.result(fill.output.cpu(), imaging.composite(fill.image, fill.output, fill.hole).cpu())
+         for fill in fills])
+
+
+def _best_with_alternatives(results: list[InpaintResult]) -> InpaintResult:
+    best = results[0]
+    best.alternatives = results[1:]
+    return best
 
 
 @dataclass
@@ -92,6 +102,11 @@ class _Run:
     freeze_at: int | None  # steps after which the codes and G1 are frozen; None: never
     notes: list[str]
     losses: torch.Tensor  # one per step, kept on the device: no host sync inside the loop
+    seed: int
+    next_step: int = 0  # the loop's next step: a paused start resumes here
+    steps_run: int = 0  # updates made
+    last_output: torch.Tensor | None = None  # the image of the latest forward pass [1, 3, R, R]
+    ended: bool = False  # stopped by the rule or at the step limit
 
     def freeze_g1(self) -> None:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
@@ -123,6 +138,9 @@ class _Fill:
     best_step: int | None = None
     held_out_best_step: int | None = None
     g1_frozen_at: int | None = None
+    seed: int | None = None
+    agreement: float | None = None  # a start's: see starts.agreement
+    starts: list[StartRecord] = field(default_factory=list)  # a multi-start run's, best first
 
     def result(self, output: torch.Tensor, composite: torch.Tensor) -> InpaintResult:
         return InpaintResult(output=output, composite=composite, loss_history=self.loss_history,
@@ -130,16 +148,18 @@ class _Fill:
                              steps_run=self.steps_run, best_step=self.best_step,
                              stop_reason=self.stop_reason,
                              held_out_best_step=self.held_out_best_step,
-                             g1_frozen_at=self.g1_frozen_at)
+                             g1_frozen_at=self.g1_frozen_at, seed=self.seed,
+                             agreement=self.agreement, starts=self.starts)
 
 
 def _fill(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor | None,
           model_config: MultiLatentConfig, optimizer_config: OptimizerConfig, seed: int,
           device: str | torch.device, perceptual: VGG16Features | None,
-          callback: Callable[[Progress], None] | None) -> _Fill:
-    """inpaint's run at the prior's resolution: checked, set up, stepped and finished."""
+          callback: Callable[[Progress], None] | None, starts: StartsConfig) -> list[_Fill]:
+    """inpaint's run at the prior's resolution: checked, set up, stepped and finished; one fill
+    per candidate, the best first."""
     seed, device = _check_inputs(prior, image, hole_mask, model_config, optimizer_config, seed,
-                                 device, perceptual)
+                                 device, perceptual, starts)
     optimizer_config = replace(optimizer_config,
                                auto_stop=auto_stop_rule(prior.config, optimizer_config.auto_stop))
     started = time.perf_counter()
@@ -150,14 +170,92 @@ def _fill(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor |
     with repeatable_convolutions():
         if not (1 - hole).any():
             # Nothing to fit: an optimisation would only return its starting blend of the codes.
-            sample = sample_images(prior, 1, seed, next(prior.parameters()).device)[0]
-            return _Fill(image, hole, sample.to(device), started,
-                         notes=["the mask covers the whole image: nothing is known, so the "
-                                "result is an unconditional sample from the prior"],
-                         stop_reason="nothing known: an unconditional sample")
-        run = _start(prior, image, hole, model_config, optimizer_config, seed, device, perceptual)
-        steps_run, last_output = _run_steps(run, callback)
-        return _finish(run, started, steps_run, last_output, callback)
+            return [_unconditional_sample(prior, image, hole, start_seed(seed, index), started, device)
+                    for index in range(starts.candidates)]
+        if starts.starts == 1:
+            run = _start(prior, image, hole, model_config, optimizer_config, seed, device, perceptual)
+            _run_steps(run, callback)
+            fill = _finish(run, started, callback)
+            fill.seed = seed
+            return [fill]
+        return _fill_from_starts(prior, image, hole, model_config, optimizer_config, seed, device,
+                                 perceptual, callback, starts, started)
+
+
+def _unconditional_sample(prior: torch.nn.Module, image: torch.Tensor, hole: torch.Tensor, seed: int,
+                          started: float, device: torch.device) -> _Fill:
+    sample = sample_images(prior, 1, seed, next(prior.parameters()).device)[0]
+    return _Fill(image, hole, sample.to(device), started,
+                 notes=["the mask covers the whole image: nothing is known, so the "
+                        "result is an unconditional sample from the prior"],
+                 stop_reason="nothing known: an unconditional sample", seed=seed)
+
+
+def _fill_from_starts(prior: torch.nn.Module, image: torch.Tensor, hole: torch.Tensor,
+                      model_config: MultiLatentConfig, config: OptimizerConfig, seed: int,
+                      device: torch.device, perceptual: VGG16Features | None,
+                      callback: Callable[[Progress], None] | None, starts: StartsConfig,
+                      started: float) -> list[_Fill]:
+    """Every start to `starts.choose_at`, ranked by agreement; the best `candidates` continued to
+    their end (starts.py). Runs one start at a time, so progress and cancelling work as in one run."""
+    count, typical = starts.starts, TYPICAL_AUTO_STOP_STEPS
+    pause = min(starts.choose_at + 1, config.steps)  # steps 0 ... choose_at: its image is compared
+    per_candidate_later = max(0, min(typical, config.steps) - pause)
+    runs: list[_Run] = []
+    for index in range(count):
+        run = _start(prior, image, hole, model_config, config, start_seed(seed, index), device, perceptual)
+        later = (count - index - 1) * pause + starts.candidates * per_candidate_later
+        _run_steps(run, _placed(callback, index, count, sum(r.steps_run for r in runs), pause, later),
+                   until=pause)
+        runs.append(run)
+    scores = agreement([_compared_image(run)[:, imaging.hole_pixels(hole)] for run in runs])
+    losses = [float(run.losses[run.steps_run - 1]) if run.steps_run else math.inf for run in runs]
+    order = ranking(scores, losses)
+    records = [StartRecord(run.seed, scores[index], index in order[:starts.candidates])
+               for index, run in ((i, runs[i]) for i in order)]
+    steps_taken = [run.steps_run for run in runs]
+    for dropped in order[starts.candidates:]:
+        runs[dropped] = None  # its copy of the prior and optimiser state are freed now
+    fills = []
+    for rank, index in enumerate(order[:starts.candidates]):
+        run = runs[index]
+        others = sum(steps_taken) - steps_taken[index]
+        later = (starts.candidates - rank - 1) * per_candidate_later
+        placed = _placed(callback, index, count, others, None, later)
+        _run_steps(run, placed)
+        steps_taken[index] = run.steps_run
+        fill = _finish(run, started, placed)
+        runs[index] = None
+        fill.seed, fill.agreement, fill.starts = run.seed, scores[index], records
+        fill.notes.append(_starts_note(starts, records, rank))
+        fills.append(fill)
+    return fills
+
+
+def _compared_image(run: _Run) -> torch.Tensor:
+    """A start's image when the starts are compared, [3, R, R] in [0, 1]: where auto-stop ended it
+    before then, the image it returns; else the image after `choose_at` updates."""
+    if run.ended and run.stop_rule is not None and run.stop_rule.returned_image is not None:
+        return imaging.to_unit_range(run.stop_rule.returned_image)
+    return imaging.to_unit_range(run.last_output.detach()[0].float())
+
+
+def _placed(callback: Callable[[Progress], None] | None, start: int, starts: int, steps_before: int,
+            pauses_at: int | None, steps_after: int) -> Callable[[Progress], None] | None:
+    """`callback`, told where each report of start `start` sits in the whole run."""
+    if callback is None:
+        return None
+    where = dict(start=start, starts=starts, steps_before=steps_before, pauses_at=pauses_at,
+                 steps_after=steps_after)
+    return lambda progress: callback(replace(progress, **where))
+
+
+def _starts_note(starts: StartsConfig, records: list[StartRecord], rank: int) -> str:
+    scores = ", ".join(f"seed {record.seed}: {'–' if record.agreement is None else f'{record.agreement:.2f} dB'}"
+                       for record in records)
+    which = "the best" if rank == 0 else f"candidate {rank + 1}"
+    return (f"{which} of {starts.starts} starts by how well their hole fills agreed at step "
+            f"{starts.choose_at} (mean PSNR against the others; {scores})")
 
 
 def _start(prior: torch.nn.Module, image: torch.Tensor, hole: torch.Tensor,
@@ -190,15 +288,16 @@ def _start(prior: torch.nn.Module, image: torch.Tensor, hole: torch.Tensor,
     image_and_loss = compilation.image_and_loss(model, loss_fn, device, use_bf16, config.compile,
                                                  expected_steps, notes, freeze_at)
     return _Run(config, device, use_bf16, image, hole, model, adam, scheduler, image_and_loss, stop_rule,
-                holdout, freeze_at, notes, losses=torch.empty(config.steps, device=device))
+                holdout, freeze_at, notes, losses=torch.empty(config.steps, device=device), seed=seed)
 
 
 def _check_inputs(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor | None,
                   model_config: MultiLatentConfig, optimizer_config: OptimizerConfig, seed: int,
-                  device: str | torch.device, perceptual: VGG16Features | None
-                  ) -> tuple[int, torch.device]:
+                  device: str | torch.device, perceptual: VGG16Features | None,
+                  starts: StartsConfig) -> tuple[int, torch.device]:
     """inpaint's refusals, before any work; returns the checked seed and device."""
     optimizer_config.validate()
+    starts.validate()
     family_of(prior)  # a ValueError for anything but a PGGAN or StyleGAN2 generator
     resolution = prior.config.resolution
     if not isinstance(image, torch.Tensor) or image.shape != (3, resolution, resolution):
@@ -221,7 +320,8 @@ def _check_inputs(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.
         raise ValueError("mse_weight is 0 and there is no perceptual term (no VGG16 weights given, "
                          "or perceptual_weight 0): the loss would be 0 and nothing would be fitted")
     # Before the prior is copied: refused with what would fit rather than killed (memory.py).
-    memory.check_inpaint_fits(prior, model_config, optimizer_config, perceptual, device)
+    memory.check_inpaint_fits(prior, model_config, optimizer_config, perceptual, device,
+                              starts=starts.starts)
     return seed, device
 
 
@@ -272,29 +372,34 @@ def _g1_freeze_step(model: MultiLatentModel, config: OptimizerConfig) -> int | N
     return None if freeze_at is None or not model.trains_after_freezing_g1() else freeze_at
 
 
-def _run_steps(run: _Run, callback: Callable[[Progress], None] | None) -> tuple[int, torch.Tensor]:
-    """The optimisation loop: (steps run, the image of the last forward pass)."""
-    steps, steps_run, stop_rule = run.config.steps, 0, run.stop_rule
-    for step in range(steps):
+def _run_steps(run: _Run, callback: Callable[[Progress], None] | None,
+               until: int | None = None) -> None:
+    """The optimisation loop, from where the run is to its end or, with `until`, to just before
+    that step (a paused start resumes from there: the same steps as running straight through)."""
+    steps, stop_rule = run.config.steps, run.stop_rule
+    end = steps if until is None else min(steps, until)
+    for step in range(run.next_step, end):
         if step == run.freeze_at:
             run.freeze_g1()
         output, loss = run.image_and_loss()
+        run.last_output = output
         # The image of this forward pass is the one after `step` updates: a check costs no
         # extra forward pass, only one host sync every check_every steps.
         if stop_rule is not None and stop_rule.is_check(step):
             stop_rule.record(step, run.held_out_error(output), output.detach()[0].float().clone())
             if stop_rule.should_stop:
-                break
+                run.ended = True
+                return
         run.adam.zero_grad(set_to_none=True)
         loss.backward()
         run.adam.step()
         if run.scheduler is not None:
             run.scheduler.step()
         run.losses[step] = loss.detach()
-        steps_run = step + 1
-        report_step(callback, steps_run, steps, run.config.preview_every, loss, output, _preview,
+        run.steps_run = run.next_step = step + 1
+        report_step(callback, run.steps_run, steps, run.config.preview_every, loss, output, _preview,
                     stop_rule)
-    return steps_run, output
+    run.ended = run.next_step >= steps
 
 
 def _preview(output: torch.Tensor) -> torch.Tensor:
@@ -302,10 +407,10 @@ def _preview(output: torch.Tensor) -> torch.Tensor:
     return imaging.to_unit_range(output[0].float())
 
 
-def _finish(run: _Run, started: float, steps_run: int, last_output: torch.Tensor,
-            callback: Callable[[Progress], None] | None) -> _Fill:
+def _finish(run: _Run, started: float, callback: Callable[[Progress], None] | None) -> _Fill:
     """The image the run returns (auto-stop's choice, or the last update's) and why it ended."""
     config, stop_rule, steps = run.config, run.stop_rule, run.config.steps
+    steps_run, last_output = run.steps_run, run.last_output
     stopped_early = stop_rule is not None and stop_rule.should_stop
     if stopped_early:
         stop_reason = (f"stopped early: the held-out error had not improved for "
@@ -354,7 +459,8 @@ def inpaint_any_size(prior: torch.nn.Module, image: torch.Tensor, hole_mask: tor
                      model_config: MultiLatentConfig, optimizer_config: OptimizerConfig, seed: int,
                      fit: str = "resize", device: str | torch.device = "cpu",
                      perceptual: VGG16Features | None = None,
-                     callback: Callable[[Progress], None] | None = None) -> InpaintResult:
+                     callback: Callable[[Progress], None] | None = None,
+                     starts: StartsConfig | None = None) -> InpaintResult:
     """`inpaint` for an image [3, H, W] of any size: brought to the prior's resolution by `fit`
     (imaging.FIT_MODES), optimised there, brought back, and composited with the original.
 
@@ -366,17 +472,23 @@ def inpaint_any_size(prior: torch.nn.Module, image: torch.Tensor, hole_mask: tor
     and imaging.fit_to_resolution.
     """
     optimizer_config.validate()
+    starts = starts or StartsConfig()
+    starts.validate()
     seed, device = check_seed(seed), resolve_device(device)
     _check_holds_values(image, "image")
     _check_holds_values(hole_mask, "hole mask")
     family_of(prior)  # a ValueError for anything but a generator the method can split
     # Before any image-sized copy or the prior's copy: the run and this image's copies (memory.py).
-    memory.check_inpaint_fits(prior, model_config, optimizer_config, perceptual, device, image)
+    memory.check_inpaint_fits(prior, model_config, optimizer_config, perceptual, device, image,
+                              starts=starts.starts)
     image_r, hole_r, restore = imaging.fit_to_resolution(image, hole_mask, prior.config.resolution, fit)
-    fill = _fill(prior, image_r, hole_r, model_config, optimizer_config, seed, device, perceptual,
-                 callback)
+    fills = _fill(prior, image_r, hole_r, model_config, optimizer_config, seed, device, perceptual,
+                  callback, starts)
     image = image.clamp(0, 1)  # the composite's known pixels: accepted overshoot clamped
     size = tuple(image.shape[1:])
     hole = hole_mask if tuple(hole_mask.shape) == size else imaging.resize_mask(hole_mask, size)
-    output = restore(fill.output.cpu())
-    return fill.result(output, imaging.composite(image, output, hole))
+    results = []
+    for fill in fills:
+        output = restore(fill.output.cpu())
+        results.append(fill.result(output, imaging.composite(image, output, hole)))
+    return _best_with_alternatives(results)

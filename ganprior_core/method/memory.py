@@ -291,12 +291,13 @@ def vgg_bytes(resolution: int, use_bf16: bool) -> int:
 
 def estimate_run(prior: torch.nn.Module, model_config, optimizer_config, perceptual=None,
                  device: str | torch.device = "cpu", image_size: tuple[int, int] | None = None,
-                 image_copies: float = INPAINT_IMAGE_COPIES, compiles: bool = False
-                 ) -> MemoryEstimate:
+                 image_copies: float = INPAINT_IMAGE_COPIES, compiles: bool = False,
+                 starts: int = 1) -> MemoryEstimate:
     """The peak of one image's optimisation on `device`, by part (an upper bound; see the module
     doc). `image_size` (height, width): a run of any size (inpaint_any_size), whose image-sized
     copies are counted (`image_copies` of them, [3, H, W] float32) in host memory. `compiles`:
-    the step is torch.compiled in this run."""
+    the step is torch.compiled in this run. `starts`: runs whose state is kept at once (starts.py),
+    one of them stepping at a time."""
     device = torch.device(device)
     config = prior.config
     family = family_of(prior)
@@ -308,6 +309,11 @@ def estimate_run(prior: torch.nn.Module, model_config, optimizer_config, percept
              Part(f"one step with {codes} code{'s' if codes != 1 else ''}",
                   family.training_bytes(config, split, codes, use_bf16)),
              Part("images at the prior's resolution", RUN_IMAGE_COPIES * 12 * config.resolution ** 2)]
+    if starts > 1:
+        paused = module_bytes(prior) + 3 * trainable + _code_bytes(prior, model_config)
+        paused += 4 * codes * math.prod(config.feature_shape(split))  # G1's kept features
+        parts.append(Part(f"{starts - 1} more start{'s' if starts != 2 else ''} kept",
+                          (starts - 1) * paused))
     if perceptual is not None and optimizer_config.perceptual_weight > 0:
         parts.append(Part("VGG16 perceptual loss",
                           module_bytes(perceptual) + vgg_bytes(config.resolution, use_bf16)))
@@ -397,7 +403,7 @@ def fits(estimate: MemoryEstimate, margin: bool = False) -> bool:
 def check_run_fits(prior: torch.nn.Module, model_config, optimizer_config, perceptual=None,
                    device: str | torch.device = "cpu", image_size: tuple[int, int] | None = None,
                    image_copies: float = INPAINT_IMAGE_COPIES, compiles: bool = False,
-                   what: str = "this run") -> MemoryEstimate:
+                   what: str = "this run", starts: int = 1) -> MemoryEstimate:
     """estimate_run, refused with a MemoryEstimateError where it does not fit: one line with
     the estimate by part, what is available and where it comes from, and what would fit (fewer
     codes, bf16 instead of fp32, no perceptual loss, a smaller image). Returns the estimate."""
@@ -406,7 +412,8 @@ def check_run_fits(prior: torch.nn.Module, model_config, optimizer_config, perce
         optimizer = replace(optimizer_config, precision=changes.get("precision", optimizer_config.precision),
                             perceptual_weight=changes.get("perceptual_weight", optimizer_config.perceptual_weight))
         return estimate_run(prior, model, optimizer, perceptual, device,
-                            changes.get("image_size", image_size), image_copies, compiles)
+                            changes.get("image_size", image_size), image_copies, compiles,
+                            changes.get("starts", starts))
 
     estimate = estimate_with()
     shortfalls = _shortfalls(estimate)
@@ -433,25 +440,29 @@ def check_run_fits(prior: torch.nn.Module, model_config, optimizer_config, perce
         side = _largest_fitting_scale(estimate_with, image_size)
         if side is not None:
             would_fit.append(f"an image of at most {side[1]}x{side[0]} pixels")
+    if starts > 1 and fits(estimate_with(starts=1), margin=True):
+        fewest = max((k for k in range(1, starts) if fits(estimate_with(starts=k), margin=True)))
+        would_fit.append(f"at most {fewest} start{'s' if fewest != 1 else ''}")
     raise _refusal(what, estimate, available, where, would_fit)
 
 
 def check_inpaint_fits(prior: torch.nn.Module, model_config, optimizer_config, perceptual=None,
                        device: str | torch.device = "cpu", image=None,
                        image_size: tuple[int, int] | None = None,
-                       image_copies: float = INPAINT_IMAGE_COPIES) -> MemoryEstimate:
+                       image_copies: float = INPAINT_IMAGE_COPIES, starts: int = 1) -> MemoryEstimate:
     """inpaint's and inpaint_any_size's pre-flight check, before the prior is copied:
     check_run_fits for this run (with torch.compile's share where it may compile), and with
     `image` ([3, H, W] of any size) or `image_size` (height, width) `image_copies` image-sized
     copies. The model config is validated first, so a bad one is refused with its own message.
     A caller that holds more copies of the image (a node's batch, the CLI's file reading and
-    writing) passes how many."""
+    writing) passes how many. `starts`: a multi-start run keeps that many runs' state at once
+    (each its own prior copy, gradients and Adam state), one of them stepping at a time."""
     model_config.validate(prior.config)
     if image_size is None and isinstance(image, torch.Tensor) and image.dim() == 3:
         image_size = tuple(image.shape[1:])
     compiles = will_compile(prior, model_config, optimizer_config, perceptual, device)
     return check_run_fits(prior, model_config, optimizer_config, perceptual, device, image_size,
-                          image_copies, compiles=compiles)
+                          image_copies, compiles=compiles, starts=starts)
 
 
 def _largest_fitting_scale(estimate_with, image_size: tuple[int, int]) -> tuple[int, int] | None:

@@ -18,29 +18,53 @@ class Progress:
     preview: torch.Tensor | None = None  # [3, R, R] in [0, 1], only every preview_every steps
     stopped_early: bool = False  # the run's last report: auto-stop ended it before `total`
     stop: StopState | None = None  # auto-stop's state; None: no stop rule, the run takes `total`
+    # A run of several starts (starts.py) reports each start's own steps above, and here where
+    # the report sits in the whole: which start, the steps the other starts ran before it, the
+    # step this start pauses at to be compared (None: it runs to its end), and the steps
+    # expected after it.
+    start: int = 0
+    starts: int = 1
+    steps_before: int = 0
+    pauses_at: int | None = None
+    steps_after: int = 0
 
     @property
-    def steps_done(self) -> int:
-        """Steps run so far (when stopped early: all the run took)."""
+    def start_steps_done(self) -> int:
+        """Steps this start has run (when stopped early: all it took)."""
         if self.stopped_early and self.stop is not None and self.stop.last_check is not None:
             return self.stop.last_check  # the run ended at this check, before its update
         return self.step
 
-    def expected_total(self, typical: int = TYPICAL_AUTO_STOP_STEPS) -> int:
-        """The steps this run is expected to take (auto_stop.expected_steps); once it stopped
-        early, the steps it took."""
+    @property
+    def steps_done(self) -> int:
+        """Steps run so far by the whole run (every start; when stopped early: all it took)."""
+        return self.steps_before + self.start_steps_done
+
+    def start_expected(self, typical: int = TYPICAL_AUTO_STOP_STEPS) -> int:
+        """The steps this start is expected to take (auto_stop.expected_steps; a start being
+        explored: to the step it pauses at); once it stopped early, the steps it took."""
         if self.stopped_early:
-            return self.steps_done
+            return self.start_steps_done
+        if self.pauses_at is not None:
+            return max(self.step, min(self.pauses_at, expected_steps(self.stop, self.total, typical)))
         return max(self.step, expected_steps(self.stop, self.total, typical))
+
+    def expected_total(self, typical: int = TYPICAL_AUTO_STOP_STEPS) -> int:
+        """The steps the whole run is expected to take, revised as it goes."""
+        return self.steps_before + self.start_expected(typical) + self.steps_after
 
     def describe(self, typical: int = TYPICAL_AUTO_STOP_STEPS) -> str:
         """Where the run is and what it waits for, in one short line for a person."""
+        which = "" if self.starts == 1 else f"start {self.start + 1} of {self.starts}: "
+        if self.pauses_at is not None and not self.stopped_early:
+            return f"{which}step {self.step} of {self.pauses_at}, then the starts are compared"
         stop = self.stop
         if stop is None:
-            return f"step {self.step} of {self.total}"
+            return f"{which}step {self.step} of {self.total}"
         if self.stopped_early:
-            return f"stopped at step {self.steps_done}: held-out error best at step {stop.best_step}"
-        where = f"step {self.step} of ~{self.expected_total(typical)} (max {self.total})"
+            return (f"{which}stopped at step {self.start_steps_done}: held-out error best at step "
+                    f"{stop.best_step}")
+        where = f"{which}step {self.step} of ~{self.start_expected(typical)} (max {self.total})"
         if stop.best_step is None:
             return where
         if stop.improving:
@@ -81,6 +105,16 @@ class BatchProgress:
         return done, done + later * self.typical() if later else done
 
 
+@dataclass(frozen=True)
+class StartRecord:
+    """One start of a multi-start run: its seed, how well its hole fill agreed with the other
+    starts' when they were compared (mean PSNR in dB; None with fewer than 3 starts), and whether
+    it was continued to the end (a candidate)."""
+    seed: int
+    agreement: float | None
+    continued: bool
+
+
 @dataclass
 class InpaintResult:
     output: torch.Tensor  # [3, R, R] in [0, 1]: the generator's image
@@ -93,6 +127,10 @@ class InpaintResult:
     stop_reason: str = ""  # why the run ended, in words
     held_out_best_step: int | None = None  # auto-stop: the check with the lowest held-out error
     g1_frozen_at: int | None = None  # steps after which the codes and G1 were frozen; None: never
+    seed: int | None = None  # the seed this fill's run used (a multi-start run: its start's own)
+    agreement: float | None = None  # a start's agreement with the others (StartRecord)
+    starts: list[StartRecord] = field(default_factory=list)  # a multi-start run's, best first
+    alternatives: list[InpaintResult] = field(default_factory=list)  # other candidates, best next
 
     def summary(self) -> str:
         """What the run came to, in one short line (the node shows it when the image is done)."""
@@ -100,6 +138,17 @@ class InpaintResult:
             return "done: an unconditional sample (nothing was known)"
         returned = "" if self.best_step is None else f", returned the image of step {self.best_step}"
         return f"done: {self.steps_run} steps in {self.seconds:.1f} s{returned}"
+
+    def candidates(self) -> list[InpaintResult]:
+        """This fill and its alternatives, best first."""
+        return [self, *self.alternatives]
+
+    def describe_choice(self) -> str:
+        """Which start this fill is, in one phrase; empty for a single run."""
+        if len(self.starts) < 2:
+            return ""
+        score = "" if self.agreement is None else f", agreement {self.agreement:.2f} dB"
+        return f"seed {self.seed}{score} (of {len(self.starts)} starts)"
 
     def describe_stop(self) -> str:
         """One phrase for logs and the node's info."""
