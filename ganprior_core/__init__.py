@@ -53,7 +53,8 @@ from .method.multi_latent import FINETUNE_SCOPES, MultiLatentConfig
 from .method.perceptual import VGG_EXTENSIONS, PerceptualModelError, VGG16Features, load_vgg16_features
 from .method.precision import PRECISIONS
 from .method.presets import PRESET_NAMES, preset
-from .method.results import BatchProgress, InpaintResult, Progress
+from .method.results import BatchProgress, InpaintResult, Progress, StartRecord
+from .method.starts import MAX_STARTS, StartsConfig
 from .metrics import measure
 from .priors import BUNDLED_PRIORS, PRIORS_DIR, bundled_prior_path
 
@@ -71,7 +72,7 @@ __all__ = [
     "OptimizerConfig", "AutoStopConfig", "STOP_MODES", "SCHEDULES", "PRECISIONS", "MAX_STEPS",
     "MAX_LATENT_CODES", "parse_compile_setting", "estimated_run_bytes", "module_bytes",
     "MemoryEstimate", "MemoryEstimateError", "available_memory", "check_inpaint_fits", "estimate_run",
-    "inpaint",
+    "inpaint", "StartsConfig", "StartRecord", "MAX_STARTS",
     "inpaint_any_size", "InpaintResult", "Progress", "BatchProgress", "VGG_EXTENSIONS", "VGG16Features",
     "PerceptualModelError", "load_vgg16_features",
     # measure

@@ -37,6 +37,7 @@ from . import (
     OptimizerConfig,
     PerceptualModelError,
     Progress,
+    StartsConfig,
     StyleGAN2Options,
     check_inpaint_fits,
     convert_checkpoint,
@@ -156,6 +157,10 @@ def _check_inpaint_files(args: argparse.Namespace) -> None:
         if path is not None:
             require_regular_file(path, option)
     outputs = {"--out": args.out, "--raw-out": args.raw_out}
+    for rank in range(2, args.candidates + 1):
+        outputs[f"--out (candidate {rank})"] = candidate_path(args.out, rank)
+        if args.raw_out is not None:
+            outputs[f"--raw-out (candidate {rank})"] = candidate_path(args.raw_out, rank)
     inputs = {"--image": args.image, "--mask": args.mask, "--checkpoint": args.checkpoint,
               "--vgg": args.vgg}
     for option, path in outputs.items():
@@ -174,7 +179,23 @@ INPAINT_COMMAND_IMAGE_COPIES = 10.5
 GRID_OUTPUT_COPIES = 4.0
 
 
+def candidate_path(path: str, rank: int) -> str:
+    """Where candidate `rank` (2, 3, ...) of --out goes: out.png -> out_candidate2.png."""
+    path = Path(path)
+    return str(path.with_name(f"{path.stem}_candidate{rank}{path.suffix}"))
+
+
+def _starts_config(args: argparse.Namespace) -> StartsConfig:
+    starts = StartsConfig(args.starts, args.choose_at, args.candidates)
+    try:
+        starts.validate()
+    except ValueError as error:
+        raise CommandError(f"--starts/--choose-at/--candidates: {error}") from None
+    return starts
+
+
 def _inpaint_command(args: argparse.Namespace) -> None:
+    starts = _starts_config(args)
     _check_inpaint_files(args)
     generator = load_generator(args.checkpoint)
     model_config, optimizer_config = _inpaint_configs(args, generator.config)
@@ -186,7 +207,9 @@ def _inpaint_command(args: argparse.Namespace) -> None:
                                             size=size)
     # Before the image is decoded or the prior copied: refused with what would fit.
     check_inpaint_fits(generator, model_config, optimizer_config, perceptual, args.device,
-                       image_size=size, image_copies=INPAINT_COMMAND_IMAGE_COPIES)
+                       image_size=size,
+                       image_copies=INPAINT_COMMAND_IMAGE_COPIES + 2 * (starts.candidates - 1),
+                       starts=starts.starts)
     loaded = imaging.read_image(args.image)
     image = loaded.pixels
     hole, notes = _hole_and_input_notes(args, loaded)
@@ -194,21 +217,27 @@ def _inpaint_command(args: argparse.Namespace) -> None:
         print(f"note: {note}", flush=True)
 
     result = inpaint_any_size(generator, image, hole, model_config, optimizer_config, args.seed,
-                              args.fit, args.device, perceptual, print_progress(args.log_every))
+                              args.fit, args.device, perceptual, print_progress(args.log_every),
+                              starts=starts)
     for note in result.notes:
         print(f"note: {note}")
     alpha = _output_alpha(loaded, hole)
     bits = 16 if loaded.bits > 8 else 8
-    for note in [*_bit_depth_notes(loaded, args.out),
-                 *imaging.save_image(result.composite, args.out, alpha=alpha, bits=bits)]:
-        print(f"note: {note}")
-    fit = (f"{result.describe_stop()}, final loss {result.loss_history[-1]:.5f}"
-           if result.loss_history else "no steps: nothing was known")
-    print(f"wrote {args.out} ({result.seconds:.1f} s, preset {args.preset}, {fit})")
-    if args.raw_out:
-        imaging.save_image(result.output, args.raw_out, bits=bits if Path(args.raw_out).suffix.lower()
-                           == ".png" else 8)
-        print(f"wrote {args.raw_out} (the generator's whole image, not composited)")
+    for rank, candidate in enumerate(result.candidates(), start=1):
+        out = args.out if rank == 1 else candidate_path(args.out, rank)
+        for note in [*(_bit_depth_notes(loaded, out) if rank == 1 else []),
+                     *imaging.save_image(candidate.composite, out, alpha=alpha, bits=bits)]:
+            print(f"note: {note}")
+        fit = (f"{candidate.describe_stop()}, final loss {candidate.loss_history[-1]:.5f}"
+               if candidate.loss_history else "no steps: nothing was known")
+        choice = candidate.describe_choice()
+        print(f"wrote {out} ({candidate.seconds:.1f} s, preset {args.preset}, "
+              f"{choice + ', ' if choice else ''}{fit})")
+        if args.raw_out:
+            raw = args.raw_out if rank == 1 else candidate_path(args.raw_out, rank)
+            imaging.save_image(candidate.output, raw,
+                               bits=bits if Path(raw).suffix.lower() == ".png" else 8)
+            print(f"wrote {raw} (the generator's whole image, not composited)")
 
 
 def _hole_and_input_notes(args: argparse.Namespace, loaded) -> tuple[torch.Tensor, list[str]]:
@@ -328,13 +357,28 @@ def add_freeze_option(parser: argparse.ArgumentParser) -> None:
                              f"the paper's computation (default {default})")
 
 
+def add_starts_options(parser: argparse.ArgumentParser) -> None:
+    default = StartsConfig()
+    parser.add_argument("--starts", type=int, default=default.starts,
+                        help="independent starts of the optimisation (their own seeds, derived from "
+                             "--seed); after --choose-at steps they are compared by how well their "
+                             "fills of the hole agree and the best continue "
+                             f"(docs/trustworthy_fill.md) (default {default.starts})")
+    parser.add_argument("--choose-at", dest="choose_at", type=int, default=default.choose_at,
+                        help=f"steps every start runs before the comparison (default {default.choose_at})")
+    parser.add_argument("--candidates", type=int, default=default.candidates,
+                        help="fills written, the best first: --out, then OUT_candidate2, ... each "
+                             f"with its seed and agreement (default {default.candidates})")
+
+
 def print_progress(every: int):
     """A progress callback printing the loss every `every` steps and at the last one."""
     def report(progress: Progress) -> None:
         if progress.stopped_early:
             return  # the command's own summary line says where and why it stopped
         if progress.loss is not None and (progress.step % every == 0 or progress.step == progress.total):
-            print(f"step {progress.step}/{progress.total}  loss {progress.loss:.5f}", flush=True)
+            start = "" if progress.starts == 1 else f"start {progress.start + 1}/{progress.starts}  "
+            print(f"{start}step {progress.step}/{progress.total}  loss {progress.loss:.5f}", flush=True)
     return report
 
 
@@ -453,6 +497,7 @@ def _add_inpaint_command(commands) -> None:
                           "to repay it (large priors), on always, off never; falls back to eager "
                           "with a note where compiling cannot work (default auto)")
     add_freeze_option(inp)
+    add_starts_options(inp)
     inp.add_argument("--fit", choices=imaging.FIT_MODES, default="resize",
                      help="how a non-square or differently sized image meets the generator: "
                           "resize (stretch) or pad (keep the aspect) (default resize)")

@@ -141,6 +141,7 @@ class _Fill:
     seed: int | None = None
     agreement: float | None = None  # a start's: see starts.agreement
     starts: list[StartRecord] = field(default_factory=list)  # a multi-start run's, best first
+    steps_all_starts: int | None = None
 
     def result(self, output: torch.Tensor, composite: torch.Tensor) -> InpaintResult:
         return InpaintResult(output=output, composite=composite, loss_history=self.loss_history,
@@ -149,7 +150,8 @@ class _Fill:
                              stop_reason=self.stop_reason,
                              held_out_best_step=self.held_out_best_step,
                              g1_frozen_at=self.g1_frozen_at, seed=self.seed,
-                             agreement=self.agreement, starts=self.starts)
+                             agreement=self.agreement, starts=self.starts,
+                             steps_all_starts=self.steps_all_starts)
 
 
 def _fill(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor | None,
@@ -229,6 +231,8 @@ def _fill_from_starts(prior: torch.nn.Module, image: torch.Tensor, hole: torch.T
         fill.seed, fill.agreement, fill.starts = run.seed, scores[index], records
         fill.notes.append(_starts_note(starts, records, rank))
         fills.append(fill)
+    for fill in fills:
+        fill.steps_all_starts = sum(steps_taken)
     return fills
 
 

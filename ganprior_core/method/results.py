@@ -131,6 +131,12 @@ class InpaintResult:
     agreement: float | None = None  # a start's agreement with the others (StartRecord)
     starts: list[StartRecord] = field(default_factory=list)  # a multi-start run's, best first
     alternatives: list[InpaintResult] = field(default_factory=list)  # other candidates, best next
+    steps_all_starts: int | None = None  # a multi-start run: the steps all its starts ran together
+
+    @property
+    def steps_of_the_run(self) -> int:
+        """The optimisation steps this result cost: every start's in a multi-start run."""
+        return self.steps_run if self.steps_all_starts is None else self.steps_all_starts
 
     def summary(self) -> str:
         """What the run came to, in one short line (the node shows it when the image is done)."""
