@@ -6,7 +6,9 @@ import logging
 import torch
 
 from ..ganprior_core import (
+    MAX_STARTS,
     OptimizerConfig,
+    StartsConfig,
     check_inpaint_fits,
     estimated_run_bytes,
     inpaint_any_size,
@@ -18,6 +20,7 @@ from . import host, previews, tensors
 from .inputs import CATEGORY, GENERATOR_TOOLTIP, seed_input
 
 log = logging.getLogger(__name__)
+DEFAULT_STARTS = StartsConfig()
 
 
 class GANPriorInpaint:
@@ -33,12 +36,13 @@ class GANPriorInpaint:
     RETURN_TYPES = ("IMAGE", "IMAGE", "MASK", "STRING")
     RETURN_NAMES = ("image", "generated", "mask", "info")
     OUTPUT_TOOLTIPS = (
-        "The input with the masked area filled, at the input's size.",
+        "The input with the masked area filled, at the input's size; with candidates > 1, each "
+        "image's candidates in a row, the best first.",
         "The generator's whole image, brought back to the input's size (not composited): "
-        "with an empty mask, the reconstruction.",
-        "The mask used for compositing: resized to the image, one per image.",
-        "Per image: time, steps run and why the run stopped (auto-stop: the returned image's "
-        "step), final loss and notes.",
+        "with an empty mask, the reconstruction. Ordered as `image`.",
+        "The mask used for compositing: resized to the image, one per image of `image`.",
+        "Per image (and candidate): time, steps run and why the run stopped (auto-stop: the "
+        "returned image's step), the start's seed and agreement, final loss and notes.",
     )
 
     @classmethod
@@ -66,20 +70,36 @@ class GANPriorInpaint:
                 "perceptual_model": ("PERCEPTUAL_MODEL", {"tooltip": "VGG16 for the perceptual loss; "
                                                                      "without it only the pixel loss "
                                                                      "is used."}),
+                "starts": ("INT", {"default": DEFAULT_STARTS.starts, "min": 1, "max": MAX_STARTS,
+                                   "tooltip": "Independent starts per image (their own seeds, "
+                                              "derived from seed). After "
+                                              f"{DEFAULT_STARTS.choose_at} steps they are compared "
+                                              "by how well their fills of the hole agree, and the "
+                                              "best continue; the others stop there. 1: one run."}),
+                "candidates": ("INT", {"default": DEFAULT_STARTS.candidates, "min": 1,
+                                       "max": MAX_STARTS,
+                                       "tooltip": "Fills returned per image, the best first (at "
+                                                  "most `starts`): a batch to look at and pick "
+                                                  "from; info gives each one's seed, which re-runs "
+                                                  "it alone with starts = 1."}),
             },
         }
 
-    def inpaint(self, image, mask, generator, seed, fit, optimizer=None, perceptual_model=None):
+    def inpaint(self, image, mask, generator, seed, fit, optimizer=None, perceptual_model=None,
+                starts=DEFAULT_STARTS.starts, candidates=DEFAULT_STARTS.candidates):
         optimizer = optimizer or OptimizerConfig()
         check_seed(seed)  # before `seed + index` wraps a seed beyond the widget's range
+        starts_config = StartsConfig(starts, DEFAULT_STARTS.choose_at, candidates)
+        starts_config.validate()
         device = host.torch_device()
         try:
             return self._inpaint(image, mask, generator, seed, fit, optimizer, perceptual_model,
-                                 device)
+                                 device, starts_config)
         finally:
             host.release_memory()
 
-    def _inpaint(self, image, mask, generator, seed, fit, optimizer, perceptual_model, device):
+    def _inpaint(self, image, mask, generator, seed, fit, optimizer, perceptual_model, device,
+                 starts):
         # ComfyUI runs nodes under inference_mode; the optimisation needs autograd, and tensors
         # made in inference mode cannot take part in it: clone inside.
         with torch.inference_mode(False), torch.enable_grad():
@@ -95,36 +115,46 @@ class GANPriorInpaint:
             # must fit, else one line says what would (an out-of-memory kill takes the host).
             check_inpaint_fits(generator.prior, generator.config, optimizer, perceptual_model,
                                device, image_size=tuple(images.shape[-2:]),
-                               image_copies=node_image_copies(batch))
+                               image_copies=node_image_copies(batch * starts.candidates),
+                               starts=starts.starts)
             images, masks = tensors.match_batch_sizes(images.clone(), masks.clone())
             progress = previews.InpaintProgress(len(images), optimizer.steps)
-            filled, generated, info, shown = [], [], [], []
+            filled, generated, used_masks, info, shown = [], [], [], [], []
             for index, (original, hole) in enumerate(zip(images, masks)):
                 seed_i = (seed + index) % 2 ** 64
                 result = inpaint_any_size(generator.prior, original, hole, generator.config,
                                           optimizer, seed_i, fit, device, perceptual_model,
-                                          callback=progress.reporter(index))
-                output, notes = result.output, result.notes
-                if result.loss_history:
-                    line = (f"image {index + 1}: {result.seconds:.1f} s, {result.describe_stop()}, "
-                            f"final loss {result.loss_history[-1]:.5f}")
-                else:  # nothing was known: a sample, no steps to count
-                    line = f"image {index + 1}: unconditional sample"
-                # The bar counts the steps this image took; the node shows what it returns for it:
-                # the filled image, or with nothing to fill (an empty mask) the reconstruction.
-                shown.append(result.composite if bool(hole_pixels(hole).any()) else result.output)
-                progress.finished(index, result.steps_run, shown[-1], result.summary())
-                for note in notes:
+                                          callback=progress.reporter(index), starts=starts)
+                has_hole = bool(hole_pixels(hole).any())
+                for rank, candidate in enumerate(result.candidates(), start=1):
+                    # The node shows what it returns: the filled image, or with nothing to fill
+                    # (an empty mask) the reconstruction.
+                    shown.append(candidate.composite if has_hole else candidate.output)
+                    generated.append(candidate.output)
+                    filled.append(candidate.composite)
+                    used_masks.append(hole)
+                    info.append("; ".join([_info_line(candidate, index, rank, starts.candidates),
+                                           *candidate.notes, *input_notes]))
+                # The bar counts the steps this image took, every start's.
+                progress.finished(index, result.steps_of_the_run, shown[-starts.candidates],
+                                  result.summary())
+                for note in result.notes:
                     log.warning("GAN-Prior Inpaint, image %d: %s", index + 1, note)
-                generated.append(output)
-                filled.append(result.composite)
-                info.append("; ".join([line, *notes, *input_notes]))
         outputs = (tensors.to_comfy_images(torch.stack(filled)),
                    tensors.to_comfy_images(torch.stack(generated)),
-                   masks.contiguous(), "\n".join(info))
+                   torch.stack(used_masks).contiguous(), "\n".join(info))
         # The node's last picture is the image it returns (and its UI output, inside ComfyUI).
         ui = progress.done(torch.stack(shown))
         return outputs if ui is None else {"ui": ui, "result": outputs}
+
+
+def _info_line(result, index: int, rank: int, candidates: int) -> str:
+    which = f"image {index + 1}" + (f", candidate {rank}" if candidates > 1 else "")
+    if not result.loss_history:  # nothing was known: a sample, no steps to count
+        return f"{which}: unconditional sample (seed {result.seed})"
+    choice = result.describe_choice()
+    return (f"{which}: {result.seconds:.1f} s, {result.describe_stop()}, "
+            f"{choice + ', ' if choice else ''}final loss {result.loss_history[-1]:.5f}")
 
 
 # Image-sized [3, H, W] float32 copies the node holds per image of a batch (its copy of the

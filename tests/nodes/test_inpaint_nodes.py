@@ -286,3 +286,38 @@ def test_metrics_node_scores_the_smallest_image_inpaint_accepts(unchanged_prior)
     assert "SSIM window 7x7" in report  # says it is not the standard 11x11 window
     with pytest.raises(ValueError, match=r"image 8x9 and reference 9x8 \(width x height\)"):
         run_node("GANPriorMetrics", image=photo(1, 9, 8), reference=photo(1, 8, 9))
+
+
+def test_candidates_come_per_image_best_first_with_seed_and_agreement(unchanged_prior, fake_comfy):
+    comfy = fake_comfy()
+    image, mask = photo(2, 20, 20), box_mask(1, 20, 20, 5, 15, 5, 15)
+    optimizer = fast_optimizer(steps=12, preview_every=4)
+    filled, generated, used_mask, info = inpaint(build(unchanged_prior), image, mask,
+                                                 optimizer=optimizer, starts=3, candidates=2)
+    assert filled.shape == generated.shape == (4, 20, 20, 3) and used_mask.shape == (4, 20, 20)
+    for row, source in enumerate([0, 0, 1, 1]):  # image 1's two candidates, then image 2's
+        known = used_mask[row] == 0
+        assert torch.equal(filled[row][known], image[source][known])
+    assert not torch.equal(filled[0], filled[1])
+    lines = info.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "image 1, candidate 1", "image 1, candidate 2", "image 2, candidate 1", "image 2, candidate 2"]
+    scores = [float(line.split("agreement ")[1].split(" dB")[0]) for line in lines]
+    assert scores[0] >= scores[1] and scores[2] >= scores[3]
+    assert all("(of 3 starts)" in line for line in lines)
+    # The bar ends at every step every start ran: 3 starts x 12 fixed steps per image.
+    assert [value for value, _, _ in comfy.updates][-1] == 2 * 3 * 12
+
+
+def test_one_start_keeps_todays_outputs(unchanged_prior):
+    image, mask = photo(1, 20, 20), box_mask(1, 20, 20, 5, 15, 5, 15)
+    default = inpaint(build(unchanged_prior), image, mask)
+    explicit = inpaint(build(unchanged_prior), image, mask, starts=1, candidates=1)
+    assert all(torch.equal(a, b) for a, b in zip(default[:3], explicit[:3]))
+    assert "starts" not in default[3]
+
+
+def test_more_candidates_than_starts_is_refused_before_any_work(unchanged_prior):
+    with pytest.raises(ValueError, match="cannot exceed starts"):
+        inpaint(build(unchanged_prior), photo(1, 20, 20), box_mask(1, 20, 20, 5, 15, 5, 15),
+                starts=2, candidates=3)
