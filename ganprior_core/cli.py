@@ -75,9 +75,12 @@ RESEARCH_TOOLS = {
     "choose": ("choose", "compare settings of the method on held-out facades (paired differences)"),
     "compare": ("compare", "paired differences between bench runs on the same images and holes"),
     "stop-study": ("stop_study", "replay auto-stop rules on recorded runs of held-out facades"),
+    "starts-study": ("start_study", "several starts against one: default runs of held-out facades, "
+                                    "multi-start schedules replayed"),
 }
 # Commands whose --out is a folder they fill (the others' --out is a file, checked by the command).
-OUTPUT_FOLDER_COMMANDS = ("demo", "bench", "train", "choose", "stop-study", "fill-study")
+OUTPUT_FOLDER_COMMANDS = ("demo", "bench", "train", "choose", "stop-study", "fill-study",
+                          "starts-study")
 
 
 class CommandError(Exception):

@@ -1,0 +1,302 @@
+"""Several starts against one, measured on default runs: `python -m ganprior_core starts-study`.
+
+The fill study (fill_study.py) found that no signal of a single run ranks its seeds, and that
+the agreement between starts does. This study records what a default is made of: for each
+held-out facade (lab.held_out), hole kind and start, one run exactly as `inpaint` runs it with
+the preset (auto-stop, late phase, the family's rule), with the hole fill and the held-out tiles'
+error at every check, the hole PSNR/SSIM it returns, its steps and seconds.
+
+Runs are independent and deterministic: a start of a multi-start run that is chosen to continue
+is the same run as the single run with that start's seed. So every multi-start schedule (K starts
+run to step S, the one whose fill agrees best with the others continues) and every step cap can be
+replayed exactly from the recordings, without running it: the report tabulates them against one
+start per image (today's default), with the cost each schedule takes in steps and seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import itertools
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from .. import Progress, imaging, inpaint, metrics
+from ..checkpoints import load_generator
+from ..families import auto_stop_rule
+from ..files import write_atomically
+from ..method.auto_stop import StopRule, holdout_mask
+from ..method.config import MAX_STEPS, g1_freeze_step
+from ..method.presets import PRESET_NAMES, preset
+from ..validation import check_count, check_non_negative
+from . import run_folder
+from .fill_study import _percentile, _psnr, run_seed
+from .held_out import HOLE_KINDS, held_out_cases
+
+MAX_FACADES = 200
+MAX_SEEDS = 64
+STUDY_FILE = "starts_study.json"
+SCHEDULE_STARTS = (2, 3, 4)
+SCHEDULE_STEPS = (25, 50, 100, 200)
+
+
+@dataclass(frozen=True)
+class StartsStudyConfig:
+    checkpoint: str
+    out: str
+    preset: str = "paper"
+    facades: int = 12
+    seeds: int = 6
+    lr_generator: float | None = None  # None: the preset's
+    threads: int | None = None
+    caps: tuple[int | None, ...] = (None,)  # step caps the report replays (None: no cap)
+
+    def validate(self) -> None:
+        if self.preset not in PRESET_NAMES:
+            raise ValueError(f"preset must be one of {', '.join(PRESET_NAMES)}, got {self.preset!r}")
+        check_count(self.facades, "facades", 1, MAX_FACADES)
+        check_count(self.seeds, "seeds", 2, MAX_SEEDS)
+        if self.lr_generator is not None:
+            check_non_negative(self.lr_generator, "lr_generator")
+        for cap in self.caps:
+            if cap is not None:
+                check_count(cap, "a step cap", 1, MAX_STEPS)
+
+
+def record_run(prior, image: torch.Tensor, hole: torch.Tensor, config: StartsStudyConfig,
+               seed: int) -> tuple[dict, torch.Tensor]:
+    """One default run: its result and every check's tiles error and hole scores, and its hole
+    fills [checks + 1, 3, n] (the last one the fill it returns)."""
+    model_config, optimizer_config = preset(config.preset, prior.config)
+    if config.lr_generator is not None:
+        optimizer_config = replace(optimizer_config, lr_generator=config.lr_generator)
+    optimizer_config = replace(optimizer_config, preview_every=1)
+    rule = auto_stop_rule(prior.config, optimizer_config.auto_stop)
+    tiles = holdout_mask(hole, seed, rule).bool()
+    hole_pixels = imaging.hole_pixels(hole)
+    checks: list[dict] = []
+    fills: list[torch.Tensor] = []
+
+    def record(progress: Progress) -> None:
+        step = progress.step - 1  # the preview after step s + 1 is what a check at s measures
+        if progress.preview is None or progress.stopped_early or step % rule.check_every:
+            return
+        squared = ((progress.preview - image) ** 2).mean(dim=0)
+        scores = metrics.measure(imaging.composite(image, progress.preview, hole), image, hole)
+        checks.append({"step": step, "tiles": float(squared[tiles].mean()),
+                       "psnr_hole": scores.psnr_hole, "ssim_hole": scores.ssim_hole})
+        fills.append(progress.preview[:, hole_pixels].half())
+
+    started = time.perf_counter()
+    result = inpaint(prior, image, hole, model_config, optimizer_config, seed=seed, callback=record)
+    seconds = time.perf_counter() - started
+    scores = metrics.measure(result.composite, image, hole)
+    fills.append(result.output[:, hole_pixels].half())
+    run = {"seed": seed, "checks": checks, "steps_run": result.steps_run,
+           "best_step": result.best_step, "seconds": seconds,
+           "psnr_hole": scores.psnr_hole, "ssim_hole": scores.ssim_hole}
+    return run, torch.stack(fills)
+
+
+def record_study(config: StartsStudyConfig, prior, log: Callable[[str], None] = print) -> list[dict]:
+    cases = held_out_cases(config.facades, prior.config.resolution)
+    variant = "preset" if config.lr_generator is None else f"lr_generator={config.lr_generator}"
+    folder = run_folder.claim_runs_folder(Path(config.out), config.checkpoint,
+                                          f"{config.preset} ({variant})", 0, STUDY_FILE,
+                                          "a starts study")
+    runs = []
+    for facade, kind, image, hole in cases:
+        for start in range(config.seeds):
+            path = folder / f"{facade}_{kind}_{start}.json"
+            fills_path = path.with_suffix(".pt")
+            if not (path.exists() and fills_path.exists()):
+                run, fills = record_run(prior, image, hole, config, run_seed(facade, start))
+                buffer = io.BytesIO()
+                torch.save(fills, buffer)
+                write_atomically(fills_path, buffer.getvalue())
+                write_atomically(path, json.dumps({"facade": facade, "hole": kind, "start": start,
+                                                   **run}))
+                log(f"facade {facade} {kind} start {start}: hole {run['psnr_hole']:.2f} dB, "
+                    f"{run['steps_run']} steps, {run['seconds']:.1f} s")
+            run = json.loads(path.read_text())
+            run["fills"] = torch.load(fills_path, weights_only=True).float()
+            runs.append(run)
+    return runs
+
+
+# ---------------------------------------------------------------------------------------------
+# Replaying schedules on the recordings
+
+@dataclass(frozen=True)
+class Schedule:
+    starts: int = 1
+    choose_at: int | None = None  # None: one start, nothing compared
+    max_steps: int | None = None  # a cap on the steps a start may run (None: the run's own end)
+
+    def label(self) -> str:
+        text = "1 start (today)" if self.starts == 1 else f"{self.starts} starts, compared at {self.choose_at}"
+        return text if self.max_steps is None else f"{text}, at most {self.max_steps} steps"
+
+
+def _returned(run: dict, rule, max_steps: int | None) -> tuple[int, int]:
+    """(index of the fill the run returns, steps it ran) with the family rule replayed on the
+    recorded tiles' error and, with `max_steps`, ended there (the rule's choice at that point)."""
+    if max_steps is None or run["steps_run"] <= max_steps:
+        return len(run["fills"]) - 1, run["steps_run"]
+    stop_rule = StopRule(rule)
+    for check in run["checks"]:
+        if check["step"] > max_steps:
+            break
+        stop_rule.record(check["step"], check["tiles"])
+    steps = [check["step"] for check in run["checks"]]
+    return steps.index(stop_rule.returned_step), max_steps
+
+
+def _scores_at(run: dict, index: int) -> tuple[float, float]:
+    if index == len(run["fills"]) - 1:
+        return run["psnr_hole"], run["ssim_hole"]
+    return run["checks"][index]["psnr_hole"], run["checks"][index]["ssim_hole"]
+
+
+def _fill_at(run: dict, step: int) -> torch.Tensor:
+    """The run's hole fill after `step` updates; its returned fill where it ended before."""
+    if run["steps_run"] <= step:
+        return run["fills"][-1]
+    for index, check in enumerate(run["checks"]):
+        if check["step"] == step:
+            return run["fills"][index]
+    raise ValueError(f"step {step} was not recorded (checks every 25 steps)")
+
+
+def time_model(runs: list[dict], freeze_at: int) -> tuple[float, float, float]:
+    """Least-squares seconds = set-up + a x full steps + b x late steps over the recorded runs."""
+    rows = [[1.0, min(run["steps_run"], freeze_at), max(0, run["steps_run"] - freeze_at)] for run in runs]
+    solution = torch.linalg.lstsq(torch.tensor(rows, dtype=torch.float64),
+                                  torch.tensor([[run["seconds"]] for run in runs], dtype=torch.float64))
+    setup, full, late = (float(v) for v in solution.solution[:, 0])
+    return setup, full, late
+
+
+def replay(runs: list[dict], schedule: Schedule, rule) -> list[dict]:
+    """One outcome per image and K-subset of its recorded starts: the chosen start's returned
+    hole PSNR/SSIM, and the steps every start of the subset ran (explored ones to the comparison)."""
+    images: dict[tuple, list[dict]] = {}
+    for run in runs:
+        images.setdefault((run["facade"], run["hole"]), []).append(run)
+    outcomes = []
+    for image, members in sorted(images.items()):
+        for subset in itertools.combinations(members, schedule.starts):
+            if schedule.starts == 1:
+                chosen = subset[0]
+            else:
+                fills = [_fill_at(run, schedule.choose_at) for run in subset]
+                scores = [statistics.fmean(_psnr(fill, other) for j, other in enumerate(fills) if j != i)
+                          for i, fill in enumerate(fills)]
+                chosen = subset[max(range(len(subset)), key=lambda i: (scores[i], -i))]
+            index, steps = _returned(chosen, rule, schedule.max_steps)
+            psnr, ssim = _scores_at(chosen, index)
+            explored = [min(run["steps_run"], schedule.choose_at + 1) for run in subset if run is not chosen]
+            outcomes.append({"image": image, "psnr_hole": psnr, "ssim_hole": ssim,
+                             "steps": steps, "explored": explored})
+    return outcomes
+
+
+def summarise(outcomes: list[dict], model: tuple[float, float, float], freeze_at: int) -> dict:
+    setup, full, late = model
+
+    def seconds(steps: int, with_setup: bool = True) -> float:
+        return (setup if with_setup else 0.0) + full * min(steps, freeze_at) + late * max(0, steps - freeze_at)
+
+    psnr = [o["psnr_hole"] for o in outcomes]
+    ssim = [o["ssim_hole"] for o in outcomes]
+    steps = [o["steps"] + sum(o["explored"]) for o in outcomes]
+    secs = [seconds(o["steps"]) + sum(seconds(s, with_setup=False) for s in o["explored"]) for o in outcomes]
+    return {"psnr_mean": statistics.fmean(psnr), "psnr_p10": _percentile(psnr, 10), "psnr_min": min(psnr),
+            "ssim_mean": statistics.fmean(ssim), "ssim_p10": _percentile(ssim, 10),
+            "steps_mean": statistics.fmean(steps), "steps_max": max(steps),
+            "start_steps_median": statistics.median(o["steps"] for o in outcomes),
+            "start_steps_max": max(o["steps"] for o in outcomes),
+            "seconds_mean": statistics.fmean(secs), "count": len(outcomes)}
+
+
+def schedules(max_steps: tuple[int | None, ...] = (None,)) -> list[Schedule]:
+    found = [Schedule(max_steps=cap) for cap in max_steps]
+    for starts, choose_at, cap in itertools.product(SCHEDULE_STARTS, SCHEDULE_STEPS, max_steps):
+        found.append(Schedule(starts, choose_at, cap))
+    return found
+
+
+def format_report(config: StartsStudyConfig, runs: list[dict], rule, freeze_at: int,
+                  caps: tuple[int | None, ...] = (None,)) -> str:
+    model = time_model(runs, freeze_at)
+    lines = [f"# Starts study: `{config.preset}` on {config.checkpoint}", "",
+             f"{len(runs)} recorded default runs: {config.facades} held-out facades × "
+             f"{len(HOLE_KINDS)} hole kinds × {config.seeds} starts"
+             + ("" if config.lr_generator is None else f", generator learning rate {config.lr_generator}")
+             + f". Seconds modelled from the recorded runs: {model[0]:.2f} s set-up + "
+               f"{model[1] * 1000:.1f} ms per full step + {model[2] * 1000:.1f} ms per late step.", ""]
+    for kind in [*HOLE_KINDS, "all"]:
+        chosen = [run for run in runs if kind in ("all", run["hole"])]
+        lines += [f"## {kind} holes", "",
+                  "| schedule | outcomes | hole PSNR mean | 10th pct | worst | hole SSIM mean | 10th pct "
+                  "| steps mean | max | start steps median | max | seconds (model) | × today |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        today = None
+        for schedule in schedules(caps):
+            s = summarise(replay(chosen, schedule, rule), model, freeze_at)
+            today = today or s["seconds_mean"]
+            lines.append(f"| {schedule.label()} | {s['count']} | {s['psnr_mean']:.2f} | {s['psnr_p10']:.2f} | "
+                         f"{s['psnr_min']:.2f} | {s['ssim_mean']:.4f} | {s['ssim_p10']:.4f} | "
+                         f"{s['steps_mean']:.0f} | {s['steps_max']} | {s['start_steps_median']:.0f} | "
+                         f"{s['start_steps_max']} | {s['seconds_mean']:.1f} | {s['seconds_mean'] / today:.2f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def run_study(config: StartsStudyConfig, log: Callable[[str], None] = print) -> Path:
+    config.validate()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    prior = load_generator(config.checkpoint).eval()
+    model_config, optimizer_config = preset(config.preset, prior.config)
+    rule = auto_stop_rule(prior.config, optimizer_config.auto_stop)
+    freeze_at = g1_freeze_step(model_config, optimizer_config)
+    runs = record_study(config, prior, log)
+    report = Path(config.out) / "report.md"
+    write_atomically(report, format_report(config, runs, rule, freeze_at or MAX_STEPS, config.caps))
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+def _caps(text: str) -> tuple[int | None, ...]:
+    return tuple(None if item.strip() == "none" else int(item) for item in text.split(",") if item.strip())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Records default runs (several starts per held-out facade and hole kind) "
+                          "and replays multi-start schedules and step caps on them exactly: hole "
+                          "PSNR/SSIM mean, 10th percentile and worst, steps and modelled seconds "
+                          "against one start. Rerun to resume.")
+    parser.add_argument("--checkpoint", required=True, help="the prior (any supported format)")
+    parser.add_argument("--out", required=True, help="output directory (reused to resume)")
+    parser.add_argument("--preset", choices=PRESET_NAMES, default="paper", help="default paper")
+    parser.add_argument("--facades", type=int, default=12, help="held-out facades (default 12)")
+    parser.add_argument("--seeds", type=int, default=6, help="starts per facade and hole (default 6)")
+    parser.add_argument("--lr-generator", dest="lr_generator", type=float,
+                        help="the generator's learning rate (default: the preset's)")
+    parser.add_argument("--caps", type=_caps, default=(None,), metavar="none,N,...",
+                        help="step caps replayed besides each schedule (default none)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+
+
+def run_command(args: argparse.Namespace) -> None:
+    config = StartsStudyConfig(args.checkpoint, args.out, args.preset, args.facades, args.seeds,
+                               args.lr_generator, args.threads, args.caps)
+    print(f"wrote {run_study(config)}")

@@ -1,0 +1,44 @@
+"""The starts study replays multi-start schedules on recorded runs: the start whose fill agrees
+best with the others is the one whose result counts, explored starts cost their steps up to the
+comparison, and a step cap returns what the stop rule would have returned there."""
+import pytest
+import torch
+
+from ganprior_core.lab import start_study
+from ganprior_core.method.auto_stop import AutoStopConfig
+
+RULE = AutoStopConfig(check_every=25, patience=2, smoothing=0.0, rewind=1.0)
+
+
+def recorded(start: int, fill_value: float, psnr: float, steps: int, tiles: list[float]) -> dict:
+    checks = [{"step": 25 * i, "tiles": error, "psnr_hole": psnr - 1 + 0.1 * i, "ssim_hole": 0.5}
+              for i, error in enumerate(tiles)]
+    fills = torch.full((len(checks) + 1, 3, 4), fill_value)
+    return {"facade": 1, "hole": "box", "start": start, "checks": checks, "fills": fills,
+            "steps_run": steps, "psnr_hole": psnr, "ssim_hole": 0.6, "seconds": 1.0}
+
+
+def test_the_start_closest_to_the_others_is_chosen_and_explored_starts_cost_their_steps():
+    runs = [recorded(0, 0.0, 10.0, 300, [5, 4, 3, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1]),
+            recorded(1, 0.5, 20.0, 200, [5, 4, 3, 2, 1, 1, 1, 1, 1]),
+            recorded(2, 0.6, 15.0, 250, [5, 4, 3, 2, 1, 1, 1, 1, 1, 1, 1])]
+    (outcome,) = start_study.replay(runs, start_study.Schedule(3, 50), RULE)
+    # fill 0.5 is 0.1 from 0.6 and 0.5 from 0.0: the closest to the others
+    assert outcome["psnr_hole"] == 20.0 and outcome["steps"] == 200
+    assert sorted(outcome["explored"]) == [51, 51]
+    single = start_study.replay(runs, start_study.Schedule(), RULE)
+    assert [o["psnr_hole"] for o in single] == [10.0, 20.0, 15.0]
+
+
+def test_a_cap_returns_what_the_rule_would_return_there():
+    run = recorded(0, 0.0, 30.0, 300, [5, 4, 3, 3.5, 2, 1, 1, 1, 1, 1, 1, 1, 1])
+    (outcome,) = start_study.replay([run], start_study.Schedule(max_steps=80), RULE)
+    # checks at 0, 25, 50, 75 seen: best at 50 (rewind 1), whose recorded score is 29 + 0.2
+    assert outcome["steps"] == 80 and outcome["psnr_hole"] == pytest.approx(29.2)
+
+
+def test_the_time_model_recovers_known_costs():
+    runs = [dict(recorded(i, 0.0, 10.0, steps, [1]), seconds=2.0 + 0.07 * min(steps, 100)
+                 + 0.02 * max(0, steps - 100)) for i, steps in enumerate([80, 150, 400, 900])]
+    setup, full, late = start_study.time_model(runs, freeze_at=100)
+    assert (setup, full, late) == pytest.approx((2.0, 0.07, 0.02), abs=1e-9)
