@@ -45,6 +45,10 @@ class AutoStopConfig:
     # The image returned is that of the check nearest this fraction of the best check's step
     # (1: the best check's own image); see the module docstring.
     rewind: float = 0.75
+    # The most steps an auto-stopped run takes (None: up to its `steps`): at the first check from
+    # here on it ends as if the error had stopped improving, and returns the rule's choice among
+    # the checks so far. Unlike fewer `steps`, it leaves the learning-rate schedule as it is.
+    max_steps: int | None = None
 
     def validate(self) -> None:
         for name in ("holdout_fraction", "tile_fraction"):
@@ -57,6 +61,15 @@ class AutoStopConfig:
             raise ValueError(f"auto-stop smoothing must be in [0, 1), got {self.smoothing}")
         if not 0 < check_non_negative(self.rewind, "auto-stop rewind") <= 1:
             raise ValueError(f"auto-stop rewind must be in (0, 1], got {self.rewind}")
+        if self.max_steps is not None:
+            check_count(self.max_steps, "auto-stop max steps", 1)
+
+    @property
+    def last_possible_check(self) -> int | None:
+        """The check at which max_steps ends a run (the first at or after it); None: no cap."""
+        if self.max_steps is None:
+            return None
+        return -(-self.max_steps // self.check_every) * self.check_every
 
 
 def holdout_mask(hole: torch.Tensor, seed: int, config: AutoStopConfig) -> torch.Tensor:
@@ -95,6 +108,7 @@ class StopState:
     last_check: int | None  # the step of the latest check; None before the first
     best_step: int | None  # the check with the lowest smoothed held-out error so far
     checks_since_best: int  # checks since then that did not improve on it
+    last_possible_check: int | None = None  # where the rule's step cap ends the run; None: no cap
 
     @property
     def improving(self) -> bool:
@@ -107,8 +121,10 @@ class StopState:
         which `patience` checks in a row will have failed to. (A run ends at a check, before that
         step's update, so this is also the number of steps it will have run.)"""
         if self.last_check is None:  # the check at step 0 will be the first best
-            return self.patience * self.check_every
-        return self.last_check + (self.patience - self.checks_since_best) * self.check_every
+            patient = self.patience * self.check_every
+        else:
+            patient = self.last_check + (self.patience - self.checks_since_best) * self.check_every
+        return patient if self.last_possible_check is None else min(patient, self.last_possible_check)
 
 
 def expected_steps(state: StopState | None, max_steps: int,
@@ -167,11 +183,17 @@ class StopRule:
     def state(self) -> StopState:
         """What the rule has seen so far (for progress reports)."""
         return StopState(self.config.check_every, self.config.patience, self.last_check,
-                         self.best_step, self.checks_since_best)
+                         self.best_step, self.checks_since_best, self.config.last_possible_check)
 
     @property
     def should_stop(self) -> bool:
-        return self.checks_since_best >= self.config.patience
+        return self.checks_since_best >= self.config.patience or self.reached_max_steps
+
+    @property
+    def reached_max_steps(self) -> bool:
+        """The step cap (AutoStopConfig.max_steps) ends the run at this check."""
+        cap = self.config.last_possible_check
+        return cap is not None and self.last_check is not None and self.last_check >= cap
 
     @property
     def returned_step(self) -> int | None:

@@ -416,7 +416,10 @@ def _finish(run: _Run, started: float, callback: Callable[[Progress], None] | No
     config, stop_rule, steps = run.config, run.stop_rule, run.config.steps
     steps_run, last_output = run.steps_run, run.last_output
     stopped_early = stop_rule is not None and stop_rule.should_stop
-    if stopped_early:
+    if stopped_early and stop_rule.checks_since_best < config.auto_stop.patience:
+        stop_reason = (f"stopped at auto-stop's {config.auto_stop.max_steps}-step limit, before the "
+                       f"held-out error had stopped improving")
+    elif stopped_early:
         stop_reason = (f"stopped early: the held-out error had not improved for "
                        f"{config.auto_stop.patience} checks")
     else:

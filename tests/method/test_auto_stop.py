@@ -256,3 +256,35 @@ def test_auto_stop_says_when_it_returns_the_starting_image():
     result = inpaint(prior, image, hole, replace(model, num_codes=2, split_layer=2), optimizer, 0)
     assert result.best_step == 0
     assert any("starting image (step 0)" in note for note in result.notes), result.notes
+
+
+def test_a_step_cap_ends_the_run_with_the_rules_choice_so_far(tiny_generator):
+    """A run that keeps improving is ended at the cap's check; it returns the image the rule
+    chose among the checks up to there, the same image an uncapped run had at that step."""
+    image, hole = inpainting_problem(tiny_generator)
+    patient = replace(EVERY_STEP, check_every=5, patience=100, rewind=0.5)
+    previews = {}
+
+    def collect(progress: Progress):
+        if progress.preview is not None and not progress.stopped_early:
+            previews[progress.step - 1] = progress.preview
+
+    uncapped = inpaint(tiny_generator, image, hole, MODEL, replace(AUTO, auto_stop=patient), seed=0,
+                       callback=collect)
+    assert uncapped.steps_run == 40
+    capped = inpaint(tiny_generator, image, hole, MODEL,
+                     replace(AUTO, auto_stop=replace(patient, max_steps=22)), seed=0)
+    assert capped.steps_run == 25  # the first check at or after 22
+    assert capped.best_step <= 25 and capped.best_step % 5 == 0
+    assert torch.equal(capped.output, previews[capped.best_step])
+    assert "25-step" not in capped.stop_reason and "22-step limit" in capped.stop_reason
+    rule = StopRule(replace(patient, max_steps=22))
+    rule.record(0, 1.0)
+    assert not rule.should_stop and rule.state().stops_at == 25
+    rule.record(25, 0.5)
+    assert rule.should_stop and rule.reached_max_steps
+
+
+def test_a_bad_step_cap_is_refused():
+    with pytest.raises(ValueError, match="max steps"):
+        AutoStopConfig(max_steps=0).validate()
