@@ -35,13 +35,13 @@ from ..method.config import MAX_STEPS, g1_freeze_step
 from ..method.presets import PRESET_NAMES, preset
 from ..validation import check_count, check_non_negative
 from . import run_folder
-from .fill_study import _percentile, _psnr, run_seed
+from .fill_study import _percentile, _psnr, run_seed, spearman
 from .held_out import HOLE_KINDS, held_out_cases
 
 MAX_FACADES = 200
 MAX_SEEDS = 64
 STUDY_FILE = "starts_study.json"
-SCHEDULE_STARTS = (2, 3, 4)
+SCHEDULE_STARTS = (3, 4, 5)  # two starts agree equally: agreement cannot rank them
 SCHEDULE_STEPS = (25, 50, 100, 200)
 
 
@@ -139,7 +139,8 @@ class Schedule:
     max_steps: int | None = None  # a cap on the steps a start may run (None: the run's own end)
 
     def label(self) -> str:
-        text = "1 start (today)" if self.starts == 1 else f"{self.starts} starts, compared at {self.choose_at}"
+        compared = "at their end" if self.choose_at is None else f"at {self.choose_at}"
+        text = "1 start (today)" if self.starts == 1 else f"{self.starts} starts, compared {compared}"
         return text if self.max_steps is None else f"{text}, at most {self.max_steps} steps"
 
 
@@ -184,23 +185,28 @@ def time_model(runs: list[dict], freeze_at: int) -> tuple[float, float, float]:
 
 def replay(runs: list[dict], schedule: Schedule, rule) -> list[dict]:
     """One outcome per image and K-subset of its recorded starts: the chosen start's returned
-    hole PSNR/SSIM, and the steps every start of the subset ran (explored ones to the comparison)."""
+    hole PSNR/SSIM, and the steps every other start of the subset ran (to the comparison, or with
+    `choose_at` None to its own end, where the returned fills are compared)."""
     images: dict[tuple, list[dict]] = {}
     for run in runs:
         images.setdefault((run["facade"], run["hole"]), []).append(run)
     outcomes = []
     for image, members in sorted(images.items()):
         for subset in itertools.combinations(members, schedule.starts):
+            ends = [_returned(run, rule, schedule.max_steps) for run in subset]
             if schedule.starts == 1:
-                chosen = subset[0]
+                chosen = 0
             else:
-                fills = [_fill_at(run, schedule.choose_at) for run in subset]
+                fills = [run["fills"][index] if schedule.choose_at is None
+                         else _fill_at(run, schedule.choose_at) for run, (index, _) in zip(subset, ends)]
                 scores = [statistics.fmean(_psnr(fill, other) for j, other in enumerate(fills) if j != i)
                           for i, fill in enumerate(fills)]
-                chosen = subset[max(range(len(subset)), key=lambda i: (scores[i], -i))]
-            index, steps = _returned(chosen, rule, schedule.max_steps)
-            psnr, ssim = _scores_at(chosen, index)
-            explored = [min(run["steps_run"], schedule.choose_at + 1) for run in subset if run is not chosen]
+                chosen = max(range(len(subset)), key=lambda i: (scores[i], -i))
+            index, steps = ends[chosen]
+            psnr, ssim = _scores_at(subset[chosen], index)
+            explored = [end[1] if schedule.choose_at is None
+                        else min(end[1], schedule.choose_at + 1)
+                        for i, end in enumerate(ends) if i != chosen]
             outcomes.append({"image": image, "psnr_hole": psnr, "ssim_hole": ssim,
                              "steps": steps, "explored": explored})
     return outcomes
@@ -226,7 +232,7 @@ def summarise(outcomes: list[dict], model: tuple[float, float, float], freeze_at
 
 def schedules(max_steps: tuple[int | None, ...] = (None,)) -> list[Schedule]:
     found = [Schedule(max_steps=cap) for cap in max_steps]
-    for starts, choose_at, cap in itertools.product(SCHEDULE_STARTS, SCHEDULE_STEPS, max_steps):
+    for starts, choose_at, cap in itertools.product(SCHEDULE_STARTS, (*SCHEDULE_STEPS, None), max_steps):
         found.append(Schedule(starts, choose_at, cap))
     return found
 
@@ -255,7 +261,15 @@ def format_report(config: StartsStudyConfig, runs: list[dict], rule, freeze_at: 
                          f"{s['steps_mean']:.0f} | {s['steps_max']} | {s['start_steps_median']:.0f} | "
                          f"{s['start_steps_max']} | {s['seconds_mean']:.1f} | {s['seconds_mean'] / today:.2f} |")
         lines.append("")
-    return "\n".join(lines)
+    lines += ["## What ranks one image's starts", "",
+              "Rank correlation (Spearman) of each signal (lower = better) with the returned hole "
+              "PSNR across the starts of one image, mean ± s.e. over images (−1 ranks them "
+              "perfectly, 0 not at all).", "", "| signal | within an image | images |",
+              "|---|---:|---:|"]
+    for name, mean, se, count in signal_correlations(runs, rule):
+        shown = "–" if mean is None else f"{mean:+.2f}" + ("" if se is None else f" ± {se:.2f}")
+        lines.append(f"| {name} | {shown} | {count} |")
+    return "\n".join(lines) + "\n"
 
 
 def run_study(config: StartsStudyConfig, log: Callable[[str], None] = print) -> Path:
@@ -300,3 +314,57 @@ def run_command(args: argparse.Namespace) -> None:
     config = StartsStudyConfig(args.checkpoint, args.out, args.preset, args.facades, args.seeds,
                                args.lr_generator, args.threads, args.caps)
     print(f"wrote {run_study(config)}")
+
+
+def signal_correlations(runs: list[dict], rule) -> list[tuple[str, float | None, float | None, int]]:
+    """For each signal a run can see (lower = better), its rank correlation with the returned
+    hole PSNR across one image's starts (mean over images; −1 ranks them perfectly) and its
+    standard error, and the number of images: the held-out tiles' error (auto-stop's signal) at
+    steps 100, 200 and at the returned check, and minus the agreement with the other starts'
+    fills at steps 25 ... 200."""
+    images: dict[tuple, list[dict]] = {}
+    for run in runs:
+        images.setdefault((run["facade"], run["hole"]), []).append(run)
+
+    def tiles_at(run: dict, step: int | None) -> float:
+        if step is None:
+            return run["checks"][_returned_check(run, rule)]["tiles"]
+        return min(run["checks"], key=lambda check: abs(check["step"] - step))["tiles"]
+
+    signals: dict[str, Callable[[list[dict]], list[float]]] = {
+        f"tiles @ {step}": (lambda members, step=step: [tiles_at(run, step) for run in members])
+        for step in (100, 200)}
+    signals["tiles @ returned"] = lambda members: [tiles_at(run, None) for run in members]
+    for step in SCHEDULE_STEPS:
+        def disagreement(members: list[dict], step: int = step) -> list[float]:
+            fills = [_fill_at(run, step) for run in members]
+            return [-statistics.fmean(_psnr(fill, other) for j, other in enumerate(fills) if j != i)
+                    for i, fill in enumerate(fills)]
+        signals[f"agreement @ {step}"] = disagreement
+
+    def final_disagreement(members: list[dict]) -> list[float]:
+        fills = [run["fills"][-1] for run in members]
+        return [-statistics.fmean(_psnr(fill, other) for j, other in enumerate(fills) if j != i)
+                for i, fill in enumerate(fills)]
+    signals["agreement @ returned"] = final_disagreement
+    rows = []
+    for name, signal in signals.items():
+        values = []
+        for members in images.values():
+            rho = spearman(signal(members), [run["psnr_hole"] for run in members])
+            if rho is not None:
+                values.append(rho)
+        mean = statistics.fmean(values) if values else None
+        se = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else None
+        rows.append((name, mean, se, len(values)))
+    return rows
+
+
+def _returned_check(run: dict, rule) -> int:
+    """Index of the check whose image the run returned (replayed; the last where it is beyond)."""
+    stop_rule = StopRule(rule)
+    for check in run["checks"]:
+        stop_rule.record(check["step"], check["tiles"])
+    steps = [check["step"] for check in run["checks"]]
+    step = stop_rule.returned_step
+    return steps.index(step) if step in steps else len(steps) - 1
