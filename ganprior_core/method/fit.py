@@ -75,7 +75,8 @@ def inpaint(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor
                   callback, starts or StartsConfig())
     # Composited on the run's device, where the image and the hole already are.
     return _best_with_alternatives(
-        [fill.result(fill.output.cpu(), imaging.composite(fill.image, fill.output, fill.hole).cpu())
+        [fill.result(fill.output.cpu(),
+                     imaging.composite(fill.target.image, fill.output, fill.target.hole).cpu())
          for fill in fills])
 
 
@@ -86,13 +87,49 @@ def _best_with_alternatives(results: list[InpaintResult]) -> InpaintResult:
 
 
 @dataclass
+class _HoleTarget:
+    """What an inpainting run fits: the known pixels of `image` (the hole path, as it always was)."""
+    image: torch.Tensor  # [3, R, R] in [0, 1], on the device
+    hole: torch.Tensor  # [R, R], 1 = hole, on the device
+
+    @property
+    def unobserved(self) -> torch.Tensor:
+        """[h, w] on the fitted grid, 1 = not observed: where auto-stop may not hold out."""
+        return self.hole
+
+    @property
+    def has_unseen(self) -> bool:
+        """Whether anything is not observed (else a reconstruction: auto-stop has nothing to watch)."""
+        return bool(self.hole.any())
+
+    def observes_nothing(self) -> bool:
+        return not (1 - self.hole).any()
+
+    def holdout(self, seed: int, config) -> torch.Tensor:
+        return holdout_mask(self.hole, seed, config)
+
+    def loss(self, fit_mask: torch.Tensor, weights: LossWeights, perceptual: VGG16Features | None,
+             notes: list[str]) -> MaskedReconstructionLoss:
+        return MaskedReconstructionLoss(imaging.to_signed_range(self.image)[None], fit_mask, weights,
+                                        perceptual)
+
+    def held_out_error(self, output: torch.Tensor, holdout: torch.Tensor) -> float:
+        """MSE on the held-out pixels of the image as the user gets it (clamped, [0, 1])."""
+        squared = (imaging.to_unit_range(output.detach()[0].float()) - self.image) ** 2 * holdout[0]
+        return float(squared.sum() / (holdout.sum() * 3))
+
+    def compared(self, image: torch.Tensor) -> torch.Tensor:
+        """What the starts' agreement compares of a generator image [3, R, R] in [0, 1]: the hole."""
+        return image[:, imaging.hole_pixels(self.hole)]
+
+
+@dataclass
 class _Run:
     """One image's optimisation, set up once: what the loop steps and the result reads."""
     config: OptimizerConfig  # with the family's auto-stop rule where the caller chose none
     device: torch.device
     use_bf16: bool
-    image: torch.Tensor  # [3, R, R] in [0, 1], on the device
-    hole: torch.Tensor  # [R, R], 1 = hole, on the device
+    target: "_HoleTarget"  # what the run fits (restore.py's targets too)
     model: MultiLatentModel
     adam: torch.optim.Adam
     scheduler: torch.optim.lr_scheduler.LRScheduler | None
@@ -113,9 +150,8 @@ class _Run:
             self.model.freeze_g1()
 
     def held_out_error(self, output: torch.Tensor) -> float:
-        """MSE on the held-out pixels of the image as the user gets it (clamped, [0, 1])."""
-        squared = (imaging.to_unit_range(output.detach()[0].float()) - self.image) ** 2 * self.holdout[0]
-        return float(squared.sum() / (self.holdout.sum() * 3))
+        """The held-out entries' error of the image as the user gets it (the target's)."""
+        return self.target.held_out_error(output, self.holdout)
 
     def final_output(self) -> torch.Tensor:
         """The generator's image after the last update, [1, 3, R, R] in [-1, 1]."""
@@ -127,8 +163,7 @@ class _Run:
 @dataclass
 class _Fill:
     """A finished run before compositing, which its caller does once, at the size it returns."""
-    image: torch.Tensor  # the run's image [3, R, R] in [0, 1], on its device
-    hole: torch.Tensor  # [R, R], 1 = hole, on the same device
+    target: _HoleTarget  # what the run fitted (inpaint: its image and hole, on its device)
     output: torch.Tensor  # the generator's image [3, R, R] in [0, 1], on the same device
     started: float  # time.perf_counter() when the run began
     notes: list[str]
@@ -169,31 +204,41 @@ def _fill(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor |
     image = image.detach().to(device, torch.float32).clamp(0, 1)  # overshoot: see imaging doc
     hole = (torch.zeros(resolution, resolution, device=device) if hole_mask is None
             else imaging.hole_pixels(hole_mask.detach().to(device)).float())
+    return _fit_target(prior, _HoleTarget(image, hole), model_config, optimizer_config, seed, device,
+                       perceptual, callback, starts, started)
+
+
+def _fit_target(prior: torch.nn.Module, target: _HoleTarget, model_config: MultiLatentConfig,
+                optimizer_config: OptimizerConfig, seed: int, device: torch.device,
+                perceptual: VGG16Features | None, callback: Callable[[Progress], None] | None,
+                starts: StartsConfig, started: float) -> list[_Fill]:
+    """A checked run of any target (inpaint's hole, restore.py's degradations), stepped and
+    finished: one fill per candidate, the best first. optimizer_config has its auto-stop rule."""
     with repeatable_convolutions():
-        if not (1 - hole).any():
+        if target.observes_nothing():
             # Nothing to fit: an optimisation would only return its starting blend of the codes.
-            return [_unconditional_sample(prior, image, hole, start_seed(seed, index), started, device)
+            return [_unconditional_sample(prior, target, start_seed(seed, index), started, device)
                     for index in range(starts.candidates)]
         if starts.starts == 1:
-            run = _start(prior, image, hole, model_config, optimizer_config, seed, device, perceptual)
+            run = _start(prior, target, model_config, optimizer_config, seed, device, perceptual)
             _run_steps(run, callback)
             fill = _finish(run, started, callback)
             fill.seed = seed
             return [fill]
-        return _fill_from_starts(prior, image, hole, model_config, optimizer_config, seed, device,
+        return _fill_from_starts(prior, target, model_config, optimizer_config, seed, device,
                                  perceptual, callback, starts, started)
 
 
-def _unconditional_sample(prior: torch.nn.Module, image: torch.Tensor, hole: torch.Tensor, seed: int,
+def _unconditional_sample(prior: torch.nn.Module, target: _HoleTarget, seed: int,
                           started: float, device: torch.device) -> _Fill:
     sample = sample_images(prior, 1, seed, next(prior.parameters()).device)[0]
-    return _Fill(image, hole, sample.to(device), started,
+    return _Fill(target, sample.to(device), started,
                  notes=["the mask covers the whole image: nothing is known, so the "
                         "result is an unconditional sample from the prior"],
                  stop_reason="nothing known: an unconditional sample", seed=seed)
 
 
-def _fill_from_starts(prior: torch.nn.Module, image: torch.Tensor, hole: torch.Tensor,
+def _fill_from_starts(prior: torch.nn.Module, target: _HoleTarget,
                       model_config: MultiLatentConfig, config: OptimizerConfig, seed: int,
                       device: torch.device, perceptual: VGG16Features | None,
                       callback: Callable[[Progress], None] | None, starts: StartsConfig,
@@ -205,12 +250,12 @@ def _fill_from_starts(prior: torch.nn.Module, image: torch.Tensor, hole: torch.T
     per_candidate_later = max(0, min(typical, config.steps) - pause)
     runs: list[_Run] = []
     for index in range(count):
-        run = _start(prior, image, hole, model_config, config, start_seed(seed, index), device, perceptual)
+        run = _start(prior, target, model_config, config, start_seed(seed, index), device, perceptual)
         later = (count - index - 1) * pause + starts.candidates * per_candidate_later
         _run_steps(run, _placed(callback, index, count, sum(r.steps_run for r in runs), pause, later),
                    until=pause)
         runs.append(run)
-    scores = agreement([_compared_image(run)[:, imaging.hole_pixels(hole)] for run in runs])
+    scores = agreement([target.compared(_compared_image(run)) for run in runs])
     losses = [float(run.losses[run.steps_run - 1]) if run.steps_run else math.inf for run in runs]
     order = ranking(scores, losses)
     records = [StartRecord(run.seed, scores[index], index in order[:starts.candidates])
@@ -262,14 +307,14 @@ def _starts_note(starts: StartsConfig, records: list[StartRecord], rank: int) ->
             f"{starts.choose_at} (mean PSNR against the others; {scores})")
 
 
-def _start(prior: torch.nn.Module, image: torch.Tensor, hole: torch.Tensor,
+def _start(prior: torch.nn.Module, target: _HoleTarget,
            model_config: MultiLatentConfig, config: OptimizerConfig, seed: int,
            device: torch.device, perceptual: VGG16Features | None) -> _Run:
     """The run's private model, loss, optimiser, schedule, stop rule and compiled step."""
     notes: list[str] = []
-    known = (1 - hole)[None, None]
+    known = (1 - target.unobserved)[None, None]
     config, perceptual = _perceptual_term(config, perceptual, device, notes)
-    fit_mask, stop_rule, holdout = _auto_stop_plan(hole, known, seed, config, device, notes)
+    fit_mask, stop_rule, holdout = _auto_stop_plan(target, known, seed, config, device, notes)
     model = MultiLatentModel(prior, model_config, seed, device)
     model.train()
     # oneDNN (CPU) and cuDNN run bf16 convolutions fastest on NHWC activations; the format
@@ -280,7 +325,7 @@ def _start(prior: torch.nn.Module, image: torch.Tensor, hole: torch.Tensor,
         notes.append(choice)
     weights = LossWeights(mse=config.mse_weight, perceptual=config.perceptual_weight)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-        loss_fn = MaskedReconstructionLoss(imaging.to_signed_range(image)[None], fit_mask, weights, perceptual)
+        loss_fn = target.loss(fit_mask, weights, perceptual, notes)
     # Adam imports torch's compiler stack, which fails on an unusable cache folder.
     compiler_cache.prepare_cache_dir(notes)
     adam = _build_optimizer(model, config, device)
@@ -291,7 +336,7 @@ def _start(prior: torch.nn.Module, image: torch.Tensor, hole: torch.Tensor,
     expected_steps = config.steps if stop_rule is None else min(config.steps, TYPICAL_AUTO_STOP_STEPS)
     image_and_loss = compilation.image_and_loss(model, loss_fn, device, use_bf16, config.compile,
                                                  expected_steps, notes, freeze_at)
-    return _Run(config, device, use_bf16, image, hole, model, adam, scheduler, image_and_loss, stop_rule,
+    return _Run(config, device, use_bf16, target, model, adam, scheduler, image_and_loss, stop_rule,
                 holdout, freeze_at, notes, losses=torch.empty(config.steps, device=device), seed=seed)
 
 
@@ -349,20 +394,21 @@ def _perceptual_term(config: OptimizerConfig, perceptual: VGG16Features | None, 
     return config, perceptual
 
 
-def _auto_stop_plan(hole: torch.Tensor, known: torch.Tensor, seed: int, config: OptimizerConfig,
+def _auto_stop_plan(target: _HoleTarget, known: torch.Tensor, seed: int, config: OptimizerConfig,
                     device: torch.device, notes: list[str]
                     ) -> tuple[torch.Tensor, StopRule | None, torch.Tensor | None]:
-    """(pixels the loss fits, the stop rule or None, the held-out pixels or None)."""
+    """(entries the loss fits, the stop rule or None, the held-out entries or None), on the
+    target's grid."""
     if config.stop != "auto":
         return known, None, None
-    if not hole.any():
+    if not target.has_unseen:
         # Auto-stop ends a run when unseen pixels stop getting better, which is what a hole needs.
         # A reconstruction has no unseen pixels and keeps improving with every step, so stopping
         # early only costs quality (docs/auto_stop.md).
         notes.append(f"auto-stop is for holes: a reconstruction runs all {config.steps} "
                      f"steps (set fewer steps for a quicker, rougher result)")
         return known, None, None
-    holdout = holdout_mask(hole, seed, config.auto_stop).to(device)[None, None]
+    holdout = target.holdout(seed, config.auto_stop).to(device)[None, None]
     if not holdout.any():
         notes.append(f"auto-stop off: too few known pixels to hold some out, so all "
                      f"{config.steps} steps ran")
@@ -438,7 +484,7 @@ def _finish(run: _Run, started: float, callback: Callable[[Progress], None] | No
         callback(Progress(steps, steps, float(run.losses[steps_run - 1]) if steps_run else None,
                           output, stopped_early=True, stop=stop_rule.state()))
     frozen = run.freeze_at is not None and steps_run > run.freeze_at
-    return _Fill(run.image, run.hole, output, started, run.notes, stop_reason,
+    return _Fill(run.target, output, started, run.notes, stop_reason,
                  loss_history=run.losses[:steps_run].cpu().tolist(), steps_run=steps_run,
                  best_step=None if stop_rule is None else stop_rule.returned_step,
                  held_out_best_step=None if stop_rule is None else stop_rule.best_step,

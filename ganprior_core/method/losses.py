@@ -2,6 +2,10 @@
 
 m is the known-pixel mask (1 = known); reconstruction is m = 1 everywhere. Both terms are means
 over elements so their weights do not depend on the resolution.
+
+Restoration (method/restore.py) is the same objective on the observation's grid (paper eq. 2):
+x is first mapped there by the degradation (`ObservationLoss`), m is the degradation's observed
+mask there, and a one-channel (gray) observation is seen by VGG16 as three equal channels.
 """
 from __future__ import annotations
 
@@ -22,9 +26,13 @@ class LossWeights:
 class MaskedReconstructionLoss:
     """Loss against one target image; the target side (m * x_gt and its features) is computed once."""
 
+    # The generator's image [1, 3, R, R] to the target's grid; None: the identity (inpainting).
+    observe = None
+
     def __init__(self, target: torch.Tensor, known_mask: torch.Tensor, weights: LossWeights,
                  perceptual: VGG16Features | None) -> None:
-        # target: [1, 3, R, R] in [-1, 1]; known_mask: [1, 1, R, R] with 1 = known pixel.
+        # target: [1, 3, R, R] in [-1, 1] (ObservationLoss: [1, C, h, w] on the observation's
+        # grid, C = 3 or 1); known_mask: [1, 1, R, R] (or [1, 1, h, w]) with 1 = known pixel.
         self.known_mask = known_mask
         self.masked_target = target * known_mask
         self.weights = weights
@@ -32,12 +40,31 @@ class MaskedReconstructionLoss:
         self.target_features = None
         if self.perceptual is not None:
             with torch.no_grad():
-                self.target_features = self.perceptual(self.masked_target).float()
+                self.target_features = self.perceptual(_rgb(self.masked_target)).float()
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        masked = image * self.known_mask
+        observed = image if self.observe is None else self.observe(image)
+        masked = observed * self.known_mask
         loss = self.weights.mse * F.mse_loss(masked.float(), self.masked_target)
         if self.perceptual is not None:
-            features = self.perceptual(masked).float()
+            features = self.perceptual(_rgb(masked)).float()
             loss = loss + self.weights.perceptual * F.l1_loss(features, self.target_features)
         return loss
+
+
+class ObservationLoss(MaskedReconstructionLoss):
+    """The objective on the observation's grid: `observe` maps the generator's image [1, 3, R, R]
+    in [-1, 1] to [1, C, h, w] in [-1, 1] (the degradation, which for the operators here commutes
+    with the map [0, 1] -> [-1, 1]: their weights sum to 1), compared with `target` [1, C, h, w]
+    in [-1, 1] where `observed_mask` [1, 1, h, w] is 1. A class of its own, so that torch.compile
+    keeps its graphs apart from inpainting's (compilation._key)."""
+
+    def __init__(self, observe, target: torch.Tensor, observed_mask: torch.Tensor,
+                 weights: LossWeights, perceptual: VGG16Features | None) -> None:
+        self.observe = observe
+        super().__init__(target, observed_mask, weights, perceptual)
+
+
+def _rgb(image: torch.Tensor) -> torch.Tensor:
+    """A one-channel (gray) image as three equal channels for VGG16; three channels as they are."""
+    return image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image
