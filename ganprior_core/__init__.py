@@ -10,6 +10,8 @@ optimise -> measure:
 - optimise: `inpaint` / `inpaint_any_size` with an `OptimizerConfig`, reporting `Progress`;
   before anything is allocated they refuse a run that would not fit in memory
   (`check_inpaint_fits`, `estimate_run`: a `MemoryEstimateError` naming what would fit);
+- restore: `restore` / `restore_any_size` fit any degradation (`restoration_chain`: super-resolution,
+  colorization, holes and their chains) and return a result consistent with the observation;
 - measure: `measure` (PSNR and SSIM, whole image and inside the hole).
 The modules `imaging`, `metrics`, `sampling`, `files` and `validation` are part of the face too.
 
@@ -39,6 +41,16 @@ from .families import (
 from .method.auto_stop import STOP_MODES, AutoStopConfig
 from .method.compilation import parse_compile_setting
 from .method.config import MAX_LATENT_CODES, MAX_STEPS, SCHEDULES, OptimizerConfig
+from .method.degradations import (
+    DOWNSAMPLERS,
+    Compose,
+    Degradation,
+    Downsample,
+    Gray,
+    Hole,
+    ProjectionReport,
+    restoration_chain,
+)
 from .method.fit import inpaint, inpaint_any_size
 from .method.memory import (
     MemoryEstimate,
@@ -53,6 +65,7 @@ from .method.multi_latent import FINETUNE_SCOPES, MultiLatentConfig
 from .method.perceptual import VGG_EXTENSIONS, PerceptualModelError, VGG16Features, load_vgg16_features
 from .method.precision import PRECISIONS
 from .method.presets import PRESET_NAMES, preset
+from .method.restore import RestoreResult, restore, restore_any_size
 from .method.results import BatchProgress, InpaintResult, Progress, StartRecord
 from .method.starts import MAX_STARTS, StartsConfig
 from .metrics import measure
@@ -75,6 +88,9 @@ __all__ = [
     "inpaint", "StartsConfig", "StartRecord", "MAX_STARTS",
     "inpaint_any_size", "InpaintResult", "Progress", "BatchProgress", "VGG_EXTENSIONS", "VGG16Features",
     "PerceptualModelError", "load_vgg16_features",
+    # restore: any degradation (method/restore.py, method/degradations.py)
+    "restore", "restore_any_size", "RestoreResult", "Degradation", "Hole", "Downsample", "Gray",
+    "Compose", "ProjectionReport", "restoration_chain", "DOWNSAMPLERS",
     # measure
     "measure",
 ]
