@@ -1,5 +1,5 @@
 """The command line, `python -m ganprior_core <command> ...`: the product commands (generate,
-inpaint, metrics, convert) and the dispatch to the research tools.
+inpaint, restore, metrics, convert) and the dispatch to the research tools.
 
 The product commands use only the library's public face (`ganprior_core`) and never import the
 lab: they pay for none of the tools' imports, and a change to a research tool cannot break them.
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from . import (
+    DOWNSAMPLERS,
     G2_STYLE_SOURCES,
     LATENT_SPACES,
     NOISE_HANDLING,
@@ -49,6 +50,8 @@ from . import (
     metrics,
     parse_compile_setting,
     preset,
+    restoration_chain,
+    restore_any_size,
 )
 from .files import (
     check_output_file,
@@ -178,6 +181,9 @@ def _check_inpaint_files(args: argparse.Namespace) -> None:
 # or 16-bit pixels of the file written: measured 5.5 for an 8-bit PNG in and out, 8.7 for a
 # 16-bit RGBA PNG in and out (docs/memory.md).
 INPAINT_COMMAND_IMAGE_COPIES = 10.5
+# restore holds inpaint's copies of the result-sized image and its step's own (the high-resolution
+# image, its observation and their gradients, the projection's working copies: restore.py).
+RESTORE_COMMAND_IMAGE_COPIES = INPAINT_COMMAND_IMAGE_COPIES + 6.0
 # Copies of generate's outputs a grid makes: [0, 1] values, the grid, its 8-bit pixels.
 GRID_OUTPUT_COPIES = 4.0
 
@@ -286,6 +292,85 @@ def _bit_depth_notes(loaded, out: str | Path) -> list[str]:
         return [f"{Path(out).name}: the image's 32-bit floating-point samples are written at 16 bits "
                 "per channel"]
     return []
+
+
+def _restore_command(args: argparse.Namespace) -> None:
+    """`restore`: super-resolution (--scale), colorization (--gray) and holes (--mask, on the
+    input's grid), alone or together, in one run; the result is consistent with the input."""
+    scale = _scale(args.scale)
+    if scale == 1 and not args.gray and args.mask is None:
+        raise CommandError("nothing to restore: give --scale above 1, --gray, or --mask (holes "
+                           "alone: inpaint does the same)")
+    starts = _starts_config(args)
+    _check_inpaint_files(args)
+    size = imaging.image_size(args.image)  # (height, width), from the header: nothing decoded yet
+    result_size = (size[0] * scale, size[1] * scale)
+    if result_size[0] * result_size[1] > imaging.MAX_IMAGE_PIXELS:
+        raise CommandError(f"--scale {scale}: the result would be {result_size[1]}x{result_size[0]} "
+                           f"pixels, over the {imaging.MAX_IMAGE_PIXELS:,} accepted; use a smaller "
+                           "--scale or a smaller image")
+    for option in ("out", "raw_out"):  # the result is F times the input: fits the format?
+        if getattr(args, option) is not None:
+            imaging.check_output_image_path(getattr(args, option), "--" + option.replace("_", "-"),
+                                            size=result_size)
+    generator = load_generator(args.checkpoint)
+    model_config, optimizer_config = _inpaint_configs(args, generator.config)
+    perceptual = load_vgg16_features(args.vgg) if args.vgg else None
+    check_inpaint_fits(generator, model_config, optimizer_config, perceptual, args.device,
+                       image_size=result_size,
+                       image_copies=RESTORE_COMMAND_IMAGE_COPIES + 2 * (starts.candidates - 1),
+                       starts=starts.starts)
+    loaded = imaging.read_image(args.image)
+    hole, notes = _hole_and_input_notes(args, loaded)
+    if tuple(hole.shape) != tuple(size):
+        notes.append(f"--mask is {hole.shape[1]}x{hole.shape[0]}: resized to the input's "
+                     f"{size[1]}x{size[0]} grid (a hole grows rather than shrinks)")
+        hole = imaging.resize_mask(hole, size)
+    has_hole = bool(imaging.hole_pixels(hole).any())
+    if scale > 1 and loaded.transparent_pixels:
+        notes.append(f"--scale {scale}: the output is RGB; the input's alpha is not upscaled")
+    for note in notes:
+        print(f"note: {note}", flush=True)
+    degradation = restoration_chain(gray=args.gray, scale=scale,
+                                    downsampler=args.downsampler if scale > 1 else None,
+                                    hole_mask=hole if has_hole else None)
+    result = restore_any_size(generator, loaded.pixels, degradation, model_config, optimizer_config,
+                              args.seed, args.fit, args.device, perceptual,
+                              print_progress(args.log_every), starts=starts)
+    for note in result.notes:
+        print(f"note: {note}")
+    alpha = _output_alpha(loaded, hole) if scale == 1 else None
+    bits = 16 if loaded.bits > 8 else 8
+    for rank, candidate in enumerate(result.candidates(), start=1):
+        out = args.out if rank == 1 else candidate_path(args.out, rank)
+        for note in [*(_bit_depth_notes(loaded, out) if rank == 1 else []),
+                     *imaging.save_image(candidate.restored, out, alpha=alpha, bits=bits)]:
+            print(f"note: {note}")
+        fit = (f"{candidate.describe_stop()}, final loss {candidate.loss_history[-1]:.5f}"
+               if candidate.loss_history else "no steps: nothing was known")
+        choice = candidate.describe_choice()
+        report = candidate.projection
+        consistency = ("consistent with the input" if report.consistent else
+                       "NOT consistent with the input (see the notes)")
+        print(f"wrote {out} ({result_size[1]}x{result_size[0]}, {candidate.seconds:.1f} s, preset "
+              f"{args.preset}, {choice + ', ' if choice else ''}{fit}; {consistency}: max error "
+              f"{report.max_error * 255:.3g} grey levels)")
+        if args.raw_out:
+            raw = args.raw_out if rank == 1 else candidate_path(args.raw_out, rank)
+            imaging.save_image(candidate.output, raw,
+                               bits=bits if Path(raw).suffix.lower() == ".png" else 8)
+            print(f"wrote {raw} (the generator's whole image, not projected onto the input)")
+
+
+def _scale(text: str) -> int:
+    """--scale: a positive integer factor."""
+    try:
+        scale = int(str(text).strip())
+    except ValueError:
+        scale = None
+    if scale is None or scale < 1:
+        raise CommandError(f"--scale must be a positive integer factor (1, 2, 3, 4, 8, ...), got {text!r}")
+    return scale
 
 
 def _inpaint_configs(args: argparse.Namespace, generator_config):
@@ -436,7 +521,6 @@ def _add_generate_command(commands) -> None:
 
 def _add_inpaint_command(commands) -> None:
     """`inpaint`: fill the hole of one image (or reconstruct it)."""
-    defaults = OptimizerConfig()
     inp = commands.add_parser(
         "inpaint", help="fill the hole of an image with the GAN prior",
         description="Inpaint (with --mask, white = hole) or reconstruct (without) an image of any "
@@ -456,6 +540,13 @@ def _add_inpaint_command(commands) -> None:
                                                   "opaque); other formats say what they drop")
     inp.add_argument("--raw-out", help="also write the generator's whole image (at the input's size, "
                                        "not composited)")
+    _add_run_options(inp)
+    inp.set_defaults(run=_inpaint_command)
+
+
+def _add_run_options(inp: argparse.ArgumentParser) -> None:
+    """The options of a run of the method that inpaint and restore share (preset ... device)."""
+    defaults = OptimizerConfig()
     inp.add_argument("--preset", choices=PRESET_NAMES, default="paper",
                      help="paper: this paper's method; mganprior: the mGANprior baseline; "
                           "single-z: one code, frozen generator (default paper)")
@@ -507,7 +598,42 @@ def _add_inpaint_command(commands) -> None:
     inp.add_argument("--log-every", type=int, default=100,
                      help="print the loss every this many steps (default 100)")
     add_device_option(inp)
-    inp.set_defaults(run=_inpaint_command)
+
+
+def _add_restore_command(commands) -> None:
+    """`restore`: super-resolution, colorization and holes, alone or together."""
+    res = commands.add_parser(
+        "restore", help="super-resolve, colourise and/or fill an image with the GAN prior",
+        description="Restore an image of any size: --scale F super-resolves it F times (the input "
+                    "is the low-resolution image, made with --downsampler), --gray colourises it "
+                    "(a colour input is read as its luma), --mask fills a hole (white = hole, on "
+                    "the input's grid); any of them together, in one run. The result is "
+                    "consistent with the input: degrading it as said gives the input back (area "
+                    "exactly, bilinear / bicubic to half a grey level where reachable: a note "
+                    "says where not). Stops by itself as inpaint does (--stop auto).")
+    res.add_argument("--checkpoint", required=True,
+                     help="the prior: any supported PGGAN or StyleGAN2 checkpoint (.pth, .pkl, "
+                          ".safetensors)")
+    res.add_argument("--image", required=True, help="the image to restore (PNG, JPEG, ...)")
+    res.add_argument("--mask", help="mask image on the input's grid, white = hole; without it a "
+                                    "transparent input's transparent pixels are the hole (a note "
+                                    "says so)")
+    res.add_argument("--scale", default="1", metavar="F",
+                     help="super-resolution factor, a positive integer: the result is F times the "
+                          "input on each side (default 1: none)")
+    res.add_argument("--downsampler", choices=DOWNSAMPLERS, default="area",
+                     help="how the low-resolution input was made from the image: area (the mean "
+                          "of F x F blocks), bilinear or bicubic (antialiased, as PIL makes "
+                          "thumbnails); consistency is with this one (default area)")
+    res.add_argument("--gray", action="store_true",
+                     help="colourise: the input is gray (a colour input is read as its BT.601 "
+                          "luma, with a note); the result keeps that luma exactly")
+    res.add_argument("--out", required=True, help="the result, F times the input's size; a .png "
+                                                  "keeps a 16-bit input's depth")
+    res.add_argument("--raw-out", help="also write the generator's whole image at the result's "
+                                       "size (not projected onto the input)")
+    _add_run_options(res)
+    res.set_defaults(run=_restore_command)
 
 
 def _add_metrics_command(commands) -> None:
@@ -527,7 +653,8 @@ def _add_convert_command(commands) -> None:
     conv.set_defaults(run=_convert_command)
 
 
-PRODUCT_COMMANDS = (_add_generate_command, _add_inpaint_command, _add_metrics_command,
+PRODUCT_COMMANDS = (_add_generate_command, _add_inpaint_command, _add_restore_command,
+                    _add_metrics_command,
                     _add_convert_command)
 
 
