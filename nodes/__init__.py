@@ -8,6 +8,7 @@ from .model_nodes import (
                           LoadPerceptualModel,
                           SampleGANPrior,
 )
+from .restore_nodes import GANPriorRestore
 
 # Node IDs (the keys) are what saved workflows and API prompts name: never change them, even
 # where they say PGGAN of a node that serves StyleGAN2 as well. The display names may change.
@@ -20,6 +21,7 @@ NODE_CLASS_MAPPINGS = {
     "LoadPerceptualModelVGG16": LoadPerceptualModel,
     "GANPriorInpaint": GANPriorInpaint,
     "GANPriorMetrics": GANPriorMetrics,
+    "GANPriorRestore": GANPriorRestore,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -31,4 +33,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "LoadPerceptualModelVGG16": "Load Perceptual Model (VGG16)",
     "GANPriorInpaint": "GAN-Prior Inpaint",
     "GANPriorMetrics": "GAN-Prior Metrics",
+    "GANPriorRestore": "GAN-Prior Restore",
 }

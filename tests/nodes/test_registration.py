@@ -21,7 +21,7 @@ def test_pack_registers_every_node_with_labels_and_tooltips():
     assert set(pack.NODE_DISPLAY_NAME_MAPPINGS.values()) == {
         "Load GAN Prior", "Sample GAN Prior", "Build Multi-Latent Generator",
         "GAN-Prior Optimizer", "GAN-Prior Preset", "Load Perceptual Model (VGG16)",
-        "GAN-Prior Inpaint", "GAN-Prior Metrics"}
+        "GAN-Prior Inpaint", "GAN-Prior Metrics", "GAN-Prior Restore"}
     assert pack.NODE_CLASS_MAPPINGS.keys() == pack.NODE_DISPLAY_NAME_MAPPINGS.keys()
     for cls in pack.NODE_CLASS_MAPPINGS.values():
         assert callable(getattr(cls(), cls.FUNCTION)) and cls.CATEGORY and cls.DESCRIPTION
@@ -58,7 +58,8 @@ def test_renamed_nodes_keep_the_ids_types_and_input_names_saved_workflows_use():
     pack = load_pack()
     assert list(pack.NODE_CLASS_MAPPINGS) == [
         "LoadPGGANPrior", "SamplePGGANPrior", "BuildMultiLatentGenerator", "GANPriorOptimizer",
-        "GANPriorPreset", "LoadPerceptualModelVGG16", "GANPriorInpaint", "GANPriorMetrics"]
+        "GANPriorPreset", "LoadPerceptualModelVGG16", "GANPriorInpaint", "GANPriorMetrics",
+        "GANPriorRestore"]
     load, sample = pack.NODE_CLASS_MAPPINGS["LoadPGGANPrior"], pack.NODE_CLASS_MAPPINGS["SamplePGGANPrior"]
     assert (load.__name__, sample.__name__) == ("LoadGANPrior", "SampleGANPrior")
     assert pack.NODE_DISPLAY_NAME_MAPPINGS["LoadPGGANPrior"] == "Load GAN Prior"
@@ -84,6 +85,7 @@ FIRST_RELEASE_INPUTS = {
     "LoadPerceptualModelVGG16": {"vgg_name"},
     "GANPriorInpaint": {"image", "mask", "generator", "seed", "fit", "optimizer", "perceptual_model"},
     "GANPriorMetrics": {"image", "reference", "mask"},
+    "GANPriorRestore": {"image", "generator", "seed", "fit"},  # issue 33
 }
 
 
