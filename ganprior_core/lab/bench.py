@@ -14,19 +14,27 @@ Rerunning the same command resumes: finished image x method rows are read back f
 results.csv and skipped, and the report is regenerated after every image, so an interrupted run
 leaves usable partial results. The whole configuration (and every input it names) is checked
 before --out is created or written to, so a refused command leaves nothing to clean up.
+
+Under torchrun (`torchrun --nproc-per-node P -m ganprior_core bench ...`, see `_run_distributed`
+and lab/distributed.py) the rows are shared out over the processes, each writes the rows it
+finishes to its own file in `ranks/`, and rank 0 merges them into the same results.csv, report,
+summary and figure a one-process run writes.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
+import os
+import platform
 import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +69,7 @@ from ..method.precision import uses_bf16
 from ..networks.pggan import PGGANConfig, PGGANGenerator
 from ..networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from ..validation import MAX_SEED, check_count, check_seed
-from . import baselines, masks, procedural, run_folder
+from . import baselines, distributed, masks, procedural, run_folder
 from .dip import DIPConfig, dip_inpaint
 
 TASKS = ("inpaint", "reconstruct")
@@ -83,6 +91,7 @@ RUN_FILE = "run.json"
 RESULTS_FILE = "results.csv"
 NOTES_FILE = "notes.json"  # notes of finished rows, so a resumed run's report keeps them
 LOCK_FILE = ".bench.lock"  # holds the pid of the bench process using the directory
+RANKS_FOLDER = "ranks"  # under torchrun: rank r's finished rows (results-r.csv, notes-r.json)
 
 IDINVERT_NOTE = ("idinvert (the paper's encoder-based Table 1 row) is left out: it inverts an "
                  "image with an encoder trained jointly with the generator (In-Domain GAN "
@@ -157,7 +166,7 @@ class BenchConfig:
         refuse_output_over_input({f"--out's {name}": Path(self.out) / name for name in
                                   ("report.md", RESULTS_FILE, "summary.json", "figure.png",
                                    RUN_FILE, NOTES_FILE)}, inputs)
-        written = [Path(self.out) / name for name in ("images", "masks", "results")]
+        written = [Path(self.out) / name for name in ("images", "masks", "results", RANKS_FOLDER)]
         for name, path in inputs.items():
             if path is not None and any(folder_contains(folder, path) for folder in written):
                 raise ValueError(f"{name} {path} lies in a folder the bench writes into "
@@ -431,14 +440,21 @@ def _build_cases(config: BenchConfig, resolution: int) -> list[Case]:
 def _save_cases(cases: list[Case], out: Path) -> list[Case]:
     """Every image and mask saved and the images read back, so what is scored is what the files
     hold."""
-    saved = []
+    _write_cases(cases, out)
+    return _read_back(cases, out)
+
+
+def _write_cases(cases: list[Case], out: Path) -> None:
     for case in cases:
-        image_path = out / "images" / f"{case.name}.png"
-        imaging.save_image(case.image, image_path)
+        imaging.save_image(case.image, out / "images" / f"{case.name}.png")
         if case.hole is not None:
             imaging.save_mask(case.hole, out / "masks" / f"{case.name}.png")
-        saved.append(replace(case, image=imaging.load_image(image_path)))
-    return saved
+
+
+def _read_back(cases: list[Case], out: Path) -> list[Case]:
+    """The cases with their images as saved in `out` (under torchrun: by rank 0)."""
+    return [replace(case, image=imaging.load_image(out / "images" / f"{case.name}.png"))
+            for case in cases]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -519,6 +535,9 @@ class _Plan:
 
 
 def run_bench(config: BenchConfig, log: Callable[[str], None] = print) -> BenchSummary:
+    ranks = distributed.from_environment()
+    if ranks is not None:  # under torchrun with several processes
+        return _run_distributed(config, ranks, log)
     config.validate()
     threads = torch.get_num_threads()
     if config.threads is not None:
@@ -539,25 +558,63 @@ def _plan(config: BenchConfig) -> _Plan:
     return _Plan(checkpoint_digest, prior, perceptual, variants, notes, cases, settings)
 
 
-def _run_in_folder(config: BenchConfig, plan: _Plan, log: Callable[[str], None]) -> BenchSummary:
-    out = Path(config.out)
+@contextlib.contextmanager
+def _held_folder(out: Path) -> Iterator[None]:
+    """--out, made if missing and locked for this process for the block. A run that fails before
+    writing anything leaves no empty --out behind."""
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
         with DirectoryLock(out / LOCK_FILE, "bench"):
-            remove_stale_temporaries(out)  # left by a run killed mid-write; the lock is ours
-            run_folder.claim(out, plan.settings, RUN_FILE, "results of a run",
-                             has_results=lambda: bool(read_rows(out / RESULTS_FILE, repair=False)),
-                             later_keys=_LATER_KEYS)
-            return _run_rows(config, plan, _save_cases(plan.cases, out), log)
+            yield
     except BaseException:
-        # A run that failed before writing anything leaves no empty --out behind.
         if created:
             try:
                 out.rmdir()
             except OSError:
                 pass
         raise
+
+
+def _prepare_folder(out: Path, plan: _Plan) -> None:
+    """Under the lock: what a killed run left cleaned up, the folder claimed for these settings,
+    and rows a torchrun run's ranks finished moved into results.csv."""
+    remove_stale_temporaries(out)  # left by a run killed mid-write; the lock is ours
+    run_folder.claim(out, plan.settings, RUN_FILE, "results of a run",
+                     has_results=lambda: bool(read_rows(out / RESULTS_FILE, repair=False)
+                                              or _rank_files(out, "results")),
+                     later_keys=_LATER_KEYS)
+    _merge_rank_files(out)
+
+
+def _run_in_folder(config: BenchConfig, plan: _Plan, log: Callable[[str], None]) -> BenchSummary:
+    out = Path(config.out)
+    with _held_folder(out):
+        _prepare_folder(out, plan)
+        return _run_rows(config, plan, _save_cases(plan.cases, out), log)
+
+
+def _run_row(config: BenchConfig, plan: _Plan, cases: list[Case], index: int, variant: Variant,
+             random_prior: Callable[[], Generator],
+             log: Callable[[str], None]) -> tuple[dict, list[str], str]:
+    """One image x method row run, its composite saved: (the row as results.csv reads it back,
+    the run's notes, the line that says it is done, for after the row is written)."""
+    case = cases[index]
+    prefix = f"[image {index + 1}/{len(cases)} {case.name}] {variant.name}:"
+    log(f"{prefix} running")
+    composite, output, run = _run_variant(variant, case, plan.prior, random_prior,
+                                          plan.perceptual, config, log, prefix)
+    imaging.save_image(composite, Path(config.out) / "results" / case.name / f"{variant.name}.png")
+    row = {"image": case.name, "image_seed": case.image_seed, "seed": case.seed,
+           "method": variant.name, **_score(case, composite, output),
+           **{key: value for key, value in run.items() if key != "notes"}}
+    done = (f"{prefix} done in {run['seconds']:.1f} s: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}"
+            + (f", hole PSNR {row['psnr_hole']:.2f} dB" if row.get("psnr_hole") is not None else ""))
+    return parse_row(_csv_text(row)), list(run.get("notes") or []), done
+
+
+def _note_lines(method: str, notes: list[str]) -> list[str]:
+    return [f"`{method}`: {note}" for note in notes]
 
 
 def _run_rows(config: BenchConfig, plan: _Plan, cases: list[Case],
@@ -570,33 +627,25 @@ def _run_rows(config: BenchConfig, plan: _Plan, cases: list[Case],
     row_notes = _read_notes(out / NOTES_FILE)
     for (image, method), texts in row_notes.items():
         if (image, method) in rows:
-            setup["notes"] += [f"`{method}`: {note}" for note in texts]
+            setup["notes"] += _note_lines(method, texts)
     random_prior = _lazy_random_prior(plan.prior, config.seed)
     if any(v.kind != "fill" for v in variants):
         _warm_up_optimiser()
     new_rows = skipped = 0
-    for number, case in enumerate(cases, start=1):
+    for index, case in enumerate(cases):
         for variant in variants:
             if (case.name, variant.name) in rows:
                 skipped += 1
                 continue
-            prefix = f"[image {number}/{len(cases)} {case.name}] {variant.name}:"
-            log(f"{prefix} running")
-            composite, output, run = _run_variant(variant, case, plan.prior, random_prior,
-                                                  plan.perceptual, config, log, prefix)
-            imaging.save_image(composite, out / "results" / case.name / f"{variant.name}.png")
-            row = {"image": case.name, "image_seed": case.image_seed, "seed": case.seed,
-                   "method": variant.name, **_score(case, composite, output),
-                   **{key: value for key, value in run.items() if key != "notes"}}
-            rows[(case.name, variant.name)] = parse_row(_csv_text(row))
-            if run.get("notes"):
-                row_notes[(case.name, variant.name)] = list(run["notes"])
+            row, notes, done = _run_row(config, plan, cases, index, variant, random_prior, log)
+            rows[(case.name, variant.name)] = row
+            if notes:
+                row_notes[(case.name, variant.name)] = notes
                 _write_notes(out / NOTES_FILE, row_notes)
             write_rows(results_csv, rows)
-            setup["notes"] += [f"`{variant.name}`: {note}" for note in run.get("notes", [])]
+            setup["notes"] += _note_lines(variant.name, notes)
             new_rows += 1
-            log(f"{prefix} done in {run['seconds']:.1f} s: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}"
-                + (f", hole PSNR {row['psnr_hole']:.2f} dB" if row.get("psnr_hole") is not None else ""))
+            log(done)
         _write_outputs(out, setup, cases, variants, rows)
     if skipped:
         log(f"skipped {skipped} image x method row(s) already in {results_csv}")
@@ -604,6 +653,185 @@ def _run_rows(config: BenchConfig, plan: _Plan, cases: list[Case],
     log(f"wrote {out / 'report.md'}, {results_csv.name}, summary.json, figure.png")
     return BenchSummary(out, new_rows, skipped, _count_done(cases, variants, rows) == len(cases) * len(variants),
                         aggregates)
+
+
+# ---------------------------------------------------------------------------------------------
+# Under torchrun: the rows shared out over the processes
+
+def _rank_files(out: Path, kind: str) -> list[Path]:
+    """`ranks/results-<r>.csv` or `ranks/notes-<r>.json` in --out, by rank number."""
+    folder, suffix = out / RANKS_FOLDER, ".csv" if kind == "results" else ".json"
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.glob(f"{kind}-*{suffix}"):
+        number = path.name[len(kind) + 1:-len(suffix)]
+        if number.isdigit():
+            found.append((int(number), path))
+    return [path for _, path in sorted(found)]
+
+
+def _rank_file(out: Path, kind: str, rank: int) -> Path:
+    return out / RANKS_FOLDER / (f"results-{rank}.csv" if kind == "results" else f"notes-{rank}.json")
+
+
+def _merge_rank_files(out: Path) -> None:
+    """Rows (and their notes) that the ranks of an interrupted torchrun run finished, moved into
+    results.csv (and notes.json), so that no rerun, with any number of processes or none, runs
+    them again. Merging is idempotent (a row already in results.csv stays as it is), so a kill
+    between writing results.csv and removing the rank files loses nothing."""
+    results, notes = _rank_files(out, "results"), _rank_files(out, "notes")
+    if results:
+        rows = read_rows(out / RESULTS_FILE)
+        for path in results:
+            for key, row in read_rows(path, repair=False).items():
+                rows.setdefault(key, row)
+        write_rows(out / RESULTS_FILE, rows)
+    if notes:
+        merged = _read_notes(out / NOTES_FILE)
+        for path in notes:
+            for key, texts in _read_notes(path).items():
+                merged.setdefault(key, texts)
+        _write_notes(out / NOTES_FILE, merged)
+    for path in results + notes:
+        path.unlink()
+    try:
+        (out / RANKS_FOLDER).rmdir()
+    except OSError:
+        pass  # missing, or holding something that is not ours
+
+
+def _run_distributed(config: BenchConfig, ranks: distributed.Ranks,
+                     log: Callable[[str], None]) -> BenchSummary:
+    """`torchrun ... -m ganprior_core bench ...`: this process's share of the rows, and on rank 0
+    the one report of them all.
+
+    - Rank 0 alone takes --out (lock, claim, merging rank files an interrupted run left, the
+      images and masks); the others wait for it and read the images back from the folder, which
+      is why --out must be a folder every rank sees (on several machines, a shared filesystem).
+    - The rows the folder lacks are listed method by method, image by image, and dealt out
+      round-robin (distributed.shard): every rank builds the same list from the same folder, and
+      every rank gets a share of every method, slow and fast. A row's result depends only on its
+      image, method and seed, never on which process runs it or after which row.
+    - Each rank writes the rows it finishes to its own file, `ranks/results-<rank>.csv` (and
+      `ranks/notes-<rank>.json`), rewritten atomically after every row, as results.csv is in a
+      one-process run. One writer per file means no lost updates without any locking between
+      processes (the folder's lock file keeps out other commands, and a lock taken per row would
+      serialise the ranks' writes and would not work across machines); a killed run leaves every
+      finished row in some rank's file, and the rerun, with any number of processes, merges them
+      before deciding what is left.
+    - When every rank is done, the finished rows are gathered (all_gather_object) and rank 0
+      writes results.csv, notes.json, report.md, summary.json and figure.png, with the rows in
+      the table's order (image by image, method by method): what a one-process run of the same
+      command writes. Only the seconds and steps/s columns differ, being times.
+    """
+    def rank_log(line: str) -> None:
+        log(f"[{ranks.label}] {line}")
+
+    threads = torch.get_num_threads()
+    try:
+        with distributed.process_group(ranks) as group:
+            return _run_ranks(config, ranks, group, rank_log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_ranks(config: BenchConfig, ranks: distributed.Ranks, group: distributed.Group,
+               log: Callable[[str], None]) -> BenchSummary:
+    out = Path(config.out)
+    plan, run_config, error = None, config, None
+    try:
+        config.validate()
+        run_config = replace(config, device=distributed.rank_device(config.device, ranks.local_rank))
+        plan = _plan(config)
+    except Exception as caught:  # every rank learns of it and stops: none waits for the others
+        error = caught
+    group.agree(error)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    elif torch.device(config.device).type == "cpu":
+        torch.set_num_threads(distributed.fair_threads(ranks.local_world_size))
+    if torch.device(run_config.device).type == "cuda":
+        torch.cuda.set_device(run_config.device)
+
+    with contextlib.ExitStack() as held:
+        start = None
+        if ranks.rank == 0:
+            try:
+                held.enter_context(_held_folder(out))
+                _prepare_folder(out, plan)
+                _write_cases(plan.cases, out)  # every rank reads them back below
+                start = (read_rows(out / RESULTS_FILE), _read_notes(out / NOTES_FILE))
+            except Exception as caught:
+                error = caught
+        rows, row_notes = group.agree(error, start)[0]
+        cases, error = None, None
+        try:
+            if not (out / RUN_FILE).is_file():
+                raise ValueError(f"{out} as rank 0 prepared it is not there for {ranks.label} on "
+                                 f"{platform.node()}: under torchrun on several machines, --out "
+                                 "must be a folder every machine sees (a shared filesystem)")
+            cases = _read_back(plan.cases, out)
+        except Exception as caught:
+            error = caught
+        group.agree(error)
+        return _run_share(config, run_config, plan, cases, rows, row_notes, ranks, group, log)
+
+
+def _run_share(config: BenchConfig, run_config: BenchConfig, plan: _Plan, cases: list[Case],
+               rows: dict, row_notes: dict, ranks: distributed.Ranks, group: distributed.Group,
+               log: Callable[[str], None]) -> BenchSummary:
+    """This rank's rows, then (rank 0) the one set of outputs."""
+    out, variants = Path(config.out), plan.variants
+    positions = {case.name: index for index, case in enumerate(cases)}
+    table = [(case.name, variant.name) for case in cases for variant in variants]
+    skipped = sum(key in rows for key in table)
+    todo = [(positions[case.name], variant) for variant in variants for case in cases
+            if (case.name, variant.name) not in rows]
+    mine = distributed.shard(todo, ranks.rank, ranks.world_size)
+    log(f"{len(todo)} of {len(table)} image x method rows to run over {ranks.world_size} processes "
+        f"({skipped} already in {out / RESULTS_FILE}); {len(mine)} here, on {run_config.device} "
+        f"with {torch.get_num_threads()} CPU thread(s)")
+    random_prior = _lazy_random_prior(plan.prior, config.seed)
+    if any(variant.kind != "fill" for _, variant in mine):
+        _warm_up_optimiser()
+    new_rows: dict[tuple[str, str], dict] = {}
+    new_notes: dict[tuple[str, str], list[str]] = {}
+    for index, variant in mine:  # an error here ends this process; torchrun stops the others
+        row, notes, done = _run_row(run_config, plan, cases, index, variant, random_prior, log)
+        key = (cases[index].name, variant.name)
+        new_rows[key] = row
+        if notes:
+            new_notes[key] = notes
+            _write_notes(_rank_file(out, "notes", ranks.rank), new_notes)
+        write_rows(_rank_file(out, "results", ranks.rank), new_rows)
+        log(done)
+
+    gathered = group.agree(None, (new_rows, new_notes), finishing=True)
+    finished: dict[tuple[str, str], dict] = {}
+    finished_notes: dict[tuple[str, str], list[str]] = dict(row_notes)
+    for rank_rows, rank_notes in gathered:
+        finished.update(rank_rows)
+        finished_notes.update(rank_notes)
+    # The table's order, as a one-process run writes it; rows of other methods or images from an
+    # earlier run after them, as they were.
+    merged = {key: rows.get(key, finished.get(key)) for key in table if key in rows or key in finished}
+    merged.update({key: row for key, row in rows.items() if key not in merged})
+    aggregates = aggregate(merged, cases, variants)
+    complete = _count_done(cases, variants, merged) == len(table)
+    if ranks.rank == 0:
+        write_rows(out / RESULTS_FILE, merged)
+        kept_notes = {key: finished_notes[key] for key in merged if key in finished_notes}
+        if kept_notes:
+            _write_notes(out / NOTES_FILE, kept_notes)
+        _merge_rank_files(out)  # every row is in results.csv now: the rank files go
+        setup = _setup(config, plan.prior, plan.checkpoint_digest, cases, variants, plan.notes)
+        for (_, method), texts in kept_notes.items():
+            setup["notes"] += _note_lines(method, texts)
+        aggregates = _write_outputs(out, setup, cases, variants, merged)
+        log(f"wrote {out / 'report.md'}, {RESULTS_FILE}, summary.json, figure.png from the rows "
+            f"of {ranks.world_size} processes")
+    return BenchSummary(out, len(finished), skipped, complete, aggregates)
 
 
 def _lazy_random_prior(prior: Generator, seed: int) -> Callable[[], Generator]:
@@ -982,6 +1210,9 @@ def run_command(args: argparse.Namespace) -> None:
     try:
         run_bench(config, lambda line: print(line, flush=True))
     except KeyboardInterrupt:
-        print(f"interrupted: finished rows are in {args.out}/{RESULTS_FILE}; rerun the same "
-              f"command to continue", file=sys.stderr)
+        where = f"{args.out}/{RESULTS_FILE}"
+        if "WORLD_SIZE" in os.environ:  # under torchrun, rows since the start are in ranks/
+            where += f" and {args.out}/{RANKS_FOLDER}/"
+        print(f"interrupted: finished rows are in {where}; rerun the same command (with any "
+              f"number of processes) to continue", file=sys.stderr)
         raise SystemExit(130) from None
