@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.nodes.node_runs import RESOLUTION, box_mask, build, fast_optimizer, photo
+from tests.nodes.node_runs import RESOLUTION, STEPS, box_mask, build, fast_optimizer, photo
 from tests.pack_under_test import run_node
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -60,3 +60,17 @@ def test_nothing_to_restore_and_bad_widgets_are_refused(unchanged_prior):
         restore(generator, image, scale=0)
     with pytest.raises(ValueError, match="downsampler"):
         restore(generator, image, scale=2, downsampler="lanczos")
+
+
+def test_progress_previews_and_cancel_work_as_inpaints(unchanged_prior, fake_comfy):
+    comfy = fake_comfy()
+    restore(build(unchanged_prior), photo(2, 8, 8), scale=2)
+    assert comfy.checks == 2 * STEPS and comfy.devices == 1
+    assert [value for value, _, _ in comfy.updates][-1] == 2 * STEPS
+    assert any(preview is not None and preview[0] == "JPEG" for _, _, preview in comfy.updates)
+    assert comfy.cache_emptied == 1
+
+    comfy = fake_comfy(cancel_after_checks=2)
+    with pytest.raises(InterruptedError):
+        restore(build(unchanged_prior), photo(1, 8, 8), gray=True, optimizer=fast_optimizer(steps=50))
+    assert comfy.checks == 3 and comfy.cache_emptied == 1
