@@ -87,7 +87,8 @@ class PGGANFamily:
     label = "PGGAN"
     generator_type = PGGANGenerator
     config_type = PGGANConfig
-    auto_stop = AutoStopConfig()
+    # At most 600 steps: longer runs filled held-out facades no better (docs/trustworthy_fill.md).
+    auto_stop = AutoStopConfig(max_steps=600)
     paper_coarsest_features = 16
     format_labels = {"genforce-zoo-pth": "genforce model-zoo .pth",
                      "genforce-pth": "genforce/mGANprior state dict .pth",

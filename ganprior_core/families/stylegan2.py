@@ -223,8 +223,9 @@ class StyleGAN2Family:
     config_type = StyleGAN2Config
     # Chosen with `stop-study` (docs/stylegan2_prior.md): the hole is best far earlier, relative
     # to the held-out tiles' best check, than on PGGAN, so a run returns the check halfway to the
-    # best one instead of three quarters of the way.
-    auto_stop = AutoStopConfig(rewind=0.5)
+    # best one instead of three quarters of the way. At most 600 steps, as PGGAN
+    # (docs/trustworthy_fill.md).
+    auto_stop = AutoStopConfig(rewind=0.5, max_steps=600)
     # 32x32 filled held-out facades better than PGGAN's 16x16 (docs/stylegan2_prior.md).
     paper_coarsest_features = 32
     format_labels = {"nvidia-sg2ada-pkl": "NVIDIA stylegan2-ada-pytorch / stylegan3 .pkl",
