@@ -274,10 +274,19 @@ def _fill_from_starts(prior: torch.nn.Module, target: _HoleTarget,
         fill = _finish(run, started, placed)
         runs[index] = None
         fill.seed, fill.agreement, fill.starts = run.seed, scores[index], records
-        fill.notes.append(_starts_note(starts, records, rank))
         fills.append(fill)
-    for fill in fills:
+    if len(fills) >= 3:
+        # Finished fills rank better than they did at the comparison (docs/trustworthy_fill.md):
+        # three or more candidates are ordered by how well their returned fills agree.
+        final = agreement([target.compared(fill.output) for fill in fills])
+        final_losses = [fill.loss_history[-1] if fill.loss_history else math.inf for fill in fills]
+        order = ranking(final, final_losses)
+        fills = [fills[i] for i in order]
+        for fill, index in zip(fills, order):
+            fill.agreement = final[index]
+    for rank, fill in enumerate(fills):
         fill.steps_all_starts = sum(steps_taken)
+        fill.notes.append(_starts_note(starts, records, rank, len(fills) >= 3))
     return fills
 
 
@@ -299,12 +308,15 @@ def _placed(callback: Callable[[Progress], None] | None, start: int, starts: int
     return lambda progress: callback(replace(progress, **where))
 
 
-def _starts_note(starts: StartsConfig, records: list[StartRecord], rank: int) -> str:
+def _starts_note(starts: StartsConfig, records: list[StartRecord], rank: int,
+                 ranked_at_end: bool) -> str:
     scores = ", ".join(f"seed {record.seed}: {'–' if record.agreement is None else f'{record.agreement:.2f} dB'}"
                        for record in records)
     which = "the best" if rank == 0 else f"candidate {rank + 1}"
-    return (f"{which} of {starts.starts} starts by how well their hole fills agreed at step "
-            f"{starts.choose_at} (mean PSNR against the others; {scores})")
+    end = (f"; the {starts.candidates} candidates then ordered by how well their returned fills "
+           f"agree" if ranked_at_end else "")
+    return (f"{which} of {starts.starts} starts by how well their fills agreed at step "
+            f"{starts.choose_at} (mean PSNR against the others; {scores}){end}")
 
 
 def _start(prior: torch.nn.Module, target: _HoleTarget,

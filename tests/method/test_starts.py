@@ -149,3 +149,17 @@ def test_nothing_known_gives_one_sample_per_candidate(tiny_prior):
     seeds = [candidate.seed for candidate in result.candidates()]
     assert seeds == [start_seed(1, i) for i in range(3)]
     assert not torch.equal(result.output, result.alternatives[0].output)
+
+
+def test_three_candidates_are_ordered_by_how_well_their_returned_fills_agree(tiny_prior):
+    image, hole = inpainting_problem(tiny_prior)
+    result = inpaint(tiny_prior, image, hole, MODEL, RUN, seed=8, starts=replace(STARTS, candidates=3))
+    candidates = result.candidates()
+    fills = [c.output[:, hole.bool()] for c in candidates]
+    expected = agreement(fills)
+    assert [c.agreement for c in candidates] == pytest.approx(expected, abs=1e-4)
+    assert expected == sorted(expected, reverse=True)
+    assert "ordered by how well their returned fills agree" in result.notes[-1]
+    for candidate in candidates:
+        alone = inpaint(tiny_prior, image, hole, MODEL, RUN, seed=candidate.seed)
+        assert torch.equal(alone.composite, candidate.composite)
