@@ -10,6 +10,11 @@ A run writes into one directory:
 - `images/`, `masks/`: the ground truth and hole masks exactly as scored (PNG, white = hole);
 - `results/<image>/<method>.png`: every method's composite.
 
+`--task sr --scale F [--downsampler K] [--gray]` and `--task colorize` score restoration beyond
+holes: every method is given the image's degradation (downsampled by F, its luma, or both), the
+presets run `restore` on it, the task's natural baseline (`bicubic`, `gray`) takes the fills'
+place, and the scores are of the whole image (no hole columns).
+
 Rerunning the same command resumes: finished image x method rows are read back from
 results.csv and skipped, and the report is regenerated after every image, so an interrupted run
 leaves usable partial results. The whole configuration (and every input it names) is checked
@@ -50,6 +55,7 @@ from .. import (
     inpaint,
     metrics,
     preset,
+    restore,
 )
 from ..checkpoints import load_generator
 from ..families import auto_stop_rule, family_of
@@ -63,6 +69,7 @@ from ..files import (
 )
 from ..method.auto_stop import STOP_MODES, AutoStopConfig
 from ..method.config import g1_freeze_step
+from ..method.degradations import DOWNSAMPLERS, Degradation, restoration_chain
 from ..method.multi_latent import MultiLatentConfig
 from ..method.perceptual import VGG16Features, load_vgg16_features
 from ..method.precision import uses_bf16
@@ -72,9 +79,15 @@ from ..validation import MAX_SEED, check_count, check_seed
 from . import baselines, distributed, masks, procedural, run_folder
 from .dip import DIPConfig, dip_inpaint
 
-TASKS = ("inpaint", "reconstruct")
+TASKS = ("inpaint", "reconstruct", "sr", "colorize")
+DEGRADATION_TASKS = ("sr", "colorize")  # the truth is the whole image; the input its degradation
 FILL_METHODS = ("mean-fill", "diffusion-fill")
-METHODS = (*PRESET_NAMES, "dip", *FILL_METHODS)
+METHODS = (*PRESET_NAMES, "dip", *FILL_METHODS)  # the default rows (each task keeps those it has)
+# The natural baseline of each degradation task, in place of the hole fills: the low-resolution
+# image upscaled bicubically (no antialiasing, clamped), and the gray image itself.
+TASK_BASELINES = {"sr": "bicubic", "colorize": "gray"}
+ALL_METHODS = (*METHODS, *TASK_BASELINES.values())
+TASK_TITLES = {"sr": "super-resolution", "colorize": "colorization"}
 ABLATIONS = ("random-init", "frozen", "alpha-only")
 IMAGE_SUFFIXES = imaging.IMAGE_SUFFIXES  # the one list: what imaging reads and writes
 Generator = PGGANGenerator | StyleGAN2Generator
@@ -106,7 +119,10 @@ class BenchConfig:
     images: str | None = None  # a directory of images, resized to the prior's resolution
     procedural: int = 0  # or this many procedural evaluation facades (seeds never trained on)
     task: str = "inpaint"
-    masks: str = "box"
+    scale: int | None = None  # sr: the upscaling factor F (the input is the image F times smaller)
+    downsampler: str | None = None  # sr: how the input was made (DOWNSAMPLERS; None = area)
+    gray: bool = False  # sr: the low-resolution input is also gray (super-resolution + colorization)
+    masks: str | None = None  # None = box (inpaint); not for sr / colorize
     mask_area: float | None = None  # box: fraction of the image; None = masks.box_mask's default
     mask_centred: bool = False  # box: centred (the demo's "box over the facade") instead of seeded
     methods: tuple[str, ...] = METHODS
@@ -133,13 +149,18 @@ class BenchConfig:
                              "of procedural images (at least 1)")
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
-        if (self.mask_area is not None or self.mask_centred) and self.masks != "box":
+        self._validate_task()
+        if (self.mask_area is not None or self.mask_centred) and self.mask_kind != "box":
             raise ValueError("--mask-area and --mask-centred apply to box masks only")
         if self.mask_area is not None and not (math.isfinite(self.mask_area) and 0 < self.mask_area <= 1):
             raise ValueError(f"--mask-area must be a fraction in (0, 1], got {self.mask_area}")
-        if self.masks not in masks.MASK_KINDS:
+        if self.mask_kind not in masks.MASK_KINDS:
             raise ValueError(f"masks must be one of {', '.join(masks.MASK_KINDS)}, got {self.masks!r}")
-        _check_choices("method", self.methods, METHODS)
+        _check_choices("method", self.methods, ALL_METHODS)
+        for task, baseline in TASK_BASELINES.items():
+            if baseline in self.methods and self.task != task:
+                raise ValueError(f"`{baseline}` is the baseline of --task {task}, not of "
+                                 f"--task {self.task}")
         _check_choices("ablation", self.ablations, ABLATIONS)
         if not self.methods and not (self.ablations or self.codes or self.splits):
             raise ValueError("nothing to run: no methods and no ablations")
@@ -179,15 +200,60 @@ class BenchConfig:
         images = self.procedural if self.images is None else len(_image_files(Path(self.images)))
         _check_seed_range(self.seed, images)
 
+    @property
+    def mask_kind(self) -> str:
+        return self.masks or "box"
+
+    def _validate_task(self) -> None:
+        """The degradation tasks' options: each only with its task, and no holes with them."""
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.task == "sr":
+            if self.scale is None:
+                raise ValueError("--task sr needs --scale F, the upscaling factor (2, 4, 8, ...)")
+            if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale < 2:
+                raise ValueError(f"--scale must be an integer of at least 2, got {self.scale!r}")
+            if self.downsampler is not None and self.downsampler not in DOWNSAMPLERS:
+                raise ValueError(f"--downsampler must be one of {', '.join(DOWNSAMPLERS)}, "
+                                 f"got {self.downsampler!r}")
+        else:
+            for option, value in (("--scale", self.scale), ("--downsampler", self.downsampler),
+                                  ("--gray", self.gray or None)):
+                if value is not None:
+                    also = "; --task colorize is colorization alone" if option == "--gray" else ""
+                    raise ValueError(f"{option} goes with --task sr (super-resolution), not with "
+                                     f"--task {self.task}{also}")
+        if self.task in DEGRADATION_TASKS:
+            for option, value in (("--masks", self.masks), ("--mask-area", self.mask_area),
+                                  ("--mask-centred", self.mask_centred or None)):
+                if value is not None:
+                    raise ValueError(f"{option} goes with --task inpaint: --task {self.task} "
+                                     "restores the whole image, with no hole")
+
+    def degradation(self) -> Degradation | None:
+        """The degradation of a sr / colorize task (on the prior's grid); None for the others."""
+        if self.task not in DEGRADATION_TASKS:
+            return None
+        return restoration_chain(gray=self.task == "colorize" or self.gray,
+                                 scale=self.scale or 1, downsampler=self.sr_downsampler)
+
+    @property
+    def sr_downsampler(self) -> str | None:
+        return (self.downsampler or "area") if self.task == "sr" else None
+
     def settings_that_change_results(self, checkpoint_digest: str, prior: GeneratorConfig) -> dict:
         """What must match for rows of an earlier run to be reused. Methods and the number of
         procedural images may differ: rows are per image x method, and procedural seeds of a
         smaller run are a prefix of a larger one."""
         settings = {"checkpoint_sha256": checkpoint_digest,
                     "images": str(Path(self.images).resolve()) if self.images else "procedural",
-                    "task": self.task, "masks": self.masks, "steps": self.steps, "stop": self.stop,
+                    "task": self.task, "masks": self.mask_kind, "steps": self.steps, "stop": self.stop,
                     "dip_steps": self.dip_steps, "seed": self.seed, "precision": self.precision,
                     "vgg": str(Path(self.vgg).resolve()) if self.vgg else None}
+        # The degradation tasks' settings join only for them, so inpaint and reconstruct
+        # directories from before they existed resume, and rows of other tasks never mix.
+        if self.task == "sr":
+            settings.update(scale=self.scale, downsampler=self.sr_downsampler, gray=self.gray)
         # Mask options join only when set, so run directories from before they existed resume.
         if self.mask_area is not None:
             settings["mask_area"] = self.mask_area
@@ -279,8 +345,9 @@ def _describe_gan(model: MultiLatentConfig, optimizer: OptimizerConfig, prior: G
         stop = f"{optimizer.steps} steps (auto-stop watches a hole: a reconstruction runs them all)"
     elif optimizer.stop == "auto":
         rule = auto_stop_rule(prior, optimizer.auto_stop)
+        held = "observed entries" if task in DEGRADATION_TASKS else "known pixels"
         stop = (f"auto-stop (at most {optimizer.steps} steps; {rule.holdout_fraction:.0%} "
-                f"of the known pixels held out, checked every {rule.check_every} "
+                f"of the {held} held out, checked every {rule.check_every} "
                 f"steps, patience {rule.patience} checks; the check nearest "
                 f"{rule.rewind:g} × the best one's step returned)")
     else:
@@ -291,6 +358,14 @@ def _describe_gan(model: MultiLatentConfig, optimizer: OptimizerConfig, prior: G
     return (f"N={model.num_codes}, k={model.split_layer} ({channels}×{height}×{width} features), "
             f"{options + ', ' if options else ''}{alpha}, {beta}, {tuning}; {loss}; Adam {rates}, "
             f"{optimizer.schedule} schedule, {stop}, {_precision_run(optimizer.precision, device)}")
+
+
+def _describe_baseline(config: BenchConfig) -> str:
+    if config.task == "colorize":
+        return "the gray input itself (its BT.601 luma in every channel)"
+    gray = "the gray (BT.601 luma) " if config.gray else "the "
+    return (f"{gray}low-resolution input upscaled ×{config.scale} by bicubic interpolation "
+            "(F.interpolate, align_corners=False, no antialiasing), clamped to [0, 1]")
 
 
 def build_variants(config: BenchConfig, prior: GeneratorConfig, has_vgg: bool) -> tuple[list[Variant], list[str]]:
@@ -321,6 +396,9 @@ def build_variants(config: BenchConfig, prior: GeneratorConfig, has_vgg: bool) -
     for method in config.methods:
         if method in PRESET_NAMES:
             variants.append(gan_variant(method, method, ablation=False))
+        elif method == "dip" and config.task in DEGRADATION_TASKS:
+            notes.append(f"`dip` left out: its fit (lab/dip.py) compares the network's image with "
+                         f"known pixels only and takes no {TASK_TITLES[config.task]} operator yet")
         elif method == "dip":
             dip = DIPConfig(preview_every=config.log_every)
             steps = config.dip_steps or config.steps
@@ -329,6 +407,13 @@ def build_variants(config: BenchConfig, prior: GeneratorConfig, has_vgg: bool) -
             dip.validate()
             size = prior.resolution
             variants.append(Variant("dip", "Deep Image Prior: " + dip.describe(size, size), "dip", dip=dip))
+        elif config.task in DEGRADATION_TASKS:
+            baseline = TASK_BASELINES[config.task]
+            if method != baseline:
+                notes.append(f"`{method}` left out: {TASK_TITLES[config.task]} has no hole to "
+                             f"fill; its baseline is `{baseline}`")
+            if all(v.name != baseline for v in variants):
+                variants.append(Variant(baseline, _describe_baseline(config), "fill"))
         elif config.task == "reconstruct":
             notes.append(f"`{method}` left out: reconstruction has no hole to fill")
         else:
@@ -422,15 +507,22 @@ def _box_description(config: dict) -> str:
 def _build_cases(config: BenchConfig, resolution: int) -> list[Case]:
     """Every image with its seeded hole, in memory; a hole that leaves nothing known is refused
     here, before anything is written."""
+    degradation = config.degradation()
+    if degradation is not None:  # a factor that does not divide the prior's grid: refused here
+        try:
+            degradation.observation_shape((1, 3, resolution, resolution))
+        except ValueError as error:
+            raise ValueError(f"--scale {config.scale} does not suit the prior's "
+                             f"{resolution}x{resolution} images: {error}") from None
     cases = []
     for index, (name, image, image_seed) in enumerate(_source_images(config, resolution)):
         seed = config.seed + index
         hole = None
         if config.task == "inpaint":
-            hole = masks.make_mask(config.masks, resolution, seed, **_mask_options(config))
+            hole = masks.make_mask(config.mask_kind, resolution, seed, **_mask_options(config))
             if imaging.hole_pixels(hole).all():
-                advice = "; give a smaller --mask-area" if config.masks == "box" else ""
-                raise ValueError(f"the {config.masks} mask of image {name} covers the whole "
+                advice = "; give a smaller --mask-area" if config.mask_kind == "box" else ""
+                raise ValueError(f"the {config.mask_kind} mask of image {name} covers the whole "
                                  f"{resolution}x{resolution} image: nothing is known to fill the "
                                  f"hole from{advice}")
         cases.append(Case(name, image, hole, image_seed, seed))
@@ -471,10 +563,14 @@ def _run_variant(variant: Variant, case: Case, prior: Generator, random_prior: C
                  perceptual: VGG16Features | None, config: BenchConfig,
                  log: Callable[[str], None], prefix: str) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """(composite, raw output, timing/loss fields of the CSV row)."""
+    degradation = config.degradation()
     if variant.kind == "fill":
         started = time.perf_counter()
-        fill = baselines.mean_fill if variant.name == "mean-fill" else baselines.diffusion_fill
-        filled = fill(case.image, case.hole)
+        if degradation is not None:
+            filled = task_baseline(config, observe(degradation, case.image))
+        else:
+            fill = baselines.mean_fill if variant.name == "mean-fill" else baselines.diffusion_fill
+            filled = fill(case.image, case.hole)
         return filled, filled, {"seconds": time.perf_counter() - started}
 
     started = time.perf_counter()
@@ -485,7 +581,12 @@ def _run_variant(variant: Variant, case: Case, prior: Generator, random_prior: C
             loss = f", loss {progress.loss:.5f}" if progress.loss is not None else ""
             log(f"{prefix} step {progress.step}/{progress.total}, {rate:.2f} steps/s{loss}")
 
-    if variant.kind == "dip":
+    if degradation is not None:  # sr / colorize: the presets through the degradation operator
+        generator = random_prior() if variant.random_generator else prior
+        result = restore(generator, observe(degradation, case.image), degradation, variant.model,
+                         variant.optimizer, case.seed, config.device, perceptual, report)
+        steps = result.steps_run
+    elif variant.kind == "dip":
         result = dip_inpaint(case.image, case.hole, variant.dip, case.seed, config.device, report)
         steps = variant.dip.steps
     else:
@@ -499,12 +600,39 @@ def _run_variant(variant: Variant, case: Case, prior: Generator, random_prior: C
         "final_loss": result.loss_history[-1], "notes": result.notes}
 
 
-def _score(case: Case, composite: torch.Tensor, output: torch.Tensor) -> dict:
+def observe(degradation: Degradation, image: torch.Tensor) -> torch.Tensor:
+    """The input a degradation task gives every method: [3, R, R] -> [C, R/F, R/F] (C = 1 gray)."""
+    with torch.no_grad():
+        return degradation.observe(image[None].float())[0].clamp(0, 1)
+
+
+def task_baseline(config: BenchConfig, observation: torch.Tensor) -> torch.Tensor:
+    """The natural baseline's result [3, R, R] from the observation: bicubic upscaling (sr) or
+    the gray image as RGB (colorize)."""
+    result = observation.expand(3, *observation.shape[1:]) if observation.shape[0] == 1 else observation
+    if config.task == "sr":
+        result = F.interpolate(result[None], scale_factor=config.scale, mode="bicubic",
+                               align_corners=False)[0].clamp(0, 1)
+    return result.contiguous()
+
+
+def _observation_psnr(observed: torch.Tensor, observation: torch.Tensor) -> float:
+    mse = float(((observed.double() - observation.double()) ** 2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def _score(case: Case, composite: torch.Tensor, output: torch.Tensor,
+           degradation: Degradation | None = None) -> dict:
     """Composite vs ground truth (whole image and hole), and the raw output on the known pixels:
-    how well a method fits what it was given."""
+    how well a method fits what it was given (for sr / colorize: the raw output's degradation
+    against the input)."""
     report = metrics.measure(composite, case.image, case.hole)
     scores = {"psnr": report.psnr, "ssim": report.ssim,
               "psnr_hole": report.psnr_hole, "ssim_hole": report.ssim_hole}
+    if degradation is not None:
+        scores["psnr_fit_known"] = _observation_psnr(observe(degradation, output.clamp(0, 1)),
+                                                     observe(degradation, case.image))
+        return scores
     known = None if case.hole is None else 1 - case.hole
     if known is None or known.any():
         scores["psnr_fit_known"] = metrics.psnr(output, case.image, known)
@@ -606,7 +734,7 @@ def _run_row(config: BenchConfig, plan: _Plan, cases: list[Case], index: int, va
                                           plan.perceptual, config, log, prefix)
     imaging.save_image(composite, Path(config.out) / "results" / case.name / f"{variant.name}.png")
     row = {"image": case.name, "image_seed": case.image_seed, "seed": case.seed,
-           "method": variant.name, **_score(case, composite, output),
+           "method": variant.name, **_score(case, composite, output, config.degradation()),
            **{key: value for key, value in run.items() if key != "notes"}}
     done = (f"{prefix} done in {run['seconds']:.1f} s: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}"
             + (f", hole PSNR {row['psnr_hole']:.2f} dB" if row.get("psnr_hole") is not None else ""))
@@ -997,9 +1125,14 @@ def _paper_comparison(task: str, variants: list[Variant], aggregates: dict) -> l
     """The paper's orderings next to this run's, so the reader sees at once whether they hold."""
     names = {v.name for v in variants}
     lines = []
-    compared = [v for v in variants if v.name in ("paper", "mganprior", "dip")]
+    compared = [v for v in variants if (not v.ablation if task in DEGRADATION_TASKS
+                                        else v.name in ("paper", "mganprior", "dip"))]
     if len(compared) >= 2:
-        if task == "inpaint":
+        if task in DEGRADATION_TASKS:
+            lines.append(f"The paper measures inpainting and reconstruction only; for "
+                         f"{TASK_TITLES[task]} the question is whether the GAN methods beat the "
+                         f"baseline `{TASK_BASELINES[task]}`.")
+        elif task == "inpaint":
             lines.append("Paper, Table 2 (inpainting): `paper` > `dip` > `mganprior` on SSIM for "
                          "both datasets and on PSNR for bedrooms; on church PSNR `mganprior` edges "
                          "out `dip` (19.55 vs 19.17).")
@@ -1013,6 +1146,7 @@ def _paper_comparison(task: str, variants: list[Variant], aggregates: dict) -> l
                 lines.append(f"- {title}: {ordering}")
         lines.append("")
     key = "psnr_hole" if task == "inpaint" else "psnr"
+    names -= set(TASK_BASELINES.values())
     claims = [(name, claim) for name, claim in ABLATION_CLAIMS if name in names and "paper" in names]
     if claims:
         region = "inside the hole" if task == "inpaint" else "over the whole image"
@@ -1038,12 +1172,14 @@ def _report(setup: dict, cases: list[Case], variants: list[Variant], rows: dict,
               f"partial: {images_done} of {len(cases)} images done ({done} of {total} rows); the "
               f"tables cover the finished images only; rerun the same command to continue")
     mask_line = ("none (reconstruction: every pixel is known)" if config["task"] == "reconstruct" else
-                 f"`{config['masks']}`{_box_description(config)}, "
+                 f"none (no hole). Input: {_task_input(config)}" if config["task"] in DEGRADATION_TASKS else
+                 f"`{config['masks'] or 'box'}`{_box_description(config)}, "
                  + ("the same for every image" if config.get("mask_centred") else
                     f"seeded: image *i* uses mask seed {config['seed']} + *i* "
                     f"({cases[0].seed}–{cases[-1].seed})")
                  + "; saved as `masks/<image>.png`, white = hole")
-    lines = [f"# Benchmark: {config['task']}, {len(cases)} images, {len(variants)} methods", "",
+    task = config["task"] + (f" ×{config['scale']}" if config["task"] == "sr" else "")
+    lines = [f"# Benchmark: {task}, {len(cases)} images, {len(variants)} methods", "",
              f"Status: {status}.", "",
              "## Setup", "",
              f"- Prior: `{config['checkpoint']}` ({setup['resolution']}×{setup['resolution']}, "
@@ -1059,7 +1195,11 @@ def _report(setup: dict, cases: list[Case], variants: list[Variant], rows: dict,
              "composite (known pixels from the input, hole from the method) against the ground "
              "truth, over the whole image and inside the hole only; *fit PSNR known* is the raw "
              "output on the known pixels (how well the method matches what it was given; "
-             "the naive fills keep them exactly). Mean ± sample std over images.", "",
+             "the naive fills keep them exactly). Mean ± sample std over images."
+             + (" Here there is no hole: the result (for the GAN methods the generator's image "
+                "projected to agree with the input, restore's) is scored against the whole "
+                "ground truth, and *fit PSNR known* is the raw output, degraded as the input was, "
+                "against the input." if config["task"] in DEGRADATION_TASKS else ""), "",
              "## Results", ""]
     main = [v for v in variants if not v.ablation]
     ablations = [v for v in variants if v.ablation]
@@ -1089,6 +1229,15 @@ def _report(setup: dict, cases: list[Case], variants: list[Variant], rows: dict,
     return "\n".join(lines)
 
 
+def _task_input(config: dict) -> str:
+    """What a degradation task gives every method, in words."""
+    if config["task"] == "colorize":
+        return "colorization: the input is the ground truth's BT.601 luma (one channel)"
+    gray = ", in gray (its BT.601 luma)" if config.get("gray") else ""
+    return (f"super-resolution ×{config['scale']}: the input is the ground truth downsampled by "
+            f"{config['scale']} with the `{config.get('downsampler') or 'area'}` downsampler{gray}")
+
+
 def _finite_or_none(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None  # JSON has no infinity; the report says "inf (exact)"
@@ -1097,8 +1246,15 @@ def _finite_or_none(value):
     return value
 
 
-def _figure(out: Path, cases: list[Case], variants: list[Variant], rows: dict,
-            figure_images: int) -> torch.Tensor | None:
+def _degradation_of(config: dict) -> Degradation | None:
+    return BenchConfig(**{key: value for key, value in config.items()
+                          if key in ("checkpoint", "out", "task", "scale", "downsampler", "gray")}
+                       ).degradation()
+
+
+def _figure(out: Path, setup: dict, cases: list[Case], variants: list[Variant],
+            rows: dict) -> torch.Tensor | None:
+    figure_images = setup["config"]["figure_images"]
     shown = [c for c in cases[:figure_images] if all((c.name, v.name) in rows for v in variants)]
     if not shown:
         return None
@@ -1110,6 +1266,12 @@ def _figure(out: Path, cases: list[Case], variants: list[Variant], rows: dict,
     figure_rows = []
     for index, case in enumerate(shown):
         panels, labels = [], []
+        degradation = _degradation_of(setup["config"])
+        if degradation is not None:  # the input, enlarged (nearest) to the result's size
+            seen = observe(degradation, case.image)
+            seen = seen.expand(3, *seen.shape[1:]) if seen.shape[0] == 1 else seen
+            panels.append(F.interpolate(seen[None], size=case.image.shape[1:], mode="nearest")[0])
+            labels.append("input")
         if case.hole is not None:
             panels += [imaging.composite(case.image, torch.full_like(case.image, 0.5), case.hole),
                        case.hole.expand(3, *case.hole.shape)]
@@ -1134,7 +1296,7 @@ def _write_outputs(out: Path, setup: dict, cases: list[Case], variants: list[Var
                "aggregates": aggregates, "idinvert": IDINVERT_NOTE}
     write_atomically(out / "summary.json",
                      json.dumps(_finite_or_none(summary), indent=2, allow_nan=False) + "\n")
-    figure = _figure(out, cases, variants, rows, setup["config"]["figure_images"])
+    figure = _figure(out, setup, cases, variants, rows)
     if figure is not None:
         imaging.save_image(figure, out / "figure.png")
     return aggregates
@@ -1161,9 +1323,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_task_options(parser: argparse.ArgumentParser) -> None:
     """What is asked of every method: the task and the holes."""
     parser.add_argument("--task", choices=TASKS, default="inpaint",
-                        help="inpaint a hole, or reconstruct whole images (default inpaint)")
-    parser.add_argument("--masks", choices=masks.MASK_KINDS, default="box",
-                        help="kind of seeded hole mask (default box)")
+                        help="inpaint a hole, reconstruct whole images, super-resolve (sr) or "
+                             "colorize them (default inpaint)")
+    parser.add_argument("--scale", type=int, metavar="F",
+                        help="--task sr: the upscaling factor (the input is F times smaller)")
+    parser.add_argument("--downsampler", choices=DOWNSAMPLERS,
+                        help="--task sr: how the input is made from the image (default area)")
+    parser.add_argument("--gray", action="store_true", default=False,
+                        help="--task sr: the low-resolution input is gray too (colorization)")
+    parser.add_argument("--masks", choices=masks.MASK_KINDS,
+                        help="--task inpaint: kind of seeded hole mask (default box)")
     parser.add_argument("--mask-area", type=float, help="box masks: fraction of the image covered")
     parser.add_argument("--mask-centred", action="store_true",
                         help="box masks: centred on the image (the demo's box) instead of seeded")
@@ -1172,7 +1341,9 @@ def _add_task_options(parser: argparse.ArgumentParser) -> None:
 def _add_method_options(parser: argparse.ArgumentParser) -> None:
     """The rows of the table and how each method runs."""
     parser.add_argument("--methods", type=cli.names, default=METHODS,
-                        help=f"comma-separated, from {','.join(METHODS)} (default all)")
+                        help=f"comma-separated, from {','.join(ALL_METHODS)} (default "
+                             f"{','.join(METHODS)}; for sr and colorize the fills become "
+                             f"their baseline, {' and '.join(TASK_BASELINES.values())})")
     parser.add_argument("--ablations", "--ablation", type=cli.names, default=(),
                         help=f"comma-separated variants of `paper`: {','.join(ABLATIONS)} "
                              "(default none)")
