@@ -219,7 +219,7 @@ def test_a_reconstruction_runs_all_its_steps_and_says_why(tiny_generator):
 def test_without_a_chosen_rule_a_run_uses_its_familys_rule(tiny_generator, monkeypatch):
     from ganprior_core.families import STYLEGAN2, auto_stop_rule
 
-    assert auto_stop_rule(tiny_generator.config) == AutoStopConfig()
+    assert auto_stop_rule(tiny_generator.config) == AutoStopConfig(max_steps=600)
     assert auto_stop_rule(tiny_stylegan2().config) == STYLEGAN2.auto_stop
     assert STYLEGAN2.auto_stop != AutoStopConfig()
     assert auto_stop_rule(tiny_stylegan2().config, EVERY_STEP) == EVERY_STEP
