@@ -30,9 +30,10 @@ def test_bundled_prior_with_the_defaults_beats_naive_fills_inside_the_hole():
     model_config, optimizer_config = preset("paper", prior.config)
     result = inpaint(prior, damaged, hole, model_config, optimizer_config, seed=0)
 
-    # The default stops by itself, far before the paper's 3000 steps, and says so.
-    assert result.steps_run < optimizer_config.steps // 2, result.describe_stop()
-    assert result.stop_reason.startswith("stopped early")
+    # The default stops by itself (the held-out error, or auto-stop's 600-step cap), far before the
+    # paper's 3000 steps, and says so.
+    assert result.steps_run <= 600, result.describe_stop()
+    assert result.stop_reason.startswith(("stopped early", "stopped at auto-stop's 600-step limit"))
     ours = metrics.psnr(result.composite, truth, hole)
     diffusion = metrics.psnr(diffusion_fill(damaged, hole), truth, hole)
     mean = metrics.psnr(mean_fill(damaged, hole), truth, hole)
