@@ -33,9 +33,10 @@ from ..files import write_atomically
 from ..method.auto_stop import StopRule, holdout_mask
 from ..method.config import MAX_STEPS, g1_freeze_step
 from ..method.presets import PRESET_NAMES, preset
+from ..method.starts import agreement
 from ..validation import check_count, check_non_negative
 from . import run_folder
-from .fill_study import _percentile, _psnr, run_seed, spearman
+from .fill_study import _percentile, returned_check, run_seed, spearman
 from .held_out import HOLE_KINDS, held_out_cases
 
 MAX_FACADES = 200
@@ -199,8 +200,7 @@ def replay(runs: list[dict], schedule: Schedule, rule) -> list[dict]:
             else:
                 fills = [run["fills"][index] if schedule.choose_at is None
                          else _fill_at(run, schedule.choose_at) for run, (index, _) in zip(subset, ends)]
-                scores = [statistics.fmean(_psnr(fill, other) for j, other in enumerate(fills) if j != i)
-                          for i, fill in enumerate(fills)]
+                scores = agreement(fills)
                 chosen = max(range(len(subset)), key=lambda i: (scores[i], -i))
             index, steps = ends[chosen]
             psnr, ssim = _scores_at(subset[chosen], index)
@@ -328,7 +328,7 @@ def signal_correlations(runs: list[dict], rule) -> list[tuple[str, float | None,
 
     def tiles_at(run: dict, step: int | None) -> float:
         if step is None:
-            return run["checks"][_returned_check(run, rule)]["tiles"]
+            return run["checks"][returned_check(run, rule)]["tiles"]
         return min(run["checks"], key=lambda check: abs(check["step"] - step))["tiles"]
 
     signals: dict[str, Callable[[list[dict]], list[float]]] = {
@@ -337,15 +337,11 @@ def signal_correlations(runs: list[dict], rule) -> list[tuple[str, float | None,
     signals["tiles @ returned"] = lambda members: [tiles_at(run, None) for run in members]
     for step in SCHEDULE_STEPS:
         def disagreement(members: list[dict], step: int = step) -> list[float]:
-            fills = [_fill_at(run, step) for run in members]
-            return [-statistics.fmean(_psnr(fill, other) for j, other in enumerate(fills) if j != i)
-                    for i, fill in enumerate(fills)]
+            return [-score for score in agreement([_fill_at(run, step) for run in members])]
         signals[f"agreement @ {step}"] = disagreement
 
     def final_disagreement(members: list[dict]) -> list[float]:
-        fills = [run["fills"][-1] for run in members]
-        return [-statistics.fmean(_psnr(fill, other) for j, other in enumerate(fills) if j != i)
-                for i, fill in enumerate(fills)]
+        return [-score for score in agreement([run["fills"][-1] for run in members])]
     signals["agreement @ returned"] = final_disagreement
     rows = []
     for name, signal in signals.items():
@@ -359,12 +355,3 @@ def signal_correlations(runs: list[dict], rule) -> list[tuple[str, float | None,
         rows.append((name, mean, se, len(values)))
     return rows
 
-
-def _returned_check(run: dict, rule) -> int:
-    """Index of the check whose image the run returned (replayed; the last where it is beyond)."""
-    stop_rule = StopRule(rule)
-    for check in run["checks"]:
-        stop_rule.record(check["step"], check["tiles"])
-    steps = [check["step"] for check in run["checks"]]
-    step = stop_rule.returned_step
-    return steps.index(step) if step in steps else len(steps) - 1

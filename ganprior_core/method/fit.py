@@ -374,15 +374,24 @@ def _check_inputs(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.
             raise ValueError(f"hole mask must be [{resolution}, {resolution}], got {shape}")
         _check_holds_values(hole_mask, "hole mask")
         imaging.check_mask_values(hole_mask, "hole mask")
+    seed, device = check_run_settings(model_config, optimizer_config, perceptual, seed, device)
+    # Before the prior is copied: refused with what would fit rather than killed (memory.py).
+    memory.check_inpaint_fits(prior, model_config, optimizer_config, perceptual, device,
+                              starts=starts.starts)
+    return seed, device
+
+
+def check_run_settings(model_config: MultiLatentConfig, optimizer_config: OptimizerConfig,
+                       perceptual: VGG16Features | None, seed: int, device: str | torch.device
+                       ) -> tuple[int, torch.device]:
+    """The refusals every run shares (inpaint's, restore's): the seed, the device, the number of
+    codes and a loss that is not 0; returns the checked seed and device."""
     seed = check_seed(seed)
     device = resolve_device(device)
     check_count(model_config.num_codes, "number of latent codes", 1, MAX_LATENT_CODES)
     if optimizer_config.mse_weight == 0 and (perceptual is None or optimizer_config.perceptual_weight == 0):
         raise ValueError("mse_weight is 0 and there is no perceptual term (no VGG16 weights given, "
                          "or perceptual_weight 0): the loss would be 0 and nothing would be fitted")
-    # Before the prior is copied: refused with what would fit rather than killed (memory.py).
-    memory.check_inpaint_fits(prior, model_config, optimizer_config, perceptual, device,
-                              starts=starts.starts)
     return seed, device
 
 

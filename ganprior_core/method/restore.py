@@ -44,12 +44,11 @@ import torch
 
 from .. import imaging
 from ..families import auto_stop_rule, family_of
-from ..validation import check_count, check_seed, resolve_device
 from . import memory
 from .auto_stop import AutoStopConfig, holdout_mask
-from .config import MAX_LATENT_CODES, OptimizerConfig
+from .config import OptimizerConfig
 from .degradations import Degradation, ProjectionReport, luma
-from .fit import _check_holds_values, _Fill, _fit_target
+from .fit import _check_holds_values, _Fill, _fit_target, check_run_settings
 from .losses import LossWeights, ObservationLoss
 from .multi_latent import MultiLatentConfig
 from .perceptual import VGG16Features
@@ -274,12 +273,7 @@ def _check(prior, observation, degradation, model_config, optimizer_config, seed
         raise ValueError("a one-channel observation needs a degradation with Gray "
                          "(colorization); for a gray image restored in gray, repeat its channel "
                          "three times")
-    seed = check_seed(seed)
-    device = resolve_device(device)
-    check_count(model_config.num_codes, "number of latent codes", 1, MAX_LATENT_CODES)
-    if optimizer_config.mse_weight == 0 and (perceptual is None or optimizer_config.perceptual_weight == 0):
-        raise ValueError("mse_weight is 0 and there is no perceptual term (no VGG16 weights given, "
-                         "or perceptual_weight 0): the loss would be 0 and nothing would be fitted")
+    seed, device = check_run_settings(model_config, optimizer_config, perceptual, seed, device)
     memory.check_inpaint_fits(prior, model_config, optimizer_config, perceptual, device,
                               image_size=tuple(input_size),
                               image_copies=memory.INPAINT_IMAGE_COPIES + RESTORE_IMAGE_COPIES,
