@@ -12,8 +12,9 @@ A run writes into one directory:
 
 `--task sr --scale F [--downsampler K] [--gray]` and `--task colorize` score restoration beyond
 holes: every method is given the image's degradation (downsampled by F, its luma, or both), the
-presets run `restore` on it, the task's natural baseline (`bicubic`, `gray`) takes the fills'
-place, and the scores are of the whole image (no hole columns).
+presets run `restore` on it, DIP fits through the same operator and projection
+(`dip.dip_restore`), the task's natural baseline (`bicubic`, `gray`) takes the fills' place, and
+the scores are of the whole image (no hole columns).
 
 Rerunning the same command resumes: finished image x method rows are read back from
 results.csv and skipped, and the report is regenerated after every image, so an interrupted run
@@ -77,7 +78,7 @@ from ..networks.pggan import PGGANConfig, PGGANGenerator
 from ..networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from ..validation import MAX_SEED, check_count, check_seed
 from . import baselines, distributed, masks, procedural, run_folder
-from .dip import DIPConfig, dip_inpaint
+from .dip import DIPConfig, dip_inpaint, dip_restore
 
 TASKS = ("inpaint", "reconstruct", "sr", "colorize")
 DEGRADATION_TASKS = ("sr", "colorize")  # the truth is the whole image; the input its degradation
@@ -396,9 +397,6 @@ def build_variants(config: BenchConfig, prior: GeneratorConfig, has_vgg: bool) -
     for method in config.methods:
         if method in PRESET_NAMES:
             variants.append(gan_variant(method, method, ablation=False))
-        elif method == "dip" and config.task in DEGRADATION_TASKS:
-            notes.append(f"`dip` left out: its fit (lab/dip.py) compares the network's image with "
-                         f"known pixels only and takes no {TASK_TITLES[config.task]} operator yet")
         elif method == "dip":
             dip = DIPConfig(preview_every=config.log_every)
             steps = config.dip_steps or config.steps
@@ -581,7 +579,11 @@ def _run_variant(variant: Variant, case: Case, prior: Generator, random_prior: C
             loss = f", loss {progress.loss:.5f}" if progress.loss is not None else ""
             log(f"{prefix} step {progress.step}/{progress.total}, {rate:.2f} steps/s{loss}")
 
-    if degradation is not None:  # sr / colorize: the presets through the degradation operator
+    if degradation is not None and variant.kind == "dip":  # DIP through the same operator
+        result = dip_restore(observe(degradation, case.image), degradation, variant.dip, case.seed,
+                             config.device, report)
+        steps = variant.dip.steps
+    elif degradation is not None:  # sr / colorize: the presets through the degradation operator
         generator = random_prior() if variant.random_generator else prior
         result = restore(generator, observe(degradation, case.image), degradation, variant.model,
                          variant.optimizer, case.seed, config.device, perceptual, report)

@@ -6,6 +6,11 @@ the network, not any training data, fills the hole. Defaults follow their inpain
 5 levels, 3x3 convs, stride-2 downsampling, bilinear upsampling, BatchNorm + LeakyReLU,
 reflection padding, sigmoid output, 32-channel uniform noise x 0.1 as input, Adam at lr 0.01 on a
 masked MSE, and optional jitter of the input (sigma = 1/30) as regularisation.
+
+`dip_restore` fits the same network through a degradation operator (super-resolution,
+colorization, chains: method/degradations.py), on the same loss restore fits the generator with,
+and projects its image as restore does, so the bench compares DIP and the GAN prior on equal
+terms: same observation, same comparison, same consistency.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from torch import nn
 
 from .. import imaging
 from ..method import compiler_cache
+from ..method.degradations import Degradation
 from ..method.precision import PRECISIONS, uses_bf16
 from ..method.results import InpaintResult, Progress, report_step
 
@@ -151,20 +157,73 @@ def dip_inpaint(image: torch.Tensor, hole_mask: torch.Tensor | None, config: DIP
         raise ValueError(f"hole mask must be [{height}, {width}], got {list(hole_mask.shape)}")
     started = time.perf_counter()
     device = torch.device(device)
-    notes: list[str] = []
-    levels = config.levels_for(height, width)
-    if levels < config.levels:
-        notes.append(f"{height}x{width} is too small for {config.levels} levels: using {levels}")
-
     image = image.detach().to(device, torch.float32)
     hole = (torch.zeros(height, width, device=device) if hole_mask is None
             else imaging.hole_pixels(hole_mask.detach().to(device)).float())
     known = (1 - hole)[None, None]
+    notes: list[str] = []
     if not known.any():
         notes.append("the mask covers the whole image: nothing is known, so the result is the "
                      "untrained network's output")
     target = image[None] * known
+    final, losses = _fit(config, (height, width), lambda output: F.mse_loss(output * known, target),
+                         seed, device, callback, notes)
+    composite = imaging.composite(image, final, hole)
+    return InpaintResult(output=final.cpu(), composite=composite.cpu(), loss_history=losses,
+                         seconds=time.perf_counter() - started, notes=notes,
+                         steps_run=config.steps, stop_reason=f"fixed {config.steps} steps")
 
+
+def dip_restore(observation: torch.Tensor, degradation: Degradation, config: DIPConfig = DIPConfig(),
+                seed: int = 0, device: str | torch.device = "cpu",
+                callback: Callable[[Progress], None] | None = None) -> InpaintResult:
+    """DIP through a degradation operator (super-resolution, colorization, chains): the network
+    makes the image at the degradation's input size, and its loss is the squared error of
+    `degradation.observe(image)` against the observation on the observed entries, the same
+    comparison `restore` fits the generator with. The result is `degradation.project(image,
+    observation)`, so it is consistent with the observation exactly as restore's is.
+
+    observation: [C, h, w] in [0, 1] on the degradation's grid (C = 1 for a gray observation).
+    Returns an InpaintResult: `output` the network's image, `composite` the projected result.
+    """
+    config.validate()
+    if not isinstance(degradation, Degradation):
+        raise ValueError(f"degradation must be a Degradation, got {type(degradation).__name__}")
+    if observation.dim() != 3:
+        raise ValueError(f"observation must be [C, h, w], got {list(observation.shape)}")
+    size = degradation.input_size(tuple(observation.shape[1:]))
+    expected = degradation.observation_shape((1, 3, *size))
+    if tuple(observation.shape) != tuple(expected[1:]):
+        raise ValueError(f"observation must be {list(expected[1:])} for {degradation!r}, got "
+                         f"{list(observation.shape)}")
+    started = time.perf_counter()
+    device = torch.device(device)
+    y = observation.detach().to(device, torch.float32)[None].clamp(0, 1)
+    observed = degradation.observed_mask(tuple(y.shape[2:]), device)[None, None]
+    notes: list[str] = []
+    # Mean over the observed entries (every channel of each), as restore's ObservationLoss.
+    weight = 1 / (observed.sum() * y.shape[1]).clamp_min(1)
+
+    def loss_of(output: torch.Tensor) -> torch.Tensor:
+        return ((degradation.observe(output) - y) ** 2 * observed).sum() * weight
+
+    final, losses = _fit(config, size, loss_of, seed, device, callback, notes)
+    projected, report = degradation.project(final[None], y)
+    notes += report.notes
+    return InpaintResult(output=final.cpu(), composite=projected[0].cpu(), loss_history=losses,
+                         seconds=time.perf_counter() - started, notes=notes,
+                         steps_run=config.steps, stop_reason=f"fixed {config.steps} steps")
+
+
+def _fit(config: DIPConfig, size: tuple[int, int], loss_of: Callable[[torch.Tensor], torch.Tensor],
+         seed: int, device: torch.device, callback: Callable[[Progress], None] | None,
+         notes: list[str]) -> tuple[torch.Tensor, list[float]]:
+    """A fresh seeded hourglass network of `size` fitted for config.steps steps to `loss_of` (of
+    its fp32 image [1, 3, H, W]); returns its final image [3, H, W] in [0, 1] and the losses."""
+    height, width = size
+    levels = config.levels_for(height, width)
+    if levels < config.levels:
+        notes.append(f"{height}x{width} is too small for {config.levels} levels: using {levels}")
     with torch.random.fork_rng(devices=[]):  # seeded weights without touching the caller's RNG
         torch.manual_seed(seed)
         network = HourglassNet(config.input_channels, config.channels_for(height, width),
@@ -185,7 +244,7 @@ def dip_inpaint(image: torch.Tensor, hole_mask: torch.Tensor | None, config: DIP
             jittered = net_input + config.input_noise_std * jitter
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             output = network(jittered)
-        loss = F.mse_loss(output.float() * known, target)
+        loss = loss_of(output.float())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -195,8 +254,4 @@ def dip_inpaint(image: torch.Tensor, hole_mask: torch.Tensor | None, config: DIP
 
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
         final = network(net_input)[0].float().clamp(0, 1)
-    composite = imaging.composite(image, final, hole)
-    return InpaintResult(output=final.cpu(), composite=composite.cpu(),
-                         loss_history=losses.cpu().tolist(),
-                         seconds=time.perf_counter() - started, notes=notes,
-                         steps_run=config.steps, stop_reason=f"fixed {config.steps} steps")
+    return final, losses.cpu().tolist()

@@ -1,6 +1,7 @@
 """`bench --task sr` and `bench --task colorize` (ganprior_core/lab/bench.py): the presets run
-`restore` on the degraded image, the natural baselines (bicubic upscaling, the gray image) take
-the fills' place, whole-image scores, refusals, and folders that never mix tasks."""
+`restore` on the degraded image, DIP fits through the same operator, the natural baselines
+(bicubic upscaling, the gray image) take the fills' place, whole-image scores, refusals, and
+folders that never mix tasks."""
 import contextlib
 import csv
 import io
@@ -83,12 +84,12 @@ def _assert_complete(out, methods):
 
 
 def test_sr_rows_are_complete_with_finite_whole_image_scores(sr_run):
-    rows = _assert_complete(sr_run, ("paper", "single-z", "bicubic"))
+    rows = _assert_complete(sr_run, ("paper", "single-z", "dip", "bicubic"))
     assert all(row["steps"] == "3" for (_, method), row in rows.items() if method != "bicubic")
     report = (sr_run / "report.md").read_text()
-    assert report.startswith("# Benchmark: sr ×2, 2 images, 3 methods")
+    assert report.startswith("# Benchmark: sr ×2, 2 images, 4 methods")
     assert "super-resolution ×2: the input is the ground truth downsampled by 2 with the `area`" in report
-    assert "`dip` left out" in report and "`mean-fill` left out" in report
+    assert "`dip` left out" not in report and "`mean-fill` left out" in report
     assert (sr_run / "figure.png").is_file()
     claim = json.loads((sr_run / "run.json").read_text())
     assert (claim["task"], claim["scale"], claim["downsampler"], claim["gray"]) == ("sr", 2, "area", False)
@@ -106,8 +107,11 @@ def test_sr_gan_results_agree_with_the_input_and_the_baseline_is_bicubic_by_hand
     saved = imaging.load_image(sr_run / "results" / name / "bicubic.png")
     assert (saved - upscaled).abs().max() <= 0.5 / 255 + 1e-6
     # restore's area projection: the saved result (8-bit) downsamples to the input
-    paper = imaging.load_image(sr_run / "results" / name / "paper.png")
-    assert (F.avg_pool2d(paper[None], 2) - low).abs().max() <= 0.5 / 255 + 1e-5
+    # and DIP's, fitted through the same operator and projected the same way
+    for method in ("paper", "dip"):
+        result = imaging.load_image(sr_run / "results" / name / f"{method}.png")
+        assert (F.avg_pool2d(result[None], 2) - low).abs().max() <= 0.5 / 255 + 1e-5
+        assert float(rows[(name, method)]["psnr"]) != expected.psnr
 
 
 def test_colorize_rows_are_complete_and_the_gray_baseline_is_the_luma_by_hand(colorize_run):

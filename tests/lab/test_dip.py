@@ -3,7 +3,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ganprior_core.lab.dip import DIPConfig, HourglassNet, dip_inpaint
+from ganprior_core.lab.dip import DIPConfig, HourglassNet, dip_inpaint, dip_restore
+from ganprior_core.method.degradations import HALF_GREY_LEVEL, Downsample, Gray
 from ganprior_core.optimize import Progress
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -82,3 +83,62 @@ def test_size_scaling_and_network_shape():
     assert net(torch.rand(1, 32, 16, 16)).shape == (1, 3, 16, 16)
     with pytest.raises(ValueError, match="upsample"):
         dip_inpaint(*_problem(), replace(FAST, upsample="cubic"))
+
+
+def test_restore_fits_through_the_operator_and_its_gradient_reaches_the_network(monkeypatch):
+    image, _ = _problem()
+    degradation = Downsample(2, "area")
+    observation = degradation.observe(image[None])[0]
+    gradients = []
+    step = torch.optim.Adam.step
+
+    def record(self, *args, **kwargs):
+        gradients.append(sum(float(p.grad.abs().sum()) for group in self.param_groups
+                             for p in group["params"] if p.grad is not None))
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", record)
+    result = dip_restore(observation, degradation, FAST, seed=0)
+    assert len(gradients) == FAST.steps and min(gradients) > 0
+    assert result.output.shape == result.composite.shape == (3, 16, 16)
+    assert result.loss_history[-1] < 0.3 * result.loss_history[0]
+    # The loss is the observation's: the first step's is the seeded untrained network's image,
+    # downsampled, against the low-resolution input.
+    first = dip_restore(observation, degradation, replace(FAST, steps=1, input_noise_std=0), seed=0)
+    torch.manual_seed(0)
+    untrained = HourglassNet(FAST.input_channels, 16, FAST.skip_channels, FAST.levels_for(16, 16),
+                             FAST.upsample)
+    net_input = torch.rand(1, FAST.input_channels, 16, 16,
+                           generator=torch.Generator().manual_seed(0)) * FAST.input_scale
+    with torch.no_grad():
+        expected = ((degradation.observe(untrained(net_input)) - observation[None]) ** 2).mean()
+    assert first.loss_history[0] == pytest.approx(float(expected), rel=1e-5)
+
+
+@pytest.mark.parametrize("size", [(16, 16), (12, 20)])
+def test_restore_area_sr_result_downsamples_to_the_observation(size):
+    generator = torch.Generator().manual_seed(sum(size))
+    observation = torch.rand(3, size[0] // 2, size[1] // 2, generator=generator)
+    degradation = Downsample(2, "area")
+    result = dip_restore(observation, degradation, replace(FAST, steps=3), seed=1)
+    assert result.composite.shape == (3, *size)
+    assert torch.allclose(degradation.observe(result.composite[None])[0], observation, atol=1e-6)
+    assert not torch.equal(result.composite, result.output)  # the projection did change it
+
+
+def test_restore_colorization_keeps_the_luma_and_takes_the_networks_chroma():
+    image, _ = _problem()
+    gray = Gray()
+    observation = gray.observe(image[None])[0]
+    result = dip_restore(observation, gray, replace(FAST, steps=3), seed=2)
+    assert result.composite.shape == (3, 16, 16)
+    assert (gray.observe(result.composite[None])[0] - observation).abs().max() <= HALF_GREY_LEVEL
+    chroma = result.composite - gray.observe(result.composite[None])[0]
+    assert chroma.abs().max() > 0  # not the gray image: the network's colour is kept
+
+
+def test_restore_refuses_an_observation_of_the_wrong_shape():
+    with pytest.raises(ValueError, match="observation must be"):
+        dip_restore(torch.rand(3, 8, 8), Gray(), FAST)
+    with pytest.raises(ValueError, match="degradation must be a Degradation"):
+        dip_restore(torch.rand(3, 8, 8), "area", FAST)
