@@ -20,10 +20,13 @@ from ..files import UserFileError, check_output_file, folder_contains, write_ato
 from . import bench, run_folder
 from .paired import mean_and_error
 
-# Methods that never read the prior: their rows mean the same in any run on the same holes.
-PRIOR_FREE_METHODS = ("dip", *bench.FILL_METHODS)
-# What must agree for two runs' rows to describe the same images and holes.
-HOLE_SETTINGS = ("images", "task", "masks", "mask_area", "mask_centred", "seed")
+# Methods that never read the prior: their rows mean the same in any run on the same holes (or
+# the same degradation: the sr / colorize baselines).
+PRIOR_FREE_METHODS = ("dip", *bench.FILL_METHODS, *bench.TASK_BASELINES.values())
+# What must agree for two runs' rows to describe the same images and holes (or degradation: the
+# sr settings are absent, hence equal, in other tasks' run files).
+HOLE_SETTINGS = ("images", "task", "masks", "mask_area", "mask_centred", "seed", "scale",
+                 "downsampler", "gray")
 METRICS = (("hole PSNR (dB)", "psnr_hole", 1.0, 2), ("hole SSIM ×10⁻²", "ssim_hole", 100.0, 2),
            ("PSNR (dB)", "psnr", 1.0, 2), ("SSIM ×10⁻²", "ssim", 100.0, 2))
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,40}")
@@ -104,6 +107,8 @@ def check_same_holes(runs: list[BenchRun]) -> None:
         holding = [run for run in runs if any(name == image for name, _ in run.rows)]
         for folder in ("images", "masks"):
             digests = {run.label: _digest(run, folder, image) for run in holding}
+            if folder == "masks" and set(digests.values()) == {None}:
+                continue  # a degradation task (same settings, checked above): no hole anywhere
             if None in digests.values() or len(set(digests.values())) > 1:
                 missing = [label for label, digest in digests.items() if digest is None]
                 reason = (f"missing in {', '.join(missing)}" if missing
@@ -165,7 +170,9 @@ def compare(runs: list[BenchRun], pairs: list[tuple[str, str]]) -> str:
                f"`{run.settings.get('masks')}`)" for run in runs], "",
              "Each line: the first row minus the second on every image both have (mean ± s.e.); "
              "wins / losses count images by hole PSNR; the verdict, for hole PSNR / hole SSIM, "
-             f"needs the mean difference beyond {VERDICT_STANDARD_ERRORS:g} s.e.", "",
+             f"needs the mean difference beyond {VERDICT_STANDARD_ERRORS:g} s.e. Rows with no "
+             "hole (super-resolution, colorization) are counted and judged on whole-image "
+             "PSNR / SSIM instead.", "",
              "| first − second | images | " + " | ".join(title for title, *_ in METRICS)
              + " | wins / losses | verdict |",
              "|---|---:|" + "---:|" * len(METRICS) + "---:|---|"]
@@ -177,7 +184,7 @@ def compare(runs: list[BenchRun], pairs: list[tuple[str, str]]) -> str:
         if not images:
             lines.append(f"| {name} | 0 | " + " | " * len(METRICS) + " | no shared images |")
             continue
-        cells, hole, exact = [], {}, set()
+        cells, hole, whole, exact = [], {}, {}, set()
         for _, key, scale, digits in METRICS:
             values = []
             for image in images:
@@ -195,24 +202,31 @@ def compare(runs: list[BenchRun], pairs: list[tuple[str, str]]) -> str:
             cells.append(f"{mean:+.{digits}f}" + (f" ± {error:.{digits}f}" if error is not None else ""))
             if key in ("psnr_hole", "ssim_hole"):
                 hole[key] = (values, mean, error)
+            else:
+                whole[key] = (values, mean, error)
         if "psnr_hole" not in hole:
-            tally, judged = "–", "no hole scores"
+            # A degradation task (sr, colorize) has no hole: judged on the whole image.
+            hole = whole
+        if "psnr_hole" not in hole and "psnr" not in hole:
+            tally, judged = "–", "no scores"
         else:
-            values = hole["psnr_hole"][0]
+            values = next(iter(hole.values()))[0]
             tally = f"{sum(v > 0 for v in values)} / {sum(v < 0 for v in values)}"
             judged = " / ".join(verdict(mean, error, first_text, second_text)
                                 for _, mean, error in hole.values())
         counted = f"{len(images)}" + (f" ({len(exact)} exact, left out)" if exact else "")
         lines.append(f"| {name} | {counted} | " + " | ".join(cells) + f" | {tally} | {judged} |")
     lines += ["", "Means of each row over its own images:", "",
-              "| row | images | hole PSNR (dB) | hole SSIM | steps | s / image |", "|---|---:|---:|---:|---:|---:|"]
+              "| row | images | hole PSNR (dB) | hole SSIM | PSNR (dB) | SSIM | steps | s / image |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for run in runs:
         for method in run.methods:
             mine = [row for (_, m), row in run.rows.items() if m == method]
             cell = {key: bench.mean_std([row[key] for row in mine if row[key] is not None])[0]
-                    for key in ("psnr_hole", "ssim_hole", "steps", "seconds")}
+                    for key in ("psnr_hole", "ssim_hole", "psnr", "ssim", "steps", "seconds")}
             shown = [f"{cell[key]:.{digits}f}" if cell[key] is not None and math.isfinite(cell[key]) else "–"
-                     for key, digits in (("psnr_hole", 2), ("ssim_hole", 4), ("steps", 0), ("seconds", 1))]
+                     for key, digits in (("psnr_hole", 2), ("ssim_hole", 4), ("psnr", 2), ("ssim", 4),
+                                         ("steps", 0), ("seconds", 1))]
             lines.append(f"| `{run.label}:{method}` | {len(mine)} | " + " | ".join(shown) + " |")
     return "\n".join(lines) + "\n"
 

@@ -172,3 +172,46 @@ def test_an_exact_fill_is_left_out_of_the_differences_and_counted(runs, tmp_path
     line = _table_line(stdout, "`p:paper` − `sg2:paper`").split("|")
     assert line[2].strip() == "3 (1 exact, left out)" and "inf" not in line[3]
     assert line[7].strip().replace(" ", "").count("/") == 1
+
+
+def _sr_bench(checkpoint, out, scale, methods):
+    code, _, stderr = _cli(["bench", "--checkpoint", str(checkpoint), "--procedural", "3",
+                            "--task", "sr", "--scale", str(scale), "--methods", methods,
+                            "--stop", "fixed", "--steps", "2", "--precision", "fp32",
+                            "--threads", "1", "--out", str(out)])
+    assert code == 0, stderr
+
+
+def test_super_resolution_runs_pair_with_the_baseline_on_whole_image_scores(runs, tmp_path):
+    _sr_bench(runs / "pggan.safetensors", tmp_path / "pggan", 2, "paper,bicubic")
+    _sr_bench(runs / "sg2.safetensors", tmp_path / "sg2", 2, "paper")
+    report = compare.run_compare(compare.CompareConfig(
+        (("pggan", str(tmp_path / "pggan")), ("sg2", str(tmp_path / "sg2")))))
+    pairs = [line.split("|")[1].strip() for line in report.splitlines() if " − " in line and "`" in line]
+    # bicubic reads no prior: each paper is paired with the one run's baseline rows
+    assert pairs == ["`pggan:paper` − `sg2:paper`", "`pggan:paper` − `pggan:bicubic`",
+                     "`sg2:paper` − `pggan:bicubic`"]
+    line = _table_line(report, "`sg2:paper` − `pggan:bicubic`").split("|")
+    sg2, pggan = _rows(tmp_path / "sg2"), _rows(tmp_path / "pggan")
+    differences = [float(sg2[(i, "paper")]["psnr"]) - float(pggan[(i, "bicubic")]["psnr"])
+                   for i, method in sg2 if method == "paper"]
+    mean, error = statistics.fmean(differences), statistics.stdev(differences) / math.sqrt(3)
+    assert line[3].strip() == "–" and line[5].strip() == f"{mean:+.2f} ± {error:.2f}"
+    # no hole: wins / losses and the verdict are of the whole image's PSNR
+    assert line[7].strip() == f"{sum(d > 0 for d in differences)} / {sum(d < 0 for d in differences)}"
+    assert line[8].strip() == " / ".join(
+        compare.verdict(*paired.mean_and_error(values), "sg2:paper", "pggan:bicubic")
+        for values in (differences, [100 * (float(sg2[(i, "paper")]["ssim"])
+                                            - float(pggan[(i, "bicubic")]["ssim"]))
+                                     for i, method in sg2 if method == "paper"]))
+    mean_line = _table_line(report, "`pggan:bicubic`").split("|")
+    bicubic = [float(row["psnr"]) for (_, method), row in pggan.items() if method == "bicubic"]
+    assert mean_line[3].strip() == "–" and mean_line[5].strip() == f"{statistics.fmean(bicubic):.2f}"
+
+
+def test_super_resolution_runs_of_other_scales_are_refused(runs, tmp_path):
+    _sr_bench(runs / "pggan.safetensors", tmp_path / "x2", 2, "bicubic")
+    _sr_bench(runs / "pggan.safetensors", tmp_path / "x4", 4, "bicubic")
+    code, _, stderr = _cli(["compare", "--run", f"a={tmp_path / 'x2'}", "--run", f"b={tmp_path / 'x4'}",
+                            "--pair", "a:bicubic,b:bicubic"])
+    assert code == 2 and "run.json differs in: scale" in stderr
