@@ -8,6 +8,8 @@ optimise -> measure:
   running anything from it; `family_of` tells what a generator is and what the method needs of it;
 - build: `preset` and `MultiLatentConfig` (with `StyleGAN2Options`) describe the method's model;
 - optimise: `inpaint` / `inpaint_any_size` with an `OptimizerConfig`, reporting `Progress`;
+  `inpaint_batch` / `inpaint_batch_any_size` optimise several images (or seeds) together, each
+  member's result equal to its own run's, in batches of what fits (`batch_size_that_fits`);
   before anything is allocated they refuse a run that would not fit in memory
   (`check_inpaint_fits`, `estimate_run`: a `MemoryEstimateError` naming what would fit);
 - restore: `restore` / `restore_any_size` fit any degradation (`restoration_chain`: super-resolution,
@@ -39,6 +41,7 @@ from .families import (
     family_of,
 )
 from .method.auto_stop import STOP_MODES, AutoStopConfig
+from .method.batched import inpaint_batch, inpaint_batch_any_size
 from .method.compilation import parse_compile_setting
 from .method.config import MAX_LATENT_CODES, MAX_STEPS, SCHEDULES, OptimizerConfig
 from .method.degradations import (
@@ -56,7 +59,9 @@ from .method.memory import (
     MemoryEstimate,
     MemoryEstimateError,
     available_memory,
+    batch_size_that_fits,
     check_inpaint_fits,
+    estimate_batch,
     estimate_run,
     estimated_run_bytes,
     module_bytes,
@@ -86,7 +91,8 @@ __all__ = [
     "MAX_LATENT_CODES", "parse_compile_setting", "estimated_run_bytes", "module_bytes",
     "MemoryEstimate", "MemoryEstimateError", "available_memory", "check_inpaint_fits", "estimate_run",
     "inpaint", "StartsConfig", "StartRecord", "MAX_STARTS",
-    "inpaint_any_size", "InpaintResult", "Progress", "BatchProgress", "VGG_EXTENSIONS", "VGG16Features",
+    "inpaint_any_size", "inpaint_batch", "inpaint_batch_any_size", "batch_size_that_fits",
+    "estimate_batch", "InpaintResult", "Progress", "BatchProgress", "VGG_EXTENSIONS", "VGG16Features",
     "PerceptualModelError", "load_vgg16_features",
     # restore: any degradation (method/restore.py, method/degradations.py)
     "restore", "restore_any_size", "RestoreResult", "Degradation", "Hole", "Downsample", "Gray",

@@ -27,12 +27,16 @@ from .starts import StartsConfig, agreement, ranking, start_seed
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
 
 
-def _build_optimizer(model: MultiLatentModel, config: OptimizerConfig,
+def _build_optimizer(models: MultiLatentModel | list[MultiLatentModel], config: OptimizerConfig,
                      device: torch.device) -> torch.optim.Adam:
-    groups = [(model.latent_parameters(), config.lr_latent),
-              ([model.alpha], config.lr_alpha),
-              ([model.beta], config.lr_beta),
-              (model.generator_parameters(), config.lr_generator)]
+    """Adam with one group per learning rate; given several models (a batch, batched.py) each
+    group holds every model's parameters of that kind. Adam's update is elementwise, so this
+    equals one Adam per model."""
+    models = models if isinstance(models, list) else [models]
+    groups = [([p for m in models for p in m.latent_parameters()], config.lr_latent),
+              ([m.alpha for m in models], config.lr_alpha),
+              ([m.beta for m in models], config.lr_beta),
+              ([p for m in models for p in m.generator_parameters()], config.lr_generator)]
     param_groups = [{"params": params, "lr": lr} for params, lr in groups
                     if lr > 0 and params and all(p.requires_grad for p in params)]
     if not param_groups:
@@ -200,12 +204,18 @@ def _fill(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor |
     optimizer_config = replace(optimizer_config,
                                auto_stop=auto_stop_rule(prior.config, optimizer_config.auto_stop))
     started = time.perf_counter()
+    return _fit_target(prior, _hole_target(prior, image, hole_mask, device), model_config,
+                       optimizer_config, seed, device, perceptual, callback, starts, started)
+
+
+def _hole_target(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor | None,
+                 device: torch.device) -> _HoleTarget:
+    """A checked image and hole (None: reconstruct everything) as inpainting fits them."""
     resolution = prior.config.resolution
     image = image.detach().to(device, torch.float32).clamp(0, 1)  # overshoot: see imaging doc
     hole = (torch.zeros(resolution, resolution, device=device) if hole_mask is None
             else imaging.hole_pixels(hole_mask.detach().to(device)).float())
-    return _fit_target(prior, _HoleTarget(image, hole), model_config, optimizer_config, seed, device,
-                       perceptual, callback, starts, started)
+    return _HoleTarget(image, hole)
 
 
 def _fit_target(prior: torch.nn.Module, target: _HoleTarget, model_config: MultiLatentConfig,
@@ -447,30 +457,46 @@ def _run_steps(run: _Run, callback: Callable[[Progress], None] | None,
                until: int | None = None) -> None:
     """The optimisation loop, from where the run is to its end or, with `until`, to just before
     that step (a paused start resumes from there: the same steps as running straight through)."""
-    steps, stop_rule = run.config.steps, run.stop_rule
+    steps = run.config.steps
     end = steps if until is None else min(steps, until)
     for step in range(run.next_step, end):
-        if step == run.freeze_at:
-            run.freeze_g1()
-        output, loss = run.image_and_loss()
-        run.last_output = output
-        # The image of this forward pass is the one after `step` updates: a check costs no
-        # extra forward pass, only one host sync every check_every steps.
-        if stop_rule is not None and stop_rule.is_check(step):
-            stop_rule.record(step, run.held_out_error(output), output.detach()[0].float().clone())
-            if stop_rule.should_stop:
-                run.ended = True
-                return
+        loss = _forward(run, step)
+        if loss is None:
+            return
         run.adam.zero_grad(set_to_none=True)
         loss.backward()
         run.adam.step()
         if run.scheduler is not None:
             run.scheduler.step()
-        run.losses[step] = loss.detach()
-        run.steps_run = run.next_step = step + 1
-        report_step(callback, run.steps_run, steps, run.config.preview_every, loss, output, _preview,
-                    stop_rule)
+        _updated(run, step, loss, callback)
     run.ended = run.next_step >= steps
+
+
+def _forward(run: _Run, step: int) -> torch.Tensor | None:
+    """Step `step`'s forward pass (freezing G1 where the late phase begins) and auto-stop's check
+    of its image: the loss to update with, or None where the rule ended the run here."""
+    if step == run.freeze_at:
+        run.freeze_g1()
+    output, loss = run.image_and_loss()
+    run.last_output = output
+    stop_rule = run.stop_rule
+    # The image of this forward pass is the one after `step` updates: a check costs no
+    # extra forward pass, only one host sync every check_every steps.
+    if stop_rule is not None and stop_rule.is_check(step):
+        stop_rule.record(step, run.held_out_error(output), output.detach()[0].float().clone())
+        if stop_rule.should_stop:
+            run.ended = True
+            return None
+    return loss
+
+
+def _updated(run: _Run, step: int, loss: torch.Tensor,
+             callback: Callable[[Progress], None] | None) -> None:
+    """Step `step`'s update is made: record its loss and report it."""
+    run.losses[step] = loss.detach()
+    run.steps_run = run.next_step = step + 1
+    report_step(callback, run.steps_run, run.config.steps, run.config.preview_every, loss,
+                run.last_output, _preview, run.stop_rule)
 
 
 def _preview(output: torch.Tensor) -> torch.Tensor:

@@ -86,6 +86,7 @@ class Part:
     name: str  # what a person reads: "activations of 30 codes"
     bytes: int
     host: bool = False  # held in host (CPU) memory even when the run is on a GPU
+    shared: bool = False  # paid once by the process, however many runs go together (batched.py)
 
 
 @dataclass(frozen=True)
@@ -319,10 +320,10 @@ def estimate_run(prior: torch.nn.Module, model_config, optimizer_config, percept
                           module_bytes(perceptual) + vgg_bytes(config.resolution, use_bf16)))
     if device.type == "cuda":
         scaled = [replace(p, bytes=int(p.bytes * CUDA_SLACK)) for p in parts]
-        parts = [*scaled, Part("cuDNN workspace", CUDA_WORKSPACE_BYTES)]
-    parts.append(Part("torch runtime", RUNTIME_BYTES[use_bf16], host=True))
+        parts = [*scaled, Part("cuDNN workspace", CUDA_WORKSPACE_BYTES, shared=True)]
+    parts.append(Part("torch runtime", RUNTIME_BYTES[use_bf16], host=True, shared=True))
     if compiles:
-        parts.append(Part("torch.compile", compile_bytes(), host=True))
+        parts.append(Part("torch.compile", compile_bytes(), host=True, shared=True))
     if image_size is not None:
         height, width = image_size
         parts.append(Part(f"{width}x{height} image copies", int(image_copies * 12 * height * width),
@@ -463,6 +464,42 @@ def check_inpaint_fits(prior: torch.nn.Module, model_config, optimizer_config, p
     compiles = will_compile(prior, model_config, optimizer_config, perceptual, device)
     return check_run_fits(prior, model_config, optimizer_config, perceptual, device, image_size,
                           image_copies, compiles=compiles, starts=starts)
+
+
+def estimate_batch(prior: torch.nn.Module, model_config, optimizer_config, perceptual=None,
+                   device: str | torch.device = "cpu", members: int = 1,
+                   image_size: tuple[int, int] | None = None,
+                   image_copies: float = INPAINT_IMAGE_COPIES) -> MemoryEstimate:
+    """The peak of `members` runs optimised together (batched.py): each its own prior copy,
+    optimiser state, step activations, perceptual copy and images (inpaint's estimate of one run
+    times `members`), the process's runtime and compiler once."""
+    one = estimate_run(prior, model_config, optimizer_config, perceptual, device, image_size,
+                       image_copies, will_compile(prior, model_config, optimizer_config, perceptual,
+                                                  device))
+    if members == 1:
+        return one
+    return replace(one, parts=tuple(
+        part if part.shared else replace(part, name=f"{members} x {part.name}",
+                                         bytes=members * part.bytes)
+        for part in one.parts))
+
+
+def batch_size_that_fits(prior: torch.nn.Module, model_config, optimizer_config, perceptual=None,
+                         device: str | torch.device = "cpu", members: int = 1,
+                         image_size: tuple[int, int] | None = None,
+                         image_copies: float = INPAINT_IMAGE_COPIES) -> int:
+    """The most of `members` runs that fit together in the memory available now (estimate_batch;
+    the estimates grow with the count). One run that does not fit is refused as inpaint refuses
+    it (check_inpaint_fits: a MemoryEstimateError naming what would fit)."""
+    check_inpaint_fits(prior, model_config, optimizer_config, perceptual, device,
+                       image_size=image_size, image_copies=image_copies)
+    low, high = 1, members
+    while low < high:
+        middle = (low + high + 1) // 2
+        ok = fits(estimate_batch(prior, model_config, optimizer_config, perceptual, device, middle,
+                                 image_size, image_copies))
+        low, high = (middle, high) if ok else (low, middle - 1)
+    return low
 
 
 def _largest_fitting_scale(estimate_with, image_size: tuple[int, int]) -> tuple[int, int] | None:
