@@ -74,6 +74,7 @@ from ..method.degradations import DOWNSAMPLERS, Degradation, restoration_chain
 from ..method.multi_latent import MultiLatentConfig
 from ..method.perceptual import VGG16Features, load_vgg16_features
 from ..method.precision import uses_bf16
+from ..method.restore import task_defaults
 from ..networks.pggan import PGGANConfig, PGGANGenerator
 from ..networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from ..validation import MAX_SEED, check_count, check_seed
@@ -376,6 +377,8 @@ def build_variants(config: BenchConfig, prior: GeneratorConfig, has_vgg: bool) -
     def gan_variant(name: str, base: str, ablation: bool, random_generator: bool = False,
                     **model_changes) -> Variant:
         model, optimizer = preset(base, prior)
+        if base == "paper" and config.task in DEGRADATION_TASKS:  # what restore uses by default
+            model, optimizer = task_defaults(prior, config.degradation())
         model = replace(model, **model_changes)
         model.validate(prior)
         if config.task == "reconstruct" and has_vgg:

@@ -29,6 +29,10 @@ How the run differs from inpainting's, and why:
   finer than the observation's grid, the chroma) and a fine-tuned generator overfits the seen
   part while that gets worse, as in a hole: so auto-stop runs for every degradation that loses
   something, and only an identity (a Hole with an empty mask) runs all steps.
+- the defaults: a caller that gives no model or no optimiser settings (None) gets the task's
+  (`task_defaults`): the `paper` preset with TASK_CHANGES applied for super-resolution and
+  colorization, chosen on held-out facades (docs/restoration.md); holes alone keep `paper` as
+  inpaint has it. Settings a caller gives are used as given.
 - several starts are compared by how well their *projected results* agree (starts.agreement
   over the whole result): what differs between starts after the projection is what was not
   observed, and the projection reads only the observation and the generator's images.
@@ -47,11 +51,12 @@ from ..families import auto_stop_rule, family_of
 from . import memory
 from .auto_stop import AutoStopConfig, holdout_mask
 from .config import OptimizerConfig
-from .degradations import Degradation, ProjectionReport, luma
+from .degradations import Compose, Degradation, Downsample, Gray, ProjectionReport, luma
 from .fit import _check_holds_values, _Fill, _fit_target, check_run_settings
 from .losses import LossWeights, ObservationLoss
 from .multi_latent import MultiLatentConfig
 from .perceptual import VGG16Features
+from .presets import preset
 from .results import InpaintResult, Progress
 from .starts import StartsConfig
 
@@ -61,6 +66,38 @@ MIN_PERCEPTUAL_SIDE = 32
 # Image-sized copies a restoration holds besides inpaint's: the step's high-resolution image,
 # its observation and their gradients, and the projection's working copies.
 RESTORE_IMAGE_COPIES = 6.0
+
+# What the `paper` preset changes into for each task when the caller gives no settings:
+# (MultiLatentConfig changes, OptimizerConfig changes). Chosen on held-out facades 10,005,200-
+# with both bundled priors, apart from the evaluation facades (docs/restoration.md, "Defaults").
+TASK_CHANGES: dict[str, tuple[dict, dict]] = {
+    "sr": ({}, {}),
+    "colorize": ({}, {}),
+}
+
+
+def restoration_task(degradation: Degradation) -> str | None:
+    """The task whose defaults a degradation gets: "colorize" when it holds Gray (the chroma is
+    the larger unknown, also in a gray low-resolution chain), else "sr" when it holds a
+    Downsample, else None (holes alone: inpainting's settings)."""
+    steps = degradation.steps if isinstance(degradation, Compose) else (degradation,)
+    if any(isinstance(step, Gray) for step in steps):
+        return "colorize"
+    if any(isinstance(step, Downsample) for step in steps):
+        return "sr"
+    return None
+
+
+def task_defaults(generator_config, degradation: Degradation
+                  ) -> tuple[MultiLatentConfig, OptimizerConfig]:
+    """restore's settings for `degradation` when the caller gives none: the `paper` preset for
+    this prior with the task's TASK_CHANGES (unchanged for holes alone)."""
+    model, optimizer = preset("paper", generator_config)
+    task = restoration_task(degradation)
+    if task is None:
+        return model, optimizer
+    model_changes, optimizer_changes = TASK_CHANGES[task]
+    return replace(model, **model_changes), replace(optimizer, **optimizer_changes)
 
 
 @dataclass
@@ -153,7 +190,7 @@ class _ObservationTarget:
 
 
 def restore(prior: torch.nn.Module, observation: torch.Tensor, degradation: Degradation,
-            model_config: MultiLatentConfig, optimizer_config: OptimizerConfig, seed: int,
+            model_config: MultiLatentConfig | None, optimizer_config: OptimizerConfig | None, seed: int,
             device: str | torch.device = "cpu", perceptual: VGG16Features | None = None,
             callback: Callable[[Progress], None] | None = None,
             starts: StartsConfig | None = None) -> RestoreResult:
@@ -161,7 +198,8 @@ def restore(prior: torch.nn.Module, observation: torch.Tensor, degradation: Degr
 
     observation: [3, h, w] (or [1, h, w] for a gray observation) in [0, 1], on the grid of
     `degradation` (degradations.py: Hole, Downsample, Gray, Compose, restoration_chain), whose
-    input size must be R x R (else restore_any_size). With Gray a colour observation is
+    input size must be R x R (else restore_any_size). `model_config` / `optimizer_config` None:
+    the task's defaults (`task_defaults`), each on its own. With Gray a colour observation is
     accepted: its BT.601 luma is what is observed (a note says so). Returns a RestoreResult:
     `composite` (also `restored`) the result, consistent with the observation as its
     `projection` report says; `output` the generator's image. `prior` is never modified; same
@@ -173,7 +211,8 @@ def restore(prior: torch.nn.Module, observation: torch.Tensor, degradation: Degr
 
 
 def restore_any_size(prior: torch.nn.Module, observation: torch.Tensor, degradation: Degradation,
-                     model_config: MultiLatentConfig, optimizer_config: OptimizerConfig, seed: int,
+                     model_config: MultiLatentConfig | None, optimizer_config: OptimizerConfig | None,
+                     seed: int,
                      fit: str = "resize", device: str | torch.device = "cpu",
                      perceptual: VGG16Features | None = None,
                      callback: Callable[[Progress], None] | None = None,
@@ -190,6 +229,11 @@ def restore_any_size(prior: torch.nn.Module, observation: torch.Tensor, degradat
 def _restore(prior, observation, degradation, model_config, optimizer_config, seed, fit, device,
              perceptual, callback, starts) -> RestoreResult:
     starts = starts or StartsConfig()
+    if model_config is None or optimizer_config is None:
+        family_of(prior)  # a ValueError for anything but a PGGAN or StyleGAN2 generator
+        default_model, default_optimizer = task_defaults(prior.config, degradation)
+        model_config = default_model if model_config is None else model_config
+        optimizer_config = default_optimizer if optimizer_config is None else optimizer_config
     y, input_size, notes, seed, device = _check(prior, observation, degradation, model_config,
                                                 optimizer_config, seed, fit, device, perceptual,
                                                 starts)

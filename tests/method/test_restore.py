@@ -20,15 +20,18 @@ from ganprior_core import (
     restore,
     restore_any_size,
 )
+from ganprior_core.method import restore as restore_module
 from ganprior_core.method.auto_stop import AutoStopConfig, holdout_mask
 from ganprior_core.method.degradations import luma
 from ganprior_core.method.losses import LossWeights, ObservationLoss
 from ganprior_core.method.multi_latent import MultiLatentModel
-from ganprior_core.method.restore import _ObservationTarget
+from ganprior_core.method.restore import TASK_CHANGES, _ObservationTarget, restoration_task, task_defaults
 from tests.tiny_priors import assert_same_state, inpainting_problem, state_of
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
+# restore's task defaults as chosen (docs/restoration.md, "Defaults").
+CHOSEN = {"sr": ({}, {}), "colorize": ({}, {})}
 FIXED = dict(stop="fixed", precision="fp32", compile=False, perceptual_weight=0.0,
              schedule="constant")
 
@@ -174,3 +177,48 @@ def test_refusals_come_before_any_work(tiny_generator, call, message):
     with pytest.raises(ValueError, match=message):
         call(tiny_generator, model, optimizer)
 
+
+
+@pytest.mark.parametrize("name, task", [("area x2", "sr"), ("bicubic x2", "sr"), ("gray", "colorize"),
+                                        ("gray + x2 + hole", "colorize"), ("hole", None)])
+def test_each_degradation_gets_its_tasks_defaults(tiny_generator, name, task):
+    _, hole = inpainting_problem(tiny_generator)
+    degradation = degradations(hole)[name]
+    assert restoration_task(degradation) == task
+    model, optimizer = task_defaults(tiny_generator.config, degradation)
+    paper_model, paper_optimizer = preset("paper", tiny_generator.config)
+    if task is None:  # holes alone: inpainting's settings, unchanged
+        assert (model, optimizer) == (paper_model, paper_optimizer)
+    else:
+        model_changes, optimizer_changes = TASK_CHANGES[task]
+        assert model == replace(paper_model, **model_changes)
+        assert optimizer == replace(paper_optimizer, **optimizer_changes)
+
+
+def test_the_chosen_defaults_are_those_the_measurements_support():
+    # docs/restoration.md, "Defaults": chosen on held-out facades 10,005,200-.
+    assert TASK_CHANGES == CHOSEN
+
+
+def test_defaults_apply_only_where_the_caller_gives_none(tiny_prior, monkeypatch):
+    truth, _ = inpainting_problem(tiny_prior)
+    degradation = Downsample(2, "area")
+    observation = degradation.observe(truth[None])[0]
+    monkeypatch.setitem(restore_module.TASK_CHANGES, "sr", ({"num_codes": 2}, {"steps": 3, **FIXED}))
+    paper_model, paper_optimizer = preset("paper", tiny_prior.config)
+    chosen_model = replace(paper_model, num_codes=2)
+    by_default = restore(tiny_prior, observation, degradation, None, None, seed=1)
+    given = restore(tiny_prior, observation, degradation, chosen_model,
+                    replace(paper_optimizer, steps=3, **FIXED), seed=1)
+    assert by_default.steps_run == 3
+    assert torch.equal(by_default.composite, given.composite)
+    # Settings given are used as given; the other one still comes from the task.
+    own_optimizer = replace(paper_optimizer, steps=5, **FIXED)
+    mixed = restore(tiny_prior, observation, degradation, None, own_optimizer, seed=1)
+    assert mixed.steps_run == 5
+    assert torch.equal(mixed.composite,
+                       restore(tiny_prior, observation, degradation, chosen_model, own_optimizer,
+                               seed=1).composite)
+    own_model = replace(paper_model, num_codes=3)
+    other = restore(tiny_prior, observation, degradation, own_model, None, seed=1)
+    assert other.steps_run == 3 and not torch.equal(other.composite, by_default.composite)
