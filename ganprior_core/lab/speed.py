@@ -33,6 +33,13 @@ and set against the machine's conv throughput, measured in the same run.
 `--time-to-quality` inpaints a procedural evaluation facade with the bundled 64x64 prior and
 reports the steps and seconds until the PSNR gets within 0.5 dB of the final (3000-step) PSNR,
 in bf16 and fp32 (the PSNR difference between them is the precision check).
+
+`--batched N` fills N procedural facades with each bundled prior (`--families`) one after
+another (`inpaint` per image) and as one batched run (`inpaint_batch`, method/batched.py), in
+alternating rounds, and reports images per second of each, their ratio and the largest
+difference between the two runs' images (0: the batch equals the sequential runs bit for bit).
+The fills are short fixed runs (`--batched-steps`, half of them after the G1 freeze), so the
+figures are for the mix of full and late steps such a run has.
 """
 from __future__ import annotations
 
@@ -54,7 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from .. import OptimizerConfig, Progress, imaging, inpaint, metrics, preset
+from .. import OptimizerConfig, Progress, imaging, inpaint, inpaint_batch, metrics, preset
 from ..families import family_of
 from ..files import write_atomically
 from ..method import compilation
@@ -899,6 +906,103 @@ def format_quality(runs: list[QualityRun]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Batched against sequential fills
+
+@dataclass
+class BatchedSpeed:
+    """N fills of one prior, one after another and as one batched run, timed in alternating
+    rounds (seconds per round for all N)."""
+    prior: str
+    members: int
+    steps: int
+    freeze_at: int | None
+    precision: str
+    threads: int
+    sequential_seconds: list[float]
+    batched_seconds: list[float]
+    max_abs_difference: float  # largest |batched - sequential| over every member's image
+    same_steps: bool  # every member ran and returned the same steps
+
+    @staticmethod
+    def _images_per_second(members: int, seconds: list[float]) -> float:
+        ordered = sorted(seconds)
+        return members / ordered[len(ordered) // 2]
+
+    @property
+    def sequential_images_per_second(self) -> float:
+        return self._images_per_second(self.members, self.sequential_seconds)
+
+    @property
+    def batched_images_per_second(self) -> float:
+        return self._images_per_second(self.members, self.batched_seconds)
+
+
+def batched_speed(prior: torch.nn.Module, images: list[torch.Tensor], holes: list[torch.Tensor],
+                  model_config: MultiLatentConfig, config: OptimizerConfig, rounds: int = 2,
+                  device: str = "cpu", label: str = "") -> BatchedSpeed:
+    """Time len(images) fills (seeds 0, 1, ...) run by `inpaint` one after another against one
+    `inpaint_batch` of them; the order alternates between rounds, so that load from other
+    processes hits both alike."""
+    seeds = list(range(len(images)))
+    times: dict[str, list[float]] = {"sequential": [], "batched": []}
+    results: dict[str, list] = {}
+
+    def sequential():
+        return [inpaint(prior, image, hole, model_config, config, seed, device)
+                for image, hole, seed in zip(images, holes, seeds)]
+
+    def batched():
+        return inpaint_batch(prior, images, holes, model_config, config, seeds, device)
+
+    # Untimed: a process's first fill pays for creating its kernels.
+    inpaint(prior, images[0], holes[0], model_config, config, seeds[0], device)
+    for round_index in range(rounds):
+        order = [("sequential", sequential), ("batched", batched)]
+        for name, run in order if round_index % 2 == 0 else order[::-1]:
+            started = time.perf_counter()
+            results[name] = run()
+            times[name].append(time.perf_counter() - started)
+    pairs = list(zip(results["sequential"], results["batched"]))
+    return BatchedSpeed(
+        label or family_of(prior).label, len(images), config.steps,
+        g1_freeze_step(model_config, config), config.precision, torch.get_num_threads(),
+        times["sequential"], times["batched"],
+        max(float((a.output - b.output).abs().max()) for a, b in pairs),
+        all((a.steps_run, a.best_step) == (b.steps_run, b.best_step) for a, b in pairs))
+
+
+def bundled_batched_speed(family: str, members: int, steps: int, rounds: int = 2,
+                          device: str = "cpu") -> BatchedSpeed:
+    """batched_speed for a bundled prior: `paper` fills of procedural evaluation facades with a
+    centred box hole, `steps` fixed steps with the G1 freeze halfway."""
+    from ..checkpoints import load_generator
+    from ..priors import bundled_prior_path
+    prior = load_generator(bundled_prior_path(family))
+    model_config, config = preset("paper", prior.config)
+    config = replace(config, steps=steps, stop="fixed", freeze_g1_at=max(1, steps // 2))
+    images = [procedural.facade_image(seed) for seed in procedural.evaluation_seeds(members)]
+    hole = masks.box_mask(procedural.IMAGE_SIZE)  # the bundled priors are facades of this size
+    return batched_speed(prior, images, [hole] * members, model_config, config, rounds, device,
+                         f"bundled {family_of(prior).label} {procedural.IMAGE_SIZE}x"
+                         f"{procedural.IMAGE_SIZE}")
+
+
+def format_batched(runs: list[BatchedSpeed]) -> list[str]:
+    lines = []
+    for run in runs:
+        ratio = run.batched_images_per_second / run.sequential_images_per_second
+        frozen = "" if run.freeze_at is None else f", G1 frozen after {run.freeze_at}"
+        lines.append(
+            f"{run.prior}: {run.members} fills of {run.steps} steps{frozen}, precision "
+            f"{run.precision}, {run.threads} thread(s): sequential "
+            f"{run.sequential_images_per_second:.3f} images/s, batched "
+            f"{run.batched_images_per_second:.3f} images/s ({ratio:.2f}x; median of "
+            f"{len(run.batched_seconds)} round(s)); batched - sequential images: max |diff| "
+            f"{run.max_abs_difference:.1e}, {'same' if run.same_steps else 'DIFFERENT'} steps")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
 # Command line
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -937,6 +1041,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precisions", default="bf16,fp32",
                         help="--time-to-quality precisions (default bf16,fp32)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    parser.add_argument("--batched", type=int, metavar="N",
+                        help="instead: N bundled-prior fills one after another against one "
+                             "batched run (images/s of each)")
+    parser.add_argument("--families", default="pggan,stylegan2",
+                        help="--batched: bundled priors to fill with (default pggan,stylegan2)")
+    parser.add_argument("--batched-steps", type=int, default=40,
+                        help="--batched: fixed steps per fill, G1 frozen halfway (default 40)")
 
 
 def run_command(args: argparse.Namespace) -> None:
@@ -954,6 +1065,12 @@ def run_command(args: argparse.Namespace) -> None:
                                budgets=tuple(int(b) for b in args.budgets.split(",") if b.strip()))
         lines = format_quality(runs)
         payload = [asdict(run) for run in runs]
+    elif args.batched:
+        batched_runs = [bundled_batched_speed(family, args.batched, args.batched_steps,
+                                              args.rounds or 2, args.device)
+                        for family in args.families.split(",")]
+        lines = format_batched(batched_runs)
+        payload = [asdict(run) for run in batched_runs]
     else:
         report = run_benchmark(args.quick, args.rounds, args.device,
                                args.cases.split(",") if args.cases else None, args.threads,

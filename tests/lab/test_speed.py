@@ -189,3 +189,31 @@ def test_speed_has_a_stylegan2_256_case_counted_on_the_meta_device():
     assert "256x256 StyleGAN2" in case.describe() and "N=30, k=7" in case.describe()
     reference, project = speed.step_flops(case, speed.REFERENCE), speed.step_flops(case, speed.PROJECT)
     assert project == pytest.approx(reference, rel=0.01)  # same maths, no cheaper conv here
+
+
+def test_batched_case_times_both_and_finds_the_batch_equal(tiny_generator):
+    images = [torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(seed)) for seed in range(3)]
+    hole = torch.zeros(16, 16)
+    hole[4:11, 5:12] = 1
+    config = OptimizerConfig(steps=6, freeze_g1_at=3, precision="fp32", perceptual_weight=0.0,
+                             stop="fixed", compile=False)
+    run = speed.batched_speed(tiny_generator, images, [hole] * 3,
+                              MultiLatentConfig(num_codes=2, split_layer=3), config, rounds=2)
+    assert (run.members, run.steps, run.freeze_at, run.threads) == (3, 6, 3, 1)
+    assert len(run.sequential_seconds) == len(run.batched_seconds) == 2
+    assert run.max_abs_difference == 0.0 and run.same_steps
+    assert run.batched_images_per_second == 3 / sorted(run.batched_seconds)[1]
+    line = speed.format_batched([run])[0]
+    assert "3 fills of 6 steps, G1 frozen after 3" in line and "max |diff| 0.0e+00, same steps" in line
+
+
+def test_batched_command_reports_images_per_second(tmp_path):
+    out = tmp_path / "batched.json"
+    command = [sys.executable, "-m", "ganprior_core", "bench-speed", "--batched", "2",
+               "--batched-steps", "2", "--families", "stylegan2", "--rounds", "1", "--threads", "1",
+               "--json", str(out)]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert "bundled StyleGAN2 64x64: 2 fills of 2 steps" in completed.stdout
+    assert "images/s" in completed.stdout and "same steps" in completed.stdout
+    assert json.loads(out.read_text())[0]["members"] == 2
