@@ -63,7 +63,8 @@ def create_folder(path: str) -> bool:
 
 
 # The pictures the example workflows' Load Image nodes name; they ship in example_workflows/.
-EXAMPLE_INPUTS = ("ganprior_facade_hole.png", "ganprior_facade.png")
+EXAMPLE_INPUTS = ("ganprior_facade_hole.png", "ganprior_facade.png", "ganprior_facade_16x16.png",
+                  "ganprior_facade_gray.png")
 
 
 def install_example_inputs(source: Path | None = None) -> list[str]:
@@ -84,7 +85,7 @@ def install_example_inputs(source: Path | None = None) -> list[str]:
                 copied.append(name)
     except OSError as error:
         log.warning("could not copy the example workflows' pictures into ComfyUI's input folder "
-                    "(%s); copy %s from %s yourself", error, " and ".join(EXAMPLE_INPUTS), source)
+                    "(%s); copy %s from %s yourself", error, ", ".join(EXAMPLE_INPUTS), source)
     if copied:
         log.info("copied %s into %s for the example workflows", ", ".join(copied), target)
     return copied

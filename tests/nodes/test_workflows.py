@@ -190,7 +190,8 @@ def test_there_are_the_promised_workflows():
     names = {path.stem for path in UI_FILES}
     # The file names are the template cards' titles (tests/nodes/test_workflows_as_installed.py).
     assert {"Inpaint a facade (PGGAN)", "Inpaint a facade (StyleGAN2)", "Compare the three presets",
-            "Inpaint with your own prior"} <= names
+            "Inpaint with your own prior", "Super-resolution ×4 (PGGAN)",
+            "Colorize a facade (PGGAN)"} <= names
     assert {path.stem for path in (WORKFLOWS / "api").glob("*.json")} == names
 
 
@@ -287,7 +288,7 @@ SLOT_HEIGHT, WIDGET_HEIGHT, NODE_PADDING = 20, 24, 14  # LiteGraph's row heights
 # 58 for its progress line (ComfyUI's progress text). Measured in ComfyUI 0.8.0 / frontend 1.35.9:
 # GAN-Prior Inpaint 320x200 grew to 320x398 without the line, 320x400 to 320x456 with it.
 IMAGE_TOP_MARGIN, IMAGE_MIN_HEIGHT, PROGRESS_TEXT_HEIGHT = 6, 220, 58
-PREVIEW_NODES = {"GANPriorInpaint"}
+PREVIEW_NODES = {"GANPriorInpaint", "GANPriorRestore"}
 
 
 def drawn_height(node: dict) -> float:
@@ -565,6 +566,8 @@ CORE_RUNNERS = {"LoadImage": load_image, "SolidMask": solid_mask, "ImageStitch":
                 "ImageBatch": image_batch,
                 "SaveImage": lambda **_: (), "PreviewImage": lambda **_: (), "PreviewAny": lambda **_: ()}
 HISTORY_STEPS = 2  # the optimisation steps a shipped prompt runs here (its own: up to 3000)
+# The pack's nodes that run an optimisation and return (image, ..., info).
+RESULT_NODES = {"GANPriorInpaint", "GANPriorRestore"}
 
 
 @pytest.fixture(scope="module")
@@ -622,12 +625,14 @@ def test_an_api_prompt_the_project_shipped_runs_on_todays_nodes(path, history_mo
     monkeypatch.setenv(pack_module("nodes.host").MODELS_DIR_ENV, str(history_models))
     prompt = json.loads(path.read_text())
     outputs = run_prompt(prompt)
-    inpainted = [node_id for node_id, node in prompt.items() if node["class_type"] == "GANPriorInpaint"]
-    assert inpainted
-    for node_id in inpainted:
-        image, generated, mask, info = outputs[node_id]
+    runs = [node_id for node_id, node in prompt.items() if node["class_type"] in RESULT_NODES]
+    assert runs
+    for node_id in runs:
+        image, info = outputs[node_id][0], outputs[node_id][-1]
         source = prompt[node_id]["inputs"]["image"]
-        assert image.shape == outputs[source[0]][source[1]].shape
+        batch, height, width, channels = outputs[source[0]][source[1]].shape
+        scale = prompt[node_id]["inputs"].get("scale", 1)
+        assert image.shape == (batch, height * scale, width * scale, channels)
         assert torch.isfinite(image).all() and 0 <= image.min() and image.max() <= 1
         assert info.startswith("image 1:")
     # A prompt saved before `stop` or `compile` existed runs as it ran then: exactly its steps, eager.

@@ -1,6 +1,6 @@
 """The shipped workflows as a new user meets them (issue 35): each runs on a fresh install (only the
 bundled priors, its pictures copied into ComfyUI's input folder, the model folders created), ends in
-a result or one instruction, shows its Inpaint info, fits a 1600x1000 window at its saved zoom,
+a result or one instruction, shows its Inpaint or Restore info, fits a 1600x1000 window at its saved zoom,
 and its file name reads as the template card's title (ComfyUI's template browser, frontend 1.35,
 shows a pack's workflow by its file name, as title and description).
 
@@ -20,6 +20,7 @@ from tests.nodes.test_workflows import (
     LOADER_FOLDERS,
     MUTED,
     NOTE_NODES,
+    RESULT_NODES,
     UI_FILES,
     WORKFLOWS,
     drawn_height,
@@ -60,12 +61,12 @@ def test_the_file_name_is_the_cards_title(path):
 
 
 @pytest.mark.parametrize("path", UI_FILES, ids=lambda p: p.stem)
-def test_every_inpaint_node_shows_its_info_in_a_text_preview(path):
+def test_every_inpaint_or_restore_node_shows_its_info_in_a_text_preview(path):
     nodes = {node["id"]: node for node in workflow(path)["nodes"]}
     links = {link[0]: link for link in workflow(path)["links"]}
-    inpaints = [node for node in nodes.values() if node["type"] == "GANPriorInpaint"]
-    assert inpaints
-    for node in inpaints:
+    runs = [node for node in nodes.values() if node["type"] in RESULT_NODES]
+    assert runs
+    for node in runs:
         info = next(output for output in node["outputs"] if output["name"] == "info")
         targets = [nodes[links[link][3]]["type"] for link in info["links"] or []]
         assert "PreviewAny" in targets, f"node {node['id']}'s info is shown nowhere in {path.name}"
@@ -111,8 +112,8 @@ def test_every_api_copy_is_accepted_and_runs_on_a_fresh_install(path, fresh_inst
     assert validate_prompt(prompt) == []
     outputs = run_prompt(prompt)  # two steps per optimisation
     for node_id, node in prompt.items():
-        if node["class_type"] == "GANPriorInpaint":
-            assert outputs[node_id][3].startswith("image 1:")
+        if node["class_type"] in RESULT_NODES:
+            assert outputs[node_id][-1].startswith("image 1:")
 
 
 @pytest.mark.parametrize("folder, node_type, name", [
@@ -226,8 +227,8 @@ def test_registering_creates_the_model_folders_and_copies_the_workflows_pictures
     finally:
         forget(package)
     assert (tmp_path / "models" / "pggan").is_dir() and (tmp_path / "models" / "vgg").is_dir()
-    hole = tmp_path / "input" / "ganprior_facade_hole.png"
-    assert hole.read_bytes() == (WORKFLOWS / "ganprior_facade_hole.png").read_bytes()
+    for name in ("ganprior_facade_hole.png", "ganprior_facade_16x16.png", "ganprior_facade_gray.png"):
+        assert (tmp_path / "input" / name).read_bytes() == (WORKFLOWS / name).read_bytes(), name
     assert (tmp_path / "input" / "ganprior_facade.png").read_bytes() == b"the user's own picture"
 
 
@@ -239,4 +240,4 @@ def test_a_folder_that_cannot_be_made_is_a_warning_not_an_error(tmp_path, monkey
     assert "could not create the model folder" in caplog.text
     monkeypatch.setattr(host, "folder_paths", types.SimpleNamespace(get_input_directory=lambda: str(blocker)))
     assert host.install_example_inputs() == []
-    assert "copy ganprior_facade_hole.png and ganprior_facade.png" in caplog.text
+    assert f"copy {', '.join(host.EXAMPLE_INPUTS)} from" in caplog.text
