@@ -347,7 +347,8 @@ def shipped_versions(repository: Path = ROOT) -> dict[str, tuple[str, str, objec
 
     versions = {}
     for commit in git("log", "--all", "--reverse", "--format=%H", "--", "example_workflows").split():
-        for path in git("ls-tree", "-r", "--name-only", commit, "--", "example_workflows").splitlines():
+        # -z: names as they are (git quotes one with a non-ASCII character, e.g. "×4", otherwise)
+        for path in git("ls-tree", "-r", "-z", "--name-only", commit, "--", "example_workflows").split("\0"):
             if path.endswith(".json"):
                 document = json.loads(git("show", f"{commit}:{path}"))
                 versions.setdefault(canonical(document), (commit[:7], path, document))
