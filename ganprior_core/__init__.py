@@ -71,7 +71,7 @@ from .method.perceptual import VGG_EXTENSIONS, PerceptualModelError, VGG16Featur
 from .method.precision import PRECISIONS
 from .method.presets import PRESET_NAMES, preset
 from .method.restore import RestoreResult, restore, restore_any_size
-from .method.results import BatchProgress, InpaintResult, Progress, StartRecord
+from .method.results import BatchProgress, InpaintResult, Progress, StartRecord, TogetherProgress
 from .method.starts import MAX_STARTS, StartsConfig
 from .metrics import measure
 from .priors import BUNDLED_PRIORS, PRIORS_DIR, bundled_prior_path
@@ -92,8 +92,8 @@ __all__ = [
     "MemoryEstimate", "MemoryEstimateError", "available_memory", "check_inpaint_fits", "estimate_run",
     "inpaint", "StartsConfig", "StartRecord", "MAX_STARTS",
     "inpaint_any_size", "inpaint_batch", "inpaint_batch_any_size", "batch_size_that_fits",
-    "estimate_batch", "InpaintResult", "Progress", "BatchProgress", "VGG_EXTENSIONS", "VGG16Features",
-    "PerceptualModelError", "load_vgg16_features",
+    "estimate_batch", "InpaintResult", "Progress", "BatchProgress", "TogetherProgress",
+    "VGG_EXTENSIONS", "VGG16Features", "PerceptualModelError", "load_vgg16_features",
     # restore: any degradation (method/restore.py, method/degradations.py)
     "restore", "restore_any_size", "RestoreResult", "Degradation", "Hole", "Downsample", "Gray",
     "Compose", "ProjectionReport", "restoration_chain", "DOWNSAMPLERS",

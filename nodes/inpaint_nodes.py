@@ -12,6 +12,7 @@ from ..ganprior_core import (
     check_inpaint_fits,
     estimated_run_bytes,
     inpaint_any_size,
+    inpaint_batch_any_size,
     measure,
 )
 from ..ganprior_core.imaging import FIT_MODES, hole_pixels
@@ -49,9 +50,11 @@ class GANPriorInpaint:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "image": ("IMAGE", {"tooltip": "Images to inpaint; a batch runs one optimisation "
-                                               "per image. An alpha channel is ignored: the mask "
-                                               "says what to fill."}),
+                "image": ("IMAGE", {"tooltip": "Images to inpaint; each image gets its own "
+                                               "optimisation, a batch's optimised together (with "
+                                               "starts = 1; the same results as one by one). An "
+                                               "alpha channel is ignored: the mask says what to "
+                                               "fill."}),
                 "mask": ("MASK", {"tooltip": "1 = fill, 0 = keep (LoadImage's mask from the alpha "
                                              "channel works as is). Resized to the image; a batch of "
                                              "1 applies to every image. Empty: reconstruction."}),
@@ -118,13 +121,25 @@ class GANPriorInpaint:
                                image_copies=node_image_copies(batch * starts.candidates),
                                starts=starts.starts)
             images, masks = tensors.match_batch_sizes(images.clone(), masks.clone())
-            progress = previews.InpaintProgress(len(images), optimizer.steps)
+            seeds = [(seed + index) % 2 ** 64 for index in range(len(images))]
+            together = None
+            if starts.starts == 1 and len(images) > 1:
+                # One run for the batch, each image's result equal to its own run's, as many
+                # images at once as fit (the library's inpaint_batch_any_size).
+                progress = previews.InpaintTogetherProgress(len(images), optimizer.steps)
+                together = inpaint_batch_any_size(
+                    generator.prior, list(images), list(masks), generator.config, optimizer,
+                    seeds, fit, device, perceptual_model,
+                    callbacks=[progress.reporter(index) for index in range(len(images))],
+                    image_copies=NODE_IMAGE_COPIES_PER_IMAGE + NODE_RUN_IMAGE_COPIES)
+            else:
+                progress = previews.InpaintProgress(len(images), optimizer.steps)
             filled, generated, used_masks, info, shown = [], [], [], [], []
             for index, (original, hole) in enumerate(zip(images, masks)):
-                seed_i = (seed + index) % 2 ** 64
-                result = inpaint_any_size(generator.prior, original, hole, generator.config,
-                                          optimizer, seed_i, fit, device, perceptual_model,
-                                          callback=progress.reporter(index), starts=starts)
+                result = together[index] if together is not None else inpaint_any_size(
+                    generator.prior, original, hole, generator.config, optimizer, seeds[index],
+                    fit, device, perceptual_model, callback=progress.reporter(index),
+                    starts=starts)
                 has_hole = bool(hole_pixels(hole).any())
                 for rank, candidate in enumerate(result.candidates(), start=1):
                     # The node shows what it returns: the filled image, or with nothing to fill

@@ -17,7 +17,7 @@ import uuid
 import torch
 from PIL import Image
 
-from ..ganprior_core import BatchProgress, Progress
+from ..ganprior_core import BatchProgress, Progress, TogetherProgress
 from . import host, tensors
 
 DISPLAY_SIZE = host.PREVIEW_MAX_SIZE  # the longer side a small result is scaled up to, at most
@@ -119,3 +119,24 @@ class InpaintProgress:
         self.bar.flush()
         images = save_ui_images(composites)
         return None if images is None else {"images": images}
+
+
+class InpaintTogetherProgress(InpaintProgress):
+    """InpaintProgress for a batch whose images are optimised together (the library's
+    inpaint_batch_any_size): the bar counts every image's steps as they are made (the library's
+    TogetherProgress), the preview and line are those of the image reporting. Once the batch is
+    done each image's result is shown in turn as InpaintProgress shows it (the bar counting the
+    steps of the images shown so far), then all of them."""
+
+    def __init__(self, count: int, max_steps: int, clock=None) -> None:
+        super().__init__(count, max_steps, clock)
+        self.together = TogetherProgress(count)
+
+    def reporter(self, index: int):
+        def report(progress: Progress):
+            host.throw_if_interrupted()
+            value, total = self.together.bar(index, progress)
+            preview = None if progress.preview is None else tensors.to_pil(progress.preview)
+            self.bar.update(value, preview, total=total,
+                            text=self._prefix(index) + progress.describe())
+        return report

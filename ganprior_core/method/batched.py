@@ -63,7 +63,8 @@ def inpaint_batch(prior: torch.nn.Module, images: Sequence[torch.Tensor],
     device = checked[0][1]
     targets = [fit._hole_target(prior, image, hole, device) for image, hole in zip(images, hole_masks)]
     fills = _fill_batch(prior, targets, model_config, optimizer_config, [seed for seed, _ in checked],
-                        device, perceptual, callbacks or [None] * count, batch_size, None)
+                        device, perceptual, callbacks or [None] * count, batch_size, None,
+                        memory.INPAINT_IMAGE_COPIES)
     # Composited on the run's device, as inpaint does.
     return [fill.result(fill.output.cpu(),
                         imaging.composite(fill.target.image, fill.output, fill.target.hole).cpu())
@@ -76,9 +77,12 @@ def inpaint_batch_any_size(prior: torch.nn.Module, images: Sequence[torch.Tensor
                            fit_mode: str = "resize", device: str | torch.device = "cpu",
                            perceptual: VGG16Features | None = None,
                            callbacks: Sequence[Callback | None] | None = None,
-                           batch_size: int | None = None) -> list[InpaintResult]:
+                           batch_size: int | None = None,
+                           image_copies: float = memory.INPAINT_IMAGE_COPIES) -> list[InpaintResult]:
     """`inpaint_any_size` of each (image [3, H, W], hole mask [h, w], seed), optimised together:
-    the results equal inpaint_any_size's for the same arguments (`fit_mode` is its `fit`)."""
+    the results equal inpaint_any_size's for the same arguments (`fit_mode` is its `fit`).
+    `image_copies`: image-sized copies held per image (a caller holding more, as the node,
+    says how many), counted in how many run together."""
     count = _check_batch(images, hole_masks, seeds, callbacks, batch_size)
     optimizer_config.validate()
     family_of(prior)
@@ -90,7 +94,7 @@ def inpaint_batch_any_size(prior: torch.nn.Module, images: Sequence[torch.Tensor
     largest = max((tuple(image.shape[1:]) for image in images if image.dim() == 3),
                   key=lambda size: size[0] * size[1], default=None)
     memory.check_inpaint_fits(prior, model_config, optimizer_config, perceptual, device,
-                              image_size=largest)
+                              image_size=largest, image_copies=image_copies)
     fitted = [imaging.fit_to_resolution(image, hole, prior.config.resolution, fit_mode)
               for image, hole in zip(images, hole_masks)]
     for (image_r, hole_r, _), seed in zip(fitted, checked_seeds):
@@ -98,7 +102,7 @@ def inpaint_batch_any_size(prior: torch.nn.Module, images: Sequence[torch.Tensor
                           perceptual, StartsConfig())
     targets = [fit._hole_target(prior, image_r, hole_r, device) for image_r, hole_r, _ in fitted]
     fills = _fill_batch(prior, targets, model_config, optimizer_config, checked_seeds, device,
-                        perceptual, callbacks or [None] * count, batch_size, largest)
+                        perceptual, callbacks or [None] * count, batch_size, largest, image_copies)
     results = []
     for fill, (_, _, restore), image, hole_mask in zip(fills, fitted, images, hole_masks):
         image = image.clamp(0, 1)
@@ -126,7 +130,8 @@ def _check_batch(images: Sequence, hole_masks: Sequence, seeds: Sequence,
 def _fill_batch(prior: torch.nn.Module, targets: list, model_config: MultiLatentConfig,
                 optimizer_config: OptimizerConfig, seeds: list[int], device: torch.device,
                 perceptual: VGG16Features | None, callbacks: Sequence[Callback | None],
-                batch_size: int | None, image_size: tuple[int, int] | None) -> list[fit._Fill]:
+                batch_size: int | None, image_size: tuple[int, int] | None,
+                image_copies: float) -> list[fit._Fill]:
     """Every member's fill, in order: those with nothing to fit sampled as inpaint samples them,
     the others in batches of what fits."""
     config = replace(optimizer_config,
@@ -144,7 +149,7 @@ def _fill_batch(prior: torch.nn.Module, targets: list, model_config: MultiLatent
             return fills
         together = memory.batch_size_that_fits(prior, model_config, config, perceptual, device,
                                                min(len(fitted), batch_size or len(fitted)),
-                                               image_size)
+                                               image_size, image_copies)
         for first in range(0, len(fitted), together):
             members = fitted[first:first + together]
             done = _run_together(prior, [targets[i] for i in members], model_config, config,

@@ -1,5 +1,5 @@
-"""What a run reports while it goes (Progress, and BatchProgress for a batch of runs) and what it
-returns (InpaintResult)."""
+"""What a run reports while it goes (Progress; BatchProgress for a batch of runs made one after
+another, TogetherProgress for runs stepped together) and what it returns (InpaintResult)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -103,6 +103,24 @@ class BatchProgress:
         self.finished.append(steps_run)
         done, later = sum(self.finished), max(0, self.count - len(self.finished))
         return done, done + later * self.typical() if later else done
+
+
+class TogetherProgress:
+    """One progress bar over a batch of runs stepped together (batched.py), in steps:
+    (value, total) = the steps every run has made, and the steps they are expected to take
+    (each run's own expectation once it has reported, before that as many as the run reporting
+    now expects; a run that stopped early counts the steps it took)."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.latest: dict[int, Progress] = {}  # each run's latest report
+
+    def bar(self, index: int, progress: Progress) -> tuple[int, int]:
+        """(value, total) once run `index` reports `progress`."""
+        self.latest[index] = progress
+        done = sum(report.steps_done for report in self.latest.values())
+        expected = sum(report.expected_total() for report in self.latest.values())
+        return done, expected + (self.count - len(self.latest)) * progress.expected_total()
 
 
 @dataclass(frozen=True)

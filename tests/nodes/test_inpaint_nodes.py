@@ -146,23 +146,37 @@ def test_progress_bar_counts_every_step_of_the_batch_with_previews(unchanged_pri
     comfy = fake_comfy()
     inpaint(build(unchanged_prior), photo(2, 20, 20), box_mask(1, 20, 20, 5, 15, 5, 15))
     total = 2 * STEPS
-    # Each step, then each image's result (its returned image, again at its last step) and, for a
-    # batch, all results at the end (tests/nodes/test_progress_display.py).
-    steps = list(range(1, STEPS + 1))
-    assert [value for value, _, _ in comfy.updates] == \
-        steps + [STEPS] + [STEPS + step for step in steps] + [total, total]
+    # The batch is optimised together: each step of each image in turn, then each image's result
+    # (the bar counting the images shown so far) and all results at the end
+    # (tests/nodes/test_progress_display.py).
+    assert [value for value, _, _ in comfy.updates] == list(range(1, total + 1)) + [STEPS, total, total]
     assert {bar_total for _, bar_total, _ in comfy.updates} == {total}
     previews = [preview for _, _, preview in comfy.updates]
-    assert [preview is not None for preview in previews[:STEPS]] == [False, True, False, True]
-    assert [preview[0] for preview in previews if preview is not None][-3:] == ["JPEG", "PNG", "PNG"]
-    kind, picture, max_size = previews[1]
+    # preview_every 2: both images' second and fourth steps
+    assert [preview is not None for preview in previews[:total]] == [False, False, True, True] * 2
+    assert [preview[0] for preview in previews if preview is not None][-3:] == ["PNG", "PNG", "PNG"]
+    kind, picture, max_size = previews[2]
     assert (kind, picture.size, picture.mode, max_size) == ("JPEG", (RESOLUTION, RESOLUTION), "RGB", 512)
     assert comfy.devices == 1 and comfy.checks == total
 
 
+def test_a_batch_optimised_together_returns_what_one_by_one_runs_return(unchanged_prior):
+    images, mask = photo(3, 20, 20), box_mask(1, 20, 20, 5, 15, 5, 15)
+    generator = build(unchanged_prior)
+    together = inpaint(generator, images, mask)
+    alone = [inpaint(generator, images[index:index + 1], mask, seed=index) for index in range(3)]
+    for output, single in zip(together[:3], zip(*[run[:3] for run in alone])):
+        assert torch.equal(output, torch.cat(single))
+    lines = together[3].splitlines()
+    assert [line.split(":")[0] for line in lines] == ["image 1", "image 2", "image 3"]
+    assert all(line.split(", ", 1)[1] == run[3].split(", ", 1)[1]
+               for line, run in zip(lines, alone))  # the same steps, loss and notes; own seconds
+
+
 def test_progress_is_throttled_to_ten_updates_a_second_keeping_previews_and_the_end(
         unchanged_prior, fake_comfy):
-    # 40 steps 0.01 s apart (the clock is read once per update): 0.4 s, about 4 throttled updates.
+    # 40 steps of 2 images 0.01 s apart (the clock is read once per update): 0.8 s, about 8
+    # throttled updates.
     comfy = fake_comfy(tick=0.01)
     steps = 40
     optimizer = fast_optimizer(steps=steps, preview_every=15)
@@ -170,11 +184,11 @@ def test_progress_is_throttled_to_ten_updates_a_second_keeping_previews_and_the_
             optimizer=optimizer)
     values = [value for value, _, _ in comfy.updates]
     with_preview = [value for value, _, preview in comfy.updates if preview is not None]
-    assert values == sorted(values) and values[0] == 1 and values[-1] == 2 * steps  # exact end
-    assert steps in values  # each image's last step is sent
-    # No preview lost: every preview_every steps and each image's last step, then each image's
-    # returned image and, at the end, the batch's.
-    assert with_preview == [15, 30, steps, steps, steps + 15, steps + 30, 2 * steps, 2 * steps, 2 * steps]
+    during = values[:values.index(2 * steps) + 1]
+    assert during == sorted(during) and during[0] == 1 and values[-1] == 2 * steps  # exact end
+    # No preview lost: every preview_every steps and the last step of each image (stepped in
+    # turn), then each image's returned image and, at the end, the batch's.
+    assert with_preview == [29, 30, 59, 60, 79, 80, steps, 2 * steps, 2 * steps]
     plain = [value for value, _, preview in comfy.updates if preview is None]
     assert len(plain) <= 2 * (2 * steps * 0.01 / 0.1 + 2)  # <= 10/s (+ the ends), not 80
     assert comfy.checks == 2 * steps  # cancel is still checked every step
