@@ -9,7 +9,15 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ganprior_core import AutoStopConfig, MultiLatentConfig, OptimizerConfig, inpaint, inpaint_any_size
+from ganprior_core import (
+    AutoStopConfig,
+    MultiLatentConfig,
+    OptimizerConfig,
+    Progress,
+    TogetherProgress,
+    inpaint,
+    inpaint_any_size,
+)
 from ganprior_core.method import batched, fit, memory
 from ganprior_core.method.batched import inpaint_batch, inpaint_batch_any_size
 from tests.tiny_priors import assert_same_state, inpainting_problem, state_of
@@ -179,3 +187,19 @@ def test_batch_refusals(tiny_prior):
         inpaint_batch(tiny_prior, [], [], MODEL, MIXED, [])
     with pytest.raises(ValueError, match="image must be"):
         inpaint_batch(tiny_prior, [images[0], images[1][:, :8]], holes, MODEL, MIXED, [0, 1])
+
+
+def test_together_progress_counts_every_runs_steps_towards_their_expected_lengths():
+    bar = TogetherProgress(3)
+    assert bar.bar(0, Progress(1, 40)) == (1, 3 * 40)  # runs not heard from: as long as this one
+    assert bar.bar(1, Progress(1, 40)) == (2, 3 * 40)
+    assert bar.bar(2, Progress(1, 40)) == (3, 3 * 40)
+    rule = AutoStopConfig(check_every=5, patience=1)
+    stopped = Progress(40, 40, stopped_early=True,
+                       stop=replace_state(rule, last_check=10, best_step=5, checks_since_best=1))
+    assert bar.bar(1, stopped) == (1 + 10 + 1, 40 + 10 + 40)  # a stopped run: the steps it took
+
+
+def replace_state(rule, **fields):
+    from ganprior_core.method.auto_stop import StopState
+    return StopState(rule.check_every, rule.patience, **fields)

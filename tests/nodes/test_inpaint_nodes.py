@@ -224,6 +224,18 @@ def test_cancel_stops_within_a_step_and_leaves_the_cached_prior_alone(unchanged_
     assert comfy.cache_emptied == 1  # the cache is emptied after a cancelled run too
 
 
+def test_cancel_stops_a_batch_optimised_together_within_a_step(unchanged_family_prior, fake_comfy):
+    comfy = fake_comfy(cancel_after_checks=3)
+    generator = build(unchanged_family_prior, num_codes=2, split_layer=2)
+    with pytest.raises(InterruptedError):
+        inpaint(generator, photo(2, RESOLUTION, RESOLUTION), box_mask(1, 16, 16, 4, 12, 4, 12),
+                optimizer=fast_optimizer(steps=50))
+    # image 1's and image 2's first steps, then image 1's second: cancelled there
+    assert comfy.checks == 4 and [value for value, _, _ in comfy.updates] == [1, 2, 3]
+    assert generator.prior is unchanged_family_prior
+    assert comfy.cache_emptied == 1
+
+
 def test_inpaint_asks_comfyui_to_make_room_on_a_gpu_and_empties_the_cache_after(
         unchanged_prior, fake_comfy, models_dir):
     host = pack_module("nodes.host")
