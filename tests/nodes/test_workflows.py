@@ -287,6 +287,7 @@ SLOT_HEIGHT, WIDGET_HEIGHT, NODE_PADDING = 20, 24, 14  # LiteGraph's row heights
 # top of the image (below its last widget, + 6) + 220 (the frontend's minimum image area), and by
 # 58 for its progress line (ComfyUI's progress text). Measured in ComfyUI 0.8.0 / frontend 1.35.9:
 # GAN-Prior Inpaint 320x200 grew to 320x398 without the line, 320x400 to 320x456 with it.
+# GAN-Prior Restore (the same preview and line) 320x300 grew to 320x576.
 IMAGE_TOP_MARGIN, IMAGE_MIN_HEIGHT, PROGRESS_TEXT_HEIGHT = 6, 220, 58
 PREVIEW_NODES = {"GANPriorInpaint", "GANPriorRestore"}
 
@@ -315,8 +316,10 @@ def drawn_top(node: dict) -> float:
 
 def test_the_drawn_height_model_matches_what_the_frontend_drew():
     """The numbers above against the real frontend's: GAN-Prior Inpaint after a run (measured
-    before its `starts` and `candidates` widgets came: one widget row each on top)."""
+    before its `starts` and `candidates` widgets came: one widget row each on top), and GAN-Prior
+    Restore saved 320x300 in a workflow, grown to 320x576 by its run (frontend 1.35.9)."""
     assert drawn_height({"type": "GANPriorInpaint", "size": [320, 400]}) == 456 + 2 * WIDGET_HEIGHT
+    assert drawn_height({"type": "GANPriorRestore", "size": [320, 300]}) == 576
     assert drawn_height({"type": "GANPriorPreset", "size": [300, 110]}) == 126
 
 
