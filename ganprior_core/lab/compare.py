@@ -4,7 +4,8 @@ Bench directories run on the same images and holes (one per prior, say) are read
 written, and each pair of rows is differenced image by image: the mean difference ± its standard
 error, how many images each side won, and a verdict (a side wins when the mean difference is more
 than two standard errors from zero, otherwise the pair ties). Two runs can only be paired when
-their images and hole masks are the same files, byte for byte.
+their images and hole masks are the same files, byte for byte, and (super-resolution,
+colorization) their degradation settings agree; rows with no hole are judged on the whole image.
 """
 
 from __future__ import annotations
