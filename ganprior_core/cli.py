@@ -45,6 +45,7 @@ from . import (
     family_of,
     imaging,
     inpaint_any_size,
+    inpaint_batch_any_size,
     load_generator,
     load_vgg16_features,
     metrics,
@@ -204,16 +205,18 @@ def _starts_config(args: argparse.Namespace) -> StartsConfig:
 
 
 def _inpaint_command(args: argparse.Namespace) -> None:
+    jobs = _inpaint_jobs(args)
+    if len(jobs) > 1:
+        _inpaint_together(args, jobs)
+        return
+    args = jobs[0]
     starts = _starts_config(args)
     _check_inpaint_files(args)
     generator = load_generator(args.checkpoint)
     model_config, optimizer_config = _inpaint_configs(args, generator.config)
     perceptual = load_vgg16_features(args.vgg) if args.vgg else None
     size = imaging.image_size(args.image)  # from the header: nothing decoded yet
-    for option in ("out", "raw_out"):  # the result has the input's size: fits the format?
-        if getattr(args, option) is not None:
-            imaging.check_output_image_path(getattr(args, option), "--" + option.replace("_", "-"),
-                                            size=size)
+    _check_output_sizes(args, size)
     # Before the image is decoded or the prior copied: refused with what would fit.
     check_inpaint_fits(generator, model_config, optimizer_config, perceptual, args.device,
                        image_size=size,
@@ -228,6 +231,83 @@ def _inpaint_command(args: argparse.Namespace) -> None:
     result = inpaint_any_size(generator, image, hole, model_config, optimizer_config, args.seed,
                               args.fit, args.device, perceptual, print_progress(args.log_every),
                               starts=starts)
+    _write_inpainting(args, loaded, hole, result)
+
+
+def _inpaint_jobs(args: argparse.Namespace) -> list[argparse.Namespace]:
+    """The command's options for each --image: its own --mask (one given for all, or one each),
+    --out and --raw-out (one each), and seed (--seed + its index, as the node's batch)."""
+    count = len(args.image)
+    per_image = {}
+    for option, attribute, one_for_all in (("--mask", "mask", True), ("--out", "out", False),
+                                           ("--raw-out", "raw_out", False)):
+        values = getattr(args, attribute)
+        if values is None or len(values) == count:
+            per_image[attribute] = values or [None] * count
+        elif one_for_all and len(values) == 1:
+            per_image[attribute] = values * count
+        else:
+            either = " (or one for all)" if one_for_all else ""
+            raise CommandError(f"give one {option} per --image{either}: {count} --image, "
+                               f"{len(values)} {option}")
+    if count > 1 and args.starts != 1:
+        raise CommandError("several --image are optimised together, one start each: --starts "
+                           "must be 1 (run the images one at a time for more starts)")
+    seeds = [args.seed] if count == 1 else [(check_seed(args.seed) + index) % 2 ** 64
+                                            for index in range(count)]
+    return [argparse.Namespace(**{**vars(args), **{name: values[index]
+                                                  for name, values in per_image.items()},
+                                  "image": args.image[index], "seed": seeds[index]})
+            for index in range(count)]
+
+
+def _check_output_sizes(args: argparse.Namespace, size: tuple[int, int]) -> None:
+    """The result has the input's size: refused where --out or --raw-out cannot hold it."""
+    for option in ("out", "raw_out"):
+        if getattr(args, option) is not None:
+            imaging.check_output_image_path(getattr(args, option), "--" + option.replace("_", "-"),
+                                            size=size)
+
+
+def _inpaint_together(args: argparse.Namespace, jobs: list[argparse.Namespace]) -> None:
+    """Several --image optimised together (the library's inpaint_batch_any_size): each result is
+    what `inpaint` of that image alone with its seed writes."""
+    _starts_config(args)
+    for job in jobs:
+        _check_inpaint_files(job)
+    outputs, inputs = {}, {"--checkpoint": args.checkpoint, "--vgg": args.vgg}
+    for index, job in enumerate(jobs, start=1):
+        outputs.update({f"--out (image {index})": job.out, f"--raw-out (image {index})": job.raw_out})
+        inputs.update({f"--image (image {index})": job.image, f"--mask (image {index})": job.mask})
+    refuse_output_over_input(outputs, inputs)
+    generator = load_generator(args.checkpoint)
+    model_config, optimizer_config = _inpaint_configs(args, generator.config)
+    perceptual = load_vgg16_features(args.vgg) if args.vgg else None
+    sizes = [imaging.image_size(job.image) for job in jobs]
+    for job, size in zip(jobs, sizes):
+        _check_output_sizes(job, size)
+    # One run with the largest image; how many run together is the library's choice.
+    check_inpaint_fits(generator, model_config, optimizer_config, perceptual, args.device,
+                       image_size=max(sizes, key=lambda size: size[0] * size[1]),
+                       image_copies=INPAINT_COMMAND_IMAGE_COPIES)
+    loaded = [imaging.read_image(job.image) for job in jobs]
+    holes = []
+    for job, image in zip(jobs, loaded):
+        hole, notes = _hole_and_input_notes(job, image)
+        holes.append(hole)
+        for note in notes:
+            print(f"note: {Path(job.image).name}: {note}", flush=True)
+    results = inpaint_batch_any_size(
+        generator, [image.pixels for image in loaded], holes, model_config, optimizer_config,
+        [job.seed for job in jobs], args.fit, args.device, perceptual,
+        callbacks=[print_progress(args.log_every, f"{Path(job.image).name}: ") for job in jobs],
+        image_copies=INPAINT_COMMAND_IMAGE_COPIES)
+    for job, image, hole, result in zip(jobs, loaded, holes, results):
+        _write_inpainting(job, image, hole, result)
+
+
+def _write_inpainting(args: argparse.Namespace, loaded, hole: torch.Tensor, result) -> None:
+    """--out (and --raw-out) of one image's result, every candidate, with their notes."""
     for note in result.notes:
         print(f"note: {note}")
     alpha = _output_alpha(loaded, hole)
@@ -459,14 +539,15 @@ def add_starts_options(parser: argparse.ArgumentParser) -> None:
                              f"with its seed and agreement (default {default.candidates})")
 
 
-def print_progress(every: int):
-    """A progress callback printing the loss every `every` steps and at the last one."""
+def print_progress(every: int, prefix: str = ""):
+    """A progress callback printing the loss every `every` steps and at the last one, each line
+    after `prefix`."""
     def report(progress: Progress) -> None:
         if progress.stopped_early:
             return  # the command's own summary line says where and why it stopped
         if progress.loss is not None and (progress.step % every == 0 or progress.step == progress.total):
             start = "" if progress.starts == 1 else f"start {progress.start + 1}/{progress.starts}  "
-            print(f"{start}step {progress.step}/{progress.total}  loss {progress.loss:.5f}", flush=True)
+            print(f"{prefix}{start}step {progress.step}/{progress.total}  loss {progress.loss:.5f}", flush=True)
     return report
 
 
@@ -531,15 +612,22 @@ def _add_inpaint_command(commands) -> None:
     inp.add_argument("--checkpoint", required=True,
                      help="the prior: any supported PGGAN or StyleGAN2 checkpoint (.pth, .pkl, "
                           ".safetensors)")
-    inp.add_argument("--image", required=True, help="the image to fill (PNG, JPEG, ...)")
-    inp.add_argument("--mask", help="mask image, white = hole; omit to fill the image's transparent "
-                                    "pixels (as ComfyUI's Load Image reads them; a note says so) or, "
-                                    "for an opaque image, to reconstruct the whole image")
-    inp.add_argument("--out", required=True, help="the composite at the input's size; a .png keeps a "
-                                                  "16-bit input's depth and its alpha (filled pixels "
-                                                  "opaque); other formats say what they drop")
-    inp.add_argument("--raw-out", help="also write the generator's whole image (at the input's size, "
-                                       "not composited)")
+    inp.add_argument("--image", required=True, action="append",
+                     help="the image to fill (PNG, JPEG, ...); give it several times (each with "
+                          "its own --out) to optimise several images together, image i with "
+                          "seed + i: each result is what that image alone with its seed gives")
+    inp.add_argument("--mask", action="append",
+                     help="mask image, white = hole; omit to fill the image's transparent "
+                          "pixels (as ComfyUI's Load Image reads them; a note says so) or, "
+                          "for an opaque image, to reconstruct the whole image; with several "
+                          "--image, one for all or one per image")
+    inp.add_argument("--out", required=True, action="append",
+                     help="the composite at the input's size; a .png keeps a "
+                          "16-bit input's depth and its alpha (filled pixels "
+                          "opaque); other formats say what they drop; one per --image")
+    inp.add_argument("--raw-out", action="append",
+                     help="also write the generator's whole image (at the input's size, "
+                          "not composited); one per --image")
     _add_run_options(inp)
     inp.set_defaults(run=_inpaint_command)
 

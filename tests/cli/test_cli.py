@@ -95,6 +95,36 @@ def test_inpaint_keeps_known_pixels_at_any_size(tmp_path, checkpoint):
     assert not torch.equal(result[:, ~known], original[:, ~known])
 
 
+def test_several_images_run_together_and_write_what_each_alone_writes(tmp_path, checkpoint, capsys):
+    for index, size in enumerate([(20, 28), (16, 16), (12, 18)]):
+        imaging.save_image(torch.rand(3, *size, generator=torch.Generator().manual_seed(index)),
+                           tmp_path / f"in{index}.png")
+    hole = torch.zeros(20, 28)
+    hole[5:12, 8:20] = 1
+    imaging.save_mask(hole, tmp_path / "mask.png")  # one mask for all, resized to each image
+    run = ["inpaint", "--checkpoint", str(checkpoint), "--mask", str(tmp_path / "mask.png"),
+           "--preset", "mganprior", "--steps", "5", "--codes", "2", "--precision", "fp32",
+           "--seed", "7"]
+    together = [arg for index in range(3) for arg in
+                ("--image", str(tmp_path / f"in{index}.png"), "--out", str(tmp_path / f"t{index}.png"))]
+    assert main(run + together) == 0
+    assert capsys.readouterr().out.count("wrote ") == 3
+    for index in range(3):
+        alone = ["--image", str(tmp_path / f"in{index}.png"), "--out", str(tmp_path / f"a{index}.png")]
+        assert main([*run[:-1], str(7 + index), *alone]) == 0  # image i: seed + i
+        assert (tmp_path / f"t{index}.png").read_bytes() == (tmp_path / f"a{index}.png").read_bytes()
+    capsys.readouterr()
+    images = ["--image", str(tmp_path / "in0.png"), "--image", str(tmp_path / "in1.png")]
+    assert main(run + images + ["--out", str(tmp_path / "x.png")]) == 2
+    assert "give one --out per --image: 2 --image, 1 --out" in capsys.readouterr().err
+    assert main(run + images + ["--out", str(tmp_path / "x.png"), "--out", str(tmp_path / "x.png")]) == 2
+    assert "are the same file" in capsys.readouterr().err
+    assert main(run + images + ["--out", str(tmp_path / "x.png"), "--out", str(tmp_path / "y.png"),
+                                "--starts", "2"]) == 2
+    assert "--starts must be 1" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "y.png").exists()
+
+
 def test_convert_round_trip_and_errors(tmp_path, checkpoint, tiny_prior, capsys):
     assert main(["convert", str(checkpoint), str(tmp_path / "copy.safetensors")]) == 0
     copy = load_generator(tmp_path / "copy.safetensors")
