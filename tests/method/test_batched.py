@@ -203,3 +203,24 @@ def test_together_progress_counts_every_runs_steps_towards_their_expected_length
 def replace_state(rule, **fields):
     from ganprior_core.method.auto_stop import StopState
     return StopState(rule.check_every, rule.patience, **fields)
+
+
+@pytest.mark.parametrize("variant", [{"fused": True}, {"foreach": True}, {"foreach": False}])
+def test_one_adam_over_every_members_parameters_equals_one_adam_each(variant):
+    def members():
+        torch.manual_seed(0)
+        return [[torch.randn(5, 7, requires_grad=True), torch.randn(3, requires_grad=True)]
+                for _ in range(3)]
+    shared, alone = members(), members()
+    together = torch.optim.Adam([{"params": [m[0] for m in shared], "lr": 0.05},
+                                 {"params": [m[1] for m in shared], "lr": 0.01}], **variant)
+    each = [torch.optim.Adam([{"params": [m[0]], "lr": 0.05}, {"params": [m[1]], "lr": 0.01}],
+                             **variant) for m in alone]
+    for step in range(4):
+        for params, optimizers in ((shared, [together]), (alone, each)):
+            for optimizer in optimizers:
+                optimizer.zero_grad()
+            sum(((p * (step + 1)).sin().sum() for m in params for p in m)).backward()
+            for optimizer in optimizers:
+                optimizer.step()
+    assert all(torch.equal(a, b) for m, n in zip(shared, alone) for a, b in zip(m, n))
