@@ -157,6 +157,16 @@ def verdict(mean: float, error: float | None, first: str, second: str) -> str:
     return "tie"
 
 
+def _what_is_restored(settings: dict) -> str:
+    """The holes, or the degradation of a sr / colorize run, in words."""
+    if settings.get("task") == "sr":
+        gray = ", gray" if settings.get("gray") else ""
+        return f"task `sr` ×{settings.get('scale')} `{settings.get('downsampler')}`{gray}"
+    if settings.get("task") == "colorize":
+        return "task `colorize`"
+    return f"masks `{settings.get('masks')}`"
+
+
 def compare(runs: list[BenchRun], pairs: list[tuple[str, str]]) -> str:
     by_label = {run.label: run for run in runs}
     if len(by_label) != len(runs):
@@ -167,8 +177,8 @@ def compare(runs: list[BenchRun], pairs: list[tuple[str, str]]) -> str:
         raise ValueError("nothing to pair: no run has `paper` rows; name pairs with --pair")
     lines = ["# Paired comparison of bench runs", "",
              *[f"- `{run.label}`: `{run.directory}` (prior sha256 "
-               f"{str(run.settings.get('checkpoint_sha256', '?'))[:16]}…, masks "
-               f"`{run.settings.get('masks')}`)" for run in runs], "",
+               f"{str(run.settings.get('checkpoint_sha256', '?'))[:16]}…, "
+               f"{_what_is_restored(run.settings)})" for run in runs], "",
              "Each line: the first row minus the second on every image both have (mean ± s.e.); "
              "wins / losses count images by hole PSNR; the verdict, for hole PSNR / hole SSIM, "
              f"needs the mean difference beyond {VERDICT_STANDARD_ERRORS:g} s.e. Rows with no "

@@ -187,6 +187,8 @@ def test_super_resolution_runs_pair_with_the_baseline_on_whole_image_scores(runs
     _sr_bench(runs / "sg2.safetensors", tmp_path / "sg2", 2, "paper")
     report = compare.run_compare(compare.CompareConfig(
         (("pggan", str(tmp_path / "pggan")), ("sg2", str(tmp_path / "sg2")))))
+    assert f"`{tmp_path / 'sg2'}` (prior sha256" in report and "task `sr` ×2 `area`)" in report
+    assert "masks `box`" not in report
     pairs = [line.split("|")[1].strip() for line in report.splitlines() if " − " in line and "`" in line]
     # bicubic reads no prior: each paper is paired with the one run's baseline rows
     assert pairs == ["`pggan:paper` − `sg2:paper`", "`pggan:paper` − `pggan:bicubic`",
