@@ -125,8 +125,8 @@ class InpaintTogetherProgress(InpaintProgress):
     """InpaintProgress for a batch whose images are optimised together (the library's
     inpaint_batch_any_size): the bar counts every image's steps as they are made (the library's
     TogetherProgress), the preview and line are those of the image reporting. Once the batch is
-    done each image's result is shown in turn as InpaintProgress shows it (the bar counting the
-    steps of the images shown so far), then all of them."""
+    done every step has been made, so the bar stays full while each image's result is shown in
+    turn as InpaintProgress shows it, then all of them."""
 
     def __init__(self, count: int, max_steps: int, clock=None) -> None:
         super().__init__(count, max_steps, clock)
@@ -140,3 +140,10 @@ class InpaintTogetherProgress(InpaintProgress):
             self.bar.update(value, preview, total=total,
                             text=self._prefix(index) + progress.describe())
         return report
+
+    def finished(self, index: int, steps_run: int, result: torch.Tensor, line: str) -> None:
+        self.batch.finish(steps_run)  # the tally `done` reports
+        steps = max(1, sum(report.steps_done for report in self.together.latest.values()))
+        self.bar.update(steps, display_image(result), total=steps,
+                        text=self._prefix(index) + line, preview_format="PNG")
+        self.bar.flush()

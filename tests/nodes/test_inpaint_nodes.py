@@ -147,9 +147,9 @@ def test_progress_bar_counts_every_step_of_the_batch_with_previews(unchanged_pri
     inpaint(build(unchanged_prior), photo(2, 20, 20), box_mask(1, 20, 20, 5, 15, 5, 15))
     total = 2 * STEPS
     # The batch is optimised together: each step of each image in turn, then each image's result
-    # (the bar counting the images shown so far) and all results at the end
+    # and all results at the end, the bar full: every step has been made
     # (tests/nodes/test_progress_display.py).
-    assert [value for value, _, _ in comfy.updates] == list(range(1, total + 1)) + [STEPS, total, total]
+    assert [value for value, _, _ in comfy.updates] == list(range(1, total + 1)) + [total, total, total]
     assert {bar_total for _, bar_total, _ in comfy.updates} == {total}
     previews = [preview for _, _, preview in comfy.updates]
     # preview_every 2: both images' second and fourth steps
@@ -187,8 +187,8 @@ def test_progress_is_throttled_to_ten_updates_a_second_keeping_previews_and_the_
     during = values[:values.index(2 * steps) + 1]
     assert during == sorted(during) and during[0] == 1 and values[-1] == 2 * steps  # exact end
     # No preview lost: every preview_every steps and the last step of each image (stepped in
-    # turn), then each image's returned image and, at the end, the batch's.
-    assert with_preview == [29, 30, 59, 60, 79, 80, steps, 2 * steps, 2 * steps]
+    # turn), then each image's returned image and, at the end, the batch's, the bar full.
+    assert with_preview == [29, 30, 59, 60, 79, 80, 2 * steps, 2 * steps, 2 * steps]
     plain = [value for value, _, preview in comfy.updates if preview is None]
     assert len(plain) <= 2 * (2 * steps * 0.01 / 0.1 + 2)  # <= 10/s (+ the ends), not 80
     assert comfy.checks == 2 * steps  # cancel is still checked every step
