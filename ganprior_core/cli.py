@@ -205,33 +205,52 @@ def _starts_config(args: argparse.Namespace) -> StartsConfig:
 
 
 def _inpaint_command(args: argparse.Namespace) -> None:
+    """One --image, or several optimised together (the library's inpaint_batch_any_size): each
+    result is what `inpaint` of that image alone with its seed writes."""
     jobs = _inpaint_jobs(args)
-    if len(jobs) > 1:
-        _inpaint_together(args, jobs)
-        return
-    args = jobs[0]
     starts = _starts_config(args)
-    _check_inpaint_files(args)
+    for job in jobs:
+        _check_inpaint_files(job)
+    if len(jobs) > 1:  # each job's own files are checked above; here, across the jobs
+        outputs, inputs = {}, {"--checkpoint": args.checkpoint, "--vgg": args.vgg}
+        for index, job in enumerate(jobs, start=1):
+            outputs.update({f"--out (image {index})": job.out,
+                            f"--raw-out (image {index})": job.raw_out})
+            inputs.update({f"--image (image {index})": job.image,
+                           f"--mask (image {index})": job.mask})
+        refuse_output_over_input(outputs, inputs)
     generator = load_generator(args.checkpoint)
     model_config, optimizer_config = _inpaint_configs(args, generator.config)
     perceptual = load_vgg16_features(args.vgg) if args.vgg else None
-    size = imaging.image_size(args.image)  # from the header: nothing decoded yet
-    _check_output_sizes(args, size)
-    # Before the image is decoded or the prior copied: refused with what would fit.
+    sizes = [imaging.image_size(job.image) for job in jobs]  # from the headers: nothing decoded yet
+    for job, size in zip(jobs, sizes):
+        _check_output_sizes(job, size)
+    # Before the images are decoded or the prior copied: refused with what would fit (one run
+    # with the largest image; how many run together is the library's choice).
     check_inpaint_fits(generator, model_config, optimizer_config, perceptual, args.device,
-                       image_size=size,
+                       image_size=max(sizes, key=lambda size: size[0] * size[1]),
                        image_copies=INPAINT_COMMAND_IMAGE_COPIES + 2 * (starts.candidates - 1),
                        starts=starts.starts)
-    loaded = imaging.read_image(args.image)
-    image = loaded.pixels
-    hole, notes = _hole_and_input_notes(args, loaded)
-    for note in notes:
-        print(f"note: {note}", flush=True)
-
-    result = inpaint_any_size(generator, image, hole, model_config, optimizer_config, args.seed,
-                              args.fit, args.device, perceptual, print_progress(args.log_every),
-                              starts=starts)
-    _write_inpainting(args, loaded, hole, result)
+    loaded = [imaging.read_image(job.image) for job in jobs]
+    holes = []
+    for job, image in zip(jobs, loaded):
+        hole, notes = _hole_and_input_notes(job, image)
+        holes.append(hole)
+        name = f"{Path(job.image).name}: " if len(jobs) > 1 else ""
+        for note in notes:
+            print(f"note: {name}{note}", flush=True)
+    if len(jobs) == 1:
+        results = [inpaint_any_size(generator, loaded[0].pixels, holes[0], model_config,
+                                    optimizer_config, args.seed, args.fit, args.device, perceptual,
+                                    print_progress(args.log_every), starts=starts)]
+    else:
+        results = inpaint_batch_any_size(
+            generator, [image.pixels for image in loaded], holes, model_config, optimizer_config,
+            [job.seed for job in jobs], args.fit, args.device, perceptual,
+            callbacks=[print_progress(args.log_every, f"{Path(job.image).name}: ") for job in jobs],
+            image_copies=INPAINT_COMMAND_IMAGE_COPIES)
+    for job, image, hole, result in zip(jobs, loaded, holes, results):
+        _write_inpainting(job, image, hole, result)
 
 
 def _inpaint_jobs(args: argparse.Namespace) -> list[argparse.Namespace]:
@@ -267,43 +286,6 @@ def _check_output_sizes(args: argparse.Namespace, size: tuple[int, int]) -> None
         if getattr(args, option) is not None:
             imaging.check_output_image_path(getattr(args, option), "--" + option.replace("_", "-"),
                                             size=size)
-
-
-def _inpaint_together(args: argparse.Namespace, jobs: list[argparse.Namespace]) -> None:
-    """Several --image optimised together (the library's inpaint_batch_any_size): each result is
-    what `inpaint` of that image alone with its seed writes."""
-    _starts_config(args)
-    for job in jobs:
-        _check_inpaint_files(job)
-    outputs, inputs = {}, {"--checkpoint": args.checkpoint, "--vgg": args.vgg}
-    for index, job in enumerate(jobs, start=1):
-        outputs.update({f"--out (image {index})": job.out, f"--raw-out (image {index})": job.raw_out})
-        inputs.update({f"--image (image {index})": job.image, f"--mask (image {index})": job.mask})
-    refuse_output_over_input(outputs, inputs)
-    generator = load_generator(args.checkpoint)
-    model_config, optimizer_config = _inpaint_configs(args, generator.config)
-    perceptual = load_vgg16_features(args.vgg) if args.vgg else None
-    sizes = [imaging.image_size(job.image) for job in jobs]
-    for job, size in zip(jobs, sizes):
-        _check_output_sizes(job, size)
-    # One run with the largest image; how many run together is the library's choice.
-    check_inpaint_fits(generator, model_config, optimizer_config, perceptual, args.device,
-                       image_size=max(sizes, key=lambda size: size[0] * size[1]),
-                       image_copies=INPAINT_COMMAND_IMAGE_COPIES)
-    loaded = [imaging.read_image(job.image) for job in jobs]
-    holes = []
-    for job, image in zip(jobs, loaded):
-        hole, notes = _hole_and_input_notes(job, image)
-        holes.append(hole)
-        for note in notes:
-            print(f"note: {Path(job.image).name}: {note}", flush=True)
-    results = inpaint_batch_any_size(
-        generator, [image.pixels for image in loaded], holes, model_config, optimizer_config,
-        [job.seed for job in jobs], args.fit, args.device, perceptual,
-        callbacks=[print_progress(args.log_every, f"{Path(job.image).name}: ") for job in jobs],
-        image_copies=INPAINT_COMMAND_IMAGE_COPIES)
-    for job, image, hole, result in zip(jobs, loaded, holes, results):
-        _write_inpainting(job, image, hole, result)
 
 
 def _write_inpainting(args: argparse.Namespace, loaded, hole: torch.Tensor, result) -> None:
