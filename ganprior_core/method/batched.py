@@ -103,14 +103,8 @@ def inpaint_batch_any_size(prior: torch.nn.Module, images: Sequence[torch.Tensor
     targets = [fit._hole_target(prior, image_r, hole_r, device) for image_r, hole_r, _ in fitted]
     fills = _fill_batch(prior, targets, model_config, optimizer_config, checked_seeds, device,
                         perceptual, callbacks or [None] * count, batch_size, largest, image_copies)
-    results = []
-    for fill, (_, _, restore), image, hole_mask in zip(fills, fitted, images, hole_masks):
-        image = image.clamp(0, 1)
-        size = tuple(image.shape[1:])
-        hole = hole_mask if tuple(hole_mask.shape) == size else imaging.resize_mask(hole_mask, size)
-        output = restore(fill.output.cpu())
-        results.append(fill.result(output, imaging.composite(image, output, hole)))
-    return results
+    return [fit._at_input_size(fill, image, hole_mask, restore)
+            for fill, (_, _, restore), image, hole_mask in zip(fills, fitted, images, hole_masks)]
 
 
 def _check_batch(images: Sequence, hole_masks: Sequence, seeds: Sequence,

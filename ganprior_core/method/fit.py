@@ -584,11 +584,15 @@ def inpaint_any_size(prior: torch.nn.Module, image: torch.Tensor, hole_mask: tor
     image_r, hole_r, restore = imaging.fit_to_resolution(image, hole_mask, prior.config.resolution, fit)
     fills = _fill(prior, image_r, hole_r, model_config, optimizer_config, seed, device, perceptual,
                   callback, starts)
+    return _best_with_alternatives([_at_input_size(fill, image, hole_mask, restore) for fill in fills])
+
+
+def _at_input_size(fill: _Fill, image: torch.Tensor, hole_mask: torch.Tensor,
+                   restore: Callable[[torch.Tensor], torch.Tensor]) -> InpaintResult:
+    """A fill at the prior's resolution brought back to the input's size (`restore`, from
+    imaging.fit_to_resolution) and composited with the input `image` [3, H, W]."""
     image = image.clamp(0, 1)  # the composite's known pixels: accepted overshoot clamped
     size = tuple(image.shape[1:])
     hole = hole_mask if tuple(hole_mask.shape) == size else imaging.resize_mask(hole_mask, size)
-    results = []
-    for fill in fills:
-        output = restore(fill.output.cpu())
-        results.append(fill.result(output, imaging.composite(image, output, hole)))
-    return _best_with_alternatives(results)
+    output = restore(fill.output.cpu())
+    return fill.result(output, imaging.composite(image, output, hole))
