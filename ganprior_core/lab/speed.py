@@ -103,10 +103,11 @@ VARIANT_FREEZE = {PROJECT_FROZEN: 1}
 # What the "auto" compile decision of each variant assumes about the run's freeze.
 VARIANT_RUN_FREEZE = {PROJECT_NEVER_FROZEN: None}
 # Mean steps of default (auto-stopped) `paper` runs with the default freeze and never frozen,
-# measured with the bundled 64x64 prior on held-out facades with box and stroke holes
-# (docs/late_phase.md). Auto-stop's rule is in fractions of the resolution, so they stand for
-# every resolution here, untested beyond 64x64.
-AUTO_STOP_MEAN_STEPS = {"frozen": 776, "never frozen": 476}
+# measured with the bundled 64x64 PGGAN prior on held-out facades with box and stroke holes:
+# frozen, with auto-stop's 600-step cap, 144 runs (docs/trustworthy_fill.md); never frozen,
+# before the cap (docs/late_phase.md), which the cap can only shorten. Auto-stop's rule is in
+# fractions of the resolution, so they stand for every resolution here, untested beyond 64x64.
+AUTO_STOP_MEAN_STEPS = {"frozen": 538, "never frozen": 476}
 
 
 # ---------------------------------------------------------------------------------------------
