@@ -64,7 +64,7 @@ def create_folder(path: str) -> bool:
 
 # The pictures the example workflows' Load Image nodes name; they ship in example_workflows/.
 EXAMPLE_INPUTS = ("ganprior_facade_hole.png", "ganprior_facade.png", "ganprior_facade_16x16.png",
-                  "ganprior_facade_gray.png")
+                  "ganprior_facade_gray.png", "ganprior_facade2_hole.png", "ganprior_facade2.png")
 
 
 def install_example_inputs(source: Path | None = None) -> list[str]:
