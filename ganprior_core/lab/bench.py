@@ -18,7 +18,15 @@ the scores are of the whole image (no hole columns).
 
 Rerunning the same command resumes: finished image x method rows are read back from
 results.csv and skipped, and the report is regenerated after every image, so an interrupted run
-leaves usable partial results. The whole configuration (and every input it names) is checked
+leaves usable partial results.
+
+`--batch B` runs up to B missing rows of one GAN method on several images as one
+`inpaint_batch` (inpainting and reconstruction; restore has no batched path, so sr / colorize
+rows and the other methods run one at a time). Each member's result is its own `inpaint` run's
+bit for bit (method/batched.py), so every score equals `--batch 1`'s; a batch's rows are written
+when the batch ends, and each row's `seconds` is its share of the batch's wall time, in
+proportion to the steps it ran (`_run_batch`). B changes no result, so it is not in the folder's
+claim: a folder resumes with any B. The whole configuration (and every input it names) is checked
 before --out is created or written to, so a refused command leaves nothing to clean up.
 
 Under torchrun (`torchrun --nproc-per-node P -m ganprior_core bench ...`, see `_run_distributed`
@@ -54,6 +62,7 @@ from .. import (
     cli,
     imaging,
     inpaint,
+    inpaint_batch,
     metrics,
     preset,
     restore,
@@ -142,6 +151,7 @@ class BenchConfig:
     vgg: str | None = None  # VGG16 weights for the perceptual loss; None = MSE only
     device: str = "cpu"
     threads: int | None = None  # CPU threads for torch; None = torch's default
+    batch: int = 1  # GAN rows of one method on up to this many images optimised together
     figure_images: int = 4
     log_every: int = 100  # progress line every this many optimisation steps
 
@@ -179,6 +189,7 @@ class BenchConfig:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be at least 1, got {self.threads}")
+        check_count(self.batch, "--batch", 1)
         if self.figure_images < 0 or self.log_every < 1:
             raise ValueError("figure images must not be negative and log_every must be positive")
         check_seed(self.seed)
@@ -574,14 +585,7 @@ def _run_variant(variant: Variant, case: Case, prior: Generator, random_prior: C
             filled = fill(case.image, case.hole)
         return filled, filled, {"seconds": time.perf_counter() - started}
 
-    started = time.perf_counter()
-
-    def report(progress: Progress) -> None:
-        if progress.step % config.log_every == 0 and progress.step < progress.total:
-            rate = progress.step / (time.perf_counter() - started)
-            loss = f", loss {progress.loss:.5f}" if progress.loss is not None else ""
-            log(f"{prefix} step {progress.step}/{progress.total}, {rate:.2f} steps/s{loss}")
-
+    report = _progress_lines(config, log, prefix, time.perf_counter())
     if degradation is not None and variant.kind == "dip":  # DIP through the same operator
         result = dip_restore(observe(degradation, case.image), degradation, variant.dip, case.seed,
                              config.device, report)
@@ -603,6 +607,17 @@ def _run_variant(variant: Variant, case: Case, prior: Generator, random_prior: C
         "seconds": result.seconds, "steps": steps, "steps_per_second": steps / result.seconds,
         "best_step": result.best_step,
         "final_loss": result.loss_history[-1], "notes": result.notes}
+
+
+def _progress_lines(config: BenchConfig, log: Callable[[str], None], prefix: str,
+                    started: float) -> Callable[[Progress], None]:
+    """A run's progress callback: a line every `log_every` steps, the rate since `started`."""
+    def report(progress: Progress) -> None:
+        if progress.step % config.log_every == 0 and progress.step < progress.total:
+            rate = progress.step / (time.perf_counter() - started)
+            loss = f", loss {progress.loss:.5f}" if progress.loss is not None else ""
+            log(f"{prefix} step {progress.step}/{progress.total}, {rate:.2f} steps/s{loss}")
+    return report
 
 
 def observe(degradation: Degradation, image: torch.Tensor) -> torch.Tensor:
@@ -727,16 +742,96 @@ def _run_in_folder(config: BenchConfig, plan: _Plan, log: Callable[[str], None])
         return _run_rows(config, plan, _save_cases(plan.cases, out), log)
 
 
+# A finished row: the row as results.csv reads it back, the run's notes, and the line that says
+# it is done (logged once the row is written).
+FinishedRow = tuple[dict, list[str], str]
+
+
+def _row_prefix(cases: list[Case], index: int, variant: Variant) -> str:
+    return f"[image {index + 1}/{len(cases)} {cases[index].name}] {variant.name}:"
+
+
 def _run_row(config: BenchConfig, plan: _Plan, cases: list[Case], index: int, variant: Variant,
-             random_prior: Callable[[], Generator],
-             log: Callable[[str], None]) -> tuple[dict, list[str], str]:
-    """One image x method row run, its composite saved: (the row as results.csv reads it back,
-    the run's notes, the line that says it is done, for after the row is written)."""
-    case = cases[index]
-    prefix = f"[image {index + 1}/{len(cases)} {case.name}] {variant.name}:"
+             random_prior: Callable[[], Generator], log: Callable[[str], None]) -> FinishedRow:
+    """One image x method row run, its composite saved."""
+    case, prefix = cases[index], _row_prefix(cases, index, variant)
     log(f"{prefix} running")
     composite, output, run = _run_variant(variant, case, plan.prior, random_prior,
                                           plan.perceptual, config, log, prefix)
+    return _scored_row(config, case, variant, prefix, composite, output, run)
+
+
+def _batchable(variant: Variant, config: BenchConfig) -> bool:
+    """Rows `inpaint_batch` can run together: a GAN method inpainting or reconstructing (restore
+    has no batched path)."""
+    return variant.kind == "gan" and config.task not in DEGRADATION_TASKS
+
+
+def _units(todo: list[tuple[int, Variant]], config: BenchConfig) -> list[tuple[Variant, list[int]]]:
+    """The rows to run (image index, variant) grouped into runs, in the order of each run's first
+    row: up to `config.batch` rows of one batchable variant together, every other row alone."""
+    units: list[tuple[Variant, list[int]]] = []
+    filling: dict[str, list[int]] = {}  # the batch of each variant still taking rows
+    for index, variant in todo:
+        if config.batch == 1 or not _batchable(variant, config):
+            units.append((variant, [index]))
+            continue
+        members = filling.get(variant.name)
+        if members is None or len(members) == config.batch:
+            members = filling[variant.name] = []
+            units.append((variant, members))
+        members.append(index)
+    return units
+
+
+def _run_unit(config: BenchConfig, plan: _Plan, cases: list[Case], variant: Variant,
+              indices: list[int], random_prior: Callable[[], Generator],
+              log: Callable[[str], None]) -> list[tuple[int, FinishedRow]]:
+    """One run of `_units`: a single row, or a batch of them; (image index, row) for each."""
+    if len(indices) == 1:
+        return [(indices[0], _run_row(config, plan, cases, indices[0], variant, random_prior, log))]
+    return list(zip(indices, _run_batch(config, plan, cases, indices, variant, random_prior, log)))
+
+
+def _run_batch(config: BenchConfig, plan: _Plan, cases: list[Case], indices: list[int],
+               variant: Variant, random_prior: Callable[[], Generator],
+               log: Callable[[str], None]) -> list[FinishedRow]:
+    """Rows of one GAN variant on several images as one inpaint_batch: each member's result is
+    its row's own inpaint run bit for bit, so the rows equal _run_row's but for the time.
+
+    A row's `seconds` is its share of the batch's wall time, in proportion to the steps it ran
+    (members run the same configuration at the same resolution, so a step costs each about the
+    same): the rows of a batch add up to its time, and their steps/s is the batch's member-steps
+    per second, what each row cost when it ran alongside the others."""
+    prefixes = [_row_prefix(cases, index, variant) for index in indices]
+    images = ", ".join(str(index + 1) for index in indices)
+    for prefix in prefixes:
+        log(f"{prefix} running in a batch of images {images}")
+    generator = random_prior() if variant.random_generator else plan.prior
+    started = time.perf_counter()
+    results = inpaint_batch(generator, [cases[index].image for index in indices],
+                            [cases[index].hole for index in indices], variant.model,
+                            variant.optimizer, [cases[index].seed for index in indices],
+                            config.device, plan.perceptual,
+                            [_progress_lines(config, log, prefix, started) for prefix in prefixes],
+                            batch_size=len(indices))
+    seconds = time.perf_counter() - started
+    steps = sum(result.steps_run for result in results)
+    finished = []
+    for index, prefix, result in zip(indices, prefixes, results):
+        share = seconds * (result.steps_run / steps if steps else 1 / len(results))
+        run = {"seconds": share, "steps": result.steps_run,
+               "steps_per_second": result.steps_run / share, "best_step": result.best_step,
+               "final_loss": result.loss_history[-1], "notes": result.notes}
+        finished.append(_scored_row(config, cases[index], variant, prefix, result.composite,
+                                    result.output, run))
+    log(f"{variant.name}: the batch of images {images} ran in {seconds:.1f} s")
+    return finished
+
+
+def _scored_row(config: BenchConfig, case: Case, variant: Variant, prefix: str,
+                  composite: torch.Tensor, output: torch.Tensor, run: dict) -> FinishedRow:
+    """A run's row, scored, its composite saved."""
     imaging.save_image(composite, Path(config.out) / "results" / case.name / f"{variant.name}.png")
     row = {"image": case.name, "image_seed": case.image_seed, "seed": case.seed,
            "method": variant.name, **_score(case, composite, output, config.degradation()),
@@ -752,40 +847,74 @@ def _note_lines(method: str, notes: list[str]) -> list[str]:
 
 def _run_rows(config: BenchConfig, plan: _Plan, cases: list[Case],
               log: Callable[[str], None]) -> BenchSummary:
-    """Every image x method row the folder lacks, the report rewritten after every image."""
+    """Every image x method row the folder lacks, image by image (a batch of rows where its
+    first image comes), the report rewritten after every image. The new rows and their notes
+    are written after the earlier ones in the order of the rows run, whatever order batches
+    finish them in: what `--batch 1` writes."""
     out, variants = Path(config.out), plan.variants
     results_csv = out / RESULTS_FILE
-    rows = read_rows(results_csv)
+    earlier_rows, earlier_notes = read_rows(results_csv), _read_notes(out / NOTES_FILE)
     setup = _setup(config, plan.prior, plan.checkpoint_digest, cases, variants, plan.notes)
-    row_notes = _read_notes(out / NOTES_FILE)
-    for (image, method), texts in row_notes.items():
-        if (image, method) in rows:
+    for (image, method), texts in earlier_notes.items():
+        if (image, method) in earlier_rows:
             setup["notes"] += _note_lines(method, texts)
+    earlier_setup_notes = list(setup["notes"])
+    todo = [(index, variant) for index, case in enumerate(cases) for variant in variants
+            if (case.name, variant.name) not in earlier_rows]
+    run_order = [(cases[index].name, variant.name) for index, variant in todo]
+    skipped = len(cases) * len(variants) - len(todo)
+    _log_batching(config, todo, log)
+    units_at: dict[int, list[tuple[Variant, list[int]]]] = {}
+    for variant, indices in _units(todo, config):
+        units_at.setdefault(indices[0], []).append((variant, indices))
     random_prior = _lazy_random_prior(plan.prior, config.seed)
     if any(v.kind != "fill" for v in variants):
         _warm_up_optimiser()
-    new_rows = skipped = 0
-    for index, case in enumerate(cases):
-        for variant in variants:
-            if (case.name, variant.name) in rows:
-                skipped += 1
-                continue
-            row, notes, done = _run_row(config, plan, cases, index, variant, random_prior, log)
-            rows[(case.name, variant.name)] = row
-            if notes:
-                row_notes[(case.name, variant.name)] = notes
-                _write_notes(out / NOTES_FILE, row_notes)
+    new_rows: dict[tuple[str, str], dict] = {}
+    new_notes: dict[tuple[str, str], list[str]] = {}
+    rows = earlier_rows
+    for index in range(len(cases)):
+        for variant, indices in units_at.get(index, []):
+            finished = _run_unit(config, plan, cases, variant, indices, random_prior, log)
+            for member, (row, notes, _) in finished:
+                new_rows[(cases[member].name, variant.name)] = row
+                if notes:
+                    new_notes[(cases[member].name, variant.name)] = notes
+            if any(notes for _, (_, notes, _) in finished):
+                _write_notes(out / NOTES_FILE, _after(earlier_notes, new_notes, run_order))
+            rows = _after(earlier_rows, new_rows, run_order)
             write_rows(results_csv, rows)
-            setup["notes"] += _note_lines(variant.name, notes)
-            new_rows += 1
-            log(done)
+            setup["notes"] = earlier_setup_notes + [
+                line for key, notes in _after({}, new_notes, run_order).items()
+                for line in _note_lines(key[1], notes)]
+            for _, (_, _, done) in finished:
+                log(done)
         _write_outputs(out, setup, cases, variants, rows)
     if skipped:
         log(f"skipped {skipped} image x method row(s) already in {results_csv}")
     aggregates = _write_outputs(out, setup, cases, variants, rows)
     log(f"wrote {out / 'report.md'}, {results_csv.name}, summary.json, figure.png")
-    return BenchSummary(out, new_rows, skipped, _count_done(cases, variants, rows) == len(cases) * len(variants),
-                        aggregates)
+    return BenchSummary(out, len(new_rows), skipped,
+                        _count_done(cases, variants, rows) == len(cases) * len(variants), aggregates)
+
+
+def _after(earlier: dict, new: dict, order: list) -> dict:
+    """`earlier`'s entries, then `new`'s in `order` (a key in both keeps its earlier place)."""
+    return {**earlier, **{key: new[key] for key in order if key in new}}
+
+
+def _log_batching(config: BenchConfig, todo: list[tuple[int, Variant]],
+                  log: Callable[[str], None]) -> None:
+    """With --batch, which rows run one at a time although batches were asked for."""
+    if config.batch == 1:
+        return
+    alone = sorted({variant.name for _, variant in todo if not _batchable(variant, config)})
+    if alone and config.task in DEGRADATION_TASKS:
+        log(f"--batch {config.batch}: --task {config.task} rows run one at a time (restore has "
+            "no batched path)")
+    elif alone:
+        log(f"--batch {config.batch}: only the GAN methods run batched; {', '.join(alone)} run "
+            "one row at a time")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -845,9 +974,10 @@ def _run_distributed(config: BenchConfig, ranks: distributed.Ranks,
     - The rows the folder lacks are listed method by method, image by image, and dealt out
       round-robin (distributed.shard): every rank builds the same list from the same folder, and
       every rank gets a share of every method, slow and fast. A row's result depends only on its
-      image, method and seed, never on which process runs it or after which row.
+      image, method and seed, never on which process runs it or after which row. With --batch,
+      each rank batches the rows of its own share.
     - Each rank writes the rows it finishes to its own file, `ranks/results-<rank>.csv` (and
-      `ranks/notes-<rank>.json`), rewritten atomically after every row, as results.csv is in a
+      `ranks/notes-<rank>.json`), rewritten atomically after every row (or batch), as results.csv is in a
       one-process run. One writer per file means no lost updates without any locking between
       processes (the folder's lock file keeps out other commands, and a lock taken per row would
       serialise the ranks' writes and would not work across machines); a killed run leaves every
@@ -925,20 +1055,26 @@ def _run_share(config: BenchConfig, run_config: BenchConfig, plan: _Plan, cases:
     log(f"{len(todo)} of {len(table)} image x method rows to run over {ranks.world_size} processes "
         f"({skipped} already in {out / RESULTS_FILE}); {len(mine)} here, on {run_config.device} "
         f"with {torch.get_num_threads()} CPU thread(s)")
+    _log_batching(config, mine, log)
     random_prior = _lazy_random_prior(plan.prior, config.seed)
     if any(variant.kind != "fill" for _, variant in mine):
         _warm_up_optimiser()
     new_rows: dict[tuple[str, str], dict] = {}
     new_notes: dict[tuple[str, str], list[str]] = {}
-    for index, variant in mine:  # an error here ends this process; torchrun stops the others
-        row, notes, done = _run_row(run_config, plan, cases, index, variant, random_prior, log)
-        key = (cases[index].name, variant.name)
-        new_rows[key] = row
-        if notes:
-            new_notes[key] = notes
+    # With --batch, this rank batches the rows of its own share; an error here ends this
+    # process, and torchrun stops the others.
+    for variant, indices in _units(mine, config):
+        finished = _run_unit(run_config, plan, cases, variant, indices, random_prior, log)
+        for index, (row, notes, _) in finished:
+            key = (cases[index].name, variant.name)
+            new_rows[key] = row
+            if notes:
+                new_notes[key] = notes
+        if any(notes for _, (_, notes, _) in finished):
             _write_notes(_rank_file(out, "notes", ranks.rank), new_notes)
         write_rows(_rank_file(out, "results", ranks.rank), new_rows)
-        log(done)
+        for _, (_, _, done) in finished:
+            log(done)
 
     gathered = group.agree(None, (new_rows, new_notes), finishing=True)
     finished: dict[tuple[str, str], dict] = {}
@@ -1373,6 +1509,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """The machine, the output folder and what is written there."""
     parser.add_argument("--threads", type=int, help="CPU threads (default torch's; 1 is often "
                                                   "fastest on a busy machine)")
+    parser.add_argument("--batch", type=int, default=1, metavar="B",
+                        help="optimise a GAN method's rows of up to B images together (one "
+                             "inpaint_batch, as many at once as memory holds): every score is "
+                             "--batch 1's, and a row's seconds is its share of its batch's time. "
+                             "Inpainting and reconstruction only: --task sr / colorize rows, DIP "
+                             "and the fills run one at a time (default 1)")
     parser.add_argument("--figure-images", type=int, default=4,
                         help="images shown in figure.png (default 4)")
     parser.add_argument("--log-every", type=int, default=100,
