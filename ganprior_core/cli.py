@@ -40,6 +40,7 @@ from . import (
     Progress,
     StartsConfig,
     StyleGAN2Options,
+    batch_size_that_fits,
     check_inpaint_fits,
     convert_checkpoint,
     family_of,
@@ -59,6 +60,7 @@ from .files import (
     check_output_folder,
     refuse_output_over_input,
     require_regular_file,
+    same_file,
     write_atomically,
 )
 from .sampling import GENERATE_NOISE_MODES, generate, image_grid, sample_latents
@@ -205,8 +207,9 @@ def _starts_config(args: argparse.Namespace) -> StartsConfig:
 
 
 def _inpaint_command(args: argparse.Namespace) -> None:
-    """One --image, or several optimised together (the library's inpaint_batch_any_size): each
-    result is what `inpaint` of that image alone with its seed writes."""
+    """One --image, or several (given one by one or as a folder) optimised together (the
+    library's inpaint_batch_any_size): each result is what `inpaint` of that image alone with
+    its seed writes."""
     jobs = _inpaint_jobs(args)
     starts = _starts_config(args)
     for job in jobs:
@@ -227,35 +230,56 @@ def _inpaint_command(args: argparse.Namespace) -> None:
         _check_output_sizes(job, size)
     # Before the images are decoded or the prior copied: refused with what would fit (one run
     # with the largest image; how many run together is the library's choice).
+    largest = max(sizes, key=lambda size: size[0] * size[1])
     check_inpaint_fits(generator, model_config, optimizer_config, perceptual, args.device,
-                       image_size=max(sizes, key=lambda size: size[0] * size[1]),
+                       image_size=largest,
                        image_copies=INPAINT_COMMAND_IMAGE_COPIES + 2 * (starts.candidates - 1),
                        starts=starts.starts)
-    loaded = [imaging.read_image(job.image) for job in jobs]
-    holes = []
-    for job, image in zip(jobs, loaded):
-        hole, notes = _hole_and_input_notes(job, image)
-        holes.append(hole)
-        name = f"{Path(job.image).name}: " if len(jobs) > 1 else ""
-        for note in notes:
-            print(f"note: {name}{note}", flush=True)
     if len(jobs) == 1:
-        results = [inpaint_any_size(generator, loaded[0].pixels, holes[0], model_config,
-                                    optimizer_config, args.seed, args.fit, args.device, perceptual,
-                                    print_progress(args.log_every), starts=starts)]
-    else:
+        [(loaded, hole)] = _read_inputs(jobs, named=False)
+        result = inpaint_any_size(generator, loaded.pixels, hole, model_config, optimizer_config,
+                                  args.seed, args.fit, args.device, perceptual,
+                                  print_progress(args.log_every), starts=starts)
+        _write_inpainting(jobs[0], loaded, hole, result)
+        return
+    # As many together as the memory available now holds with the command's copies of each image
+    # (the library's own count), each group read just before it runs: a large folder is never
+    # decoded at once, and a group's results are written when it ends.
+    together = batch_size_that_fits(generator, model_config, optimizer_config, perceptual,
+                                    args.device, len(jobs), largest, INPAINT_COMMAND_IMAGE_COPIES)
+    if together < len(jobs):
+        print(f"note: {len(jobs)} images run {together} at a time, what the memory available now "
+              "holds; each group's results are written when it ends", flush=True)
+    for first in range(0, len(jobs), together):
+        group = jobs[first:first + together]
+        inputs = _read_inputs(group, named=True)
         results = inpaint_batch_any_size(
-            generator, [image.pixels for image in loaded], holes, model_config, optimizer_config,
-            [job.seed for job in jobs], args.fit, args.device, perceptual,
-            callbacks=[print_progress(args.log_every, f"{Path(job.image).name}: ") for job in jobs],
-            image_copies=INPAINT_COMMAND_IMAGE_COPIES)
-    for job, image, hole, result in zip(jobs, loaded, holes, results):
-        _write_inpainting(job, image, hole, result)
+            generator, [image.pixels for image, _ in inputs], [hole for _, hole in inputs],
+            model_config, optimizer_config, [job.seed for job in group], args.fit, args.device,
+            perceptual, image_copies=INPAINT_COMMAND_IMAGE_COPIES,
+            callbacks=[print_progress(args.log_every, f"{Path(job.image).name}: ") for job in group])
+        for job, (image, hole), result in zip(group, inputs, results):
+            _write_inpainting(job, image, hole, result)
+
+
+def _read_inputs(jobs: list[argparse.Namespace], named: bool) -> list[tuple]:
+    """(the image as read, its hole) of each job, its notes printed (after the image's name
+    where several run)."""
+    inputs = []
+    for job in jobs:
+        loaded = imaging.read_image(job.image)
+        hole, notes = _hole_and_input_notes(job, loaded)
+        for note in notes:
+            print(f"note: {Path(job.image).name + ': ' if named else ''}{note}", flush=True)
+        inputs.append((loaded, hole))
+    return inputs
 
 
 def _inpaint_jobs(args: argparse.Namespace) -> list[argparse.Namespace]:
     """The command's options for each --image: its own --mask (one given for all, or one each),
     --out and --raw-out (one each), and seed (--seed + its index, as the node's batch)."""
+    if any(Path(image).is_dir() for image in args.image):
+        args = _folder_images(args)
     count = len(args.image)
     per_image = {}
     for option, attribute, one_for_all in (("--mask", "mask", True), ("--out", "out", False),
@@ -270,7 +294,7 @@ def _inpaint_jobs(args: argparse.Namespace) -> list[argparse.Namespace]:
             raise CommandError(f"give one {option} per --image{either}: {count} --image, "
                                f"{len(values)} {option}")
     if count > 1 and args.starts != 1:
-        raise CommandError("several --image are optimised together, one start each: --starts "
+        raise CommandError("several images are optimised together, one start each: --starts "
                            "must be 1 (run the images one at a time for more starts)")
     seeds = [args.seed] if count == 1 else [(check_seed(args.seed) + index) % 2 ** 64
                                             for index in range(count)]
@@ -278,6 +302,105 @@ def _inpaint_jobs(args: argparse.Namespace) -> list[argparse.Namespace]:
                                                   for name, values in per_image.items()},
                                   "image": args.image[index], "seed": seeds[index]})
             for index in range(count)]
+
+
+def _folder_images(args: argparse.Namespace) -> argparse.Namespace:
+    """--image FOLDER as the options of several --image: every image file in it, sorted by name;
+    each result under the image's name in the --out folder (and the --raw-out folder); each
+    mask the one --mask file, the mask of the image's name in a --mask folder, or none (the
+    image's transparency)."""
+    folder = Path(args.image[0])
+    if len(args.image) > 1:
+        folders = [image for image in args.image if Path(image).is_dir()]
+        raise CommandError(f"--image {folders[0]} is a folder, which stands for every image in it: "
+                           f"give it as the only --image ({len(args.image)} --image given)")
+    masks = args.mask or []
+    if len(masks) > 1:
+        raise CommandError(f"--image {folder} is a folder: give one --mask (a mask file for every "
+                           f"image, or a folder of masks named as the images), or none "
+                           f"({len(masks)} given)")
+    mask_folder = Path(masks[0]) if masks and Path(masks[0]).is_dir() else None
+    if mask_folder is not None and same_file(mask_folder, folder):
+        raise CommandError(f"--mask {mask_folder} is the --image folder: its masks would be read "
+                           "as images too; keep the masks in a folder of their own")
+    targets = {}
+    for option, given in (("--out", args.out), ("--raw-out", args.raw_out)):
+        if given is not None:
+            targets[option] = _results_folder(option, given, folder, mask_folder)
+    if len(targets) == 2 and same_file(targets["--out"], targets["--raw-out"]):
+        raise CommandError(f"--out and --raw-out are the same folder {targets['--out']}: the raw "
+                           "images would overwrite the composites of the same names; give two folders")
+    images = _folder_image_files(folder)
+    if mask_folder is not None:
+        masks = _folder_masks(images, mask_folder)
+    elif masks:
+        masks = masks * len(images)
+    return argparse.Namespace(**{
+        **vars(args), "image": [str(image) for image in images], "mask": masks or None,
+        **{option.lstrip("-").replace("-", "_"): [str(target / image.name) for image in images]
+           for option, target in targets.items()}})
+
+
+def _results_folder(option: str, given: list[str], images: Path, masks: Path | None) -> Path:
+    """The folder --out (or --raw-out) names for the results of --image FOLDER: one, a folder
+    (made when the first result is written), and not a folder of the inputs."""
+    if len(given) != 1:
+        raise CommandError(f"--image {images} is a folder: give one {option}, the folder its "
+                           f"results go to ({len(given)} given)")
+    target = Path(given[0])
+    if not target.is_dir() and target.suffix.lower() in imaging.IMAGE_SUFFIXES:
+        raise CommandError(f"--image {images} is a directory, so its images are read and {option} "
+                           f"{target} must be a folder for their results (each under its image's "
+                           "name), not an image file")
+    check_output_folder(target, option)
+    for name, source in (("--image", images), ("--mask", masks)):
+        if source is not None and same_file(target, source):
+            raise CommandError(f"{option} {target} is the {name} folder: the results would "
+                               f"overwrite its files of the same names; give another folder")
+    return target
+
+
+def _folder_image_files(folder: Path) -> list[Path]:
+    """The image files of --image FOLDER by name (visible regular files with an image
+    extension, not its subfolders); a note names what else it holds."""
+    entries = sorted(folder.iterdir(), key=lambda entry: entry.name)
+    images = [entry for entry in entries if not entry.name.startswith(".")
+              and entry.suffix.lower() in imaging.IMAGE_SUFFIXES and entry.is_file()]
+    if not images:
+        raise CommandError(f"--image folder {folder} holds no image files (visible files named "
+                           f"{', '.join(imaging.IMAGE_SUFFIXES)})")
+    read = set(images)
+    skipped = [entry.name + ("/" if entry.is_dir() else "") for entry in entries if entry not in read]
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        print(f"note: {folder}: {len(images)} images; skipped {len(skipped)} other entries "
+              f"(only visible files named {', '.join(imaging.IMAGE_SUFFIXES)} are read, not "
+              f"subfolders): {shown}", flush=True)
+    return images
+
+
+def _folder_masks(images: list[Path], masks: Path) -> list[str]:
+    """Each image's mask in the --mask folder: the file of its name or, failing that, the one
+    image file of its name with another extension (a photo's .jpg and its mask's .png)."""
+    files = [entry for entry in masks.iterdir() if entry.suffix.lower() in imaging.IMAGE_SUFFIXES]
+    names = {entry.name for entry in files}
+    by_stem: dict[str, list[str]] = {}
+    for entry in sorted(files, key=lambda entry: entry.name):
+        by_stem.setdefault(entry.stem, []).append(entry.name)
+    found = []
+    for image in images:
+        if image.name in names:
+            found.append(str(masks / image.name))
+            continue
+        candidates = by_stem.get(image.stem, [])
+        if len(candidates) != 1:
+            problem = ("no mask" if not candidates else
+                       f"{len(candidates)} masks ({', '.join(candidates)}) and none named as it")
+            raise CommandError(f"--mask folder {masks} has {problem} for {image.name}: a mask has "
+                               "the image's file name (or its name with another image extension); "
+                               "give one for every image, or one --mask file for all")
+        found.append(str(masks / candidates[0]))
+    return found
 
 
 def _check_output_sizes(args: argparse.Namespace, size: tuple[int, int]) -> None:
@@ -597,19 +720,26 @@ def _add_inpaint_command(commands) -> None:
     inp.add_argument("--image", required=True, action="append",
                      help="the image to fill (PNG, JPEG, ...); give it several times (each with "
                           "its own --out) to optimise several images together, image i with "
-                          "seed + i: each result is what that image alone with its seed gives")
+                          "seed + i: each result is what that image alone with its seed gives. "
+                          f"A folder: every visible file in it named {', '.join(imaging.IMAGE_SUFFIXES)}, "
+                          "sorted by name, as if each were given (a note names what is skipped); "
+                          "--out (and --raw-out) is then a folder, made if missing, where each "
+                          "result takes its image's name")
     inp.add_argument("--mask", action="append",
                      help="mask image, white = hole; omit to fill the image's transparent "
                           "pixels (as ComfyUI's Load Image reads them; a note says so) or, "
                           "for an opaque image, to reconstruct the whole image; with several "
-                          "--image, one for all or one per image")
+                          "--image, one for all or one per image; with an --image folder, one "
+                          "for all or a folder holding each image's mask under the image's name "
+                          "(or that name with another image extension)")
     inp.add_argument("--out", required=True, action="append",
                      help="the composite at the input's size; a .png keeps a "
                           "16-bit input's depth and its alpha (filled pixels "
-                          "opaque); other formats say what they drop; one per --image")
+                          "opaque); other formats say what they drop; one per --image, or a "
+                          "folder (not the input's) for an --image folder")
     inp.add_argument("--raw-out", action="append",
                      help="also write the generator's whole image (at the input's size, "
-                          "not composited); one per --image")
+                          "not composited); one per --image, or a folder for an --image folder")
     _add_run_options(inp)
     inp.set_defaults(run=_inpaint_command)
 
