@@ -39,7 +39,9 @@ another (`inpaint` per image) and as one batched run (`inpaint_batch`, method/ba
 alternating rounds, and reports images per second of each, their ratio and the largest
 difference between the two runs' images (0: the batch equals the sequential runs bit for bit).
 The fills are short fixed runs (`--batched-steps`, half of them after the G1 freeze), so the
-figures are for the mix of full and late steps such a run has.
+figures are for the mix of full and late steps such a run has. With `--cases` (or `--quick`) the
+fills are of those cases' configurations instead (e.g. `--cases paper`: the paper's 256x256
+PGGAN with its VGG16 loss, random weights and random images).
 """
 from __future__ import annotations
 
@@ -672,13 +674,8 @@ def _variant_report(case: SpeedCase, variant: str, runs: list[dict], reference_f
                          notes=sorted({note for run in runs for note in run.get("notes", [])}))
 
 
-def run_benchmark(quick: bool = False, rounds: int | None = None, device: str = "cpu",
-                  case_names: list[str] | None = None, threads: int | None = None,
-                  compiled: bool = False, log: Callable[[str], None] = print,
-                  eager: bool = False) -> SpeedReport:
-    started = time.perf_counter()
-    threads = threads or torch.get_num_threads()
-    torch.set_num_threads(threads)
+def selected_cases(quick: bool, case_names: list[str] | None) -> tuple[list[SpeedCase], list[str]]:
+    """The cases a command asks for (all of them, or the quick one) and notes on how they were built."""
     notes: list[str] = []
     if quick:
         cases = quick_cases()
@@ -691,6 +688,17 @@ def run_benchmark(quick: bool = False, rounds: int | None = None, device: str = 
             raise ValueError(f"unknown case(s) {', '.join(unknown)}; choose from "
                              f"{', '.join(case.name for case in cases)}")
         cases = [case for case in cases if case.name in case_names]
+    return cases, notes
+
+
+def run_benchmark(quick: bool = False, rounds: int | None = None, device: str = "cpu",
+                  case_names: list[str] | None = None, threads: int | None = None,
+                  compiled: bool = False, log: Callable[[str], None] = print,
+                  eager: bool = False) -> SpeedReport:
+    started = time.perf_counter()
+    threads = threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    cases, notes = selected_cases(quick, case_names)
     rounds = rounds or (1 if quick else 2)
     load_before = _load_average()
     throughput = (measure_conv_throughput(device, batch=2, channels=64, size=16) if quick
@@ -940,7 +948,8 @@ class BatchedSpeed:
 
 def batched_speed(prior: torch.nn.Module, images: list[torch.Tensor], holes: list[torch.Tensor],
                   model_config: MultiLatentConfig, config: OptimizerConfig, rounds: int = 2,
-                  device: str = "cpu", label: str = "") -> BatchedSpeed:
+                  device: str = "cpu", label: str = "",
+                  perceptual: VGG16Features | None = None) -> BatchedSpeed:
     """Time len(images) fills (seeds 0, 1, ...) run by `inpaint` one after another against one
     `inpaint_batch` of them; the order alternates between rounds, so that load from other
     processes hits both alike."""
@@ -949,14 +958,14 @@ def batched_speed(prior: torch.nn.Module, images: list[torch.Tensor], holes: lis
     results: dict[str, list] = {}
 
     def sequential():
-        return [inpaint(prior, image, hole, model_config, config, seed, device)
+        return [inpaint(prior, image, hole, model_config, config, seed, device, perceptual)
                 for image, hole, seed in zip(images, holes, seeds)]
 
     def batched():
-        return inpaint_batch(prior, images, holes, model_config, config, seeds, device)
+        return inpaint_batch(prior, images, holes, model_config, config, seeds, device, perceptual)
 
     # Untimed: a process's first fill pays for creating its kernels.
-    inpaint(prior, images[0], holes[0], model_config, config, seeds[0], device)
+    inpaint(prior, images[0], holes[0], model_config, config, seeds[0], device, perceptual)
     for round_index in range(rounds):
         order = [("sequential", sequential), ("batched", batched)]
         for name, run in order if round_index % 2 == 0 else order[::-1]:
@@ -986,6 +995,22 @@ def bundled_batched_speed(family: str, members: int, steps: int, rounds: int = 2
     return batched_speed(prior, images, [hole] * members, model_config, config, rounds, device,
                          f"bundled {family_of(prior).label} {procedural.IMAGE_SIZE}x"
                          f"{procedural.IMAGE_SIZE}")
+
+
+def case_batched_speed(case: SpeedCase, members: int, steps: int, rounds: int = 2,
+                       device: str = "cpu") -> BatchedSpeed:
+    """batched_speed for a speed case (e.g. `paper`: the paper's 256x256 configuration with its
+    VGG16 loss, random weights): `members` random images with a box hole, `steps` fixed steps
+    with the G1 freeze halfway."""
+    prior, perceptual, _, hole = build_workload(case, device)
+    model_config, config = case.configs()
+    config = replace(config, steps=steps, freeze_g1_at=max(1, steps // 2))
+    resolution = case.generator.resolution
+    images = [torch.rand(3, resolution, resolution, generator=torch.Generator().manual_seed(seed))
+              for seed in range(members)]
+    return batched_speed(prior, images, [hole] * members, model_config, config, rounds, device,
+                         f"{case.name} {family_of(prior).label} {resolution}x{resolution}",
+                         perceptual if config.perceptual_weight > 0 else None)
 
 
 def format_batched(runs: list[BatchedSpeed]) -> list[str]:
@@ -1043,7 +1068,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--time-to-quality precisions (default bf16,fp32)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     parser.add_argument("--batched", type=int, metavar="N",
-                        help="instead: N bundled-prior fills one after another against one "
+                        help="instead: N bundled-prior fills (with --cases or --quick: fills "
+                             "of those cases' configurations) one after another against one "
                              "batched run (images/s of each)")
     parser.add_argument("--families", default="pggan,stylegan2",
                         help="--batched: bundled priors to fill with (default pggan,stylegan2)")
@@ -1066,6 +1092,13 @@ def run_command(args: argparse.Namespace) -> None:
                                budgets=tuple(int(b) for b in args.budgets.split(",") if b.strip()))
         lines = format_quality(runs)
         payload = [asdict(run) for run in runs]
+    elif args.batched and (args.cases or args.quick):
+        cases, _ = selected_cases(args.quick, args.cases.split(",") if args.cases else None)
+        batched_runs = [case_batched_speed(case, args.batched, args.batched_steps, args.rounds or 2,
+                                           args.device)
+                        for case in cases]
+        lines = format_batched(batched_runs)
+        payload = [asdict(run) for run in batched_runs]
     elif args.batched:
         batched_runs = [bundled_batched_speed(family, args.batched, args.batched_steps,
                                               args.rounds or 2, args.device)

@@ -217,3 +217,12 @@ def test_batched_command_reports_images_per_second(tmp_path):
     assert "bundled StyleGAN2 64x64: 2 fills of 2 steps" in completed.stdout
     assert "images/s" in completed.stdout and "same steps" in completed.stdout
     assert json.loads(out.read_text())[0]["members"] == 2
+
+
+def test_batched_fills_of_a_speed_case_with_its_perceptual_loss():
+    """--batched with --cases/--quick: the case's configuration, VGG16 loss included, batched
+    against sequential, and the batch still equal to the sequential fills."""
+    case = speed.quick_cases()[0]
+    run = speed.case_batched_speed(case, members=2, steps=4, rounds=1)
+    assert (run.prior, run.members, run.steps, run.freeze_at) == ("tiny-paper PGGAN 16x16", 2, 4, 2)
+    assert run.max_abs_difference == 0.0 and run.same_steps
