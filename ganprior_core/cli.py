@@ -323,6 +323,9 @@ def _folder_images(args: argparse.Namespace) -> argparse.Namespace:
     if mask_folder is not None and same_file(mask_folder, folder):
         raise CommandError(f"--mask {mask_folder} is the --image folder: its masks would be read "
                            "as images too; keep the masks in a folder of their own")
+    if masks and mask_folder is None and same_file(Path(masks[0]).parent, folder):
+        raise CommandError(f"--mask {masks[0]} lies in the --image folder, so it would be filled "
+                           "as one of the images; move it out of that folder")
     targets = {}
     for option, given in (("--out", args.out), ("--raw-out", args.raw_out)):
         if given is not None:

@@ -142,6 +142,8 @@ def test_mistakes_with_a_folder_are_refused_in_one_line(photos):
         (["--image", folder, "--out", out / "taken"], "is a file"),
         (["--image", folder, "--out", out / "r", "--raw-out", out / "r"], "the same folder"),
         (["--image", folder, "--mask", folder, "--out", out / "r"], "read as images too"),
+        (["--image", folder, "--mask", folder / "b.png", "--out", out / "r"],
+         "lies in the --image folder"),
         (["--image", folder, "--mask", masks, "--mask", masks, "--out", out / "r"],
          "give one --mask"),
         (["--image", photos["in"] / "empty", "--out", out / "r"], "holds no image files"),
