@@ -320,16 +320,16 @@ def _folder_images(args: argparse.Namespace) -> argparse.Namespace:
                            f"image, or a folder of masks named as the images), or none "
                            f"({len(masks)} given)")
     mask_folder = Path(masks[0]) if masks and Path(masks[0]).is_dir() else None
+    targets = {}
+    for option, given in (("--out", args.out), ("--raw-out", args.raw_out)):
+        if given is not None:
+            targets[option] = _results_folder(option, given, folder, mask_folder)
     if mask_folder is not None and same_file(mask_folder, folder):
         raise CommandError(f"--mask {mask_folder} is the --image folder: its masks would be read "
                            "as images too; keep the masks in a folder of their own")
     if masks and mask_folder is None and same_file(Path(masks[0]).parent, folder):
         raise CommandError(f"--mask {masks[0]} lies in the --image folder, so it would be filled "
                            "as one of the images; move it out of that folder")
-    targets = {}
-    for option, given in (("--out", args.out), ("--raw-out", args.raw_out)):
-        if given is not None:
-            targets[option] = _results_folder(option, given, folder, mask_folder)
     if len(targets) == 2 and same_file(targets["--out"], targets["--raw-out"]):
         raise CommandError(f"--out and --raw-out are the same folder {targets['--out']}: the raw "
                            "images would overwrite the composites of the same names; give two folders")
