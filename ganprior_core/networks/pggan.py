@@ -151,13 +151,24 @@ def nearest_upsample2x(x: torch.Tensor) -> torch.Tensor:
     over each 2x2 block, an ordinary reduction. torch.compile turns interpolate's gradient into a
     scatter that CUDA runs with atomic adds, whose order (and so rounding) changes from run to
     run: same seed, different result."""
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+    if _is_channels_last(x) and not x.is_contiguous():
         pixels = x.permute(0, 2, 3, 1)  # [B, H, W, C], contiguous
         b, h, w, c = pixels.shape
         up = pixels[:, :, None, :, None, :].expand(b, h, 2, w, 2, c).reshape(b, 2 * h, 2 * w, c)
         return up.permute(0, 3, 1, 2)  # [B, C, 2H, 2W], channels_last
     b, c, h, w = x.shape
     return x[:, :, :, None, :, None].expand(b, c, h, 2, w, 2).reshape(b, c, 2 * h, 2 * w)
+
+
+def _is_channels_last(x: torch.Tensor) -> bool:
+    """x.is_contiguous(memory_format=torch.channels_last), read from the strides: torch.func.vmap
+    (method/batched.py's vectorised members) cannot answer that query, but has the strides."""
+    expected = 1
+    for dim in (1, 3, 2, 0):
+        if x.shape[dim] != 1 and x.stride(dim) != expected:
+            return False
+        expected *= x.shape[dim]
+    return True
 
 
 class _UpsamplingTransposedConv(torch.autograd.Function):
@@ -169,11 +180,17 @@ class _UpsamplingTransposedConv(torch.autograd.Function):
     own transposed-conv backward (docs/benchmarks.md), and the kernel gradient is the same bit
     for bit in fp32."""
 
+    generate_vmap_rule = True  # its forward and backward are torch operations that vmap batches
+
     @staticmethod
-    def forward(ctx, x, kernel, bias):
+    def forward(x, kernel, bias):
+        return F.conv_transpose2d(x, kernel, bias, stride=2, padding=1)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, kernel, bias = inputs
         ctx.save_for_backward(x, kernel)
         ctx.bias_dtype = bias.dtype
-        return F.conv_transpose2d(x, kernel, bias, stride=2, padding=1)
 
     @staticmethod
     def backward(ctx, grad):
