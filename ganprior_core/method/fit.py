@@ -138,6 +138,7 @@ class _Run:
     adam: torch.optim.Adam
     scheduler: torch.optim.lr_scheduler.LRScheduler | None
     image_and_loss: Callable[[], tuple[torch.Tensor, torch.Tensor]]  # see compilation.py
+    loss: MaskedReconstructionLoss  # what image_and_loss computes after the forward pass
     stop_rule: StopRule | None  # None: every step runs
     holdout: torch.Tensor | None  # [1, 1, R, R]: the pixels auto-stop watches
     freeze_at: int | None  # steps after which the codes and G1 are frozen; None: never
@@ -358,8 +359,9 @@ def _start(prior: torch.nn.Module, target: _HoleTarget,
     expected_steps = config.steps if stop_rule is None else min(config.steps, TYPICAL_AUTO_STOP_STEPS)
     image_and_loss = compilation.image_and_loss(model, loss_fn, device, use_bf16, config.compile,
                                                  expected_steps, notes, freeze_at)
-    return _Run(config, device, use_bf16, target, model, adam, scheduler, image_and_loss, stop_rule,
-                holdout, freeze_at, notes, losses=torch.empty(config.steps, device=device), seed=seed)
+    return _Run(config, device, use_bf16, target, model, adam, scheduler, image_and_loss, loss_fn,
+                stop_rule, holdout, freeze_at, notes, losses=torch.empty(config.steps, device=device),
+                seed=seed)
 
 
 def _check_inputs(prior: torch.nn.Module, image: torch.Tensor, hole_mask: torch.Tensor | None,

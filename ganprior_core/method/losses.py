@@ -44,12 +44,8 @@ class MaskedReconstructionLoss:
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         observed = image if self.observe is None else self.observe(image)
-        masked = observed * self.known_mask
-        loss = self.weights.mse * F.mse_loss(masked.float(), self.masked_target)
-        if self.perceptual is not None:
-            features = self.perceptual(_rgb(masked)).float()
-            loss = loss + self.weights.perceptual * F.l1_loss(features, self.target_features)
-        return loss
+        return masked_loss(observed, self.known_mask, self.masked_target, self.weights,
+                           self.perceptual, self.target_features)
 
 
 class ObservationLoss(MaskedReconstructionLoss):
@@ -63,6 +59,19 @@ class ObservationLoss(MaskedReconstructionLoss):
                  weights: LossWeights, perceptual: VGG16Features | None) -> None:
         self.observe = observe
         super().__init__(target, observed_mask, weights, perceptual)
+
+
+def masked_loss(observed: torch.Tensor, known_mask: torch.Tensor, masked_target: torch.Tensor,
+                weights: LossWeights, perceptual: VGG16Features | None,
+                target_features: torch.Tensor | None) -> torch.Tensor:
+    """The objective of an image already on the target's grid, against the target side computed
+    once (MaskedReconstructionLoss; vectorized.py calls it for each member of a batch)."""
+    masked = observed * known_mask
+    loss = weights.mse * F.mse_loss(masked.float(), masked_target)
+    if perceptual is not None:
+        features = perceptual(_rgb(masked)).float()
+        loss = loss + weights.perceptual * F.l1_loss(features, target_features)
+    return loss
 
 
 def _rgb(image: torch.Tensor) -> torch.Tensor:
