@@ -32,7 +32,7 @@ import torch
 from .. import imaging
 from ..families import auto_stop_rule, family_of
 from ..validation import check_count, check_seed, resolve_device
-from . import fit, memory
+from . import fit, memory, vectorized
 from .config import OptimizerConfig
 from .cudnn_settings import repeatable_convolutions
 from .multi_latent import MultiLatentConfig
@@ -41,6 +41,9 @@ from .results import InpaintResult, Progress
 from .starts import StartsConfig
 
 Callback = Callable[[Progress], None]
+# How members are stepped: "loop" (exact, what a CPU runs fastest), "vmap" (vectorized.py: one
+# pass for all, what a GPU needs; equal up to float rounding), "auto" (vmap on CUDA, else loop).
+VECTORIZE_CHOICES = ("auto", "loop", "vmap")
 
 
 def inpaint_batch(prior: torch.nn.Module, images: Sequence[torch.Tensor],
@@ -48,15 +51,16 @@ def inpaint_batch(prior: torch.nn.Module, images: Sequence[torch.Tensor],
                   optimizer_config: OptimizerConfig, seeds: Sequence[int],
                   device: str | torch.device = "cpu", perceptual: VGG16Features | None = None,
                   callbacks: Sequence[Callback | None] | None = None,
-                  batch_size: int | None = None) -> list[InpaintResult]:
+                  batch_size: int | None = None, vectorize: str = "auto") -> list[InpaintResult]:
     """`inpaint` of each (image, hole mask, seed), optimised together (module doc): the results,
-    in order, equal inpaint's for the same arguments. `callbacks[i]` gets member i's progress.
+    in order, equal inpaint's for the same arguments (with `vectorize` "vmap", up to float
+    rounding). `callbacks[i]` gets member i's progress.
 
     images: [3, R, R] in [0, 1] at the prior's resolution; hole masks [R, R], 1 = hole, or None.
     The same image with several seeds runs several starts of it side by side. Every member is
     checked as inpaint checks it before any work.
     """
-    count = _check_batch(images, hole_masks, seeds, callbacks, batch_size)
+    count = _check_batch(images, hole_masks, seeds, callbacks, batch_size, vectorize)
     checked = [fit._check_inputs(prior, image, hole, model_config, optimizer_config, seed, device,
                                  perceptual, StartsConfig())
                for image, hole, seed in zip(images, hole_masks, seeds)]
@@ -64,7 +68,7 @@ def inpaint_batch(prior: torch.nn.Module, images: Sequence[torch.Tensor],
     targets = [fit._hole_target(prior, image, hole, device) for image, hole in zip(images, hole_masks)]
     fills = _fill_batch(prior, targets, model_config, optimizer_config, [seed for seed, _ in checked],
                         device, perceptual, callbacks or [None] * count, batch_size, None,
-                        memory.INPAINT_IMAGE_COPIES)
+                        memory.INPAINT_IMAGE_COPIES, vectorize)
     # Composited on the run's device, as inpaint does.
     return [fill.result(fill.output.cpu(),
                         imaging.composite(fill.target.image, fill.output, fill.target.hole).cpu())
@@ -78,12 +82,13 @@ def inpaint_batch_any_size(prior: torch.nn.Module, images: Sequence[torch.Tensor
                            perceptual: VGG16Features | None = None,
                            callbacks: Sequence[Callback | None] | None = None,
                            batch_size: int | None = None,
-                           image_copies: float = memory.INPAINT_IMAGE_COPIES) -> list[InpaintResult]:
+                           image_copies: float = memory.INPAINT_IMAGE_COPIES,
+                           vectorize: str = "auto") -> list[InpaintResult]:
     """`inpaint_any_size` of each (image [3, H, W], hole mask [h, w], seed), optimised together:
     the results equal inpaint_any_size's for the same arguments (`fit_mode` is its `fit`).
     `image_copies`: image-sized copies held per image (a caller holding more, as the node,
     says how many), counted in how many run together."""
-    count = _check_batch(images, hole_masks, seeds, callbacks, batch_size)
+    count = _check_batch(images, hole_masks, seeds, callbacks, batch_size, vectorize)
     optimizer_config.validate()
     family_of(prior)
     checked_seeds = [check_seed(seed) for seed in seeds]
@@ -102,14 +107,17 @@ def inpaint_batch_any_size(prior: torch.nn.Module, images: Sequence[torch.Tensor
                           perceptual, StartsConfig())
     targets = [fit._hole_target(prior, image_r, hole_r, device) for image_r, hole_r, _ in fitted]
     fills = _fill_batch(prior, targets, model_config, optimizer_config, checked_seeds, device,
-                        perceptual, callbacks or [None] * count, batch_size, largest, image_copies)
+                        perceptual, callbacks or [None] * count, batch_size, largest, image_copies,
+                        vectorize)
     return [fit._at_input_size(fill, image, hole_mask, restore)
             for fill, (_, _, restore), image, hole_mask in zip(fills, fitted, images, hole_masks)]
 
 
 def _check_batch(images: Sequence, hole_masks: Sequence, seeds: Sequence,
-                 callbacks: Sequence | None, batch_size: int | None) -> int:
+                 callbacks: Sequence | None, batch_size: int | None, vectorize: str) -> int:
     """The batch's own refusals (each member is checked as a single run after): the count."""
+    if vectorize not in VECTORIZE_CHOICES:
+        raise ValueError(f"vectorize must be one of {', '.join(VECTORIZE_CHOICES)}, got {vectorize!r}")
     count = len(images)
     check_count(count, "number of images in a batch", 1)
     for name, values in (("hole masks", hole_masks), ("seeds", seeds), ("callbacks", callbacks)):
@@ -125,7 +133,7 @@ def _fill_batch(prior: torch.nn.Module, targets: list, model_config: MultiLatent
                 optimizer_config: OptimizerConfig, seeds: list[int], device: torch.device,
                 perceptual: VGG16Features | None, callbacks: Sequence[Callback | None],
                 batch_size: int | None, image_size: tuple[int, int] | None,
-                image_copies: float) -> list[fit._Fill]:
+                image_copies: float, vectorize: str) -> list[fit._Fill]:
     """Every member's fill, in order: those with nothing to fit sampled as inpaint samples them,
     the others in batches of what fits."""
     config = replace(optimizer_config,
@@ -148,7 +156,8 @@ def _fill_batch(prior: torch.nn.Module, targets: list, model_config: MultiLatent
             members = fitted[first:first + together]
             done = _run_together(prior, [targets[i] for i in members], model_config, config,
                                  [seeds[i] for i in members], device, perceptual,
-                                 [callbacks[i] for i in members])
+                                 [callbacks[i] for i in members],
+                                 vectorize == "vmap" or (vectorize == "auto" and device.type == "cuda"))
             for index, fill in zip(members, done):
                 fills[index] = fill
     return fills
@@ -157,12 +166,23 @@ def _fill_batch(prior: torch.nn.Module, targets: list, model_config: MultiLatent
 def _run_together(prior: torch.nn.Module, targets: list, model_config: MultiLatentConfig,
                   config: OptimizerConfig, seeds: list[int], device: torch.device,
                   perceptual: VGG16Features | None,
-                  callbacks: list[Callback | None]) -> list[fit._Fill]:
-    """One batch: every member set up as fit._start sets up a run, then stepped together."""
+                  callbacks: list[Callback | None], vectorize: bool) -> list[fit._Fill]:
+    """One batch: every member set up as fit._start sets up a run, then stepped together (one
+    vectorised pass where `vectorize` and the members allow it, else the loop below)."""
     started = time.perf_counter()
     runs: list[fit._Run | None] = [fit._start(prior, target, model_config, config, seed, device,
                                               perceptual)
                                    for target, seed in zip(targets, seeds)]
+    if vectorize and len(runs) > 1:
+        reason = vectorized.can_vectorize(runs)
+        if reason is None:
+            try:
+                return vectorized.run_vectorized(runs, config, callbacks, started)
+            except vectorized.CannotVectorize as error:
+                reason = str(error)
+        for run in runs:
+            run.notes.append(f"{reason}: the batch ran member after member (same result as "
+                             "single runs)")
     adam = fit._build_optimizer([run.model for run in runs], config, device)
     scheduler = fit._schedule(adam, config)
     for run in runs:  # the batch's Adam and schedule step every member

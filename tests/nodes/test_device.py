@@ -165,3 +165,28 @@ def test_the_inpaint_node_runs_on_the_device_comfyui_names_and_makes_room_there(
     assert all(torch.equal(before[name], value) for name, value in prior.state_dict().items())
     if device.type != "cpu":  # on the CPU there is nothing to unload
         assert freed and all(where == device for _, where in freed) and emptied
+
+
+@pytest.mark.parametrize("make_prior, split", [(pggan, 4), (tiny_stylegan2, 3)])
+def test_a_vectorised_batch_on_the_device_follows_its_single_runs(device, make_prior, split):
+    """vectorize="vmap" (what "auto" picks on CUDA): each member close to its own run on the
+    device, the same result twice, the prior left alone."""
+    from ganprior_core.method.batched import inpaint_batch
+    prior = make_prior()
+    before = {name: value.clone() for name, value in prior.state_dict().items()}
+    images = [torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(seed)) for seed in range(3)]
+    _, hole = problem()
+    model = MultiLatentConfig(num_codes=3, split_layer=split)
+    config = replace(FIXED, precision="fp32")
+    alone = [inpaint(prior, image, hole, model, config, seed=seed, device=device)
+             for seed, image in enumerate(images)]
+    together = inpaint_batch(prior, images, [hole] * 3, model, config, [0, 1, 2], device,
+                             vectorize="vmap")
+    again = inpaint_batch(prior, images, [hole] * 3, model, config, [0, 1, 2], device,
+                          vectorize="vmap")
+    for one, member, repeat in zip(alone, together, again):
+        assert not any("member after member" in note for note in member.notes)  # vmap ran
+        assert member.loss_history == pytest.approx(one.loss_history, rel=1e-3)
+        assert (member.output - one.output).abs().max() < 1e-3
+        assert torch.equal(member.output, repeat.output)
+    assert all(torch.equal(before[name], value) for name, value in prior.state_dict().items())
