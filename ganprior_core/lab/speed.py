@@ -68,6 +68,7 @@ from ..families import family_of
 from ..files import write_atomically
 from ..method import compilation
 from ..method.auto_stop import TYPICAL_AUTO_STOP_STEPS
+from ..method.batched import VECTORIZE_CHOICES
 from ..method.config import g1_freeze_step
 from ..method.losses import LossWeights, MaskedReconstructionLoss
 from ..method.multi_latent import MultiLatentConfig, MultiLatentModel
@@ -931,6 +932,7 @@ class BatchedSpeed:
     batched_seconds: list[float]
     max_abs_difference: float  # largest |batched - sequential| over every member's image
     same_steps: bool  # every member ran and returned the same steps
+    vectorize: str = "loop"  # how the batch stepped its members (batched.VECTORIZE_CHOICES)
 
     @staticmethod
     def _images_per_second(members: int, seconds: list[float]) -> float:
@@ -945,11 +947,16 @@ class BatchedSpeed:
     def batched_images_per_second(self) -> float:
         return self._images_per_second(self.members, self.batched_seconds)
 
+    @property
+    def batch_over_one_fill(self) -> float:
+        """The batch's time over one sequential fill's (the issue's GPU goal: at most 2 for 8)."""
+        return self.sequential_images_per_second / self.batched_images_per_second * self.members
+
 
 def batched_speed(prior: torch.nn.Module, images: list[torch.Tensor], holes: list[torch.Tensor],
                   model_config: MultiLatentConfig, config: OptimizerConfig, rounds: int = 2,
                   device: str = "cpu", label: str = "",
-                  perceptual: VGG16Features | None = None) -> BatchedSpeed:
+                  perceptual: VGG16Features | None = None, vectorize: str = "loop") -> BatchedSpeed:
     """Time len(images) fills (seeds 0, 1, ...) run by `inpaint` one after another against one
     `inpaint_batch` of them; the order alternates between rounds, so that load from other
     processes hits both alike."""
@@ -962,7 +969,8 @@ def batched_speed(prior: torch.nn.Module, images: list[torch.Tensor], holes: lis
                 for image, hole, seed in zip(images, holes, seeds)]
 
     def batched():
-        return inpaint_batch(prior, images, holes, model_config, config, seeds, device, perceptual)
+        return inpaint_batch(prior, images, holes, model_config, config, seeds, device, perceptual,
+                             vectorize=vectorize)
 
     # Untimed: a process's first fill pays for creating its kernels.
     inpaint(prior, images[0], holes[0], model_config, config, seeds[0], device, perceptual)
@@ -978,11 +986,11 @@ def batched_speed(prior: torch.nn.Module, images: list[torch.Tensor], holes: lis
         g1_freeze_step(model_config, config), config.precision, torch.get_num_threads(),
         times["sequential"], times["batched"],
         max(float((a.output - b.output).abs().max()) for a, b in pairs),
-        all((a.steps_run, a.best_step) == (b.steps_run, b.best_step) for a, b in pairs))
+        all((a.steps_run, a.best_step) == (b.steps_run, b.best_step) for a, b in pairs), vectorize)
 
 
 def bundled_batched_speed(family: str, members: int, steps: int, rounds: int = 2,
-                          device: str = "cpu") -> BatchedSpeed:
+                          device: str = "cpu", vectorize: str = "loop") -> BatchedSpeed:
     """batched_speed for a bundled prior: `paper` fills of procedural evaluation facades with a
     centred box hole, `steps` fixed steps with the G1 freeze halfway."""
     from ..checkpoints import load_generator
@@ -994,11 +1002,11 @@ def bundled_batched_speed(family: str, members: int, steps: int, rounds: int = 2
     hole = masks.box_mask(procedural.IMAGE_SIZE)  # the bundled priors are facades of this size
     return batched_speed(prior, images, [hole] * members, model_config, config, rounds, device,
                          f"bundled {family_of(prior).label} {procedural.IMAGE_SIZE}x"
-                         f"{procedural.IMAGE_SIZE}")
+                         f"{procedural.IMAGE_SIZE}", vectorize=vectorize)
 
 
 def case_batched_speed(case: SpeedCase, members: int, steps: int, rounds: int = 2,
-                       device: str = "cpu") -> BatchedSpeed:
+                       device: str = "cpu", vectorize: str = "loop") -> BatchedSpeed:
     """batched_speed for a speed case (e.g. `paper`: the paper's 256x256 configuration with its
     VGG16 loss, random weights): `members` random images with a box hole, `steps` fixed steps
     with the G1 freeze halfway."""
@@ -1010,7 +1018,7 @@ def case_batched_speed(case: SpeedCase, members: int, steps: int, rounds: int = 
               for seed in range(members)]
     return batched_speed(prior, images, [hole] * members, model_config, config, rounds, device,
                          f"{case.name} {family_of(prior).label} {resolution}x{resolution}",
-                         perceptual if config.perceptual_weight > 0 else None)
+                         perceptual if config.perceptual_weight > 0 else None, vectorize)
 
 
 def format_batched(runs: list[BatchedSpeed]) -> list[str]:
@@ -1021,8 +1029,9 @@ def format_batched(runs: list[BatchedSpeed]) -> list[str]:
         lines.append(
             f"{run.prior}: {run.members} fills of {run.steps} steps{frozen}, precision "
             f"{run.precision}, {run.threads} thread(s): sequential "
-            f"{run.sequential_images_per_second:.3f} images/s, batched "
-            f"{run.batched_images_per_second:.3f} images/s ({ratio:.2f}x; median of "
+            f"{run.sequential_images_per_second:.3f} images/s, batched ({run.vectorize}) "
+            f"{run.batched_images_per_second:.3f} images/s ({ratio:.2f}x; the batch took "
+            f"{run.batch_over_one_fill:.2f}x one fill's time; median of "
             f"{len(run.batched_seconds)} round(s)); batched - sequential images: max |diff| "
             f"{run.max_abs_difference:.1e}, {'same' if run.same_steps else 'DIFFERENT'} steps")
     return lines
@@ -1075,6 +1084,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--batched: bundled priors to fill with (default pggan,stylegan2)")
     parser.add_argument("--batched-steps", type=int, default=40,
                         help="--batched: fixed steps per fill, G1 frozen halfway (default 40)")
+    parser.add_argument("--vectorize", choices=VECTORIZE_CHOICES, default="loop",
+                        help="--batched: how the batch steps its members: loop (exact), vmap "
+                             "(one vectorised pass, fp32) or auto (vmap on CUDA) (default loop)")
 
 
 def run_command(args: argparse.Namespace) -> None:
@@ -1095,13 +1107,13 @@ def run_command(args: argparse.Namespace) -> None:
     elif args.batched and (args.cases or args.quick):
         cases, _ = selected_cases(args.quick, args.cases.split(",") if args.cases else None)
         batched_runs = [case_batched_speed(case, args.batched, args.batched_steps, args.rounds or 2,
-                                           args.device)
+                                           args.device, args.vectorize)
                         for case in cases]
         lines = format_batched(batched_runs)
         payload = [asdict(run) for run in batched_runs]
     elif args.batched:
         batched_runs = [bundled_batched_speed(family, args.batched, args.batched_steps,
-                                              args.rounds or 2, args.device)
+                                              args.rounds or 2, args.device, args.vectorize)
                         for family in args.families.split(",")]
         lines = format_batched(batched_runs)
         payload = [asdict(run) for run in batched_runs]
