@@ -3,6 +3,7 @@ docs/memory.md comes from this script.
 
     python docs/memory_measure.py                     # every case, one process at a time
     python docs/memory_measure.py --only stylegan2:256:30:bf16
+    python docs/memory_measure.py --batches           # the batch cases (docs/memory.md, "Batches")
 
 A case is family:resolution:codes:precision[:vgg][:compile][:mganprior|:single-z]. Its process sets one thread, builds
 the family's generator with the official channel plan (PGGAN: 512 capped, NVIDIA's plan;
@@ -17,6 +18,10 @@ MEASURE_LIMIT is not run (on the 24 GB machine measured it would crowd out every
 is reported as refused, with the estimate.
 
 Other kinds of case, measured the same way:
+- batch:family:resolution:codes:precision:members: inpaint_batch of `members` random images
+  (seeds 0, 1, ...; the same centred hole) with the `paper` preset, 2 fixed steps, against
+  memory.estimate_batch; the worker refuses to measure where fewer members would run together
+  (batch_size_that_fits: the memory free now), so the peak is always the whole batch's;
 - generate:family:resolution:count: sampling.generate of `count` seeded codes (its batch as
   memory.generate_batch chooses);
 - copies:library:side / copies:cli:side / copies:cli16:side / copies:node:side:batch: a side x
@@ -32,6 +37,7 @@ import os
 import resource
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -43,6 +49,13 @@ FAMILIES = ("pggan", "stylegan2")
 RESOLUTIONS = (64, 256, 1024)
 CODES = (1, 30, 200)
 PRECISIONS = ("fp32", "bf16")
+# docs/memory.md, "Batches": the bundled priors at 1 to 8 members, the official 256x256 priors at
+# 1 to 4 (one member is the single run through inpaint_batch, the baseline of the same day).
+BATCH_CASES = tuple(
+    [f"batch:bundled-{family}:64:30:{precision}:{members}" for family in FAMILIES
+     for precision in PRECISIONS for members in (1, 2, 4, 8)]
+    + [f"batch:{family}:256:30:{precision}:{members}" for family in FAMILIES
+       for precision in PRECISIONS for members in (1, 2, 4)])
 
 
 def build(family: str, resolution: int):
@@ -86,20 +99,25 @@ def run_case(case: str) -> dict:
     import torch
     torch.set_num_threads(1)
     kind = case.split(":")[0]
-    work = {"generate": _generate_work, "copies": _copies_work}.get(kind, _inpaint_work)(case)
+    work = {"generate": _generate_work, "copies": _copies_work,
+            "batch": _batch_work}.get(kind, _inpaint_work)(case)
     before, virtual = resident_bytes(), resident_bytes("VmSize")
     idle_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    children = ChildrenSampler()
-    children.start()
+    # The sampler's own thread maps a stack and, once it allocates, a malloc arena (about 70 MiB
+    # of address space): only cases that start processes (torch.compile's workers) run it.
+    children = ChildrenSampler() if "compile" in case.split(":") else None
+    if children is not None:
+        children.start()
     work()
-    children.stop()
+    if children is not None:
+        children.stop()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     # measured: resident memory; virtual: address space (what RLIMIT_AS limits); children: the
     # largest sum, sampled every 0.1 s, of the resident memory of the processes it started
     # (torch.compile's compiler workers and compilers)
     return {"case": case, "before": before, "idle_peak": idle_peak, "peak": peak,
             "measured": peak - before, "virtual": resident_bytes("VmPeak") - virtual,
-            "children": children.peak}
+            "children": children.peak if children is not None else 0}
 
 
 class ChildrenSampler:
@@ -159,6 +177,27 @@ def _inpaint_work(case: str):
     hole[resolution // 4: 3 * resolution // 4, resolution // 4: 3 * resolution // 4] = 1
     return lambda: inpaint(generator, image, hole, model_config, optimizer_config, seed=0,
                            perceptual=perceptual)
+
+
+def _batch_work(case: str):
+    import torch
+
+    from ganprior_core import batch_size_that_fits, inpaint_batch
+    _, family, resolution, codes, precision, members = case.split(":")
+    resolution, members = int(resolution), int(members)
+    generator = build(family, resolution)
+    resolution = generator.config.resolution
+    model_config, optimizer_config = configs(generator, int(codes), precision, False)
+    together = batch_size_that_fits(generator, model_config, optimizer_config, members=members)
+    if together < members:
+        raise SystemExit(f"{case}: only {together} of {members} members fit together in the memory "
+                         f"free now; free memory first")
+    images = [torch.rand(3, resolution, resolution, generator=torch.Generator().manual_seed(seed))
+              for seed in range(members)]
+    hole = torch.zeros(resolution, resolution)
+    hole[resolution // 4: 3 * resolution // 4, resolution // 4: 3 * resolution // 4] = 1
+    return lambda: inpaint_batch(generator, images, [hole] * members, model_config,
+                                 optimizer_config, list(range(members)))
 
 
 def _generate_work(case: str):
@@ -233,6 +272,12 @@ def estimate(case: str) -> int:
         generator = build(family, int(resolution))
         batch = memory.generate_batch(generator, 16)
         return memory.estimate_generate(generator, int(count), batch).total
+    if kind == "batch":
+        family, resolution, codes, precision, members = fields
+        generator = build(family, int(resolution))
+        model_config, optimizer_config = configs(generator, int(codes), precision, False)
+        return memory.estimate_batch(generator, model_config, optimizer_config, None, "cpu",
+                                     int(members)).total
     if kind == "copies":
         entry, side, *batch = fields
         prior = _tiny_prior()
@@ -267,22 +312,28 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--case", help=argparse.SUPPRESS)  # the worker: one case, JSON out
     parser.add_argument("--only", help="comma-separated cases (default: every case)")
+    parser.add_argument("--batches", action="store_true",
+                        help="the batch cases of docs/memory.md instead of the main table")
     parser.add_argument("--out", default=None, help="append JSON lines here")
     args = parser.parse_args()
     if args.case:
         print(json.dumps(run_case(args.case)))
         return
-    cases = args.only.split(",") if args.only else all_cases()
+    cases = args.only.split(",") if args.only else list(BATCH_CASES) if args.batches else all_cases()
     for case in cases:
         row = {"case": case, "estimate": estimate(case)}
         if row["estimate"] > MEASURE_LIMIT:
             row["refused"] = True
         else:
             env = {**os.environ, "OMP_NUM_THREADS": "1"}
+            started = time.monotonic()
             done = subprocess.run([sys.executable, __file__, "--case", case], capture_output=True,
-                                  text=True, env=env, check=True)
+                                  text=True, env=env)
+            if done.returncode != 0:
+                raise SystemExit(f"{case} failed: {done.stderr.strip().splitlines()[-1:]}")
             row.update(json.loads(done.stdout.strip().splitlines()[-1]))
             row["ratio"] = row["estimate"] / row["measured"]
+            row["seconds"] = round(time.monotonic() - started, 1)  # the case's process, start to end
         line = json.dumps(row)
         print(line, flush=True)
         if args.out:
