@@ -15,7 +15,6 @@ from ganprior_core import imaging, metrics
 from ganprior_core.checkpoints import save_generator
 from ganprior_core.cli import main
 from ganprior_core.lab import baselines, masks, procedural
-from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
 from tests.tiny_priors import tiny_stylegan2_with_biases
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -30,14 +29,6 @@ def _run(arguments):
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         code = main(["bench", *arguments])
     return code, stdout.getvalue(), stderr.getvalue()
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(1234)
-    path = tmp_path_factory.mktemp("prior") / "tiny.safetensors"
-    save_generator(PGGANGenerator(PGGANConfig(16, (32, 32, 16), latent_dim=32)), path)
-    return path
 
 
 def _arguments(checkpoint, out):

@@ -10,30 +10,22 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
-from ganprior_core.checkpoints import save_generator
 from ganprior_core.lab.bench import BenchConfig, Variant, _units
-from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
 from tests.cli_harness import assert_refused, no_partials, run_cli, subprocess_env
-from tests.lab.test_bench_torchrun import LIMIT, needs_torchrun
+from tests.lab.test_bench_torchrun import (
+    LIMIT,
+    TIME_COLUMNS,
+    _report_without_times,
+    needs_torchrun,
+)
 from tests.pack_under_test import ROOT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TIME_COLUMNS = ("seconds", "steps_per_second")
-TIME_TITLES = ("s / image", "steps/s")
 IMAGES = ["000-seed10000000", "001-seed10000001", "002-seed10000002"]
 # Table order of one image's rows; the random-init ablation runs on a generator of its own.
 METHODS = ["paper", "single-z", "mean-fill", "paper-random-init"]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(1234)
-    path = tmp_path_factory.mktemp("prior") / "tiny.safetensors"
-    save_generator(PGGANGenerator(PGGANConfig(16, (32, 32, 16), latent_dim=32)), path)
-    return path
 
 
 def _bench(checkpoint, out, batch: int, *extra) -> list[str]:
@@ -66,19 +58,6 @@ def _csv(path) -> list[dict]:
 
 def _without_times(rows: list[dict]) -> list[dict]:
     return [{key: value for key, value in row.items() if key not in TIME_COLUMNS} for row in rows]
-
-
-def _report_without_times(path) -> list[str]:
-    """report.md with the cells of the time columns blanked."""
-    lines, blank = [], set()
-    for line in path.read_text().splitlines():
-        if line.startswith("| method |"):
-            blank = {i for i, title in enumerate(line.strip("|").split("|")) if title.strip() in TIME_TITLES}
-        elif line.startswith("| `"):
-            cells = line.strip("|").split("|")
-            line = "|".join("" if i in blank else cell for i, cell in enumerate(cells))
-        lines.append(line)
-    return lines
 
 
 def _aggregates_without_times(path) -> dict:

@@ -14,13 +14,10 @@ import sys
 import time
 
 import pytest
-import torch
 import torch.distributed as dist
 
-from ganprior_core.checkpoints import save_generator
 from ganprior_core.lab import distributed
 from ganprior_core.lab.bench import BenchConfig, run_bench
-from ganprior_core.networks.pggan import PGGANConfig, PGGANGenerator
 from tests.cli_harness import no_partials, run_cli, subprocess_env
 from tests.pack_under_test import ROOT
 
@@ -36,14 +33,6 @@ TIME_TITLES = ("s / image", "steps/s")
 METHODS = "single-z,dip,mean-fill,diffusion-fill"
 ROWS = 12
 LIMIT = 120  # seconds any torchrun command here may take before it counts as hung
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(1234)
-    path = tmp_path_factory.mktemp("prior") / "tiny.safetensors"
-    save_generator(PGGANGenerator(PGGANConfig(16, (32, 32, 16), latent_dim=32)), path)
-    return path
 
 
 def _bench(checkpoint, out) -> list[str]:
