@@ -15,10 +15,12 @@ phase, progress reports and result are fit's own. The members' models keep worki
 their parameters are made views of the stacked tensors: they always hold the current values,
 which fit reads when G1 is frozen and when a run returns its last image.
 
-What differs from a sequential run is float rounding: grouped convolutions sum in another order,
-so images agree to about 1e-5 after a few dozen fp32 steps (tests/method/test_vectorized.py) and
-less closely in bf16, and an auto-stop check that two steps tie on can go either way. The loop
-is exact; this is what a GPU needs. A member that stops leaves the stacks (the batch shrinks).
+What differs from a sequential run: the pass computes in fp32 (bf16 autocast does not reach
+inside vmap), and float rounding, since grouped convolutions sum in another order. The first
+steps agree to about 1e-5 and the difference grows as the optimisation amplifies it
+(tests/method/test_vectorized.py; docs/benchmarks.md, "Batched runs"), so an auto-stop check
+can come out otherwise and a long run ends on another, equally good fill. The loop is exact;
+this is what a GPU needs. A member that stops leaves the stacks (the batch shrinks).
 """
 from __future__ import annotations
 
@@ -37,8 +39,8 @@ Callback = Callable[[Progress], None]
 
 
 class CannotVectorize(Exception):
-    """vmap could not run these members (an operation of the prior without a batching rule):
-    nothing has been updated yet, so the loop can run them instead."""
+    """These members are not vectorised (bf16 asked for, or an operation of the prior without a
+    batching rule): nothing has been updated yet, so the loop can run them instead."""
 
 
 def can_vectorize(runs: Sequence[fit._Run]) -> str | None:
@@ -59,19 +61,15 @@ class _Members:
         first = runs[0].model
         # The template functional_call runs; its own values are never read (meta device).
         self.template = copy.deepcopy(first).to("meta")
-        self.template.frozen_g1_features = self.template.frozen_g2_ws = None
-        # Parameters that may differ between members (the fitted ones, and G1 once frozen) are
-        # stacked; the rest are the prior's, identical in every member, and shared.
-        self.stacked = {name: torch.stack([_plain(dict(run.model.named_parameters())[name])
-                                           for run in runs]).requires_grad_(parameter.requires_grad)
+        # The fitted parameters are stacked; the rest (and the buffers) are the prior's, the same
+        # in every member's copy, and shared.
+        members = [dict(run.model.named_parameters()) for run in runs]
+        self.stacked = {name: torch.stack([_plain(parameters[name]) for parameters in members])
+                        .requires_grad_(True)
                         for name, parameter in first.named_parameters() if parameter.requires_grad}
         self.shared = {name: parameter.detach() for name, parameter in first.named_parameters()
                        if name not in self.stacked}
-        self.buffers = {name: buffer for name, buffer in first.named_buffers()}
-        for name in self.shared:
-            if any(not torch.equal(self.shared[name], dict(run.model.named_parameters())[name])
-                   for run in runs[1:]):
-                raise ValueError(f"members differ in the frozen parameter {name}")
+        self.buffers = dict(first.named_buffers())
         self.known_mask = torch.stack([run.loss.known_mask for run in runs])
         self.masked_target = torch.stack([run.loss.masked_target for run in runs])
         self.target_features = (None if runs[0].loss.target_features is None
@@ -142,6 +140,7 @@ class _Members:
                                       for key, value in values.items()}
         self.adam.state.clear()
         self.adam.state.update(state)
+
         def pick(stacked):  # a stacked tensor, a tuple of them, or None
             if isinstance(stacked, tuple):
                 return tuple(part[index] for part in stacked)
@@ -172,16 +171,18 @@ class _StackedModel:
     alpha, beta, generator), so the batch's Adam has the same groups and learning rates."""
 
     def __init__(self, model, stacked: dict[str, torch.Tensor]) -> None:
-        name_of = {id(parameter): name for name, parameter in model.named_parameters()}
-        self._pick = lambda parameters: [stacked[name_of[id(p)]] for p in parameters]
-        self._model = model
+        self._model, self._stacked = model, stacked
+        self._name_of = {id(parameter): name for name, parameter in model.named_parameters()}
         self.alpha, self.beta = stacked.get("alpha", model.alpha), stacked.get("beta", model.beta)
 
+    def _stacks_of(self, parameters) -> list[torch.Tensor]:
+        return [self._stacked[self._name_of[id(parameter)]] for parameter in parameters]
+
     def latent_parameters(self) -> list[torch.Tensor]:
-        return self._pick(self._model.latent_parameters())
+        return self._stacks_of(self._model.latent_parameters())
 
     def generator_parameters(self) -> list[torch.Tensor]:
-        return self._pick(self._model.generator_parameters())
+        return self._stacks_of(self._model.generator_parameters())
 
 
 def run_vectorized(runs: list[fit._Run], config: OptimizerConfig,
@@ -251,8 +252,3 @@ def run_vectorized(runs: list[fit._Run], config: OptimizerConfig,
         run.ended = True
         finish(run)
     return fills
-
-
-def vectorized_note(count: int) -> str:
-    return (f"optimised together with {count - 1} other image(s) in one vectorised pass "
-            "(torch.func.vmap): equal to a single run up to float rounding")
