@@ -125,3 +125,20 @@ def test_a_single_member_is_a_single_run(tiny_prior):
     alone = inpaint(tiny_prior, images[0], holes[0], MODEL, config, SEEDS[0])
     (member,) = inpaint_batch(tiny_prior, images, holes, MODEL, config, SEEDS[:1], vectorize="vmap")
     assert_same_result(alone, member)
+
+
+def test_a_vectorised_batch_with_the_perceptual_loss_follows_its_single_runs(tiny_prior):
+    """VGG16's features of each member's masked image inside the pass, against its own target's."""
+    from ganprior_core.method.perceptual import VGG16Features
+    torch.manual_seed(0)
+    vgg = VGG16Features(depth=4).eval()
+    images, holes = problems(tiny_prior, 2)
+    config = replace(MIXED, steps=4, stop="fixed", perceptual_weight=0.1)
+    sequential = [inpaint(tiny_prior, image, hole, MODEL, config, seed, perceptual=vgg)
+                  for image, hole, seed in zip(images, holes, SEEDS)]
+    together = inpaint_batch(tiny_prior, images, holes, MODEL, config, SEEDS[:2], perceptual=vgg,
+                             vectorize="vmap")
+    for one, member in zip(sequential, together):
+        assert not any("member after member" in note for note in member.notes)
+        assert member.loss_history == pytest.approx(one.loss_history, rel=1e-5)
+        assert (member.output - one.output).abs().max() < 1e-5
