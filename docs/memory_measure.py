@@ -18,8 +18,9 @@ MEASURE_LIMIT is not run (on the 24 GB machine measured it would crowd out every
 is reported as refused, with the estimate.
 
 Other kinds of case, measured the same way:
-- batch:family:resolution:codes:precision:members: inpaint_batch of `members` random images
-  (seeds 0, 1, ...; the same centred hole) with the `paper` preset, 2 fixed steps, against
+- batch:family:resolution:codes:precision:members[:vmap]: inpaint_batch of `members` random
+  images (seeds 0, 1, ...; the same centred hole) with the `paper` preset, 2 fixed steps, the
+  members stepped in a loop (`vmap`: in one torch.func.vmap pass, vectorized.py), against
   memory.estimate_batch; the worker refuses to measure where fewer members would run together
   (batch_size_that_fits: the memory free now), so the peak is always the whole batch's;
 - generate:family:resolution:count: sampling.generate of `count` seeded codes (its batch as
@@ -183,12 +184,13 @@ def _batch_work(case: str):
     import torch
 
     from ganprior_core import batch_size_that_fits, inpaint_batch
-    _, family, resolution, codes, precision, members = case.split(":")
+    _, family, resolution, codes, precision, members, *rest = case.split(":")
     resolution, members = int(resolution), int(members)
     generator = build(family, resolution)
     resolution = generator.config.resolution
     model_config, optimizer_config = configs(generator, int(codes), precision, False)
-    together = batch_size_that_fits(generator, model_config, optimizer_config, members=members)
+    together = batch_size_that_fits(generator, model_config, optimizer_config, members=members,
+                                    vectorized="vmap" in rest)
     if together < members:
         raise SystemExit(f"{case}: only {together} of {members} members fit together in the memory "
                          f"free now; free memory first")
@@ -197,7 +199,8 @@ def _batch_work(case: str):
     hole = torch.zeros(resolution, resolution)
     hole[resolution // 4: 3 * resolution // 4, resolution // 4: 3 * resolution // 4] = 1
     return lambda: inpaint_batch(generator, images, [hole] * members, model_config,
-                                 optimizer_config, list(range(members)))
+                                 optimizer_config, list(range(members)),
+                                 vectorize="vmap" if "vmap" in rest else "loop")
 
 
 def _generate_work(case: str):
@@ -273,11 +276,11 @@ def estimate(case: str) -> int:
         batch = memory.generate_batch(generator, 16)
         return memory.estimate_generate(generator, int(count), batch).total
     if kind == "batch":
-        family, resolution, codes, precision, members = fields
+        family, resolution, codes, precision, members, *rest = fields
         generator = build(family, int(resolution))
         model_config, optimizer_config = configs(generator, int(codes), precision, False)
         return memory.estimate_batch(generator, model_config, optimizer_config, None, "cpu",
-                                     int(members)).total
+                                     int(members), vectorized="vmap" in rest).total
     if kind == "copies":
         entry, side, *batch = fields
         prior = _tiny_prior()

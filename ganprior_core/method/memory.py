@@ -64,6 +64,10 @@ GENERATE_CHUNK_BYTES = 4 * 2 ** 30
 # inside the run see a little less than the first check did.
 SUGGESTION_MARGIN = 0.1
 SUGGESTION_MARGIN_BYTES = 64 * 2 ** 20
+# A batch stepped in one torch.func.vmap pass (vectorized.py) held more per member than the same
+# members stepped in a loop, up to this many times a member's fp32 device parts on the bundled
+# priors (fitted as the single-run constants were: docs/memory.md, "Batches").
+VMAP_MEMBER_FACTOR = 1.15
 # CUDA: cuDNN's workspaces and the caching allocator's rounding, beyond the tensors.
 CUDA_SLACK = 1.1
 CUDA_WORKSPACE_BYTES = 512 * 2 ** 20
@@ -469,35 +473,50 @@ def check_inpaint_fits(prior: torch.nn.Module, model_config, optimizer_config, p
 def estimate_batch(prior: torch.nn.Module, model_config, optimizer_config, perceptual=None,
                    device: str | torch.device = "cpu", members: int = 1,
                    image_size: tuple[int, int] | None = None,
-                   image_copies: float = INPAINT_IMAGE_COPIES) -> MemoryEstimate:
+                   image_copies: float = INPAINT_IMAGE_COPIES,
+                   vectorized: bool = False) -> MemoryEstimate:
     """The peak of `members` runs optimised together (batched.py): each its own prior copy,
     optimiser state, step activations, perceptual copy and images (inpaint's estimate of one run
-    times `members`), the process's runtime and compiler once."""
-    one = estimate_run(prior, model_config, optimizer_config, perceptual, device, image_size,
-                       image_copies, will_compile(prior, model_config, optimizer_config, perceptual,
-                                                  device))
+    times `members`), the process's runtime and compiler once. `vectorized`: the members step in
+    one torch.func.vmap pass (vectorized.py) where they can: two or more, any precision but an
+    explicit bf16 (which runs the loop). That pass runs in fp32 (bf16 autocast does not reach
+    inside vmap) and holds VMAP_MEMBER_FACTOR times a member's device parts."""
+    def run(config) -> MemoryEstimate:
+        return estimate_run(prior, model_config, config, perceptual, device, image_size,
+                            image_copies, will_compile(prior, model_config, config, perceptual,
+                                                       device))
+
+    one = run(optimizer_config)
     if members == 1:
         return one
-    return replace(one, parts=tuple(
-        part if part.shared else replace(part, name=f"{members} x {part.name}",
-                                         bytes=members * part.bytes)
-        for part in one.parts))
+    vmap = vectorized and optimizer_config.precision != "bf16"
+    # The runtime stays the asked precision's: the members' set-up runs under its autocast.
+    member = run(replace(optimizer_config, precision="fp32")) if vmap else one
+    parts = [replace(part, name=f"{members} x {part.name}", bytes=members * part.bytes)
+             for part in member.parts if not part.shared]
+    if vmap:
+        device_bytes = sum(part.bytes for part in member.parts if not part.shared and not part.host)
+        parts.append(Part("torch.func.vmap's stacked pass",
+                          int((VMAP_MEMBER_FACTOR - 1) * members * device_bytes)))
+    return replace(one, parts=(*parts, *(part for part in one.parts if part.shared)))
 
 
 def batch_size_that_fits(prior: torch.nn.Module, model_config, optimizer_config, perceptual=None,
                          device: str | torch.device = "cpu", members: int = 1,
                          image_size: tuple[int, int] | None = None,
-                         image_copies: float = INPAINT_IMAGE_COPIES) -> int:
+                         image_copies: float = INPAINT_IMAGE_COPIES,
+                         vectorized: bool = False) -> int:
     """The most of `members` runs that fit together in the memory available now (estimate_batch;
-    the estimates grow with the count). One run that does not fit is refused as inpaint refuses
-    it (check_inpaint_fits: a MemoryEstimateError naming what would fit)."""
+    the estimates grow with the count; `vectorized`: the members step in one vmap pass). One run
+    that does not fit is refused as inpaint refuses it (check_inpaint_fits: a
+    MemoryEstimateError naming what would fit)."""
     check_inpaint_fits(prior, model_config, optimizer_config, perceptual, device,
                        image_size=image_size, image_copies=image_copies)
     low, high = 1, members
     while low < high:
         middle = (low + high + 1) // 2
         ok = fits(estimate_batch(prior, model_config, optimizer_config, perceptual, device, middle,
-                                 image_size, image_copies))
+                                 image_size, image_copies, vectorized))
         low, high = (middle, high) if ok else (low, middle - 1)
     return low
 

@@ -136,6 +136,33 @@ def test_a_gpu_run_counts_the_image_copies_in_host_memory():
     assert estimate.on("device") + estimate.on("host") == estimate.total
 
 
+def test_a_batch_counts_each_member_and_the_runtime_once_and_vmap_in_fp32_with_its_share(monkeypatch):
+    prior = official("pggan", 256)
+    model_config, optimizer_config = paper(prior, 30, "auto")
+    asked = estimate_run(prior, model_config, optimizer_config)
+    fp32 = estimate_run(prior, model_config, replace(optimizer_config, precision="fp32"))
+    shared = sum(part.bytes for part in asked.parts if part.shared)  # torch's runtime, as asked
+    assert shared == memory.RUNTIME_BYTES[memory.precision.uses_bf16("auto", torch.device("cpu"))]
+
+    def batch(members, vectorized, config=optimizer_config):
+        return memory.estimate_batch(prior, model_config, config, members=members,
+                                     vectorized=vectorized).total
+
+    assert batch(4, False) == shared + 4 * (asked.total - shared)
+    # vmap: every member in fp32, and 15 % more of it
+    vmap_member = memory.VMAP_MEMBER_FACTOR * (fp32.total - memory.RUNTIME_BYTES[False])
+    assert batch(4, True) == pytest.approx(shared + 4 * vmap_member, abs=1)
+    assert batch(1, True) == asked.total  # one member runs the loop, as does explicit bf16
+    bf16 = replace(optimizer_config, precision="bf16")
+    assert batch(4, True, bf16) == batch(4, False, bf16)
+    # the most that fit, in fp32: room for 4 members in a loop is room for 3 in one vmap pass
+    fp32_config = replace(optimizer_config, precision="fp32")
+    limit_memory(monkeypatch, batch(4, False, fp32_config) + 1)
+    assert memory.batch_size_that_fits(prior, model_config, fp32_config, members=5) == 4
+    assert memory.batch_size_that_fits(prior, model_config, fp32_config, members=5,
+                                       vectorized=True) == 3
+
+
 def measured_peak(case: str) -> tuple[int, int]:
     """(estimate, measured) of one docs/memory_measure.py case, measured in a fresh process."""
     done = subprocess.run([sys.executable, str(ROOT / "docs" / "memory_measure.py"), "--only", case],
@@ -147,11 +174,12 @@ def measured_peak(case: str) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("case", ["bundled-pggan:64:30:fp32", "bundled-stylegan2:64:30:fp32",
-                                  "batch:bundled-stylegan2:64:30:fp32:4"])
+                                  "batch:bundled-stylegan2:64:30:fp32:4",
+                                  "batch:bundled-stylegan2:64:30:fp32:2:vmap"])
 def test_the_estimate_is_at_least_the_measured_peak(case):
-    """The tables of docs/memory.md in small: one run (or a batch of four optimised together,
-    against estimate_batch) in a fresh process, its peak resident memory above the process's
-    before it, against the estimate."""
+    """The tables of docs/memory.md in small: one run (or a batch optimised together, in a loop
+    or in one vmap pass, against estimate_batch) in a fresh process, its peak resident memory
+    above the process's before it, against the estimate."""
     estimate, measured = measured_peak(case)
     assert measured <= estimate < 3 * measured, (estimate, measured)
 
