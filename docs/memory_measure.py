@@ -51,12 +51,17 @@ RESOLUTIONS = (64, 256, 1024)
 CODES = (1, 30, 200)
 PRECISIONS = ("fp32", "bf16")
 # docs/memory.md, "Batches": the bundled priors at 1 to 8 members, the official 256x256 priors at
-# 1 to 4 (one member is the single run through inpaint_batch, the baseline of the same day).
+# 1 to 4 (one member is the single run through inpaint_batch, the baseline of the same day); then
+# the same in one vmap pass (fp32, and precision auto, which vmap runs in fp32).
 BATCH_CASES = tuple(
     [f"batch:bundled-{family}:64:30:{precision}:{members}" for family in FAMILIES
      for precision in PRECISIONS for members in (1, 2, 4, 8)]
     + [f"batch:{family}:256:30:{precision}:{members}" for family in FAMILIES
-       for precision in PRECISIONS for members in (1, 2, 4)])
+       for precision in PRECISIONS for members in (1, 2, 4)]
+    + [f"batch:bundled-{family}:64:30:fp32:{members}:vmap" for family in FAMILIES
+       for members in (2, 4, 8)]
+    + [f"batch:{family}:256:30:fp32:{members}:vmap" for family in FAMILIES for members in (2, 4)]
+    + ["batch:bundled-stylegan2:64:30:auto:4:vmap", "batch:pggan:256:30:auto:4:vmap"])
 
 
 def build(family: str, resolution: int):
