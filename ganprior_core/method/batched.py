@@ -17,9 +17,9 @@ prior is never modified.
 
 How many run together: at most `batch_size` (None: all of them), and no more than the memory
 available now holds (memory.batch_size_that_fits: every member's state and activations are
-alive together until the backward pass); the rest run in later batches. Why a loop of members
-rather than torch.func.vmap over stacked copies, and what it measured: docs/benchmarks.md,
-"Batched runs".
+alive together until the backward pass); the rest run in later batches. The loop here is what a
+CPU runs fastest; on a GPU the members step in one torch.func.vmap pass instead (vectorized.py,
+`vectorize`); what each measured: docs/benchmarks.md, "Batched runs".
 """
 from __future__ import annotations
 
@@ -149,15 +149,15 @@ def _fill_batch(prior: torch.nn.Module, targets: list, model_config: MultiLatent
                 fitted.append(index)
         if not fitted:
             return fills
+        vectorise = vectorize == "vmap" or (vectorize == "auto" and device.type == "cuda")
         together = memory.batch_size_that_fits(prior, model_config, config, perceptual, device,
                                                min(len(fitted), batch_size or len(fitted)),
-                                               image_size, image_copies)
+                                               image_size, image_copies, vectorized=vectorise)
         for first in range(0, len(fitted), together):
             members = fitted[first:first + together]
             done = _run_together(prior, [targets[i] for i in members], model_config, config,
                                  [seeds[i] for i in members], device, perceptual,
-                                 [callbacks[i] for i in members],
-                                 vectorize == "vmap" or (vectorize == "auto" and device.type == "cuda"))
+                                 [callbacks[i] for i in members], vectorise)
             for index, fill in zip(members, done):
                 fills[index] = fill
     return fills
