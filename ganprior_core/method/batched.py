@@ -191,8 +191,7 @@ def _run_together(prior: torch.nn.Module, targets: list, model_config: MultiLate
 
     def finish(index: int) -> None:
         run = runs[index]
-        fills[index] = fit._finish(run, started, callbacks[index])
-        fills[index].seed = run.seed
+        fills[index] = fit._finish_member(run, started, callbacks[index])
         _leave(adam, run)
         runs[index] = None  # its copy of the prior and its Adam state are freed now
 

@@ -182,10 +182,12 @@ class _Fill:
     agreement: float | None = None  # a start's: see starts.agreement
     starts: list[StartRecord] = field(default_factory=list)  # a multi-start run's, best first
     steps_all_starts: int | None = None
+    ended: float | None = None  # a batch member's end (perf_counter); None: when its result is made
 
     def result(self, output: torch.Tensor, composite: torch.Tensor) -> InpaintResult:
+        ended = time.perf_counter() if self.ended is None else self.ended
         return InpaintResult(output=output, composite=composite, loss_history=self.loss_history,
-                             seconds=time.perf_counter() - self.started, notes=self.notes,
+                             seconds=ended - self.started, notes=self.notes,
                              steps_run=self.steps_run, best_step=self.best_step,
                              stop_reason=self.stop_reason,
                              held_out_best_step=self.held_out_best_step,
@@ -538,6 +540,14 @@ def _finish(run: _Run, started: float, callback: Callable[[Progress], None] | No
                  best_step=None if stop_rule is None else stop_rule.returned_step,
                  held_out_best_step=None if stop_rule is None else stop_rule.best_step,
                  g1_frozen_at=run.freeze_at if frozen else None)
+
+
+def _finish_member(run: _Run, started: float, callback: Callable[[Progress], None] | None) -> _Fill:
+    """_finish for a member of a batch (batched.py, vectorized.py): its seed and its own end kept,
+    since its result is made when the whole batch is done."""
+    fill = _finish(run, started, callback)
+    fill.seed, fill.ended = run.seed, time.perf_counter()
+    return fill
 
 
 def _auto_stop_image(stop_rule: StopRule, last_output: torch.Tensor, steps_run: int,

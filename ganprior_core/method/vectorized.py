@@ -213,8 +213,7 @@ def run_vectorized(runs: list[fit._Run], config: OptimizerConfig,
 
     def finish(run: fit._Run) -> None:
         index = position_of[id(run)]
-        fills[index] = fit._finish(run, started, callbacks[index])
-        fills[index].seed = run.seed
+        fills[index] = fit._finish_member(run, started, callbacks[index])
 
     for step in range(config.steps):
         if step == freeze_at:

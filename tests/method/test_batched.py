@@ -224,3 +224,12 @@ def test_one_adam_over_every_members_parameters_equals_one_adam_each(variant):
             for optimizer in optimizers:
                 optimizer.step()
     assert all(torch.equal(a, b) for m, n in zip(shared, alone) for a, b in zip(m, n))
+
+
+def test_a_members_seconds_end_where_it_ended(tiny_prior):
+    """A member that stops early reports its own time, not the batch's."""
+    images, holes = problems(tiny_prior)
+    together = inpaint_batch(tiny_prior, images, holes, MODEL, MIXED, SEEDS)
+    first = min(together, key=lambda result: result.steps_run)
+    last = max(together, key=lambda result: result.steps_run)
+    assert first.steps_run < last.steps_run and first.seconds < last.seconds
