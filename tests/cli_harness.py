@@ -160,11 +160,18 @@ def csv_rows(path):
         return list(csv.DictReader(stream))
 
 
+def ctrl_c_reaches_it() -> None:
+    """A Popen preexec_fn: SIGINT at its default in the command, so that Python there turns it
+    into KeyboardInterrupt even when the tests run from a background shell, whose children start
+    with SIGINT ignored (and inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt_when(argv, ready, cwd=ROOT) -> subprocess.CompletedProcess:
     """Run the command in a subprocess and send it SIGINT at the first output line `ready` accepts."""
     process = subprocess.Popen([sys.executable, "-m", "ganprior_core", *map(str, argv)], cwd=cwd,
                                env=subprocess_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_reaches_it)
     try:
         for line in process.stdout:
             if ready(line):

@@ -12,7 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.cli_harness import assert_refused, bench_argv, csv_rows, no_partials, run_cli, subprocess_env
+from tests.cli_harness import (
+    assert_refused,
+    bench_argv,
+    csv_rows,
+    ctrl_c_reaches_it,
+    no_partials,
+    run_cli,
+    subprocess_env,
+)
 from tests.pack_under_test import ROOT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -141,7 +149,7 @@ def test_a_second_bench_process_on_the_same_out_is_refused_while_the_first_runs(
             "--log-every", "10", "--out", out]
     first = subprocess.Popen([sys.executable, "-m", "ganprior_core", *map(str, argv)], cwd=ROOT,
                              env=subprocess_env(), stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+                             stderr=subprocess.STDOUT, text=True, preexec_fn=ctrl_c_reaches_it)
     try:
         for line in first.stdout:
             if " step " in line:
