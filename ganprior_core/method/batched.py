@@ -85,7 +85,8 @@ def inpaint_batch_any_size(prior: torch.nn.Module, images: Sequence[torch.Tensor
                            image_copies: float = memory.INPAINT_IMAGE_COPIES,
                            vectorize: str = "auto") -> list[InpaintResult]:
     """`inpaint_any_size` of each (image [3, H, W], hole mask [h, w], seed), optimised together:
-    the results equal inpaint_any_size's for the same arguments (`fit_mode` is its `fit`).
+    the results equal inpaint_any_size's for the same arguments (`fit_mode` is its `fit`; with
+    `vectorize` "vmap", up to float rounding).
     `image_copies`: image-sized copies held per image (a caller holding more, as the node,
     says how many), counted in how many run together."""
     count = _check_batch(images, hole_masks, seeds, callbacks, batch_size, vectorize)
