@@ -43,6 +43,16 @@ def recorder():
     return seen, seen.append
 
 
+def sequential_runs(prior, images, holes, config, seeds=SEEDS):
+    """Each (image, hole, seed) run alone: the results and each run's progress reports."""
+    results, reports = [], []
+    for image, hole, seed in zip(images, holes, seeds):
+        seen, callback = recorder()
+        results.append(inpaint(prior, image, hole, MODEL, config, seed, callback=callback))
+        reports.append(seen)
+    return results, reports
+
+
 def assert_same_result(a, b):
     assert torch.equal(a.output, b.output) and torch.equal(a.composite, b.composite)
     assert a.loss_history == b.loss_history
@@ -63,11 +73,7 @@ def test_a_batch_of_four_equals_four_sequential_runs(tiny_prior, precision):
     images, holes = problems(tiny_prior)
     config = replace(MIXED, precision=precision)
     before = state_of(tiny_prior)
-    sequential, seq_reports = [], []
-    for image, hole, seed in zip(images, holes, SEEDS):
-        seen, callback = recorder()
-        sequential.append(inpaint(tiny_prior, image, hole, MODEL, config, seed, callback=callback))
-        seq_reports.append(seen)
+    sequential, seq_reports = sequential_runs(tiny_prior, images, holes, config)
     recorded = [recorder() for _ in SEEDS]
     together = inpaint_batch(tiny_prior, images, holes, MODEL, config, SEEDS,
                              callbacks=[callback for _, callback in recorded])

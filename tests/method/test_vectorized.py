@@ -12,7 +12,15 @@ import torch
 from ganprior_core import OptimizerConfig, inpaint
 from ganprior_core.method import batched, vectorized
 from ganprior_core.method.batched import inpaint_batch
-from tests.method.test_batched import MIXED, MODEL, SEEDS, assert_same_result, problems, recorder
+from tests.method.test_batched import (
+    MIXED,
+    MODEL,
+    SEEDS,
+    assert_same_result,
+    problems,
+    recorder,
+    sequential_runs,
+)
 from tests.tiny_priors import assert_same_state, state_of
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -25,11 +33,7 @@ IMAGE_TOLERANCE = 1e-3
 def test_a_vectorised_batch_follows_each_members_own_run(tiny_prior):
     images, holes = problems(tiny_prior)
     before = state_of(tiny_prior)
-    sequential, reports = [], []
-    for image, hole, seed in zip(images, holes, SEEDS):
-        seen, callback = recorder()
-        sequential.append(inpaint(tiny_prior, image, hole, MODEL, MIXED, seed, callback=callback))
-        reports.append(seen)
+    sequential, reports = sequential_runs(tiny_prior, images, holes, MIXED)
     recorded = [recorder() for _ in SEEDS]
     together = inpaint_batch(tiny_prior, images, holes, MODEL, MIXED, SEEDS, vectorize="vmap",
                              callbacks=[callback for _, callback in recorded])
