@@ -68,8 +68,7 @@ from ..families import family_of
 from ..files import write_atomically
 from ..method import compilation
 from ..method.auto_stop import TYPICAL_AUTO_STOP_STEPS
-from ..method.batched import VECTORIZE_CHOICES
-from ..method.config import g1_freeze_step
+from ..method.config import VECTORIZE_CHOICES, g1_freeze_step
 from ..method.losses import LossWeights, MaskedReconstructionLoss
 from ..method.multi_latent import MultiLatentConfig, MultiLatentModel
 from ..method.perceptual import DEFAULT_DEPTH, VGG16Features
@@ -932,7 +931,7 @@ class BatchedSpeed:
     batched_seconds: list[float]
     max_abs_difference: float  # largest |batched - sequential| over every member's image
     same_steps: bool  # every member ran and returned the same steps
-    vectorize: str = "loop"  # how the batch stepped its members (batched.VECTORIZE_CHOICES)
+    vectorize: str = "loop"  # how the batch stepped its members (config.VECTORIZE_CHOICES)
 
     @staticmethod
     def _images_per_second(members: int, seconds: list[float]) -> float:

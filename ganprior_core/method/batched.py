@@ -33,17 +33,15 @@ from .. import imaging
 from ..families import auto_stop_rule, family_of
 from ..validation import check_count, check_seed, resolve_device
 from . import fit, memory, vectorized
-from .config import OptimizerConfig
+from .auto_stop import TYPICAL_AUTO_STOP_STEPS
+from .config import VECTORIZE_CHOICES, OptimizerConfig
 from .cudnn_settings import repeatable_convolutions
 from .multi_latent import MultiLatentConfig
 from .perceptual import VGG16Features
 from .results import InpaintResult, Progress
-from .starts import StartsConfig
+from .starts import StartsConfig, start_seed
 
 Callback = Callable[[Progress], None]
-# How members are stepped: "loop" (exact, what a CPU runs fastest), "vmap" (vectorized.py: one
-# pass for all, what a GPU needs; equal up to float rounding), "auto" (vmap on CUDA, else loop).
-VECTORIZE_CHOICES = ("auto", "loop", "vmap")
 
 
 def inpaint_batch(prior: torch.nn.Module, images: Sequence[torch.Tensor],
@@ -168,45 +166,79 @@ def _run_together(prior: torch.nn.Module, targets: list, model_config: MultiLate
                   config: OptimizerConfig, seeds: list[int], device: torch.device,
                   perceptual: VGG16Features | None,
                   callbacks: list[Callback | None], vectorize: bool) -> list[fit._Fill]:
-    """One batch: every member set up as fit._start sets up a run, then stepped together (one
-    vectorised pass where `vectorize` and the members allow it, else the loop below)."""
+    """One batch: every member set up as fit._start sets up a run, stepped together, and each
+    finished as it ends."""
     started = time.perf_counter()
     runs: list[fit._Run | None] = [fit._start(prior, target, model_config, config, seed, device,
                                               perceptual)
                                    for target, seed in zip(targets, seeds)]
+    fills: list[fit._Fill | None] = [None] * len(runs)
+
+    def finish(index: int) -> None:
+        fills[index] = fit._finish_member(runs[index], started, callbacks[index])
+        runs[index] = None  # its copy of the prior is freed once the stepping lets go of it
+
+    step_members(list(runs), config, callbacks, finish, vectorize)
+    return fills
+
+
+def step_members(runs: list[fit._Run], config: OptimizerConfig,
+                 callbacks: Sequence[Callback | None], on_end: Callable[[int], None],
+                 vectorize: bool, pause_at: int | None = None,
+                 choose: Callable[[], Sequence[int]] | None = None) -> None:
+    """Step members just set up by fit._start together until each ends: one
+    vectorised pass where `vectorize` and the members allow it, else the loop below.
+
+    `on_end(i)` is called once member i has ended (its rule stopped it or it reached the step
+    limit), before the next step: the caller finishes it (fit._finish). With `pause_at`, before
+    that step `choose()` names the members that go on; the others are dropped where they are
+    (several starts of one image: fill_from_starts_together)."""
     if vectorize and len(runs) > 1:
         reason = vectorized.can_vectorize(runs)
         if reason is None:
             try:
-                return vectorized.run_vectorized(runs, config, callbacks, started)
+                vectorized.run_vectorized(runs, config, callbacks, on_end, pause_at, choose)
+                return
             except vectorized.CannotVectorize as error:
                 reason = str(error)
         for run in runs:
             run.notes.append(f"{reason}: the batch ran member after member (same result as "
                              "single runs)")
-    adam = fit._build_optimizer([run.model for run in runs], config, device)
+    _step_in_turn(runs, config, callbacks, on_end, pause_at, choose)
+
+
+def _step_in_turn(runs: list[fit._Run], config: OptimizerConfig,
+                  callbacks: Sequence[Callback | None], on_end: Callable[[int], None],
+                  pause_at: int | None, choose: Callable[[], Sequence[int]] | None) -> None:
+    """step_members' loop: each member's forward pass in turn, one backward pass, one Adam."""
+    runs = list(runs)  # members leave this list as they end; the caller's is left alone
+    adam = fit._build_optimizer([run.model for run in runs], config, runs[0].device)
     scheduler = fit._schedule(adam, config)
     for run in runs:  # the batch's Adam and schedule step every member
         run.adam, run.scheduler = adam, None
-    fills: list[fit._Fill | None] = [None] * len(runs)
 
-    def finish(index: int) -> None:
-        run = runs[index]
-        fills[index] = fit._finish_member(run, started, callbacks[index])
-        _leave(adam, run)
-        runs[index] = None  # its copy of the prior and its Adam state are freed now
+    def leave(index: int) -> None:
+        _leave(adam, runs[index])
+        runs[index] = None  # its parameters and Adam state are freed once the caller lets go
 
     active = list(range(len(runs)))
     for step in range(config.steps):
+        if step == pause_at and choose is not None:
+            going_on = set(choose())
+            for index in active:
+                if index not in going_on:
+                    leave(index)
+            active = [index for index in active if index in going_on]
         losses = {}
         for index in active:
             loss = fit._forward(runs[index], step)
             if loss is None:
-                finish(index)
+                on_end(index)
+                leave(index)
             else:
                 losses[index] = loss
         if not losses:
-            break
+            return
         adam.zero_grad(set_to_none=True)
         # No parameter is shared, so d(sum)/d(member's parameter) is that member's own gradient.
         sum(losses.values()).backward()
@@ -217,10 +249,106 @@ def _run_together(prior: torch.nn.Module, targets: list, model_config: MultiLate
             fit._updated(runs[index], step, loss, callbacks[index])
         active = list(losses)
     for index in active:
-        if runs[index] is not None:
-            runs[index].ended = True
-            finish(index)
-    return fills
+        runs[index].ended = True
+        on_end(index)
+
+
+def fill_from_starts_together(prior: torch.nn.Module, target, model_config: MultiLatentConfig,
+                              config: OptimizerConfig, seed: int, device: torch.device,
+                              perceptual: VGG16Features | None, callback: Callback | None,
+                              starts: StartsConfig, started: float) -> list[fit._Fill] | None:
+    """fit._fill_from_starts with the starts stepped side by side (step_members, vectorised): the
+    same schedule (every start to `choose_at`, the best `candidates` on to their own ends), and
+    the same choice and fills as one start after another up to float rounding (exactly where
+    the loop runs them). None where they do not all fit in the memory available now: the caller
+    runs them one after another."""
+    count = starts.starts
+    if memory.batch_size_that_fits(prior, model_config, config, perceptual, device, count,
+                                   vectorized=True) < count:
+        return None
+    runs: list[fit._Run | None] = [
+        fit._start(prior, target, model_config, config, start_seed(seed, index), device, perceptual)
+        for index in range(count)]
+    pause = min(starts.choose_at + 1, config.steps)  # steps 0 ... choose_at, as fit's
+    progress = _StartsProgress(callback, count, pause, starts.candidates, config.steps)
+    chosen: list[fit._StartsChoice] = []
+
+    def choose() -> list[int]:
+        if not chosen:
+            chosen.append(fit._choose_starts(target, runs, starts))
+            for dropped in chosen[0].order[starts.candidates:]:
+                runs[dropped] = None  # freed once the stepping lets go of it
+            progress.compared(chosen[0].order[:starts.candidates])
+        return chosen[0].order[:starts.candidates]
+
+    step_members(list(runs), config, [progress.reporter(index) for index in range(count)],
+                 progress.ended, vectorize=True, pause_at=pause, choose=choose)
+    candidates = choose()  # where every start ended before the comparison
+    choice = chosen[0]
+    for index in candidates:
+        choice.steps_taken[index] = runs[index].steps_run
+    fills = []
+    for index in candidates:
+        fill = choice.candidate(index, fit._finish(runs[index], started, None))
+        fill.notes.append(f"the {count} starts were stepped side by side (vectorize "
+                          f"{starts.vectorize!r})")
+        fills.append(fill)
+        runs[index] = None
+    progress.done(sum(choice.steps_taken))
+    return fit._ordered_candidates(target, fills, starts, choice)
+
+
+class _StartsProgress:
+    """One progress stream for starts stepped side by side. Every start reports each step; the
+    lowest-numbered start still running is passed on, placed in the whole run as fit places one
+    start after another: the other starts' steps so far before it, what they are still expected
+    to take after it."""
+
+    def __init__(self, callback: Callback | None, count: int, pause: int, candidates: int,
+                 steps: int) -> None:
+        self.callback, self.pause, self.candidates = callback, pause, candidates
+        self.later = max(0, min(TYPICAL_AUTO_STOP_STEPS, steps) - pause)  # a candidate's, expected
+        self.steps_taken = [0] * count
+        self.running = set(range(count))
+        self.continuing: list[int] | None = None  # the candidates, once the starts are compared
+        self.last: Progress | None = None  # the latest report passed on
+
+    def ended(self, index: int) -> None:
+        self.running.discard(index)
+
+    def compared(self, candidates: list[int]) -> None:
+        self.continuing = candidates
+        self.running &= set(candidates)
+
+    def reporter(self, index: int) -> Callback | None:
+        if self.callback is None:
+            return None
+
+        def report(progress: Progress) -> None:
+            self.steps_taken[index] = progress.step
+            if index != min(self.running, default=None):
+                return
+            others = [other for other in self.running if other != index]
+            before = sum(self.steps_taken) - progress.step
+            if self.continuing is None:
+                after = (sum(max(0, self.pause - self.steps_taken[other]) for other in others)
+                         + self.candidates * self.later)
+                where = dict(pauses_at=self.pause, together=True)
+            else:
+                expected = self.pause + self.later
+                after = sum(max(0, expected - self.steps_taken[other]) for other in others)
+                where = dict(pauses_at=None)
+            self.last = replace(progress, start=index, starts=len(self.steps_taken),
+                                steps_before=before, steps_after=after, **where)
+            self.callback(self.last)
+        return report
+
+    def done(self, steps: int) -> None:
+        """The last report, once every candidate is finished: the bar at the `steps` all the
+        starts took."""
+        if self.callback is not None and self.last is not None:
+            self.callback(replace(self.last, steps_before=steps - self.last.start_steps_done,
+                                  steps_after=0, pauses_at=None, together=False))
 
 
 def _leave(adam: torch.optim.Adam, run: fit._Run) -> None:

@@ -15,6 +15,10 @@ MAX_STEPS = 1_000_000
 # Every code carries its own feature map through G1 in one batch: 100,000 codes of a 256x256
 # prior need hundreds of GB. 256 is ~8 times the paper's 30 and the node's limit.
 MAX_LATENT_CODES = 256
+# How several members (a batch's images, one image's starts) are stepped together: "loop" (each
+# member's pass in turn: exact, what a CPU runs fastest), "vmap" (vectorized.py: one pass for
+# all, what a GPU needs; equal up to float rounding), "auto" (vmap on CUDA, else loop).
+VECTORIZE_CHOICES = ("auto", "loop", "vmap")
 
 
 @dataclass(frozen=True)

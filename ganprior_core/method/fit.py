@@ -257,7 +257,15 @@ def _fill_from_starts(prior: torch.nn.Module, target: _HoleTarget,
                       callback: Callable[[Progress], None] | None, starts: StartsConfig,
                       started: float) -> list[_Fill]:
     """Every start to `starts.choose_at`, ranked by agreement; the best `candidates` continued to
-    their end (starts.py). Runs one start at a time, so progress and cancelling work as in one run."""
+    their end (starts.py). The starts run side by side in one vectorised pass where
+    `starts.vectorize` asks for it and they fit in memory together (batched.py), else one after
+    another: the same fills either way (vectorised: up to float rounding)."""
+    if starts.runs_together(device):
+        from . import batched  # batched.py builds on this module
+        fills = batched.fill_from_starts_together(prior, target, model_config, config, seed,
+                                                  device, perceptual, callback, starts, started)
+        if fills is not None:
+            return fills
     count, typical = starts.starts, TYPICAL_AUTO_STOP_STEPS
     pause = min(starts.choose_at + 1, config.steps)  # steps 0 ... choose_at: its image is compared
     per_candidate_later = max(0, min(typical, config.steps) - pause)
@@ -268,26 +276,52 @@ def _fill_from_starts(prior: torch.nn.Module, target: _HoleTarget,
         _run_steps(run, _placed(callback, index, count, sum(r.steps_run for r in runs), pause, later),
                    until=pause)
         runs.append(run)
-    scores = agreement([target.compared(_compared_image(run)) for run in runs])
-    losses = [float(run.losses[run.steps_run - 1]) if run.steps_run else math.inf for run in runs]
-    order = ranking(scores, losses)
-    records = [StartRecord(run.seed, scores[index], index in order[:starts.candidates])
-               for index, run in ((i, runs[i]) for i in order)]
-    steps_taken = [run.steps_run for run in runs]
-    for dropped in order[starts.candidates:]:
+    choice = _choose_starts(target, runs, starts)
+    for dropped in choice.order[starts.candidates:]:
         runs[dropped] = None  # its copy of the prior and optimiser state are freed now
     fills = []
-    for rank, index in enumerate(order[:starts.candidates]):
+    for rank, index in enumerate(choice.order[:starts.candidates]):
         run = runs[index]
-        others = sum(steps_taken) - steps_taken[index]
+        others = sum(choice.steps_taken) - choice.steps_taken[index]
         later = (starts.candidates - rank - 1) * per_candidate_later
         placed = _placed(callback, index, count, others, None, later)
         _run_steps(run, placed)
-        steps_taken[index] = run.steps_run
-        fill = _finish(run, started, placed)
+        choice.steps_taken[index] = run.steps_run
+        fills.append(choice.candidate(index, _finish(run, started, placed)))
         runs[index] = None
-        fill.seed, fill.agreement, fill.starts = run.seed, scores[index], records
-        fills.append(fill)
+    return _ordered_candidates(target, fills, starts, choice)
+
+
+@dataclass
+class _StartsChoice:
+    """The starts ranked at the comparison: agreement scores and order (best first), the record
+    every candidate carries, and the steps each start has taken (updated as candidates go on)."""
+    scores: list[float | None]
+    order: list[int]
+    records: list[StartRecord]
+    steps_taken: list[int]
+    seeds: list[int]
+
+    def candidate(self, index: int, fill: _Fill) -> _Fill:
+        """Start `index`'s finished fill, told its seed, its agreement and every start's record."""
+        fill.seed, fill.agreement, fill.starts = self.seeds[index], self.scores[index], self.records
+        return fill
+
+
+def _choose_starts(target: _HoleTarget, runs: list[_Run], starts: StartsConfig) -> _StartsChoice:
+    """Rank the starts, each paused at the comparison (or ended before it), by agreement."""
+    scores = agreement([target.compared(_compared_image(run)) for run in runs])
+    losses = [float(run.losses[run.steps_run - 1]) if run.steps_run else math.inf for run in runs]
+    order = ranking(scores, losses)
+    records = [StartRecord(runs[index].seed, scores[index], index in order[:starts.candidates])
+               for index in order]
+    return _StartsChoice(scores, order, records, [run.steps_run for run in runs],
+                         [run.seed for run in runs])
+
+
+def _ordered_candidates(target: _HoleTarget, fills: list[_Fill], starts: StartsConfig,
+                        choice: _StartsChoice) -> list[_Fill]:
+    """The finished candidates, best first, each with the whole run's steps and its note."""
     if len(fills) >= 3:
         # Finished fills rank better than they did at the comparison (docs/trustworthy_fill.md):
         # three or more candidates are ordered by how well their returned fills agree.
@@ -298,8 +332,8 @@ def _fill_from_starts(prior: torch.nn.Module, target: _HoleTarget,
         for fill, index in zip(fills, order):
             fill.agreement = final[index]
     for rank, fill in enumerate(fills):
-        fill.steps_all_starts = sum(steps_taken)
-        fill.notes.append(_starts_note(starts, records, rank, len(fills) >= 3))
+        fill.steps_all_starts = sum(choice.steps_taken)
+        fill.notes.append(_starts_note(starts, choice.records, rank, len(fills) >= 3))
     return fills
 
 

@@ -27,6 +27,7 @@ class Progress:
     steps_before: int = 0
     pauses_at: int | None = None
     steps_after: int = 0
+    together: bool = False  # the starts run side by side until they are compared (batched.py)
 
     @property
     def start_steps_done(self) -> int:
@@ -57,6 +58,9 @@ class Progress:
         """Where the run is and what it waits for, in one short line for a person."""
         which = "" if self.starts == 1 else f"start {self.start + 1} of {self.starts}: "
         if self.pauses_at is not None and not self.stopped_early:
+            if self.together:
+                return (f"{self.starts} starts side by side: step {self.step} of {self.pauses_at}, "
+                        "then they are compared")
             return f"{which}step {self.step} of {self.pauses_at}, then the starts are compared"
         stop = self.stop
         if stop is None:

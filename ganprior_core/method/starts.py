@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from ..validation import check_count
+from .config import VECTORIZE_CHOICES
 
 MAX_STARTS = 64
 SEED_SPACE = 2 ** 64
@@ -34,6 +35,9 @@ class StartsConfig:
     starts: int = 1  # independent starts compared; 1: a single run, as before
     choose_at: int = 100  # steps every start runs before they are compared
     candidates: int = 1  # starts continued to the end and returned, the best first
+    # "auto": on a GPU the starts run side by side in one vectorised pass (batched.py), elsewhere
+    # one after another; "vmap" or "loop" (one after another) anywhere (config.VECTORIZE_CHOICES)
+    vectorize: str = "auto"
 
     def validate(self) -> None:
         check_count(self.starts, "starts", 1, MAX_STARTS)
@@ -42,6 +46,14 @@ class StartsConfig:
         if self.candidates > self.starts:
             raise ValueError(f"candidates ({self.candidates}) cannot exceed starts ({self.starts}): "
                              f"each candidate is a start continued to the end")
+        if self.vectorize not in VECTORIZE_CHOICES:
+            raise ValueError(f"vectorize must be one of {', '.join(VECTORIZE_CHOICES)}, "
+                             f"got {self.vectorize!r}")
+
+    def runs_together(self, device: torch.device) -> bool:
+        """Whether several starts step side by side (vectorised) on `device`."""
+        return self.starts > 1 and (self.vectorize == "vmap"
+                                    or (self.vectorize == "auto" and device.type == "cuda"))
 
     @property
     def explores(self) -> bool:

@@ -186,9 +186,12 @@ class _StackedModel:
 
 
 def run_vectorized(runs: list[fit._Run], config: OptimizerConfig,
-                   callbacks: list[Callback | None], started: float) -> list[fit._Fill]:
-    """batched._run_together's loop with the members' forward passes vectorised: each member's
-    checks, late phase, reports and result as fit makes them."""
+                   callbacks: Sequence[Callback | None], on_end: Callable[[int], None],
+                   pause_at: int | None = None,
+                   choose: Callable[[], Sequence[int]] | None = None) -> None:
+    """batched.step_members' loop with the members' forward passes vectorised: each member's
+    checks, late phase and reports as fit makes them; `on_end(i)` when member i ends, and at step
+    `pause_at` the members `choose()` names go on, the others are dropped."""
     freeze_at = runs[0].freeze_at
     if runs[0].use_bf16 and config.precision != "auto":
         raise CannotVectorize(f"precision {config.precision} is not vectorised (bf16 autocast does "
@@ -208,14 +211,17 @@ def run_vectorized(runs: list[fit._Run], config: OptimizerConfig,
             run.notes.append("precision auto: fp32 in a vectorised batch (bf16 autocast does not "
                              "reach inside torch.func.vmap)")
     scheduler = fit._schedule(members.adam, config)
-    position_of = {id(run): index for index, run in enumerate(runs)}
-    fills: list[fit._Fill | None] = [None] * len(runs)
-
-    def finish(run: fit._Run) -> None:
-        index = position_of[id(run)]
-        fills[index] = fit._finish_member(run, started, callbacks[index])
+    index_of = {id(run): index for index, run in enumerate(runs)}
 
     for step in range(config.steps):
+        if step == pause_at and choose is not None:
+            going_on = set(choose())
+            kept = [position for position, run in enumerate(members.runs)
+                    if index_of[id(run)] in going_on]
+            if not kept:
+                return
+            if len(kept) < len(members.runs):
+                members.keep(kept)
         if step == freeze_at:
             members.freeze_g1()
         if first_pass is not None:
@@ -231,11 +237,11 @@ def run_vectorized(runs: list[fit._Run], config: OptimizerConfig,
                 stop_rule.record(step, run.held_out_error(output), output.detach()[0].float().clone())
                 if stop_rule.should_stop:
                     run.ended = True
-                    finish(run)
+                    on_end(index_of[id(run)])
                     continue
             going.append(position)
         if not going:
-            return fills
+            return
         members.adam.zero_grad(set_to_none=True)
         # No tensor is shared between members' slices: each slice's gradient is its own loss's.
         losses[going].sum().backward()
@@ -244,10 +250,9 @@ def run_vectorized(runs: list[fit._Run], config: OptimizerConfig,
             scheduler.step()
         for position in going:
             run = members.runs[position]
-            fit._updated(run, step, losses[position], callbacks[position_of[id(run)]])
+            fit._updated(run, step, losses[position], callbacks[index_of[id(run)]])
         if len(going) < len(members.runs):
             members.keep(going)
     for run in members.runs:
         run.ended = True
-        finish(run)
-    return fills
+        on_end(index_of[id(run)])

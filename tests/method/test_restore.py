@@ -158,6 +158,20 @@ def test_several_starts_are_ranked_by_agreement_of_their_projected_results(tiny_
     assert len(result.alternatives) == 1 and result.alternatives[0].consistent
 
 
+def test_starts_side_by_side_are_stepped_in_turn_and_equal_one_after_another(tiny_generator):
+    # An operator is not vectorised: the starts share each step in turn, which is exact.
+    truth, _ = inpainting_problem(tiny_generator)
+    observation = Gray().observe(truth[None])[0]
+    model, optimizer = configs(tiny_generator, steps=4)
+    apart, together = (restore(tiny_generator, observation, Gray(), model, optimizer, seed=0,
+                               starts=StartsConfig(3, 2, 2, vectorize))
+                       for vectorize in ("loop", "vmap"))
+    assert together.starts == apart.starts
+    for x, y in zip(apart.candidates(), together.candidates()):
+        assert torch.equal(x.output, y.output) and x.seed == y.seed
+    assert any("not vectorised" in note for note in together.notes)
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda p, m, o: restore(p, torch.rand(3, 16, 16), Downsample(2, "area"), m, o, 0),
      "restores to 32x32 but the prior makes 16x16"),

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from ganprior_core import OptimizerConfig, inpaint
-from ganprior_core.method import batched, vectorized
+from ganprior_core.method import vectorized
 from ganprior_core.method.batched import inpaint_batch
+from ganprior_core.method.config import VECTORIZE_CHOICES
 from tests.method.test_batched import (
     MIXED,
     MODEL,
@@ -120,7 +121,7 @@ def test_vectorize_is_chosen_from_three_and_auto_loops_on_a_cpu(tiny_prior):
     loop = inpaint_batch(tiny_prior, images, holes, MODEL, config, SEEDS[:2], vectorize="loop")
     for a, b in zip(auto, loop):
         assert_same_result(a, b)
-    assert batched.VECTORIZE_CHOICES == ("auto", "loop", "vmap")
+    assert VECTORIZE_CHOICES == ("auto", "loop", "vmap")
 
 
 def test_a_single_member_is_a_single_run(tiny_prior):
