@@ -44,11 +44,13 @@ class CannotVectorize(Exception):
 
 
 def can_vectorize(runs: Sequence[fit._Run]) -> str | None:
-    """Why these members cannot be vectorised, or None: every member must fit its image's known
-    pixels directly (inpainting, reconstruction); a degradation operator (restore.py) is not
-    batched here."""
-    if any(run.loss.observe is not None for run in runs):
-        return "a degradation operator (restoration) is not vectorised"
+    """Why these members cannot be vectorised, or None: every member must see its image the same
+    way, directly (inpainting, reconstruction) or through one and the same degradation operator
+    (the starts of one restoration, restore.py); images restored through operators of their own
+    are not batched here."""
+    observe = runs[0].loss.observe
+    if any(run.loss.observe != observe for run in runs):
+        return "members observed through degradation operators of their own are not vectorised"
     return None
 
 
@@ -70,6 +72,7 @@ class _Members:
         self.shared = {name: parameter.detach() for name, parameter in first.named_parameters()
                        if name not in self.stacked}
         self.buffers = dict(first.named_buffers())
+        self.observe = runs[0].loss.observe  # shared by every member (can_vectorize)
         self.known_mask = torch.stack([run.loss.known_mask for run in runs])
         self.masked_target = torch.stack([run.loss.masked_target for run in runs])
         self.target_features = (None if runs[0].loss.target_features is None
@@ -107,7 +110,7 @@ class _Members:
         """Every member's image [members, 1, 3, R, R] and loss [members], in fp32."""
         runs = self.runs
         weights, perceptual = runs[0].loss.weights, runs[0].loss.perceptual
-        template, shared, buffers = self.template, self.shared, self.buffers
+        template, shared, buffers, observe = self.template, self.shared, self.buffers, self.observe
 
         def member(stacked, known_mask, masked_target, target_features, g1_features, g2_ws):
             template.frozen_g1_features, template.frozen_g2_ws = g1_features, g2_ws
@@ -115,7 +118,8 @@ class _Members:
                 output = functional_call(template, ({**stacked, **shared}, buffers), ())
             finally:
                 template.frozen_g1_features = template.frozen_g2_ws = None
-            return output, masked_loss(output, known_mask, masked_target, weights, perceptual,
+            observed = output if observe is None else observe(output)
+            return output, masked_loss(observed, known_mask, masked_target, weights, perceptual,
                                        target_features)
 
         optional = (self.target_features, self.g1_features, self.g2_ws)
