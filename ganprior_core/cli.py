@@ -34,6 +34,7 @@ from . import (
     PRESET_NAMES,
     SCHEDULES,
     STOP_MODES,
+    VECTORIZE_CHOICES,
     CheckpointError,
     OptimizerConfig,
     PerceptualModelError,
@@ -198,7 +199,7 @@ def candidate_path(path: str, rank: int) -> str:
 
 
 def _starts_config(args: argparse.Namespace) -> StartsConfig:
-    starts = StartsConfig(args.starts, args.choose_at, args.candidates)
+    starts = StartsConfig(args.starts, args.choose_at, args.candidates, args.vectorize)
     try:
         starts.validate()
     except ValueError as error:
@@ -245,8 +246,10 @@ def _inpaint_command(args: argparse.Namespace) -> None:
     # As many together as the memory available now holds with the command's copies of each image
     # (the library's own count), each group read just before it runs: a large folder is never
     # decoded at once, and a group's results are written when it ends.
-    together = batch_size_that_fits(generator, model_config, optimizer_config, perceptual,
-                                    args.device, len(jobs), largest, INPAINT_COMMAND_IMAGE_COPIES)
+    device = resolve_device(args.device)
+    vectorized = args.vectorize == "vmap" or (args.vectorize == "auto" and device.type == "cuda")
+    together = batch_size_that_fits(generator, model_config, optimizer_config, perceptual, device,
+                                    len(jobs), largest, INPAINT_COMMAND_IMAGE_COPIES, vectorized)
     if together < len(jobs):
         print(f"note: {len(jobs)} images run {together} at a time, what the memory available now "
               "holds; each group's results are written when it ends", flush=True)
@@ -255,8 +258,8 @@ def _inpaint_command(args: argparse.Namespace) -> None:
         inputs = _read_inputs(group, named=True)
         results = inpaint_batch_any_size(
             generator, [image.pixels for image, _ in inputs], [hole for _, hole in inputs],
-            model_config, optimizer_config, [job.seed for job in group], args.fit, args.device,
-            perceptual, image_copies=INPAINT_COMMAND_IMAGE_COPIES,
+            model_config, optimizer_config, [job.seed for job in group], args.fit, device,
+            perceptual, image_copies=INPAINT_COMMAND_IMAGE_COPIES, vectorize=args.vectorize,
             callbacks=[print_progress(args.log_every, f"{Path(job.image).name}: ") for job in group])
         for job, (image, hole), result in zip(group, inputs, results):
             _write_inpainting(job, image, hole, result)
@@ -645,6 +648,12 @@ def add_starts_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--candidates", type=int, default=default.candidates,
                         help="fills written, the best first: --out, then OUT_candidate2, ... each "
                              f"with its seed and agreement (default {default.candidates})")
+    parser.add_argument("--vectorize", choices=VECTORIZE_CHOICES, default=default.vectorize,
+                        help="how several starts of an image (and several images) are stepped "
+                             "together: vmap, side by side in one vectorised fp32 pass (what a GPU "
+                             "needs; equal to one after another up to float rounding), loop, one "
+                             "after another (exact, what a CPU runs fastest), or auto: vmap on "
+                             f"CUDA, else loop (default {default.vectorize})")
 
 
 def print_progress(every: int, prefix: str = ""):

@@ -69,3 +69,17 @@ def test_a_candidate_file_that_would_overwrite_an_input_is_refused(files, tmp_pa
     argv = ["inpaint", "--checkpoint", files["checkpoint"], "--image", clash, "--mask", files["mask"],
             "--out", tmp_path / "x.png", *RUN, "--starts", "3", "--candidates", "2"]
     assert_refused(argv, [files["root"]], "candidate 2")
+
+
+def test_starts_side_by_side_choose_the_same_seeds(files, tmp_path):
+    apart = dict(files, out=tmp_path / "apart.png")
+    code, out_apart, err = _inpaint(apart, "--starts", "3", "--choose-at", "10", "--seed", "4",
+                                    "--vectorize", "loop")
+    assert code == 0, err
+    code, out_together, err = _inpaint(files, "--starts", "3", "--choose-at", "10", "--seed", "4",
+                                       "--vectorize", "vmap")
+    assert code == 0, err
+    seed = re.compile(r"wrote \S+ .*seed (\d+)")
+    assert seed.findall(out_together) == seed.findall(out_apart) != []
+    difference = imaging.load_image(files["out"]) - imaging.load_image(tmp_path / "apart.png")
+    assert difference.abs().max() <= 2 / 255  # vmap sums in another order: float rounding
