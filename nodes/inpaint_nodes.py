@@ -79,7 +79,10 @@ class GANPriorInpaint:
                                               "derived from seed). After "
                                               f"{DEFAULT_STARTS.choose_at} steps they are compared "
                                               "by how well their fills of the hole agree, and the "
-                                              "best continue; the others stop there. 1: one run."}),
+                                              "best continue; the others stop there. On a GPU the "
+                                              "starts run side by side in one vectorised fp32 pass "
+                                              "where they fit; on a CPU one after another. 1: one "
+                                              "run."}),
                 "candidates": ("INT", {"default": DEFAULT_STARTS.candidates, "min": 1,
                                        "max": MAX_STARTS,
                                        "tooltip": "Fills returned per image, the best first (at "

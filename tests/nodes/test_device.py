@@ -190,3 +190,26 @@ def test_a_vectorised_batch_on_the_device_follows_its_single_runs(device, make_p
         assert (member.output - one.output).abs().max() < 1e-3
         assert torch.equal(member.output, repeat.output)
     assert all(torch.equal(before[name], value) for name, value in prior.state_dict().items())
+
+
+@pytest.mark.parametrize("make_prior, split", [(pggan, 4), (tiny_stylegan2, 3)])
+def test_starts_side_by_side_on_the_device_follow_one_after_another(device, make_prior, split):
+    """Several starts of one image with vectorize "auto" (side by side on CUDA): the same choice
+    and fills as one start after another up to float rounding, the same result twice."""
+    from ganprior_core.method.starts import StartsConfig
+    prior = make_prior()
+    before = {name: value.clone() for name, value in prior.state_dict().items()}
+    image, hole = problem()
+    model = MultiLatentConfig(num_codes=3, split_layer=split)
+    config = replace(FIXED, precision="fp32")
+    together, again, apart = (
+        inpaint(prior, image, hole, model, config, seed=2, device=device,
+                starts=StartsConfig(starts=4, choose_at=5, candidates=2, vectorize=vectorize))
+        for vectorize in ("vmap", "vmap", "loop"))
+    assert [c.seed for c in together.candidates()] == [c.seed for c in apart.candidates()]
+    for member, repeat, one in zip(together.candidates(), again.candidates(), apart.candidates()):
+        assert any("side by side" in note for note in member.notes)
+        assert not any("member after member" in note for note in member.notes)  # vmap ran
+        assert (member.output - one.output).abs().max() < 1e-3
+        assert torch.equal(member.output, repeat.output)
+    assert all(torch.equal(before[name], value) for name, value in prior.state_dict().items())
