@@ -58,13 +58,13 @@ def inpaint_batch(prior: torch.nn.Module, images: Sequence[torch.Tensor],
     The same image with several seeds runs several starts of it side by side. Every member is
     checked as inpaint checks it before any work.
     """
-    count = _check_batch(images, hole_masks, seeds, callbacks, batch_size, vectorize)
+    count = check_batch(images, hole_masks, seeds, callbacks, batch_size, vectorize)
     checked = [fit._check_inputs(prior, image, hole, model_config, optimizer_config, seed, device,
                                  perceptual, StartsConfig())
                for image, hole, seed in zip(images, hole_masks, seeds)]
     device = checked[0][1]
     targets = [fit._hole_target(prior, image, hole, device) for image, hole in zip(images, hole_masks)]
-    fills = _fill_batch(prior, targets, model_config, optimizer_config, [seed for seed, _ in checked],
+    fills = fill_batch(prior, targets, model_config, optimizer_config, [seed for seed, _ in checked],
                         device, perceptual, callbacks or [None] * count, batch_size, None,
                         memory.INPAINT_IMAGE_COPIES, vectorize)
     # Composited on the run's device, as inpaint does.
@@ -87,7 +87,7 @@ def inpaint_batch_any_size(prior: torch.nn.Module, images: Sequence[torch.Tensor
     `vectorize` "vmap", up to float rounding).
     `image_copies`: image-sized copies held per image (a caller holding more, as the node,
     says how many), counted in how many run together."""
-    count = _check_batch(images, hole_masks, seeds, callbacks, batch_size, vectorize)
+    count = check_batch(images, hole_masks, seeds, callbacks, batch_size, vectorize)
     optimizer_config.validate()
     family_of(prior)
     checked_seeds = [check_seed(seed) for seed in seeds]
@@ -105,21 +105,23 @@ def inpaint_batch_any_size(prior: torch.nn.Module, images: Sequence[torch.Tensor
         fit._check_inputs(prior, image_r, hole_r, model_config, optimizer_config, seed, device,
                           perceptual, StartsConfig())
     targets = [fit._hole_target(prior, image_r, hole_r, device) for image_r, hole_r, _ in fitted]
-    fills = _fill_batch(prior, targets, model_config, optimizer_config, checked_seeds, device,
+    fills = fill_batch(prior, targets, model_config, optimizer_config, checked_seeds, device,
                         perceptual, callbacks or [None] * count, batch_size, largest, image_copies,
                         vectorize)
     return [fit._at_input_size(fill, image, hole_mask, restore)
             for fill, (_, _, restore), image, hole_mask in zip(fills, fitted, images, hole_masks)]
 
 
-def _check_batch(images: Sequence, hole_masks: Sequence, seeds: Sequence,
-                 callbacks: Sequence | None, batch_size: int | None, vectorize: str) -> int:
-    """The batch's own refusals (each member is checked as a single run after): the count."""
+def check_batch(images: Sequence, hole_masks: Sequence, seeds: Sequence,
+                callbacks: Sequence | None, batch_size: int | None, vectorize: str,
+                masks_name: str = "hole masks") -> int:
+    """The batch's own refusals (each member is checked as a single run after): the count.
+    `hole_masks` is what each image comes with, called `masks_name` (restore: "degradations")."""
     if vectorize not in VECTORIZE_CHOICES:
         raise ValueError(f"vectorize must be one of {', '.join(VECTORIZE_CHOICES)}, got {vectorize!r}")
     count = len(images)
     check_count(count, "number of images in a batch", 1)
-    for name, values in (("hole masks", hole_masks), ("seeds", seeds), ("callbacks", callbacks)):
+    for name, values in ((masks_name, hole_masks), ("seeds", seeds), ("callbacks", callbacks)):
         if values is not None and len(values) != count:
             raise ValueError(f"a batch needs one of the {name} per image: {count} images, "
                              f"{len(values)} {name}")
@@ -128,7 +130,7 @@ def _check_batch(images: Sequence, hole_masks: Sequence, seeds: Sequence,
     return count
 
 
-def _fill_batch(prior: torch.nn.Module, targets: list, model_config: MultiLatentConfig,
+def fill_batch(prior: torch.nn.Module, targets: list, model_config: MultiLatentConfig,
                 optimizer_config: OptimizerConfig, seeds: list[int], device: torch.device,
                 perceptual: VGG16Features | None, callbacks: Sequence[Callback | None],
                 batch_size: int | None, image_size: tuple[int, int] | None,

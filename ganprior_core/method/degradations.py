@@ -145,6 +145,12 @@ class Degradation(abc.ABC):
         height, width = _size(size, "image size")
         return tuple(self.observation_shape((1, 3, height, width))[2:])
 
+    def observes_like(self, other: "Degradation") -> bool:
+        """Whether `other` maps every image to its observation exactly as this one does (where
+        it is observed aside: a hole's mask weighs the loss, not the observation). Images
+        restored through operators that observe alike are stepped in one vectorised pass."""
+        return self == other
+
 
 # --- checks shared by every degradation -------------------------------------------------------
 
@@ -265,6 +271,10 @@ class Hole(Degradation):
         shape = _shape4(shape)
         self._check_size(shape[2:], "image")
         return shape
+
+    def observes_like(self, other: Degradation) -> bool:
+        # The observation is the image itself: any hole of the same size observes alike.
+        return isinstance(other, Hole) and other.mask.shape == self.mask.shape
 
     def input_size(self, size: int | Sequence[int]) -> tuple[int, int]:
         size = _size(size, "observation size")
@@ -659,6 +669,10 @@ class Compose(Degradation):
 
     def __repr__(self) -> str:
         return f"Compose({', '.join(repr(step) for step in self.steps)})"
+
+    def observes_like(self, other: Degradation) -> bool:
+        return (isinstance(other, Compose) and len(other.steps) == len(self.steps)
+                and all(mine.observes_like(theirs) for mine, theirs in zip(self.steps, other.steps)))
 
     def observation_shape(self, shape: Sequence[int]) -> tuple[int, int, int, int]:
         shape = _shape4(shape)

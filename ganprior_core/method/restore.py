@@ -42,13 +42,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, fields, replace
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
 from .. import imaging
 from ..families import auto_stop_rule, family_of
-from . import memory
+from . import batched, memory
 from .auto_stop import AutoStopConfig, holdout_mask
 from .config import OptimizerConfig
 from .degradations import Compose, Degradation, Downsample, Gray, ProjectionReport, luma
@@ -126,6 +126,9 @@ class _ObservationTarget:
     to_input: Callable[[torch.Tensor], torch.Tensor]  # [3, R, R] -> [3, H, W] (the fit), differentiable
     resolution: int  # R
     observed: torch.Tensor  # [h, w], 1 = observed, on the device
+    # Another member of a batch whose operator observes alike (Degradation.observes_like): its
+    # `_observe` is this target's loss's, so that the batch's members share one and vmap runs.
+    observes_as: "_ObservationTarget | None" = None
 
     @property
     def unobserved(self) -> torch.Tensor:
@@ -166,7 +169,8 @@ class _ObservationTarget:
                          f"{MIN_PERCEPTUAL_SIDE} pixels a side, too small for VGG16's features; "
                          "only the pixel loss is used")
             perceptual = None
-        return ObservationLoss(self._observe, imaging.to_signed_range(self.observation), fit_mask,
+        observe = (self.observes_as or self)._observe
+        return ObservationLoss(observe, imaging.to_signed_range(self.observation), fit_mask,
                                weights, perceptual)
 
     def held_out_error(self, output: torch.Tensor, holdout: torch.Tensor) -> float:
@@ -226,6 +230,69 @@ def restore_any_size(prior: torch.nn.Module, observation: torch.Tensor, degradat
                     device, perceptual, callback, starts)
 
 
+def restore_batch_any_size(prior: torch.nn.Module, observations: Sequence[torch.Tensor],
+                           degradations: Sequence[Degradation],
+                           model_config: MultiLatentConfig | None,
+                           optimizer_config: OptimizerConfig | None, seeds: Sequence[int],
+                           fit: str = "resize", device: str | torch.device = "cpu",
+                           perceptual: VGG16Features | None = None,
+                           callbacks: Sequence[Callable[[Progress], None] | None] | None = None,
+                           batch_size: int | None = None, vectorize: str = "auto",
+                           image_copies: float = memory.INPAINT_IMAGE_COPIES + RESTORE_IMAGE_COPIES
+                           ) -> list[RestoreResult]:
+    """`restore_any_size` of each (observation, degradation, seed), optimised together
+    (batched.py): the results, in order, equal restore_any_size's for the same arguments (with
+    `vectorize` "vmap", up to float rounding). Members whose degradations observe alike
+    (Degradation.observes_like: the same operator, holes of the same size) and whose results
+    have one size are stepped in one vectorised pass where `vectorize` picks vmap; others in
+    turn, exactly. `callbacks[i]` gets member i's progress; every member is checked as
+    restore_any_size checks it before any work."""
+    if fit not in imaging.FIT_MODES:
+        raise ValueError(f"unknown fit mode {fit!r}; accepted modes: {', '.join(imaging.FIT_MODES)}")
+    count = batched.check_batch(observations, degradations, seeds, callbacks, batch_size,
+                                vectorize, "degradations")
+    model_config, optimizer_config = _batch_configs(prior, degradations, model_config,
+                                                    optimizer_config)
+    checked = [_check(prior, observation, degradation, model_config, optimizer_config, seed, fit,
+                      device, perceptual, StartsConfig())
+               for observation, degradation, seed in zip(observations, degradations, seeds)]
+    device = checked[0][4]
+    targets = [_target(prior, degradation, y, input_size, fit, device)
+               for degradation, (y, input_size, _, _, _) in zip(degradations, checked)]
+    for index, target in enumerate(targets):
+        target.observes_as = next(
+            (first for first in targets[:index]
+             if first.observes_as is None and first.degradation.observes_like(target.degradation)
+             and first.observation.shape == target.observation.shape), None)
+    largest = max((input_size for _, input_size, _, _, _ in checked),
+                  key=lambda size: size[0] * size[1])
+    fills = batched.fill_batch(prior, targets, model_config, optimizer_config,
+                               [seed for _, _, _, seed, _ in checked], device, perceptual,
+                               callbacks or [None] * count, batch_size, largest, image_copies,
+                               vectorize)
+    return [_result(fill, target, notes)
+            for fill, target, (_, _, notes, _, _) in zip(fills, targets, checked)]
+
+
+def _batch_configs(prior, degradations, model_config, optimizer_config):
+    """The configs every member of a batch runs with: the caller's, or the task's defaults, which
+    must then be the same for every member (one batch steps one configuration)."""
+    if model_config is not None and optimizer_config is not None:
+        return model_config, optimizer_config
+    family_of(prior)  # a ValueError for anything but a PGGAN or StyleGAN2 generator
+    for degradation in degradations:
+        if not isinstance(degradation, Degradation):
+            raise ValueError(f"degradations must be Degradations (Hole, Downsample, Gray, "
+                             f"Compose; see restoration_chain), got {type(degradation).__name__}")
+    defaults = {task_defaults(prior.config, degradation) for degradation in degradations}
+    if len(defaults) > 1:
+        raise ValueError("these degradations have different task defaults: give model_config and "
+                         "optimizer_config, or restore them in separate batches")
+    default_model, default_optimizer = defaults.pop()
+    return (default_model if model_config is None else model_config,
+            default_optimizer if optimizer_config is None else optimizer_config)
+
+
 def _restore(prior, observation, degradation, model_config, optimizer_config, seed, fit, device,
              perceptual, callback, starts) -> RestoreResult:
     starts = starts or StartsConfig()
@@ -240,6 +307,19 @@ def _restore(prior, observation, degradation, model_config, optimizer_config, se
     optimizer_config = replace(optimizer_config,
                                auto_stop=auto_stop_rule(prior.config, optimizer_config.auto_stop))
     started = time.perf_counter()
+    target = _target(prior, degradation, y, input_size, fit, device)
+    fills = _fit_target(prior, target, model_config, optimizer_config, seed, device, perceptual,
+                        callback, starts, started)
+    results = [_result(fill, target, notes) for fill in fills]
+    best = results[0]
+    best.alternatives = results[1:]
+    return best
+
+
+def _target(prior, degradation: Degradation, y: torch.Tensor, input_size: tuple[int, int],
+            fit: str | None, device: torch.device) -> _ObservationTarget:
+    """What a run fits for the checked observation y: the prior's square brought to the result's
+    size by `fit` (None: it is that size already), then observed by the degradation."""
     resolution = prior.config.resolution
     if fit is None:
         def to_input(image: torch.Tensor) -> torch.Tensor:
@@ -249,14 +329,8 @@ def _restore(prior, observation, degradation, model_config, optimizer_config, se
         placeholder = torch.zeros(1, 1, 1).expand(3, *input_size)
         _, _, to_input = imaging.fit_to_resolution(placeholder, torch.zeros(input_size), resolution, fit)
     y = y.to(device)
-    target = _ObservationTarget(degradation, y, to_input, resolution,
-                                degradation.observed_mask(tuple(y.shape[2:]), device).float())
-    fills = _fit_target(prior, target, model_config, optimizer_config, seed, device, perceptual,
-                        callback, starts, started)
-    results = [_result(fill, target, notes) for fill in fills]
-    best = results[0]
-    best.alternatives = results[1:]
-    return best
+    return _ObservationTarget(degradation, y, to_input, resolution,
+                              degradation.observed_mask(tuple(y.shape[2:]), device).float())
 
 
 def _result(fill: _Fill, target: _ObservationTarget, input_notes: list[str]) -> RestoreResult:

@@ -1,0 +1,106 @@
+"""Restorations optimised together (restore.restore_batch_any_size): each member equals its own
+restore_any_size (bit for bit in the loop, to float rounding in one vmap pass over members whose
+operators observe alike), the projection as a single run's, and the batch's refusals."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ganprior_core import (
+    Downsample,
+    Gray,
+    Hole,
+    restoration_chain,
+    restore_any_size,
+    restore_batch_any_size,
+)
+from ganprior_core.method.degradations import Compose
+from tests.method.test_batched import MIXED, MODEL, SEEDS, assert_same_result, recorder
+from tests.tiny_priors import assert_same_state, inpainting_problem, state_of
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def observations(prior, count: int = 3, hole_in: tuple[int, ...] = (0, 1, 2)):
+    """Gray x2 observations of `count` images (with a hole on the low grid for those in
+    `hole_in`), each with its chain."""
+    found = []
+    for seed in range(count):
+        truth, hole = inpainting_problem(prior, seed)
+        chain = restoration_chain(gray=True, scale=2, downsampler="area",
+                                  hole_mask=hole[::2, ::2] if seed in hole_in else None)
+        found.append((chain.observe(truth[None])[0], chain))
+    return [y for y, _ in found], [chain for _, chain in found]
+
+
+def sequential(prior, ys, chains, config=MIXED):
+    results, reports = [], []
+    for y, chain, seed in zip(ys, chains, SEEDS):
+        seen, callback = recorder()
+        results.append(restore_any_size(prior, y, chain, MODEL, config, seed, callback=callback))
+        reports.append(seen)
+    return results, reports
+
+
+def test_operators_that_observe_alike():
+    hole = torch.zeros(8, 8)
+    other = hole.clone()
+    other[2:4, 2:4] = 1
+    assert Downsample(2, "area").observes_like(Downsample(2, "area"))
+    assert not Downsample(2, "area").observes_like(Downsample(2, "bicubic"))
+    assert not Downsample(2, "area").observes_like(Downsample(4, "area"))
+    assert Gray().observes_like(Gray()) and not Gray().observes_like(Downsample(1, "area"))
+    assert Hole(hole).observes_like(Hole(other)) and not Hole(hole).observes_like(Hole(torch.zeros(4, 4)))
+    assert Compose((Gray(), Hole(hole))).observes_like(Compose((Gray(), Hole(other))))
+    assert not Compose((Gray(), Hole(hole))).observes_like(Compose((Gray(),)))
+    assert not Compose((Gray(),)).observes_like(Gray())
+
+
+def test_a_batch_in_the_loop_equals_its_single_restorations(tiny_prior):
+    ys, chains = observations(tiny_prior)
+    before = state_of(tiny_prior)
+    alone, alone_reports = sequential(tiny_prior, ys, chains)
+    reports = [recorder() for _ in ys]
+    together = restore_batch_any_size(tiny_prior, ys, chains, MODEL, MIXED, SEEDS[:3],
+                                      callbacks=[callback for _, callback in reports],
+                                      vectorize="loop")
+    for one, member, (seen, _), one_seen in zip(alone, together, reports, alone_reports):
+        assert_same_result(one, member)
+        assert torch.equal(one.restored, member.restored) and one.projection == member.projection
+        assert one.notes == member.notes
+        assert [(p.step, p.loss) for p in seen] == [(p.step, p.loss) for p in one_seen]
+    assert_same_state(before, tiny_prior)
+
+
+def test_members_that_observe_alike_are_vectorised(tiny_prior):
+    ys, chains = observations(tiny_prior)
+    alone, _ = sequential(tiny_prior, ys, chains)
+    together = restore_batch_any_size(tiny_prior, ys, chains, MODEL, MIXED, SEEDS[:3],
+                                      vectorize="vmap")
+    for one, member in zip(alone, together):
+        assert not any("member after member" in note for note in member.notes)  # vmap ran
+        assert (one.output - member.output).abs().max() < 1e-3
+        assert member.projection.consistent
+    again = restore_batch_any_size(tiny_prior, ys, chains, MODEL, MIXED, SEEDS[:3],
+                                   vectorize="vmap")
+    assert all(torch.equal(a.restored, b.restored) for a, b in zip(together, again))
+
+
+def test_members_that_observe_otherwise_run_in_turn_exactly(tiny_prior):
+    ys, chains = observations(tiny_prior, hole_in=(1,))  # one chain ends in a hole, two do not
+    alone, _ = sequential(tiny_prior, ys, chains)
+    together = restore_batch_any_size(tiny_prior, ys, chains, MODEL, MIXED, SEEDS[:3],
+                                      vectorize="vmap")
+    for one, member in zip(alone, together):
+        assert torch.equal(one.restored, member.restored)
+        assert any("degradation operators of their own" in note for note in member.notes)
+
+
+def test_a_batch_is_refused_before_any_work(tiny_prior):
+    ys, chains = observations(tiny_prior)
+    with pytest.raises(ValueError, match="one of the degradations per image: 3 images, 2"):
+        restore_batch_any_size(tiny_prior, ys, chains[:2], MODEL, MIXED, SEEDS[:3])
+    with pytest.raises(ValueError, match="unknown fit mode"):
+        restore_batch_any_size(tiny_prior, ys, chains, MODEL, MIXED, SEEDS[:3], fit="crop")
+    with pytest.raises(ValueError, match="degradations must be Degradations"):
+        restore_batch_any_size(tiny_prior, ys, ["gray"] * 3, None, None, SEEDS[:3])
