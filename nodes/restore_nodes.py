@@ -13,6 +13,7 @@ from ..ganprior_core import (
     check_inpaint_fits,
     restoration_chain,
     restore_any_size,
+    restore_batch_any_size,
 )
 from ..ganprior_core.imaging import FIT_MODES, MAX_IMAGE_PIXELS, hole_pixels
 from ..ganprior_core.validation import check_seed
@@ -143,16 +144,29 @@ class GANPriorRestore:
                                + RESTORE_RUN_IMAGE_COPIES,
                                starts=starts.starts)
             images, masks = tensors.match_batch_sizes(images.clone(), masks.clone())
-            progress = previews.InpaintProgress(len(images), optimizer.steps)
+            seeds = [(seed + index) % 2 ** 64 for index in range(len(images))]
+            chains = [restoration_chain(gray=gray, scale=scale,
+                                        downsampler=downsampler if scale > 1 else None,
+                                        hole_mask=hole if bool(hole_pixels(hole).any()) else None)
+                      for hole in masks]
+            together = None
+            if starts.starts == 1 and len(images) > 1:
+                # One run for the batch, each image's result equal to its own run's, as many
+                # images at once as fit (the library's restore_batch_any_size).
+                progress = previews.InpaintTogetherProgress(len(images), optimizer.steps)
+                together = restore_batch_any_size(
+                    generator.prior, list(images), chains, generator.config, optimizer, seeds,
+                    fit, device, perceptual_model,
+                    callbacks=[progress.reporter(index) for index in range(len(images))],
+                    image_copies=node_image_copies(1) + RESTORE_RUN_IMAGE_COPIES)
+            else:
+                progress = previews.InpaintProgress(len(images), optimizer.steps)
             restored, generated, info, shown = [], [], [], []
-            for index, (observed, hole) in enumerate(zip(images, masks)):
-                seed_i = (seed + index) % 2 ** 64
-                degradation = restoration_chain(
-                    gray=gray, scale=scale, downsampler=downsampler if scale > 1 else None,
-                    hole_mask=hole if bool(hole_pixels(hole).any()) else None)
-                result = restore_any_size(generator.prior, observed, degradation, generator.config,
-                                          optimizer, seed_i, fit, device, perceptual_model,
-                                          callback=progress.reporter(index), starts=starts)
+            for index, (observed, degradation) in enumerate(zip(images, chains)):
+                result = together[index] if together is not None else restore_any_size(
+                    generator.prior, observed, degradation, generator.config, optimizer,
+                    seeds[index], fit, device, perceptual_model,
+                    callback=progress.reporter(index), starts=starts)
                 for rank, candidate in enumerate(result.candidates(), start=1):
                     shown.append(candidate.restored)
                     restored.append(candidate.restored)

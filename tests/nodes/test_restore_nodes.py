@@ -74,3 +74,18 @@ def test_progress_previews_and_cancel_work_as_inpaints(unchanged_prior, fake_com
     with pytest.raises(InterruptedError):
         restore(build(unchanged_prior), photo(1, 8, 8), gray=True, optimizer=fast_optimizer(steps=50))
     assert comfy.checks == 3 and comfy.cache_emptied == 1
+
+
+def test_a_batch_restored_together_returns_what_one_by_one_runs_return(unchanged_prior):
+    images = photo(3, 8, 8, seed=7)
+    mask = torch.cat([box_mask(1, 8, 8, 2, 5, 2, 6), torch.zeros(2, 8, 8)])  # a hole in image 1
+    generator = build(unchanged_prior)
+    together = restore(generator, images, mask=mask, scale=2)
+    alone = [restore(generator, images[index:index + 1], mask=mask[index:index + 1], scale=2,
+                     seed=index) for index in range(3)]
+    for output, single in zip(together[:2], zip(*[run[:2] for run in alone])):
+        assert torch.equal(output, torch.cat(single))
+    lines = together[2].splitlines()
+    assert [line.split(":")[0] for line in lines] == ["image 1", "image 2", "image 3"]
+    assert all(line.split(", ", 1)[1] == run[2].split(", ", 1)[1]
+               for line, run in zip(lines, alone))  # the same steps, loss and notes; own seconds
