@@ -70,7 +70,13 @@ from .method.multi_latent import FINETUNE_SCOPES, MultiLatentConfig
 from .method.perceptual import VGG_EXTENSIONS, PerceptualModelError, VGG16Features, load_vgg16_features
 from .method.precision import PRECISIONS
 from .method.presets import PRESET_NAMES, preset
-from .method.restore import RestoreResult, restore, restore_any_size, restore_batch_any_size
+from .method.restore import (
+    RestoreResult,
+    restore,
+    restore_any_size,
+    restore_batch,
+    restore_batch_any_size,
+)
 from .method.results import BatchProgress, InpaintResult, Progress, StartRecord, TogetherProgress
 from .method.starts import MAX_STARTS, StartsConfig
 from .metrics import measure
@@ -95,7 +101,8 @@ __all__ = [
     "estimate_batch", "InpaintResult", "Progress", "BatchProgress", "TogetherProgress",
     "VGG_EXTENSIONS", "VGG16Features", "PerceptualModelError", "load_vgg16_features",
     # restore: any degradation (method/restore.py, method/degradations.py)
-    "restore", "restore_any_size", "restore_batch_any_size", "RestoreResult", "Degradation", "Hole",
+    "restore", "restore_any_size", "restore_batch", "restore_batch_any_size", "RestoreResult",
+    "Degradation", "Hole",
     "Downsample", "Gray",
     "Compose", "ProjectionReport", "restoration_chain", "DOWNSAMPLERS",
     # measure

@@ -21,9 +21,9 @@ results.csv and skipped, and the report is regenerated after every image, so an 
 leaves usable partial results.
 
 `--batch B` runs up to B missing rows of one GAN method on several images as one
-`inpaint_batch` (inpainting and reconstruction; restore has no batched path, so sr / colorize
-rows and the other methods run one at a time). Each member's result is its own `inpaint` run's
-bit for bit (method/batched.py), so every score equals `--batch 1`'s; a batch's rows are written
+`inpaint_batch` (`restore_batch` for sr / colorize; DIP and the fills run one at a time). Each
+member's result is its own run's bit for bit (method/batched.py), so every score equals
+`--batch 1`'s; a batch's rows are written
 when the batch ends, and each row's `seconds` is its share of the batch's wall time, in
 proportion to the steps it ran (`_run_batch`). B changes no result, so it is not in the folder's
 claim: a folder resumes with any B. The whole configuration (and every input it names) is checked
@@ -66,6 +66,7 @@ from .. import (
     metrics,
     preset,
     restore,
+    restore_batch,
 )
 from ..checkpoints import load_generator
 from ..families import auto_stop_rule, family_of
@@ -762,9 +763,8 @@ def _run_row(config: BenchConfig, plan: _Plan, cases: list[Case], index: int, va
 
 
 def _batchable(variant: Variant, config: BenchConfig) -> bool:
-    """Rows `inpaint_batch` can run together: a GAN method inpainting or reconstructing (restore
-    has no batched path)."""
-    return variant.kind == "gan" and config.task not in DEGRADATION_TASKS
+    """Rows that run together (inpaint_batch, or restore_batch for sr / colorize): a GAN method's."""
+    return variant.kind == "gan"
 
 
 def _units(todo: list[tuple[int, Variant]], config: BenchConfig) -> list[tuple[Variant, list[int]]]:
@@ -796,8 +796,9 @@ def _run_unit(config: BenchConfig, plan: _Plan, cases: list[Case], variant: Vari
 def _run_batch(config: BenchConfig, plan: _Plan, cases: list[Case], indices: list[int],
                variant: Variant, random_prior: Callable[[], Generator],
                log: Callable[[str], None]) -> list[FinishedRow]:
-    """Rows of one GAN variant on several images as one inpaint_batch: each member's result is
-    its row's own inpaint run bit for bit, so the rows equal _run_row's but for the time.
+    """Rows of one GAN variant on several images as one inpaint_batch (restore_batch for sr /
+    colorize): each member's result is its row's own run bit for bit, so the rows equal
+    _run_row's but for the time.
 
     A row's `seconds` is its share of the batch's wall time, in proportion to the steps it ran
     (members run the same configuration at the same resolution, so a step costs each about the
@@ -809,12 +810,20 @@ def _run_batch(config: BenchConfig, plan: _Plan, cases: list[Case], indices: lis
         log(f"{prefix} running in a batch of images {images}")
     generator = random_prior() if variant.random_generator else plan.prior
     started = time.perf_counter()
-    results = inpaint_batch(generator, [cases[index].image for index in indices],
-                            [cases[index].hole for index in indices], variant.model,
-                            variant.optimizer, [cases[index].seed for index in indices],
-                            config.device, plan.perceptual,
-                            [_progress_lines(config, log, prefix, started) for prefix in prefixes],
-                            batch_size=len(indices))
+    callbacks = [_progress_lines(config, log, prefix, started) for prefix in prefixes]
+    seeds = [cases[index].seed for index in indices]
+    degradation = config.degradation()
+    if degradation is None:
+        results = inpaint_batch(generator, [cases[index].image for index in indices],
+                                [cases[index].hole for index in indices], variant.model,
+                                variant.optimizer, seeds, config.device, plan.perceptual,
+                                callbacks, batch_size=len(indices))
+    else:
+        results = restore_batch(generator, [observe(degradation, cases[index].image)
+                                            for index in indices],
+                                [degradation] * len(indices), variant.model, variant.optimizer,
+                                seeds, config.device, plan.perceptual, callbacks,
+                                batch_size=len(indices))
     seconds = time.perf_counter() - started
     steps = sum(result.steps_run for result in results)
     finished = []
@@ -909,10 +918,7 @@ def _log_batching(config: BenchConfig, todo: list[tuple[int, Variant]],
     if config.batch == 1:
         return
     alone = sorted({variant.name for _, variant in todo if not _batchable(variant, config)})
-    if alone and config.task in DEGRADATION_TASKS:
-        log(f"--batch {config.batch}: --task {config.task} rows run one at a time (restore has "
-            "no batched path)")
-    elif alone:
+    if alone:
         log(f"--batch {config.batch}: only the GAN methods run batched; {', '.join(alone)} run "
             "one row at a time")
 
@@ -1511,10 +1517,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                                                   "fastest on a busy machine)")
     parser.add_argument("--batch", type=int, default=1, metavar="B",
                         help="optimise a GAN method's rows of up to B images together (one "
-                             "inpaint_batch, as many at once as memory holds): every score is "
-                             "--batch 1's, and a row's seconds is its share of its batch's time. "
-                             "Inpainting and reconstruction only: --task sr / colorize rows, DIP "
-                             "and the fills run one at a time (default 1)")
+                             "inpaint_batch, or restore_batch for --task sr / colorize, as many at "
+                             "once as memory holds): every score is --batch 1's, and a row's "
+                             "seconds is its share of its batch's time. DIP and the fills run one "
+                             "at a time (default 1)")
     parser.add_argument("--figure-images", type=int, default=4,
                         help="images shown in figure.png (default 4)")
     parser.add_argument("--log-every", type=int, default=100,

@@ -230,6 +230,19 @@ def restore_any_size(prior: torch.nn.Module, observation: torch.Tensor, degradat
                     device, perceptual, callback, starts)
 
 
+def restore_batch(prior: torch.nn.Module, observations: Sequence[torch.Tensor],
+                  degradations: Sequence[Degradation], model_config: MultiLatentConfig | None,
+                  optimizer_config: OptimizerConfig | None, seeds: Sequence[int],
+                  device: str | torch.device = "cpu", perceptual: VGG16Features | None = None,
+                  callbacks: Sequence[Callable[[Progress], None] | None] | None = None,
+                  batch_size: int | None = None, vectorize: str = "auto") -> list[RestoreResult]:
+    """`restore` of each (observation, degradation, seed), optimised together: as
+    restore_batch_any_size, for observations whose results are the prior's R x R."""
+    return _restore_batch(prior, observations, degradations, model_config, optimizer_config, seeds,
+                          None, device, perceptual, callbacks, batch_size, vectorize,
+                          memory.INPAINT_IMAGE_COPIES + RESTORE_IMAGE_COPIES)
+
+
 def restore_batch_any_size(prior: torch.nn.Module, observations: Sequence[torch.Tensor],
                            degradations: Sequence[Degradation],
                            model_config: MultiLatentConfig | None,
@@ -246,9 +259,17 @@ def restore_batch_any_size(prior: torch.nn.Module, observations: Sequence[torch.
     (Degradation.observes_like: the same operator, holes of the same size) and whose results
     have one size are stepped in one vectorised pass where `vectorize` picks vmap; others in
     turn, exactly. `callbacks[i]` gets member i's progress; every member is checked as
-    restore_any_size checks it before any work."""
+    restore_any_size checks it before any work. `image_copies`: image-sized copies held per
+    image (a caller holding more, as the node, says how many), counted in how many run together."""
     if fit not in imaging.FIT_MODES:
         raise ValueError(f"unknown fit mode {fit!r}; accepted modes: {', '.join(imaging.FIT_MODES)}")
+    return _restore_batch(prior, observations, degradations, model_config, optimizer_config, seeds,
+                          fit, device, perceptual, callbacks, batch_size, vectorize, image_copies)
+
+
+def _restore_batch(prior, observations, degradations, model_config, optimizer_config, seeds, fit,
+                   device, perceptual, callbacks, batch_size, vectorize,
+                   image_copies) -> list[RestoreResult]:
     count = batched.check_batch(observations, degradations, seeds, callbacks, batch_size,
                                 vectorize, "degradations")
     model_config, optimizer_config = _batch_configs(prior, degradations, model_config,

@@ -1,5 +1,5 @@
 """`bench --batch B` (lab/bench.py `_run_batch`): a GAN method's rows on several images run as one
-inpaint_batch and write what `--batch 1` writes (only the times differ), resume from the rows a
+inpaint_batch (restore_batch for sr) and write what `--batch 1` writes (only the times differ), resume from the rows a
 folder lacks, and shard under torchrun; every other row runs alone."""
 from __future__ import annotations
 
@@ -142,11 +142,27 @@ def test_a_batched_reconstruction_equals_one_row_at_a_time(checkpoint, tmp_path)
     _same_results(folders[1], folders[0])
 
 
+def test_a_batched_super_resolution_equals_one_row_at_a_time(checkpoint, tmp_path):
+    folders = []
+    for batch in (1, 2):
+        out = tmp_path / f"batch{batch}"
+        argv = _bench(checkpoint, out, batch)
+        argv[argv.index("--procedural") + 1] = "2"
+        argv[argv.index("--methods") + 1] = "paper"
+        argv.remove("--ablation")
+        argv.remove("random-init")
+        code, stdout, err = run_cli([*argv, "--task", "sr", "--scale", "2"])
+        assert code == 0, err
+        folders.append(out)
+    assert "paper: the batch of images 1, 2 ran in" in stdout
+    _same_results(folders[1], folders[0])
+
+
 def test_batch_must_be_a_positive_count(checkpoint, tmp_path):
     assert_refused(_bench(checkpoint, tmp_path / "out", 0), [tmp_path], "--batch must be at least 1")
 
 
-def test_only_inpainting_and_reconstruction_gan_rows_are_grouped():
+def test_only_gan_rows_are_grouped():
     gan, dip, fill = Variant("paper", "", "gan"), Variant("dip", "", "dip"), Variant("mean-fill", "", "fill")
     todo = [(image, variant) for image in range(5) for variant in (gan, dip, fill)]
     config = BenchConfig("prior", "out", procedural=5, batch=2)
@@ -157,7 +173,7 @@ def test_only_inpainting_and_reconstruction_gan_rows_are_grouped():
     alone = [(variant.name, [image]) for image, variant in todo]
     assert [(v.name, i) for v, i in _units(todo, BenchConfig("prior", "out", procedural=5))] == alone
     sr = BenchConfig("prior", "out", procedural=5, task="sr", scale=2, batch=2)
-    assert [(v.name, i) for v, i in _units(todo, sr)] == alone  # restore has no batched path
+    assert _units(todo, sr) == _units(todo, config)  # restore_batch groups them as inpaint_batch
 
 
 @needs_torchrun
