@@ -126,35 +126,22 @@ def test_a_batched_resume_runs_the_missing_rows_of_each_method_as_one_batch(chec
     assert _report_without_times(out / "report.md") == _report_without_times(one_by_one / "report.md")
 
 
-def test_a_batched_reconstruction_equals_one_row_at_a_time(checkpoint, tmp_path):
+@pytest.mark.parametrize("task, method", [(["--task", "reconstruct"], "single-z"),
+                                          (["--task", "sr", "--scale", "2"], "paper")])
+def test_a_batched_reconstruction_or_super_resolution_equals_one_row_at_a_time(
+        checkpoint, tmp_path, task, method):
     folders = []
     for batch in (1, 2):
         out = tmp_path / f"batch{batch}"
         argv = _bench(checkpoint, out, batch)
         argv[argv.index("--procedural") + 1] = "2"
-        argv[argv.index("--methods") + 1] = "single-z"
+        argv[argv.index("--methods") + 1] = method
         argv.remove("--ablation")
         argv.remove("random-init")
-        code, stdout, err = run_cli([*argv, "--task", "reconstruct"])
+        code, stdout, err = run_cli([*argv, *task])
         assert code == 0, err
         folders.append(out)
-    assert "single-z: the batch of images 1, 2 ran in" in stdout
-    _same_results(folders[1], folders[0])
-
-
-def test_a_batched_super_resolution_equals_one_row_at_a_time(checkpoint, tmp_path):
-    folders = []
-    for batch in (1, 2):
-        out = tmp_path / f"batch{batch}"
-        argv = _bench(checkpoint, out, batch)
-        argv[argv.index("--procedural") + 1] = "2"
-        argv[argv.index("--methods") + 1] = "paper"
-        argv.remove("--ablation")
-        argv.remove("random-init")
-        code, stdout, err = run_cli([*argv, "--task", "sr", "--scale", "2"])
-        assert code == 0, err
-        folders.append(out)
-    assert "paper: the batch of images 1, 2 ran in" in stdout
+    assert f"{method}: the batch of images 1, 2 ran in" in stdout
     _same_results(folders[1], folders[0])
 
 

@@ -42,3 +42,25 @@ def test_the_time_model_recovers_known_costs():
                  + 0.02 * max(0, steps - 100)) for i, steps in enumerate([80, 150, 400, 900])]
     setup, full, late = start_study.time_model(runs, freeze_at=100)
     assert (setup, full, late) == pytest.approx((2.0, 0.07, 0.02), abs=1e-9)
+
+
+def test_runs_that_only_recorded_their_ends_after_the_same_full_steps_get_no_time_model():
+    # Every run ran the 100 full steps: set-up and a full step are one unknown.
+    runs = [dict(recorded(i, 0.0, 10.0, steps, [1]), seconds=2.0 + 0.07 * 100 + 0.02 * (steps - 100))
+            for i, steps in enumerate([150, 400, 900])]
+    assert start_study.time_model(runs, freeze_at=100) is None
+    summary = start_study.summarise(start_study.replay(runs, start_study.Schedule(), RULE), None, 100)
+    assert summary["seconds_mean"] is None and summary["steps_mean"] == pytest.approx(1450 / 3)
+
+
+def test_the_times_checks_were_reached_separate_set_up_full_and_late_steps():
+    def at(steps: int) -> float:
+        return 2.0 + 0.07 * min(steps, 100) + 0.02 * max(0, steps - 100)
+
+    runs = []
+    for i, steps in enumerate([150, 400, 900]):
+        run = dict(recorded(i, 0.0, 10.0, steps, [1] * (steps // 25)), seconds=at(steps))
+        for check in run["checks"]:
+            check["seconds"] = at(check["step"] + 1)
+        runs.append(run)
+    assert start_study.time_model(runs, freeze_at=100) == pytest.approx((2.0, 0.07, 0.02), abs=1e-9)

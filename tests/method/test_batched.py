@@ -43,12 +43,13 @@ def recorder():
     return seen, seen.append
 
 
-def sequential_runs(prior, images, holes, config, seeds=SEEDS):
-    """Each (image, hole, seed) run alone: the results and each run's progress reports."""
+def sequential_runs(prior, images, holes, config, seeds=SEEDS, run=inpaint):
+    """Each (image, hole, seed) run alone (`run`: inpaint, or e.g. restore_any_size with
+    observations and degradations): the results and each run's progress reports."""
     results, reports = [], []
     for image, hole, seed in zip(images, holes, seeds):
         seen, callback = recorder()
-        results.append(inpaint(prior, image, hole, MODEL, config, seed, callback=callback))
+        results.append(run(prior, image, hole, MODEL, config, seed, callback=callback))
         reports.append(seen)
     return results, reports
 

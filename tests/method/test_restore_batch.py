@@ -15,7 +15,14 @@ from ganprior_core import (
     restore_batch_any_size,
 )
 from ganprior_core.method.degradations import Compose
-from tests.method.test_batched import MIXED, MODEL, SEEDS, assert_same_result, recorder
+from tests.method.test_batched import (
+    MIXED,
+    MODEL,
+    SEEDS,
+    assert_same_result,
+    recorder,
+    sequential_runs,
+)
 from tests.tiny_priors import assert_same_state, inpainting_problem, state_of
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -33,13 +40,8 @@ def observations(prior, count: int = 3, hole_in: tuple[int, ...] = (0, 1, 2)):
     return [y for y, _ in found], [chain for _, chain in found]
 
 
-def sequential(prior, ys, chains, config=MIXED):
-    results, reports = [], []
-    for y, chain, seed in zip(ys, chains, SEEDS):
-        seen, callback = recorder()
-        results.append(restore_any_size(prior, y, chain, MODEL, config, seed, callback=callback))
-        reports.append(seen)
-    return results, reports
+def sequential(prior, ys, chains):
+    return sequential_runs(prior, ys, chains, MIXED, run=restore_any_size)
 
 
 def test_operators_that_observe_alike():

@@ -99,10 +99,11 @@ def test_one_start_is_todays_run(tiny_prior):
     assert one.starts == [] and one.alternatives == [] and one.describe_choice() == ""
 
 
-@pytest.mark.parametrize("cancel_at", [3, 25, 60])  # in the first start, a later start, a candidate
-def test_cancel_in_any_start_propagates_and_leaves_the_prior_alone(tiny_prior, cancel_at):
-    image, hole = inpainting_problem(tiny_prior)
-    before = state_of(tiny_prior)
+def cancelled_run(prior, starts: StartsConfig, cancel_at: int) -> list[Progress]:
+    """A multi-start run cancelled from its `cancel_at`-th progress report: the reports it made.
+    The cancel propagates and the prior is left as it was."""
+    image, hole = inpainting_problem(prior)
+    before = state_of(prior)
     seen: list[Progress] = []
 
     def callback(progress: Progress) -> None:
@@ -111,8 +112,14 @@ def test_cancel_in_any_start_propagates_and_leaves_the_prior_alone(tiny_prior, c
             raise Cancelled
 
     with pytest.raises(Cancelled):
-        inpaint(tiny_prior, image, hole, MODEL, RUN, seed=4, starts=STARTS, callback=callback)
-    assert_same_state(before, tiny_prior)
+        inpaint(prior, image, hole, MODEL, RUN, seed=4, starts=starts, callback=callback)
+    assert_same_state(before, prior)
+    return seen
+
+
+@pytest.mark.parametrize("cancel_at", [3, 25, 60])  # in the first start, a later start, a candidate
+def test_cancel_in_any_start_propagates_and_leaves_the_prior_alone(tiny_prior, cancel_at):
+    assert len(cancelled_run(tiny_prior, STARTS, cancel_at)) == cancel_at
 
 
 def test_progress_counts_every_start_and_ends_at_what_the_run_took(tiny_prior):

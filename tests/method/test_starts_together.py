@@ -11,7 +11,7 @@ import torch
 from ganprior_core.method import batched
 from ganprior_core.method.starts import StartsConfig
 from ganprior_core.optimize import Progress, inpaint
-from tests.method.test_starts import MODEL, RUN, STARTS, Cancelled
+from tests.method.test_starts import MODEL, RUN, STARTS, cancelled_run
 from tests.tiny_priors import assert_same_state, inpainting_problem, state_of
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -87,19 +87,8 @@ def test_progress_counts_every_start_side_by_side_and_ends_at_what_the_run_took(
 
 @pytest.mark.parametrize("cancel_at", [3, 20])  # before the comparison, a candidate after it
 def test_cancel_side_by_side_propagates_and_leaves_the_prior_alone(tiny_prior, cancel_at):
-    image, hole = inpainting_problem(tiny_prior)
-    before = state_of(tiny_prior)
-    seen: list[Progress] = []
-
-    def callback(progress: Progress) -> None:
-        seen.append(progress)
-        if len(seen) == cancel_at:
-            raise Cancelled
-
-    with pytest.raises(Cancelled):
-        inpaint(tiny_prior, image, hole, MODEL, RUN, seed=4, starts=TOGETHER, callback=callback)
+    seen = cancelled_run(tiny_prior, TOGETHER, cancel_at)
     assert seen[-1].pauses_at is (None if cancel_at == 20 else 11)
-    assert_same_state(before, tiny_prior)
 
 
 def test_starts_that_do_not_fit_together_run_one_after_another(tiny_prior, monkeypatch):

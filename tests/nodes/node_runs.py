@@ -43,6 +43,18 @@ def box_mask(batch, height, width, top, bottom, left, right):
     return mask
 
 
+def assert_batch_is_its_single_runs(together, alone, images: int) -> None:
+    """A node's outputs for a batch against its runs of each image alone (`alone[i]`: image i's
+    outputs, with its seed): the first `images` outputs equal, stacked; the info line of each
+    image the same but for its own seconds (the last output)."""
+    for output, single in zip(together[:images], zip(*[run[:images] for run in alone])):
+        assert torch.equal(output, torch.cat(single))
+    lines = together[images].splitlines()
+    assert [line.split(":")[0] for line in lines] == [f"image {i + 1}" for i in range(len(alone))]
+    assert all(line.split(", ", 1)[1] == run[images].split(", ", 1)[1]
+               for line, run in zip(lines, alone))  # the same steps, loss and notes
+
+
 def nan_at(tensor, index):
     spoiled = tensor.clone()
     spoiled[index] = float("nan")

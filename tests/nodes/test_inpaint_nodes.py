@@ -12,6 +12,7 @@ import torch
 from tests.nodes.node_runs import (
     RESOLUTION,
     STEPS,
+    assert_batch_is_its_single_runs,
     box_mask,
     build,
     fast_optimizer,
@@ -165,12 +166,7 @@ def test_a_batch_optimised_together_returns_what_one_by_one_runs_return(unchange
     generator = build(unchanged_prior)
     together = inpaint(generator, images, mask)
     alone = [inpaint(generator, images[index:index + 1], mask, seed=index) for index in range(3)]
-    for output, single in zip(together[:3], zip(*[run[:3] for run in alone])):
-        assert torch.equal(output, torch.cat(single))
-    lines = together[3].splitlines()
-    assert [line.split(":")[0] for line in lines] == ["image 1", "image 2", "image 3"]
-    assert all(line.split(", ", 1)[1] == run[3].split(", ", 1)[1]
-               for line, run in zip(lines, alone))  # the same steps, loss and notes; own seconds
+    assert_batch_is_its_single_runs(together, alone, images=3)
 
 
 def test_progress_is_throttled_to_ten_updates_a_second_keeping_previews_and_the_end(

@@ -7,7 +7,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.nodes.node_runs import RESOLUTION, STEPS, box_mask, build, fast_optimizer, photo
+from tests.nodes.node_runs import (
+    RESOLUTION,
+    STEPS,
+    assert_batch_is_its_single_runs,
+    box_mask,
+    build,
+    fast_optimizer,
+    photo,
+)
 from tests.pack_under_test import run_node
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -83,9 +91,4 @@ def test_a_batch_restored_together_returns_what_one_by_one_runs_return(unchanged
     together = restore(generator, images, mask=mask, scale=2)
     alone = [restore(generator, images[index:index + 1], mask=mask[index:index + 1], scale=2,
                      seed=index) for index in range(3)]
-    for output, single in zip(together[:2], zip(*[run[:2] for run in alone])):
-        assert torch.equal(output, torch.cat(single))
-    lines = together[2].splitlines()
-    assert [line.split(":")[0] for line in lines] == ["image 1", "image 2", "image 3"]
-    assert all(line.split(", ", 1)[1] == run[2].split(", ", 1)[1]
-               for line, run in zip(lines, alone))  # the same steps, loss and notes; own seconds
+    assert_batch_is_its_single_runs(together, alone, images=2)
