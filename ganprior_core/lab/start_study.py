@@ -18,6 +18,7 @@ import argparse
 import io
 import itertools
 import json
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -87,10 +88,12 @@ def record_run(prior, image: torch.Tensor, hole: torch.Tensor, config: StartsStu
         step = progress.step - 1  # the preview after step s + 1 is what a check at s measures
         if progress.preview is None or progress.stopped_early or step % rule.check_every:
             return
+        elapsed = time.perf_counter() - started  # before this check's own measuring
         squared = ((progress.preview - image) ** 2).mean(dim=0)
         scores = metrics.measure(imaging.composite(image, progress.preview, hole), image, hole)
         checks.append({"step": step, "tiles": float(squared[tiles].mean()),
-                       "psnr_hole": scores.psnr_hole, "ssim_hole": scores.ssim_hole})
+                       "psnr_hole": scores.psnr_hole, "ssim_hole": scores.ssim_hole,
+                       "seconds": elapsed})
         fills.append(progress.preview[:, hole_pixels].half())
 
     started = time.perf_counter()
@@ -175,11 +178,26 @@ def _fill_at(run: dict, step: int) -> torch.Tensor:
     raise ValueError(f"step {step} was not recorded (checks every 25 steps)")
 
 
-def time_model(runs: list[dict], freeze_at: int) -> tuple[float, float, float]:
-    """Least-squares seconds = set-up + a x full steps + b x late steps over the recorded runs."""
-    rows = [[1.0, min(run["steps_run"], freeze_at), max(0, run["steps_run"] - freeze_at)] for run in runs]
-    solution = torch.linalg.lstsq(torch.tensor(rows, dtype=torch.float64),
-                                  torch.tensor([[run["seconds"]] for run in runs], dtype=torch.float64))
+def time_model(runs: list[dict], freeze_at: int) -> tuple[float, float, float] | None:
+    """Least-squares seconds = set-up + a x full steps + b x late steps over the recorded runs'
+    ends and, where recorded, the time each check was reached. None where the recordings cannot
+    tell the three apart: runs that all ran `freeze_at` full steps and recorded only their ends
+    (then set-up and full steps are one unknown)."""
+    def row(steps: int) -> list[float]:
+        return [1.0, min(steps, freeze_at), max(0, steps - freeze_at)]
+
+    rows, seconds = [], []
+    for run in runs:
+        rows.append(row(run["steps_run"]))
+        seconds.append(run["seconds"])
+        for check in run["checks"]:
+            if "seconds" in check:  # the check at step s sees the image after s + 1 updates
+                rows.append(row(check["step"] + 1))
+                seconds.append(check["seconds"])
+    design = torch.tensor(rows, dtype=torch.float64)
+    if torch.linalg.matrix_rank(design) < 3:
+        return None
+    solution = torch.linalg.lstsq(design, torch.tensor(seconds, dtype=torch.float64)[:, None])
     setup, full, late = (float(v) for v in solution.solution[:, 0])
     return setup, full, late
 
@@ -212,8 +230,9 @@ def replay(runs: list[dict], schedule: Schedule, rule) -> list[dict]:
     return outcomes
 
 
-def summarise(outcomes: list[dict], model: tuple[float, float, float], freeze_at: int) -> dict:
-    setup, full, late = model
+def summarise(outcomes: list[dict], model: tuple[float, float, float] | None, freeze_at: int) -> dict:
+    """The outcomes' scores and costs; seconds None without a time model."""
+    setup, full, late = model or (math.nan, math.nan, math.nan)
 
     def seconds(steps: int, with_setup: bool = True) -> float:
         return (setup if with_setup else 0.0) + full * min(steps, freeze_at) + late * max(0, steps - freeze_at)
@@ -227,7 +246,8 @@ def summarise(outcomes: list[dict], model: tuple[float, float, float], freeze_at
             "steps_mean": statistics.fmean(steps), "steps_max": max(steps),
             "start_steps_median": statistics.median(o["steps"] for o in outcomes),
             "start_steps_max": max(o["steps"] for o in outcomes),
-            "seconds_mean": statistics.fmean(secs), "count": len(outcomes)}
+            "seconds_mean": None if model is None else statistics.fmean(secs),
+            "count": len(outcomes)}
 
 
 def schedules(max_steps: tuple[int | None, ...] = (None,)) -> list[Schedule]:
@@ -244,8 +264,12 @@ def format_report(config: StartsStudyConfig, runs: list[dict], rule, freeze_at: 
              f"{len(runs)} recorded default runs: {config.facades} held-out facades × "
              f"{len(HOLE_KINDS)} hole kinds × {config.seeds} starts"
              + ("" if config.lr_generator is None else f", generator learning rate {config.lr_generator}")
-             + f". Seconds modelled from the recorded runs: {model[0]:.2f} s set-up + "
-               f"{model[1] * 1000:.1f} ms per full step + {model[2] * 1000:.1f} ms per late step.", ""]
+             + (". Seconds are left out: these recordings cannot tell set-up and full steps apart "
+                "(every run ran the same full steps and none recorded when it reached its checks)."
+                if model is None else
+                f". Seconds modelled from the recorded runs: {model[0]:.2f} s set-up + "
+                f"{model[1] * 1000:.1f} ms per full step + {model[2] * 1000:.1f} ms per late step."),
+             ""]
     for kind in [*HOLE_KINDS, "all"]:
         chosen = [run for run in runs if kind in ("all", run["hole"])]
         lines += [f"## {kind} holes", "",
@@ -259,7 +283,7 @@ def format_report(config: StartsStudyConfig, runs: list[dict], rule, freeze_at: 
             lines.append(f"| {schedule.label()} | {s['count']} | {s['psnr_mean']:.2f} | {s['psnr_p10']:.2f} | "
                          f"{s['psnr_min']:.2f} | {s['ssim_mean']:.4f} | {s['ssim_p10']:.4f} | "
                          f"{s['steps_mean']:.0f} | {s['steps_max']} | {s['start_steps_median']:.0f} | "
-                         f"{s['start_steps_max']} | {s['seconds_mean']:.1f} | {s['seconds_mean'] / today:.2f} |")
+                         f"{s['start_steps_max']} | {_seconds(s['seconds_mean'], today)} |")
         lines.append("")
     lines += ["## What ranks one image's starts", "",
               "Rank correlation (Spearman) of each signal (lower = better) with the returned hole "
@@ -270,6 +294,11 @@ def format_report(config: StartsStudyConfig, runs: list[dict], rule, freeze_at: 
         shown = "–" if mean is None else f"{mean:+.2f}" + ("" if se is None else f" ± {se:.2f}")
         lines.append(f"| {name} | {shown} | {count} |")
     return "\n".join(lines) + "\n"
+
+
+def _seconds(seconds: float | None, today: float | None) -> str:
+    """A schedule's modelled seconds and its multiple of today's, or dashes without a model."""
+    return "– | –" if seconds is None else f"{seconds:.1f} | {seconds / today:.2f}"
 
 
 def run_study(config: StartsStudyConfig, log: Callable[[str], None] = print) -> Path:

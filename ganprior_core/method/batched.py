@@ -1,4 +1,4 @@
-"""Several images (or several seeds of one image) optimised together on one device.
+"""Several images, restorations or starts of one image optimised together on one device.
 
 Every member is the run `inpaint` would make of it (fit.py): its own private copy of the prior,
 codes, alpha, beta, stop rule and late phase. What members share is the step: each member's
@@ -14,6 +14,11 @@ A member whose stop rule ends it is finished at once (its callback gets the same
 sequential run sends) and its parameters and Adam state leave the batch: the batch shrinks.
 Raising from any member's callback cancels the whole batch (the exception propagates); the
 prior is never modified.
+
+The members may be any targets fit.py steps: images to inpaint (inpaint_batch), restorations
+(restore.restore_batch), or the starts of one image, stepped side by side to the step where they
+are compared and the best go on (fill_from_starts_together, which fit._fill_from_starts uses
+where StartsConfig.vectorize asks for it).
 
 How many run together: at most `batch_size` (None: all of them), and no more than the memory
 available now holds (memory.batch_size_that_fits: every member's state and activations are
@@ -65,8 +70,8 @@ def inpaint_batch(prior: torch.nn.Module, images: Sequence[torch.Tensor],
     device = checked[0][1]
     targets = [fit._hole_target(prior, image, hole, device) for image, hole in zip(images, hole_masks)]
     fills = fill_batch(prior, targets, model_config, optimizer_config, [seed for seed, _ in checked],
-                        device, perceptual, callbacks or [None] * count, batch_size, None,
-                        memory.INPAINT_IMAGE_COPIES, vectorize)
+                       device, perceptual, callbacks or [None] * count, batch_size, None,
+                       memory.INPAINT_IMAGE_COPIES, vectorize)
     # Composited on the run's device, as inpaint does.
     return [fill.result(fill.output.cpu(),
                         imaging.composite(fill.target.image, fill.output, fill.target.hole).cpu())
@@ -106,8 +111,8 @@ def inpaint_batch_any_size(prior: torch.nn.Module, images: Sequence[torch.Tensor
                           perceptual, StartsConfig())
     targets = [fit._hole_target(prior, image_r, hole_r, device) for image_r, hole_r, _ in fitted]
     fills = fill_batch(prior, targets, model_config, optimizer_config, checked_seeds, device,
-                        perceptual, callbacks or [None] * count, batch_size, largest, image_copies,
-                        vectorize)
+                       perceptual, callbacks or [None] * count, batch_size, largest, image_copies,
+                       vectorize)
     return [fit._at_input_size(fill, image, hole_mask, restore)
             for fill, (_, _, restore), image, hole_mask in zip(fills, fitted, images, hole_masks)]
 
@@ -131,10 +136,10 @@ def check_batch(images: Sequence, hole_masks: Sequence, seeds: Sequence,
 
 
 def fill_batch(prior: torch.nn.Module, targets: list, model_config: MultiLatentConfig,
-                optimizer_config: OptimizerConfig, seeds: list[int], device: torch.device,
-                perceptual: VGG16Features | None, callbacks: Sequence[Callback | None],
-                batch_size: int | None, image_size: tuple[int, int] | None,
-                image_copies: float, vectorize: str) -> list[fit._Fill]:
+               optimizer_config: OptimizerConfig, seeds: list[int], device: torch.device,
+               perceptual: VGG16Features | None, callbacks: Sequence[Callback | None],
+               batch_size: int | None, image_size: tuple[int, int] | None,
+               image_copies: float, vectorize: str) -> list[fit._Fill]:
     """Every member's fill, in order: those with nothing to fit sampled as inpaint samples them,
     the others in batches of what fits."""
     config = replace(optimizer_config,
@@ -188,8 +193,8 @@ def step_members(runs: list[fit._Run], config: OptimizerConfig,
                  callbacks: Sequence[Callback | None], on_end: Callable[[int], None],
                  vectorize: bool, pause_at: int | None = None,
                  choose: Callable[[], Sequence[int]] | None = None) -> None:
-    """Step members just set up by fit._start together until each ends: one
-    vectorised pass where `vectorize` and the members allow it, else the loop below.
+    """Step members just set up by fit._start together until each ends: one vectorised pass
+    where `vectorize` and the members allow it, else the loop below.
 
     `on_end(i)` is called once member i has ended (its rule stopped it or it reached the step
     limit), before the next step: the caller finishes it (fit._finish). With `pause_at`, before
