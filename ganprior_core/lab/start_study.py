@@ -29,10 +29,11 @@ import torch
 
 from .. import Progress, imaging, inpaint, metrics
 from ..checkpoints import load_generator
+from ..cli import add_freeze_option
 from ..families import auto_stop_rule
 from ..files import write_atomically
 from ..method.auto_stop import StopRule, holdout_mask
-from ..method.config import MAX_STEPS, g1_freeze_step
+from ..method.config import MAX_STEPS, OptimizerConfig, g1_freeze_step
 from ..method.presets import PRESET_NAMES, preset
 from ..method.starts import agreement
 from ..validation import check_count, check_non_negative
@@ -57,6 +58,22 @@ class StartsStudyConfig:
     lr_generator: float | None = None  # None: the preset's
     threads: int | None = None
     caps: tuple[int | None, ...] = (None,)  # step caps the report replays (None: no cap)
+    # After how many steps the codes and G1 are frozen (None: never), as OptimizerConfig's
+    freeze_g1_at: int | None = OptimizerConfig().freeze_g1_at
+
+    def configs(self, prior_config):
+        """The preset with the study's changes: what every recorded run runs."""
+        model_config, optimizer_config = preset(self.preset, prior_config)
+        if self.lr_generator is not None:
+            optimizer_config = replace(optimizer_config, lr_generator=self.lr_generator)
+        return model_config, replace(optimizer_config, freeze_g1_at=self.freeze_g1_at)
+
+    def variant(self) -> str:
+        """What the study changes in the preset, in words ("preset": nothing)."""
+        changes = [f"{name}={getattr(self, name)}" for name, default in
+                   (("lr_generator", None), ("freeze_g1_at", OptimizerConfig().freeze_g1_at))
+                   if getattr(self, name) != default]
+        return ", ".join(changes) or "preset"
 
     def validate(self) -> None:
         if self.preset not in PRESET_NAMES:
@@ -65,6 +82,8 @@ class StartsStudyConfig:
         check_count(self.seeds, "seeds", 2, MAX_SEEDS)
         if self.lr_generator is not None:
             check_non_negative(self.lr_generator, "lr_generator")
+        if self.freeze_g1_at is not None:
+            check_count(self.freeze_g1_at, "freeze_g1_at", 1, MAX_STEPS)
         for cap in self.caps:
             if cap is not None:
                 check_count(cap, "a step cap", 1, MAX_STEPS)
@@ -74,9 +93,7 @@ def record_run(prior, image: torch.Tensor, hole: torch.Tensor, config: StartsStu
                seed: int) -> tuple[dict, torch.Tensor]:
     """One default run: its result and every check's tiles error and hole scores, and its hole
     fills [checks + 1, 3, n] (the last one the fill it returns)."""
-    model_config, optimizer_config = preset(config.preset, prior.config)
-    if config.lr_generator is not None:
-        optimizer_config = replace(optimizer_config, lr_generator=config.lr_generator)
+    model_config, optimizer_config = config.configs(prior.config)
     optimizer_config = replace(optimizer_config, preview_every=1)
     rule = auto_stop_rule(prior.config, optimizer_config.auto_stop)
     tiles = holdout_mask(hole, seed, rule).bool()
@@ -109,7 +126,7 @@ def record_run(prior, image: torch.Tensor, hole: torch.Tensor, config: StartsStu
 
 def record_study(config: StartsStudyConfig, prior, log: Callable[[str], None] = print) -> list[dict]:
     cases = held_out_cases(config.facades, prior.config.resolution)
-    variant = "preset" if config.lr_generator is None else f"lr_generator={config.lr_generator}"
+    variant = config.variant()
     folder = run_folder.claim_runs_folder(Path(config.out), config.checkpoint,
                                           f"{config.preset} ({variant})", 0, STUDY_FILE,
                                           "a starts study")
@@ -263,7 +280,7 @@ def format_report(config: StartsStudyConfig, runs: list[dict], rule, freeze_at: 
     lines = [f"# Starts study: `{config.preset}` on {config.checkpoint}", "",
              f"{len(runs)} recorded default runs: {config.facades} held-out facades × "
              f"{len(HOLE_KINDS)} hole kinds × {config.seeds} starts"
-             + ("" if config.lr_generator is None else f", generator learning rate {config.lr_generator}")
+             + ("" if config.variant() == "preset" else f", changed: {config.variant()}")
              + (". Seconds are left out: these recordings cannot tell set-up and full steps apart "
                 "(every run ran the same full steps and none recorded when it reached its checks)."
                 if model is None else
@@ -306,7 +323,7 @@ def run_study(config: StartsStudyConfig, log: Callable[[str], None] = print) -> 
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     prior = load_generator(config.checkpoint).eval()
-    model_config, optimizer_config = preset(config.preset, prior.config)
+    model_config, optimizer_config = config.configs(prior.config)
     rule = auto_stop_rule(prior.config, optimizer_config.auto_stop)
     freeze_at = g1_freeze_step(model_config, optimizer_config)
     runs = record_study(config, prior, log)
@@ -337,11 +354,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--caps", type=_caps, default=(None,), metavar="none,N,...",
                         help="step caps replayed besides each schedule (default none)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    add_freeze_option(parser)
 
 
 def run_command(args: argparse.Namespace) -> None:
     config = StartsStudyConfig(args.checkpoint, args.out, args.preset, args.facades, args.seeds,
-                               args.lr_generator, args.threads, args.caps)
+                               args.lr_generator, args.threads, args.caps, args.freeze_g1_at)
     print(f"wrote {run_study(config)}")
 
 

@@ -64,3 +64,18 @@ def test_the_times_checks_were_reached_separate_set_up_full_and_late_steps():
             check["seconds"] = at(check["step"] + 1)
         runs.append(run)
     assert start_study.time_model(runs, freeze_at=100) == pytest.approx((2.0, 0.07, 0.02), abs=1e-9)
+
+
+def test_a_study_runs_the_preset_with_its_changes_and_names_them():
+    from ganprior_core.networks.pggan import PGGANConfig
+    prior_config = PGGANConfig(16, (32, 32, 16), latent_dim=32)
+    plain = start_study.StartsStudyConfig("prior", "out")
+    assert plain.variant() == "preset"
+    assert plain.configs(prior_config)[1].freeze_g1_at == 100
+    changed = start_study.StartsStudyConfig("prior", "out", lr_generator=0.003, freeze_g1_at=25)
+    model, optimizer = changed.configs(prior_config)
+    assert (optimizer.lr_generator, optimizer.freeze_g1_at) == (0.003, 25)
+    assert changed.variant() == "lr_generator=0.003, freeze_g1_at=25"
+    assert start_study.StartsStudyConfig("prior", "out", freeze_g1_at=None).variant() == "freeze_g1_at=None"
+    with pytest.raises(ValueError, match="freeze_g1_at"):
+        start_study.StartsStudyConfig("prior", "out", freeze_g1_at=0).validate()
