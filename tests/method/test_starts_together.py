@@ -111,3 +111,12 @@ def test_starts_that_do_not_fit_together_run_one_after_another(tiny_prior, monke
 
 def test_a_start_config_without_vectorize_keeps_todays_default():
     assert StartsConfig().vectorize == "auto"
+
+
+def test_a_run_shorter_than_the_comparison_compares_the_starts_where_they_end(tiny_prior):
+    image, hole = inpainting_problem(tiny_prior)
+    short = replace(RUN, steps=8, stop="fixed")
+    apart = inpaint(tiny_prior, image, hole, MODEL, short, seed=3, starts=ONE_AFTER_ANOTHER)
+    together = inpaint(tiny_prior, image, hole, MODEL, short, seed=3, starts=TOGETHER)
+    assert_same_choice(apart, together)
+    assert together.steps_all_starts == 4 * 8
