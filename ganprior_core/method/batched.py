@@ -159,14 +159,26 @@ def fill_batch(prior: torch.nn.Module, targets: list, model_config: MultiLatentC
         together = memory.batch_size_that_fits(prior, model_config, config, perceptual, device,
                                                min(len(fitted), batch_size or len(fitted)),
                                                image_size, image_copies, vectorized=vectorise)
-        for first in range(0, len(fitted), together):
-            members = fitted[first:first + together]
-            done = _run_together(prior, [targets[i] for i in members], model_config, config,
-                                 [seeds[i] for i in members], device, perceptual,
-                                 [callbacks[i] for i in members], vectorise)
-            for index, fill in zip(members, done):
-                fills[index] = fill
+        # vmap steps members that see their image the same way: those run in batches of their own.
+        groups = _observing_alike(targets, fitted) if vectorise else [fitted]
+        for group in groups:
+            for first in range(0, len(group), together):
+                members = group[first:first + together]
+                done = _run_together(prior, [targets[i] for i in members], model_config, config,
+                                     [seeds[i] for i in members], device, perceptual,
+                                     [callbacks[i] for i in members], vectorise)
+                for index, fill in zip(members, done):
+                    fills[index] = fill
     return fills
+
+
+def _observing_alike(targets: list, indices: list[int]) -> list[list[int]]:
+    """`indices` in groups of targets with the same observer (the target whose observe function
+    their loss uses: one for every inpainting target), each group in order, ordered by its first."""
+    groups: dict[int, list[int]] = {}
+    for index in indices:
+        groups.setdefault(id(targets[index].observer), []).append(index)
+    return list(groups.values())
 
 
 def _run_together(prior: torch.nn.Module, targets: list, model_config: MultiLatentConfig,

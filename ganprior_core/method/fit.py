@@ -109,6 +109,12 @@ class _HoleTarget:
     def observes_nothing(self) -> bool:
         return not (1 - self.hole).any()
 
+    @property
+    def observer(self) -> None:
+        """Whose observe function the loss uses (restore.py's targets): inpainting sees the
+        image itself, the same way for every target."""
+        return None
+
     def holdout(self, seed: int, config) -> torch.Tensor:
         return holdout_mask(self.hole, seed, config)
 

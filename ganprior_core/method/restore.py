@@ -145,6 +145,11 @@ class _ObservationTarget:
     def observes_nothing(self) -> bool:
         return not bool((self.observed > 0).any())
 
+    @property
+    def observer(self) -> "_ObservationTarget":
+        """The target whose observe function this one's loss uses (itself, or `observes_as`)."""
+        return self.observes_as or self
+
     def holdout(self, seed: int, config: AutoStopConfig) -> torch.Tensor:
         """[h, w]: observed entries held out, auto_stop.holdout_mask on the observation's grid
         (made square with unobserved padding, which holds no tile)."""
@@ -169,9 +174,8 @@ class _ObservationTarget:
                          f"{MIN_PERCEPTUAL_SIDE} pixels a side, too small for VGG16's features; "
                          "only the pixel loss is used")
             perceptual = None
-        observe = (self.observes_as or self)._observe
-        return ObservationLoss(observe, imaging.to_signed_range(self.observation), fit_mask,
-                               weights, perceptual)
+        return ObservationLoss(self.observer._observe, imaging.to_signed_range(self.observation),
+                               fit_mask, weights, perceptual)
 
     def held_out_error(self, output: torch.Tensor, holdout: torch.Tensor) -> float:
         """MSE on the held-out entries of the observation of the image as the user gets it."""
@@ -255,10 +259,10 @@ def restore_batch_any_size(prior: torch.nn.Module, observations: Sequence[torch.
                            ) -> list[RestoreResult]:
     """`restore_any_size` of each (observation, degradation, seed), optimised together
     (batched.py): the results, in order, equal restore_any_size's for the same arguments (with
-    `vectorize` "vmap", up to float rounding). Members whose degradations observe alike
-    (Degradation.observes_like: the same operator, holes of the same size) and whose results
-    have one size are stepped in one vectorised pass where `vectorize` picks vmap; others in
-    turn, exactly. `callbacks[i]` gets member i's progress; every member is checked as
+    `vectorize` "vmap", up to float rounding). Where `vectorize` picks vmap, each group of
+    members whose degradations observe alike (Degradation.observes_like: the same operator, holes
+    of the same size) and whose observations have one size is stepped in vmap passes of its own.
+    `callbacks[i]` gets member i's progress; every member is checked as
     restore_any_size checks it before any work. `image_copies`: image-sized copies held per
     image (a caller holding more, as the node, says how many), counted in how many run together."""
     if fit not in imaging.FIT_MODES:

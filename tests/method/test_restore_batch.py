@@ -14,6 +14,7 @@ from ganprior_core import (
     restore_any_size,
     restore_batch_any_size,
 )
+from ganprior_core.method import batched
 from ganprior_core.method.degradations import Compose
 from tests.method.test_batched import (
     MIXED,
@@ -88,14 +89,27 @@ def test_members_that_observe_alike_are_vectorised(tiny_prior):
     assert all(torch.equal(a.restored, b.restored) for a, b in zip(together, again))
 
 
-def test_members_that_observe_otherwise_run_in_turn_exactly(tiny_prior):
-    ys, chains = observations(tiny_prior, hole_in=(1,))  # one chain ends in a hole, two do not
+def test_members_that_observe_otherwise_run_in_batches_of_their_own(tiny_prior, monkeypatch):
+    ys, chains = observations(tiny_prior, 4, hole_in=(1,))  # one chain ends in a hole
     alone, _ = sequential(tiny_prior, ys, chains)
-    together = restore_batch_any_size(tiny_prior, ys, chains, MODEL, MIXED, SEEDS[:3],
+    sizes = []
+    run_together = batched._run_together
+
+    def recorded(prior, targets, *args):
+        sizes.append(len(targets))
+        return run_together(prior, targets, *args)
+
+    monkeypatch.setattr(batched, "_run_together", recorded)
+    together = restore_batch_any_size(tiny_prior, ys, chains, MODEL, MIXED, SEEDS[:4],
                                       vectorize="vmap")
+    assert sizes == [3, 1]  # images 1, 3, 4 in one vmap pass, image 2 (the hole) alone
     for one, member in zip(alone, together):
-        assert torch.equal(one.restored, member.restored)
-        assert any("degradation operators of their own" in note for note in member.notes)
+        assert (one.output - member.output).abs().max() < 1e-3
+        assert not any("member after member" in note for note in member.notes)
+    looped = restore_batch_any_size(tiny_prior, ys, chains, MODEL, MIXED, SEEDS[:4],
+                                    vectorize="loop")
+    assert sizes[2:] == [4]  # the loop steps any members together, exactly
+    assert all(torch.equal(one.restored, member.restored) for one, member in zip(alone, looped))
 
 
 def test_a_batch_is_refused_before_any_work(tiny_prior):
