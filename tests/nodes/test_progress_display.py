@@ -302,3 +302,20 @@ def test_the_line_goes_to_the_client_that_queued_the_run_on_the_running_node(mon
     monkeypatch.setattr(host, "comfy_utils", None)  # outside ComfyUI: no message, no error
     host.send_progress_text("step 2 of 4")
     assert len(sent) == 1
+
+
+def test_starts_side_by_side_show_one_bar_over_every_start(unchanged_prior, display, monkeypatch):
+    """What a GPU user sees (`auto` runs the starts side by side on CUDA; forced here on the CPU):
+    one bar that never goes back and ends full at every step of every start, and a line naming
+    the starts side by side until they are compared."""
+    starts = pack_module("ganprior_core.method.starts")
+    monkeypatch.setattr(starts.StartsConfig, "runs_together", lambda self, device: True)
+    optimizer = replace(eager_auto_stop(steps=40), preview_every=4)
+    *_, info = inpaint(build(unchanged_prior), photo(1, 20, 20), box_mask(1, 20, 20, 5, 15, 5, 15),
+                       optimizer=optimizer, starts=3)
+    assert "stepped side by side" in info
+    values = [value for value, _, _ in display.updates]
+    assert values == sorted(values)
+    assert all(value <= total for value, total, _ in display.updates)
+    assert display.updates[-1][0] == display.updates[-1][1]  # the bar ends full
+    assert any(text.startswith("3 starts side by side: step ") for text in display.texts)
