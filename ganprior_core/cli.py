@@ -55,6 +55,7 @@ from . import (
     preset,
     restoration_chain,
     restore_any_size,
+    restore_batch_any_size,
 )
 from .files import (
     check_output_file,
@@ -211,18 +212,9 @@ def _inpaint_command(args: argparse.Namespace) -> None:
     """One --image, or several (given one by one or as a folder) optimised together (the
     library's inpaint_batch_any_size): each result is what `inpaint` of that image alone with
     its seed writes."""
-    jobs = _inpaint_jobs(args)
+    jobs = _image_jobs(args)
     starts = _starts_config(args)
-    for job in jobs:
-        _check_inpaint_files(job)
-    if len(jobs) > 1:  # each job's own files are checked above; here, across the jobs
-        outputs, inputs = {}, {"--checkpoint": args.checkpoint, "--vgg": args.vgg}
-        for index, job in enumerate(jobs, start=1):
-            outputs.update({f"--out (image {index})": job.out,
-                            f"--raw-out (image {index})": job.raw_out})
-            inputs.update({f"--image (image {index})": job.image,
-                           f"--mask (image {index})": job.mask})
-        refuse_output_over_input(outputs, inputs)
+    _check_jobs_files(args, jobs)
     generator = load_generator(args.checkpoint)
     model_config, optimizer_config = _inpaint_configs(args, generator.config)
     perceptual = load_vgg16_features(args.vgg) if args.vgg else None
@@ -278,7 +270,22 @@ def _read_inputs(jobs: list[argparse.Namespace], named: bool) -> list[tuple]:
     return inputs
 
 
-def _inpaint_jobs(args: argparse.Namespace) -> list[argparse.Namespace]:
+def _check_jobs_files(args: argparse.Namespace, jobs: list[argparse.Namespace]) -> None:
+    """Each job's files (_check_inpaint_files) and, with several, no job's output over another's
+    output or any job's input."""
+    for job in jobs:
+        _check_inpaint_files(job)
+    if len(jobs) > 1:
+        outputs, inputs = {}, {"--checkpoint": args.checkpoint, "--vgg": args.vgg}
+        for index, job in enumerate(jobs, start=1):
+            outputs.update({f"--out (image {index})": job.out,
+                            f"--raw-out (image {index})": job.raw_out})
+            inputs.update({f"--image (image {index})": job.image,
+                           f"--mask (image {index})": job.mask})
+        refuse_output_over_input(outputs, inputs)
+
+
+def _image_jobs(args: argparse.Namespace) -> list[argparse.Namespace]:
     """The command's options for each --image: its own --mask (one given for all, or one each),
     --out and --raw-out (one each), and seed (--seed + its index, as the node's batch)."""
     if any(Path(image).is_dir() for image in args.image):
@@ -487,32 +494,71 @@ def _bit_depth_notes(loaded, out: str | Path) -> list[str]:
 
 def _restore_command(args: argparse.Namespace) -> None:
     """`restore`: super-resolution (--scale), colorization (--gray) and holes (--mask, on the
-    input's grid), alone or together, in one run; the result is consistent with the input."""
+    input's grid), alone or together, in one run; the result is consistent with the input. One
+    --image, or several (given one by one or as a folder) optimised together (the library's
+    restore_batch_any_size): each result is what `restore` of that image alone with its seed
+    writes."""
     scale = _scale(args.scale)
     if scale == 1 and not args.gray and args.mask is None:
         raise CommandError("nothing to restore: give --scale above 1, --gray, or --mask (holes "
                            "alone: inpaint does the same)")
     starts = _starts_config(args)
-    _check_inpaint_files(args)
-    size = imaging.image_size(args.image)  # (height, width), from the header: nothing decoded yet
-    result_size = (size[0] * scale, size[1] * scale)
-    if result_size[0] * result_size[1] > imaging.MAX_IMAGE_PIXELS:
-        raise CommandError(f"--scale {scale}: the result would be {result_size[1]}x{result_size[0]} "
-                           f"pixels, over the {imaging.MAX_IMAGE_PIXELS:,} accepted; use a smaller "
-                           "--scale or a smaller image")
-    for option in ("out", "raw_out"):  # the result is F times the input: fits the format?
-        if getattr(args, option) is not None:
-            imaging.check_output_image_path(getattr(args, option), "--" + option.replace("_", "-"),
-                                            size=result_size)
+    jobs = _image_jobs(args)
+    _check_jobs_files(args, jobs)
+    sizes = [imaging.image_size(job.image) for job in jobs]  # from the headers: nothing decoded yet
+    result_sizes = [(height * scale, width * scale) for height, width in sizes]
+    for job, result_size in zip(jobs, result_sizes):
+        if result_size[0] * result_size[1] > imaging.MAX_IMAGE_PIXELS:
+            raise CommandError(f"--scale {scale}: the result of {job.image} would be "
+                               f"{result_size[1]}x{result_size[0]} pixels, over the "
+                               f"{imaging.MAX_IMAGE_PIXELS:,} accepted; use a smaller --scale or "
+                               "a smaller image")
+        _check_output_sizes(job, result_size)  # the result is F times the input: fits the format?
     generator = load_generator(args.checkpoint)
     model_config, optimizer_config = _inpaint_configs(args, generator.config)
     perceptual = load_vgg16_features(args.vgg) if args.vgg else None
+    largest = max(result_sizes, key=lambda size: size[0] * size[1])
     check_inpaint_fits(generator, model_config, optimizer_config, perceptual, args.device,
-                       image_size=result_size,
+                       image_size=largest,
                        image_copies=RESTORE_COMMAND_IMAGE_COPIES + 2 * (starts.candidates - 1),
                        starts=starts.starts)
-    loaded = imaging.read_image(args.image)
-    hole, notes = _hole_and_input_notes(args, loaded)
+    if len(jobs) == 1:
+        loaded, hole, degradation = _read_restore_input(jobs[0], scale, sizes[0], named=False)
+        result = restore_any_size(generator, loaded.pixels, degradation, model_config,
+                                  optimizer_config, args.seed, args.fit, args.device, perceptual,
+                                  print_progress(args.log_every), starts=starts)
+        _write_restoration(jobs[0], loaded, hole, result, scale, result_sizes[0], named=False)
+        return
+    # As inpaint's: as many together as the memory available now holds, each group read just
+    # before it runs and written when it ends.
+    device = resolve_device(args.device)
+    vectorized = args.vectorize == "vmap" or (args.vectorize == "auto" and device.type == "cuda")
+    together = batch_size_that_fits(generator, model_config, optimizer_config, perceptual, device,
+                                    len(jobs), largest, RESTORE_COMMAND_IMAGE_COPIES, vectorized)
+    if together < len(jobs):
+        print(f"note: {len(jobs)} images run {together} at a time, what the memory available now "
+              "holds; each group's results are written when it ends", flush=True)
+    for first in range(0, len(jobs), together):
+        group = list(range(first, min(first + together, len(jobs))))
+        inputs = [_read_restore_input(jobs[index], scale, sizes[index], named=True)
+                  for index in group]
+        results = restore_batch_any_size(
+            generator, [loaded.pixels for loaded, _, _ in inputs],
+            [degradation for _, _, degradation in inputs], model_config, optimizer_config,
+            [jobs[index].seed for index in group], args.fit, device, perceptual,
+            callbacks=[print_progress(args.log_every, f"{Path(jobs[index].image).name}: ")
+                       for index in group],
+            vectorize=args.vectorize, image_copies=RESTORE_COMMAND_IMAGE_COPIES)
+        for index, (loaded, hole, _), result in zip(group, inputs, results):
+            _write_restoration(jobs[index], loaded, hole, result, scale, result_sizes[index],
+                               named=True)
+
+
+def _read_restore_input(job: argparse.Namespace, scale: int, size: tuple[int, int], named: bool):
+    """(the image as read, its hole on the input's grid, the degradation to restore it through),
+    its notes printed (after the image's name where several run)."""
+    loaded = imaging.read_image(job.image)
+    hole, notes = _hole_and_input_notes(job, loaded)
     if tuple(hole.shape) != tuple(size):
         notes.append(f"--mask is {hole.shape[1]}x{hole.shape[0]}: resized to the input's "
                      f"{size[1]}x{size[0]} grid (a hole grows rather than shrinks)")
@@ -521,22 +567,26 @@ def _restore_command(args: argparse.Namespace) -> None:
     if scale > 1 and loaded.transparent_pixels:
         notes.append(f"--scale {scale}: the output is RGB; the input's alpha is not upscaled")
     for note in notes:
-        print(f"note: {note}", flush=True)
-    degradation = restoration_chain(gray=args.gray, scale=scale,
-                                    downsampler=args.downsampler if scale > 1 else None,
+        print(f"note: {Path(job.image).name + ': ' if named else ''}{note}", flush=True)
+    degradation = restoration_chain(gray=job.gray, scale=scale,
+                                    downsampler=job.downsampler if scale > 1 else None,
                                     hole_mask=hole if has_hole else None)
-    result = restore_any_size(generator, loaded.pixels, degradation, model_config, optimizer_config,
-                              args.seed, args.fit, args.device, perceptual,
-                              print_progress(args.log_every), starts=starts)
+    return loaded, hole, degradation
+
+
+def _write_restoration(job: argparse.Namespace, loaded, hole: torch.Tensor, result, scale: int,
+                       result_size: tuple[int, int], named: bool) -> None:
+    """Every candidate of one image's result at --out (and --raw-out), each with its line."""
+    prefix = f"{Path(job.image).name}: " if named else ""
     for note in result.notes:
-        print(f"note: {note}")
+        print(f"note: {prefix}{note}")
     alpha = _output_alpha(loaded, hole) if scale == 1 else None
     bits = 16 if loaded.bits > 8 else 8
     for rank, candidate in enumerate(result.candidates(), start=1):
-        out = args.out if rank == 1 else candidate_path(args.out, rank)
+        out = job.out if rank == 1 else candidate_path(job.out, rank)
         for note in [*(_bit_depth_notes(loaded, out) if rank == 1 else []),
                      *imaging.save_image(candidate.restored, out, alpha=alpha, bits=bits)]:
-            print(f"note: {note}")
+            print(f"note: {prefix}{note}")
         fit = (f"{candidate.describe_stop()}, final loss {candidate.loss_history[-1]:.5f}"
                if candidate.loss_history else "no steps: nothing was known")
         choice = candidate.describe_choice()
@@ -544,10 +594,10 @@ def _restore_command(args: argparse.Namespace) -> None:
         consistency = ("consistent with the input" if report.consistent else
                        "NOT consistent with the input (see the notes)")
         print(f"wrote {out} ({result_size[1]}x{result_size[0]}, {candidate.seconds:.1f} s, preset "
-              f"{args.preset}, {choice + ', ' if choice else ''}{fit}; {consistency}: max error "
+              f"{job.preset}, {choice + ', ' if choice else ''}{fit}; {consistency}: max error "
               f"{report.max_error * 255:.3g} grey levels)")
-        if args.raw_out:
-            raw = args.raw_out if rank == 1 else candidate_path(args.raw_out, rank)
+        if job.raw_out:
+            raw = job.raw_out if rank == 1 else candidate_path(job.raw_out, rank)
             imaging.save_image(candidate.output, raw,
                                bits=bits if Path(raw).suffix.lower() == ".png" else 8)
             print(f"wrote {raw} (the generator's whole image, not projected onto the input)")
@@ -826,10 +876,15 @@ def _add_restore_command(commands) -> None:
     res.add_argument("--checkpoint", required=True,
                      help="the prior: any supported PGGAN or StyleGAN2 checkpoint (.pth, .pkl, "
                           ".safetensors)")
-    res.add_argument("--image", required=True, help="the image to restore (PNG, JPEG, ...)")
-    res.add_argument("--mask", help="mask image on the input's grid, white = hole; without it a "
-                                    "transparent input's transparent pixels are the hole (a note "
-                                    "says so)")
+    res.add_argument("--image", required=True, action="append",
+                     help="the image to restore (PNG, JPEG, ...); several --image (each with its "
+                          "own --out), or a folder (its image files by name, --out a folder), are "
+                          "optimised together as inpaint's, image i with seed + i")
+    res.add_argument("--mask", action="append",
+                     help="mask image on the input's grid, white = hole; without it a "
+                          "transparent input's transparent pixels are the hole (a note says so); "
+                          "with several --image one for all or one each, with a folder one for "
+                          "all or a folder of masks named as the images")
     res.add_argument("--scale", default="1", metavar="F",
                      help="super-resolution factor, a positive integer: the result is F times the "
                           "input on each side (default 1: none)")
@@ -840,10 +895,12 @@ def _add_restore_command(commands) -> None:
     res.add_argument("--gray", action="store_true",
                      help="colourise: the input is gray (a colour input is read as its BT.601 "
                           "luma, with a note); the result keeps that luma exactly")
-    res.add_argument("--out", required=True, help="the result, F times the input's size; a .png "
-                                                  "keeps a 16-bit input's depth")
-    res.add_argument("--raw-out", help="also write the generator's whole image at the result's "
-                                       "size (not projected onto the input)")
+    res.add_argument("--out", required=True, action="append",
+                     help="the result, F times the input's size; a .png keeps a 16-bit input's "
+                          "depth; one per --image, or a folder for an --image folder")
+    res.add_argument("--raw-out", action="append",
+                     help="also write the generator's whole image at the result's size (not "
+                          "projected onto the input); one per --image, or a folder")
     _add_run_options(res)
     res.set_defaults(run=_restore_command)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ganprior_core import imaging
+from ganprior_core import cli, imaging
 from ganprior_core.method.degradations import luma
 from tests.cli_harness import FAST, refused, run_cli
 
@@ -82,3 +82,27 @@ def test_inpaint_is_still_there_unchanged(ws):
     image, filled = read(ws["in"] / "image.png"), read(ws["out"] / "filled.png")
     known = imaging.load_mask(ws["in"] / "mask.png") == 0
     assert torch.equal(filled[:, known], image[:, known])
+
+
+def test_a_folder_is_restored_together_as_its_images_one_at_a_time(photos, monkeypatch):
+    """An --image folder with a --mask folder, in groups of 2 and 1 (memory for two): every
+    result is the single restore of its image with seed + i, byte for byte."""
+    out = photos["out"] / "sr"
+    with monkeypatch.context() as patched:
+        patched.setattr(cli, "batch_size_that_fits", lambda *args, **kwargs: 2)
+        code, stdout, err = run_cli(["restore", *FAST, "--checkpoint", photos["checkpoint"],
+                                     "--seed", "11", "--scale", "2", "--image", photos["photos"],
+                                     "--mask", photos["masks"], "--out", out])
+    assert code == 0, err
+    assert "note: 3 images run 2 at a time" in stdout
+    assert sorted(path.name for path in out.iterdir()) == photos["names"]
+    for index, name in enumerate(photos["names"]):
+        alone = photos["out"] / f"alone_{name}"
+        mask = photos["masks"] / name.replace(".jpg", ".png")
+        code, _, err = run_cli(restore_argv(photos, "--seed", str(11 + index), "--scale", "2",
+                                            "--mask", mask, image=photos["photos"] / name,
+                                            out=alone))
+        assert code == 0, err
+        assert (out / name).read_bytes() == alone.read_bytes(), name
+    refused(["restore", *FAST, "--checkpoint", photos["checkpoint"], "--gray", "--image",
+             photos["photos"], "--out", out / "x.png"], photos, "must be a folder")
