@@ -235,18 +235,10 @@ def _inpaint_command(args: argparse.Namespace) -> None:
                                   print_progress(args.log_every), starts=starts)
         _write_inpainting(jobs[0], loaded, hole, result)
         return
-    # As many together as the memory available now holds with the command's copies of each image
-    # (the library's own count), each group read just before it runs: a large folder is never
-    # decoded at once, and a group's results are written when it ends.
-    device = resolve_device(args.device)
-    vectorized = args.vectorize == "vmap" or (args.vectorize == "auto" and device.type == "cuda")
-    together = batch_size_that_fits(generator, model_config, optimizer_config, perceptual, device,
-                                    len(jobs), largest, INPAINT_COMMAND_IMAGE_COPIES, vectorized)
-    if together < len(jobs):
-        print(f"note: {len(jobs)} images run {together} at a time, what the memory available now "
-              "holds; each group's results are written when it ends", flush=True)
-    for first in range(0, len(jobs), together):
-        group = jobs[first:first + together]
+    device, groups = _groups_that_fit(args, generator, model_config, optimizer_config, perceptual,
+                                      len(jobs), largest, INPAINT_COMMAND_IMAGE_COPIES)
+    for indices in groups:
+        group = [jobs[index] for index in indices]
         inputs = _read_inputs(group, named=True)
         results = inpaint_batch_any_size(
             generator, [image.pixels for image, _ in inputs], [hole for _, hole in inputs],
@@ -255,6 +247,23 @@ def _inpaint_command(args: argparse.Namespace) -> None:
             callbacks=[print_progress(args.log_every, f"{Path(job.image).name}: ") for job in group])
         for job, (image, hole), result in zip(group, inputs, results):
             _write_inpainting(job, image, hole, result)
+
+
+def _groups_that_fit(args: argparse.Namespace, generator, model_config, optimizer_config,
+                     perceptual, count: int, largest: tuple[int, int],
+                     image_copies: float) -> tuple[torch.device, list[range]]:
+    """The device, and the images' indices in groups of as many as the memory available now holds
+    with the command's copies of each image (the library's own count). Each group is read just
+    before it runs, so a large folder is never decoded at once, and its results are written
+    when it ends."""
+    device = resolve_device(args.device)
+    vectorized = args.vectorize == "vmap" or (args.vectorize == "auto" and device.type == "cuda")
+    together = batch_size_that_fits(generator, model_config, optimizer_config, perceptual, device,
+                                    count, largest, image_copies, vectorized)
+    if together < count:
+        print(f"note: {count} images run {together} at a time, what the memory available now "
+              "holds; each group's results are written when it ends", flush=True)
+    return device, [range(first, min(first + together, count)) for first in range(0, count, together)]
 
 
 def _read_inputs(jobs: list[argparse.Namespace], named: bool) -> list[tuple]:
@@ -529,17 +538,9 @@ def _restore_command(args: argparse.Namespace) -> None:
                                   print_progress(args.log_every), starts=starts)
         _write_restoration(jobs[0], loaded, hole, result, scale, result_sizes[0], named=False)
         return
-    # As inpaint's: as many together as the memory available now holds, each group read just
-    # before it runs and written when it ends.
-    device = resolve_device(args.device)
-    vectorized = args.vectorize == "vmap" or (args.vectorize == "auto" and device.type == "cuda")
-    together = batch_size_that_fits(generator, model_config, optimizer_config, perceptual, device,
-                                    len(jobs), largest, RESTORE_COMMAND_IMAGE_COPIES, vectorized)
-    if together < len(jobs):
-        print(f"note: {len(jobs)} images run {together} at a time, what the memory available now "
-              "holds; each group's results are written when it ends", flush=True)
-    for first in range(0, len(jobs), together):
-        group = list(range(first, min(first + together, len(jobs))))
+    device, groups = _groups_that_fit(args, generator, model_config, optimizer_config, perceptual,
+                                      len(jobs), largest, RESTORE_COMMAND_IMAGE_COPIES)
+    for group in groups:
         inputs = [_read_restore_input(jobs[index], scale, sizes[index], named=True)
                   for index in group]
         results = restore_batch_any_size(
