@@ -65,6 +65,7 @@ from .files import (
     same_file,
     write_atomically,
 )
+from .method.config import vectorizes
 from .sampling import GENERATE_NOISE_MODES, generate, image_grid, sample_latents
 from .validation import check_count, check_seed, resolve_device
 
@@ -257,9 +258,8 @@ def _groups_that_fit(args: argparse.Namespace, generator, model_config, optimize
     before it runs, so a large folder is never decoded at once, and its results are written
     when it ends."""
     device = resolve_device(args.device)
-    vectorized = args.vectorize == "vmap" or (args.vectorize == "auto" and device.type == "cuda")
     together = batch_size_that_fits(generator, model_config, optimizer_config, perceptual, device,
-                                    count, largest, image_copies, vectorized)
+                                    count, largest, image_copies, vectorizes(args.vectorize, device))
     if together < count:
         print(f"note: {count} images run {together} at a time, what the memory available now "
               "holds; each group's results are written when it ends", flush=True)

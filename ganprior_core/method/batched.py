@@ -39,7 +39,7 @@ from ..families import auto_stop_rule, family_of
 from ..validation import check_count, check_seed, resolve_device
 from . import fit, memory, vectorized
 from .auto_stop import TYPICAL_AUTO_STOP_STEPS
-from .config import VECTORIZE_CHOICES, OptimizerConfig
+from .config import VECTORIZE_CHOICES, OptimizerConfig, vectorizes
 from .cudnn_settings import repeatable_convolutions
 from .multi_latent import MultiLatentConfig
 from .perceptual import VGG16Features
@@ -155,7 +155,7 @@ def fill_batch(prior: torch.nn.Module, targets: list, model_config: MultiLatentC
                 fitted.append(index)
         if not fitted:
             return fills
-        vectorise = vectorize == "vmap" or (vectorize == "auto" and device.type == "cuda")
+        vectorise = vectorizes(vectorize, device)
         together = memory.batch_size_that_fits(prior, model_config, config, perceptual, device,
                                                min(len(fitted), batch_size or len(fitted)),
                                                image_size, image_copies, vectorized=vectorise)

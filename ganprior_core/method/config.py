@@ -21,6 +21,11 @@ MAX_LATENT_CODES = 256
 VECTORIZE_CHOICES = ("auto", "loop", "vmap")
 
 
+def vectorizes(vectorize: str, device) -> bool:
+    """Whether `vectorize` (VECTORIZE_CHOICES) steps members in one vmap pass on `device`."""
+    return vectorize == "vmap" or (vectorize == "auto" and device.type == "cuda")
+
+
 @dataclass(frozen=True)
 class OptimizerConfig:
     # With stop="auto" the most steps a run may take; with "fixed" exactly this many (the paper's

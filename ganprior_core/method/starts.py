@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from ..validation import check_count
-from .config import VECTORIZE_CHOICES
+from .config import VECTORIZE_CHOICES, vectorizes
 
 MAX_STARTS = 64
 SEED_SPACE = 2 ** 64
@@ -52,8 +52,7 @@ class StartsConfig:
 
     def runs_together(self, device: torch.device) -> bool:
         """Whether several starts step side by side (vectorised) on `device`."""
-        return self.starts > 1 and (self.vectorize == "vmap"
-                                    or (self.vectorize == "auto" and device.type == "cuda"))
+        return self.starts > 1 and vectorizes(self.vectorize, device)
 
     @property
     def explores(self) -> bool:
