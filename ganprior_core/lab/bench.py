@@ -23,11 +23,11 @@ leaves usable partial results.
 `--batch B` runs up to B missing rows of one GAN method on several images as one
 `inpaint_batch` (`restore_batch` for sr / colorize; DIP and the fills run one at a time). Each
 member's result is its own run's bit for bit (method/batched.py), so every score equals
-`--batch 1`'s; a batch's rows are written
-when the batch ends, and each row's `seconds` is its share of the batch's wall time, in
-proportion to the steps it ran (`_run_batch`). B changes no result, so it is not in the folder's
-claim: a folder resumes with any B. The whole configuration (and every input it names) is checked
-before --out is created or written to, so a refused command leaves nothing to clean up.
+`--batch 1`'s; a batch's rows are written when the batch ends, and each row's `seconds` is its
+share of the batch's wall time, in proportion to the steps it ran (`_run_batch`). B changes no
+result, so it is not in the folder's claim: a folder resumes with any B. The whole configuration
+(and every input it names) is checked before --out is created or written to, so a refused
+command leaves nothing to clean up.
 
 Under torchrun (`torchrun --nproc-per-node P -m ganprior_core bench ...`, see `_run_distributed`
 and lab/distributed.py) the rows are shared out over the processes, each writes the rows it
@@ -762,7 +762,7 @@ def _run_row(config: BenchConfig, plan: _Plan, cases: list[Case], index: int, va
     return _scored_row(config, case, variant, prefix, composite, output, run)
 
 
-def _batchable(variant: Variant, config: BenchConfig) -> bool:
+def _batchable(variant: Variant) -> bool:
     """Rows that run together (inpaint_batch, or restore_batch for sr / colorize): a GAN method's."""
     return variant.kind == "gan"
 
@@ -773,7 +773,7 @@ def _units(todo: list[tuple[int, Variant]], config: BenchConfig) -> list[tuple[V
     units: list[tuple[Variant, list[int]]] = []
     filling: dict[str, list[int]] = {}  # the batch of each variant still taking rows
     for index, variant in todo:
-        if config.batch == 1 or not _batchable(variant, config):
+        if config.batch == 1 or not _batchable(variant):
             units.append((variant, [index]))
             continue
         members = filling.get(variant.name)
@@ -839,7 +839,7 @@ def _run_batch(config: BenchConfig, plan: _Plan, cases: list[Case], indices: lis
 
 
 def _scored_row(config: BenchConfig, case: Case, variant: Variant, prefix: str,
-                  composite: torch.Tensor, output: torch.Tensor, run: dict) -> FinishedRow:
+                composite: torch.Tensor, output: torch.Tensor, run: dict) -> FinishedRow:
     """A run's row, scored, its composite saved."""
     imaging.save_image(composite, Path(config.out) / "results" / case.name / f"{variant.name}.png")
     row = {"image": case.name, "image_seed": case.image_seed, "seed": case.seed,
@@ -917,7 +917,7 @@ def _log_batching(config: BenchConfig, todo: list[tuple[int, Variant]],
     """With --batch, which rows run one at a time although batches were asked for."""
     if config.batch == 1:
         return
-    alone = sorted({variant.name for _, variant in todo if not _batchable(variant, config)})
+    alone = sorted({variant.name for _, variant in todo if not _batchable(variant)})
     if alone:
         log(f"--batch {config.batch}: only the GAN methods run batched; {', '.join(alone)} run "
             "one row at a time")
