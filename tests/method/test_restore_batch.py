@@ -120,3 +120,17 @@ def test_a_batch_is_refused_before_any_work(tiny_prior):
         restore_batch_any_size(tiny_prior, ys, chains, MODEL, MIXED, SEEDS[:3], fit="crop")
     with pytest.raises(ValueError, match="degradations must be Degradations"):
         restore_batch_any_size(tiny_prior, ys, ["gray"] * 3, None, None, SEEDS[:3])
+
+
+def test_a_batch_runs_the_tasks_defaults_only_where_every_member_has_the_same(tiny_prior, monkeypatch):
+    from ganprior_core.method import restore as restore_module
+    chains = [Downsample(2, "area"), Downsample(2, "bicubic")]
+    expected = restore_module.task_defaults(tiny_prior.config, chains[0])
+    assert restore_module._batch_configs(tiny_prior, chains, None, None) == expected
+    given = restore_module._batch_configs(tiny_prior, chains, MODEL, None)
+    assert given == (MODEL, expected[1])
+    monkeypatch.setattr(restore_module, "task_defaults",
+                        lambda config, degradation: (MODEL, MIXED) if degradation is chains[1]
+                        else expected)
+    with pytest.raises(ValueError, match="different task defaults"):
+        restore_batch_any_size(tiny_prior, [torch.rand(3, 8, 8)] * 2, chains, None, None, SEEDS[:2])
