@@ -43,7 +43,7 @@ from .families import (
 from .method.auto_stop import STOP_MODES, AutoStopConfig
 from .method.batched import inpaint_batch, inpaint_batch_any_size
 from .method.compilation import parse_compile_setting
-from .method.config import MAX_LATENT_CODES, MAX_STEPS, SCHEDULES, VECTORIZE_CHOICES, OptimizerConfig
+from .method.config import MAX_LATENT_CODES, MAX_STEPS, SCHEDULES, VECTORIZE_CHOICES, OptimizerConfig, vectorizes
 from .method.degradations import (
     DOWNSAMPLERS,
     Compose,
@@ -96,7 +96,7 @@ __all__ = [
     "OptimizerConfig", "AutoStopConfig", "STOP_MODES", "SCHEDULES", "PRECISIONS", "MAX_STEPS",
     "MAX_LATENT_CODES", "parse_compile_setting", "estimated_run_bytes", "module_bytes",
     "MemoryEstimate", "MemoryEstimateError", "available_memory", "check_inpaint_fits", "estimate_run",
-    "inpaint", "StartsConfig", "StartRecord", "MAX_STARTS", "VECTORIZE_CHOICES",
+    "inpaint", "StartsConfig", "StartRecord", "MAX_STARTS", "VECTORIZE_CHOICES", "vectorizes",
     "inpaint_any_size", "inpaint_batch", "inpaint_batch_any_size", "batch_size_that_fits",
     "estimate_batch", "InpaintResult", "Progress", "BatchProgress", "TogetherProgress",
     "VGG_EXTENSIONS", "VGG16Features", "PerceptualModelError", "load_vgg16_features",

@@ -56,6 +56,7 @@ from . import (
     restoration_chain,
     restore_any_size,
     restore_batch_any_size,
+    vectorizes,
 )
 from .files import (
     check_output_file,
@@ -65,7 +66,6 @@ from .files import (
     same_file,
     write_atomically,
 )
-from .method.config import vectorizes
 from .sampling import GENERATE_NOISE_MODES, generate, image_grid, sample_latents
 from .validation import check_count, check_seed, resolve_device
 
